@@ -1,0 +1,385 @@
+"""The living care plan: goals with targets, needs and barriers, activities owned by a
+discipline; every change is kept as history (django-simple-history)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+
+# ---------------------------------------------------------------------------
+# CarePlan (FHIR CarePlan)
+# ---------------------------------------------------------------------------
+class CarePlanStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    ON_HOLD = "on-hold", "On hold"
+    REVOKED = "revoked", "Revoked"
+    COMPLETED = "completed", "Completed"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+CAREPLAN_TRANSITIONS = {
+    "draft": {"active", "revoked", "entered-in-error"},
+    "active": {"on-hold", "completed", "revoked", "entered-in-error"},
+    "on-hold": {"active", "completed", "revoked", "entered-in-error"},
+    "completed": {"active", "entered-in-error"},
+    "revoked": {"entered-in-error"},
+    "entered-in-error": set(),
+}
+
+
+class CarePlanIntent(models.TextChoices):
+    PROPOSAL = "proposal", "Proposal"
+    PLAN = "plan", "Plan"
+    ORDER = "order", "Order"
+    OPTION = "option", "Option"
+
+
+class CarePlan(models.Model):
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="care_plans")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=CarePlanStatus.choices, default=CarePlanStatus.DRAFT)
+    intent = models.CharField(max_length=10, choices=CarePlanIntent.choices, default=CarePlanIntent.PLAN)
+    period_start = models.DateField(default=timezone.localdate)
+    period_end = models.DateField(null=True, blank=True)
+    review_due = models.DateField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(period_end__isnull=True) | Q(period_end__gte=models.F("period_start")),
+                name="careplan_period_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=CarePlanStatus.values), name="careplan_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(intent__in=CarePlanIntent.values), name="careplan_intent_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status="active"),
+                name="one_active_careplan_per_patient",
+                violation_error_message="This patient already has an active care plan.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "status"], name="careplan_patient_idx"),
+            models.Index(fields=["review_due"], name="careplan_review_idx", condition=Q(status="active")),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def is_review_overdue(self, on: dt.date | None = None) -> bool:
+        on = on or timezone.localdate()
+        return self.status == CarePlanStatus.ACTIVE and self.review_due is not None and self.review_due <= on
+
+
+# ---------------------------------------------------------------------------
+# Goal (FHIR Goal)
+# ---------------------------------------------------------------------------
+class ExpressedBy(models.TextChoices):
+    PATIENT = "patient", "Patient"
+    FAMILY = "family", "Family or caregiver"
+    CLINICIAN = "clinician", "Clinician"
+
+
+class GoalPriority(models.TextChoices):
+    HIGH = "high-priority", "High"
+    MEDIUM = "medium-priority", "Medium"
+    LOW = "low-priority", "Low"
+
+
+class GoalLifecycle(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    PLANNED = "planned", "Planned"
+    ACCEPTED = "accepted", "Accepted"
+    ACTIVE = "active", "Active"
+    ON_HOLD = "on-hold", "On hold"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+    REJECTED = "rejected", "Rejected"
+
+
+GOAL_TRANSITIONS = {
+    "proposed": {"planned", "accepted", "active", "rejected", "cancelled", "entered-in-error"},
+    "planned": {"accepted", "active", "on-hold", "cancelled", "entered-in-error"},
+    "accepted": {"active", "on-hold", "cancelled", "entered-in-error"},
+    "active": {"on-hold", "completed", "cancelled", "entered-in-error"},
+    "on-hold": {"active", "cancelled", "entered-in-error"},
+    "completed": {"active", "entered-in-error"},
+    "cancelled": {"entered-in-error"},
+    "rejected": {"proposed", "entered-in-error"},
+    "entered-in-error": set(),
+}
+
+
+class GoalAchievement(models.TextChoices):
+    IN_PROGRESS = "in-progress", "In progress"
+    IMPROVING = "improving", "Improving"
+    WORSENING = "worsening", "Worsening"
+    NO_CHANGE = "no-change", "No change"
+    ACHIEVED = "achieved", "Achieved"
+    SUSTAINING = "sustaining", "Sustaining"
+    NOT_ACHIEVED = "not-achieved", "Not achieved"
+    NO_PROGRESS = "no-progress", "No progress"
+    NOT_ATTAINABLE = "not-attainable", "Not attainable"
+
+
+class Goal(models.Model):
+    care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="goals")
+    description = models.TextField()
+    expressed_by = models.CharField(max_length=10, choices=ExpressedBy.choices, default=ExpressedBy.CLINICIAN)
+    priority = models.CharField(max_length=20, choices=GoalPriority.choices, default=GoalPriority.MEDIUM)
+    owner_discipline = models.ForeignKey(
+        "careteam.Discipline", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    target_measure = models.CharField(max_length=200, blank=True, help_text="e.g. HbA1c, walking distance")
+    target_value = models.CharField(max_length=100, blank=True, help_text="e.g. < 7.5 %, 200 m")
+    target_due = models.DateField(null=True, blank=True)
+    lifecycle_status = models.CharField(
+        max_length=20, choices=GoalLifecycle.choices, default=GoalLifecycle.PROPOSED
+    )
+    achievement_status = models.CharField(max_length=20, choices=GoalAchievement.choices, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["care_plan_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(lifecycle_status__in=GoalLifecycle.values), name="goal_lifecycle_valid"
+            ),
+            models.CheckConstraint(condition=~Q(description=""), name="goal_description_required"),
+        ]
+        indexes = [models.Index(fields=["care_plan", "lifecycle_status"], name="goal_plan_idx")]
+
+    def __str__(self) -> str:
+        return self.description[:80]
+
+    @property
+    def is_patient_voice(self) -> bool:
+        return self.expressed_by in (ExpressedBy.PATIENT, ExpressedBy.FAMILY)
+
+
+# ---------------------------------------------------------------------------
+# Need / barrier (FHIR Condition, health-concern / SDOH category)
+# ---------------------------------------------------------------------------
+class NeedDomain(models.TextChoices):
+    MEDICAL = "medical", "Medical"
+    BEHAVIOURAL = "behavioural", "Behavioural"
+    SOCIAL = "social", "Social"
+
+
+class NeedCategory(models.TextChoices):
+    CLINICAL = "clinical", "Clinical condition"
+    MEDICATION = "medication", "Medication"
+    MOBILITY = "mobility", "Mobility and function"
+    MENTAL_HEALTH = "mental-health", "Mental health"
+    SUBSTANCE_USE = "substance-use", "Substance use"
+    TRANSPORTATION = "transportation", "Transportation"
+    FOOD = "food", "Food"
+    HOUSING = "housing", "Housing"
+    FINANCIAL = "financial", "Financial"
+    LANGUAGE = "language", "Language"
+    CAREGIVER_SUPPORT = "caregiver-support", "Caregiver support"
+    SAFETY = "safety", "Safety"
+    SOCIAL_ISOLATION = "social-isolation", "Social isolation"
+    OTHER = "other", "Other"
+
+
+class NeedStatus(models.TextChoices):
+    """FHIR Condition clinical status."""
+
+    ACTIVE = "active", "Active"
+    RECURRENCE = "recurrence", "Recurrence"
+    INACTIVE = "inactive", "Inactive"
+    RESOLVED = "resolved", "Resolved"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+NEED_TRANSITIONS = {
+    "active": {"inactive", "resolved", "entered-in-error"},
+    "recurrence": {"inactive", "resolved", "entered-in-error"},
+    "inactive": {"active", "recurrence", "resolved", "entered-in-error"},
+    "resolved": {"recurrence", "entered-in-error"},
+    "entered-in-error": set(),
+}
+
+
+class Need(models.Model):
+    care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="needs")
+    domain = models.CharField(max_length=15, choices=NeedDomain.choices)
+    category = models.CharField(max_length=20, choices=NeedCategory.choices)
+    description = models.TextField()
+    is_barrier = models.BooleanField(default=False, help_text="Stands in the way of a goal.")
+    status = models.CharField(max_length=20, choices=NeedStatus.choices, default=NeedStatus.ACTIVE)
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Set to restrict this item to the disciplines the policy allows.",
+    )
+    goals = models.ManyToManyField(Goal, blank=True, related_name="needs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["care_plan_id", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=NeedStatus.values), name="need_status_valid"),
+            models.CheckConstraint(condition=Q(domain__in=NeedDomain.values), name="need_domain_valid"),
+            models.CheckConstraint(condition=~Q(description=""), name="need_description_required"),
+        ]
+        indexes = [models.Index(fields=["care_plan", "status"], name="need_plan_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_category_display()}: {self.description[:60]}"
+
+
+# ---------------------------------------------------------------------------
+# Activity / intervention (FHIR CarePlan.activity.detail)
+# ---------------------------------------------------------------------------
+class ActivityStatus(models.TextChoices):
+    NOT_STARTED = "not-started", "Not started"
+    SCHEDULED = "scheduled", "Scheduled"
+    IN_PROGRESS = "in-progress", "In progress"
+    ON_HOLD = "on-hold", "On hold"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    STOPPED = "stopped", "Stopped"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+ACTIVITY_TRANSITIONS = {
+    "not-started": {"scheduled", "in-progress", "cancelled", "entered-in-error"},
+    "scheduled": {"in-progress", "on-hold", "cancelled", "entered-in-error"},
+    "in-progress": {"on-hold", "completed", "stopped", "entered-in-error"},
+    "on-hold": {"in-progress", "scheduled", "stopped", "cancelled", "entered-in-error"},
+    "completed": {"in-progress", "entered-in-error"},
+    "cancelled": {"entered-in-error"},
+    "stopped": {"entered-in-error"},
+    "entered-in-error": set(),
+}
+ACTIVITY_OPEN_STATUSES = ("not-started", "scheduled", "in-progress", "on-hold")
+
+
+class Activity(models.Model):
+    care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="activities")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    goals = models.ManyToManyField(Goal, blank=True, related_name="activities")
+    needs = models.ManyToManyField(Need, blank=True, related_name="activities")
+    owner_discipline = models.ForeignKey("careteam.Discipline", on_delete=models.PROTECT, related_name="+")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="assigned_activities",
+        null=True,
+        blank=True,
+    )
+    status = models.CharField(
+        max_length=20, choices=ActivityStatus.choices, default=ActivityStatus.NOT_STARTED
+    )
+    status_reason = models.CharField(max_length=300, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"], m2m_fields=[goals, needs])
+
+    class Meta:
+        ordering = ["care_plan_id", "due_date", "id"]
+        verbose_name_plural = "activities"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ActivityStatus.values), name="activity_status_valid"
+            ),
+            models.CheckConstraint(condition=~Q(title=""), name="activity_title_required"),
+        ]
+        indexes = [
+            models.Index(fields=["care_plan", "status"], name="activity_plan_idx"),
+            models.Index(fields=["assigned_to", "status", "due_date"], name="activity_assignee_idx"),
+            models.Index(
+                fields=["due_date"],
+                name="activity_due_open_idx",
+                condition=Q(status__in=["not-started", "scheduled", "in-progress", "on-hold"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def is_overdue(self, on: dt.date | None = None) -> bool:
+        on = on or timezone.localdate()
+        return self.status in ACTIVITY_OPEN_STATUSES and self.due_date is not None and self.due_date < on
+
+
+# ---------------------------------------------------------------------------
+# Notes: comments and proposed changes on the plan or an item
+# ---------------------------------------------------------------------------
+class NoteKind(models.TextChoices):
+    COMMENT = "comment", "Comment"
+    PROPOSAL = "proposal", "Proposed change"
+
+
+class Note(models.Model):
+    care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="notes")
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
+    need = models.ForeignKey(Need, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
+    activity = models.ForeignKey(
+        Activity, on_delete=models.CASCADE, null=True, blank=True, related_name="notes"
+    )
+    kind = models.CharField(max_length=10, choices=NoteKind.choices, default=NoteKind.COMMENT)
+    text = models.TextField()
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.CheckConstraint(condition=~Q(text=""), name="note_text_required")]
+
+    def __str__(self) -> str:
+        return self.text[:60]

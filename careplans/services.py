@@ -1,0 +1,290 @@
+"""Writes of the living care plan. Each checks the status machine and the version the
+caller read, saves with history (who and when) and writes an audit event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+
+from careteam.audit import audit
+from careteam.concurrency import apply_changes, lock_for_update
+from careteam.models import AuditAction, User
+from careteam.permissions import PatientAccess
+from careteam.statemachine import check_transition
+
+from .models import (
+    ACTIVITY_TRANSITIONS,
+    CAREPLAN_TRANSITIONS,
+    GOAL_TRANSITIONS,
+    NEED_TRANSITIONS,
+    Activity,
+    CarePlan,
+    CarePlanStatus,
+    Goal,
+    Need,
+    Note,
+)
+
+# the status field and its machine, per plan-item model
+STATUS_MACHINES: dict[type[Model], tuple[str, dict]] = {
+    CarePlan: ("status", CAREPLAN_TRANSITIONS),
+    Goal: ("lifecycle_status", GOAL_TRANSITIONS),
+    Need: ("status", NEED_TRANSITIONS),
+    Activity: ("status", ACTIVITY_TRANSITIONS),
+}
+# fields a client may change per model (status goes through the machine)
+EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
+    CarePlan: ("title", "description", "intent", "period_start", "period_end", "review_due", "status"),
+    Goal: (
+        "description",
+        "expressed_by",
+        "priority",
+        "owner_discipline",
+        "target_measure",
+        "target_value",
+        "target_due",
+        "lifecycle_status",
+        "achievement_status",
+    ),
+    Need: ("domain", "category", "description", "is_barrier", "status", "sensitivity"),
+    Activity: (
+        "title",
+        "description",
+        "owner_discipline",
+        "assigned_to",
+        "status",
+        "status_reason",
+        "due_date",
+        "sensitivity",
+    ),
+}
+
+
+def _full_clean(instance: Model, exclude: list[str] | None = None) -> None:
+    instance.full_clean(exclude=exclude, validate_constraints=False)
+
+
+def _check_assignee(access: PatientAccess, activity: Activity) -> None:
+    from careteam.models import TeamMembership
+
+    if activity.assigned_to_id is None:
+        return
+    if (
+        not TeamMembership.objects.current()
+        .filter(patient=access.patient, user_id=activity.assigned_to_id)
+        .exists()
+    ):
+        raise ValidationError({"assigned_to": "The assignee must be on this patient's care team."})
+
+
+def _check_sensitivity_allowed(access: PatientAccess, instance: Model) -> None:
+    sid = getattr(instance, "sensitivity_id", None)
+    if sid is not None and not access.can_see_sensitivity(sid):
+        raise ValidationError(
+            {"sensitivity": "You cannot file items in a category you are not allowed to see."}
+        )
+
+
+# ---------------------------------------------------------------------------
+# Care plans
+# ---------------------------------------------------------------------------
+@transaction.atomic
+def careplan_create(
+    *,
+    access: PatientAccess,
+    by: User,
+    title: str,
+    description: str = "",
+    status: str = CarePlanStatus.DRAFT,
+    intent: str = "plan",
+    period_start: dt.date | None = None,
+    period_end: dt.date | None = None,
+    review_due: dt.date | None = None,
+    request=None,
+) -> CarePlan:
+    access.require_edit()
+    plan = CarePlan(
+        patient=access.patient,
+        title=title,
+        description=description,
+        status=status,
+        intent=intent,
+        review_due=review_due,
+        period_end=period_end,
+        author=by,
+    )
+    if period_start:
+        plan.period_start = period_start
+    _full_clean(plan, exclude=["patient", "author"])
+    if plan.period_end and plan.period_end < plan.period_start:
+        raise ValidationError({"period_end": "The plan cannot end before it starts."})
+    if (
+        status == CarePlanStatus.ACTIVE
+        and CarePlan.objects.filter(patient=access.patient, status="active").exists()
+    ):
+        raise ValidationError({"status": "This patient already has an active care plan."})
+    plan._history_user = by
+    plan.save()
+    audit(user=by, action=AuditAction.CREATE, obj=plan, patient=access.patient, request=request)
+    return plan
+
+
+# ---------------------------------------------------------------------------
+# Plan items
+# ---------------------------------------------------------------------------
+@transaction.atomic
+def goal_create(*, access: PatientAccess, plan: CarePlan, by: User, request=None, **fields: Any) -> Goal:
+    access.require_edit()
+    goal = Goal(care_plan=plan, created_by=by, **fields)
+    _full_clean(goal, exclude=["care_plan", "created_by"])
+    goal._history_user = by
+    goal.save()
+    audit(user=by, action=AuditAction.CREATE, obj=goal, patient=access.patient, request=request)
+    return goal
+
+
+@transaction.atomic
+def need_create(
+    *, access: PatientAccess, plan: CarePlan, by: User, goals=(), request=None, **fields: Any
+) -> Need:
+    access.require_edit()
+    need = Need(care_plan=plan, created_by=by, **fields)
+    _full_clean(need, exclude=["care_plan", "created_by"])
+    _check_sensitivity_allowed(access, need)
+    need._history_user = by
+    need.save()
+    if goals:
+        need.goals.set(_same_plan(goals, plan, "goals"))
+    audit(user=by, action=AuditAction.CREATE, obj=need, patient=access.patient, request=request)
+    return need
+
+
+@transaction.atomic
+def activity_create(
+    *, access: PatientAccess, plan: CarePlan, by: User, goals=(), needs=(), request=None, **fields: Any
+) -> Activity:
+    access.require_edit()
+    activity = Activity(care_plan=plan, created_by=by, **fields)
+    _full_clean(activity, exclude=["care_plan", "created_by"])
+    _check_sensitivity_allowed(access, activity)
+    _check_assignee(access, activity)
+    if not access.can_edit_item(activity):
+        raise ValidationError(
+            {
+                "owner_discipline": "You can add activities owned by your own discipline; ask the case manager for others."
+            }
+        )
+    activity._history_user = by
+    activity.save()
+    if goals:
+        activity.goals.set(_same_plan(goals, plan, "goals"))
+    if needs:
+        activity.needs.set(_same_plan(needs, plan, "needs"))
+    audit(user=by, action=AuditAction.CREATE, obj=activity, patient=access.patient, request=request)
+    return activity
+
+
+def _same_plan(items, plan: CarePlan, field: str):
+    items = list(items)
+    if any(i.care_plan_id != plan.pk for i in items):
+        raise ValidationError({field: "Link only items of the same care plan."})
+    return items
+
+
+@transaction.atomic
+def item_update(
+    *,
+    access: PatientAccess,
+    item: Model,
+    by: User,
+    changes: dict[str, Any],
+    expected_version: int | None,
+    request=None,
+) -> Model:
+    """Change a care plan, goal, need or activity. Refuses (StaleVersionError) if someone
+    saved it after `expected_version` was read; checks the status machine; keeps history."""
+    model = type(item)
+    unknown = set(changes) - set(EDITABLE_FIELDS[model]) - {"goals", "needs"}
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed here." for name in sorted(unknown)})
+    if model is CarePlan:
+        access.require_edit()
+        if not access.can_edit_any and "status" in changes:
+            raise access_denied("Only the case manager or plan lead can change the plan's status.")
+    else:
+        access.require_edit(item)
+    fresh = lock_for_update(item, expected_version)
+    m2m = {k: changes.pop(k) for k in ("goals", "needs") if k in changes}
+    status_field, machine = STATUS_MACHINES[model]
+    if status_field in changes:
+        check_transition(machine, getattr(fresh, status_field), changes[status_field], label=status_field)
+    changed = apply_changes(fresh, changes)
+    if not changed and not m2m:
+        return fresh
+    _full_clean(fresh, exclude=["care_plan", "created_by", "patient", "author"])
+    if model is not CarePlan:
+        _check_sensitivity_allowed(access, fresh)
+        if not access.can_edit_item(fresh):
+            raise ValidationError(
+                {"owner_discipline": "You cannot hand ownership to another discipline; ask the case manager."}
+            )
+    if model is Activity:
+        _check_assignee(access, fresh)
+    if model is CarePlan and fresh.period_end and fresh.period_end < fresh.period_start:
+        raise ValidationError({"period_end": "The plan cannot end before it starts."})
+    fresh.version += 1
+    fresh._history_user = by
+    try:
+        with transaction.atomic():
+            fresh.save()
+    except IntegrityError as exc:
+        raise ValidationError({status_field: "This patient already has an active care plan."}) from exc
+    plan = fresh if model is CarePlan else fresh.care_plan
+    for name, values in m2m.items():
+        getattr(fresh, name).set(_same_plan(values, plan, name))
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=fresh,
+        patient=access.patient,
+        request=request,
+        detail="changed: " + ", ".join(changed + list(m2m)),
+    )
+    return fresh
+
+
+def access_denied(message: str):
+    from careteam.permissions import ReadOnlyAccess
+
+    return ReadOnlyAccess(message)
+
+
+@transaction.atomic
+def note_add(
+    *,
+    access: PatientAccess,
+    plan: CarePlan,
+    by: User,
+    text: str,
+    kind: str = "comment",
+    target=None,
+    request=None,
+) -> Note:
+    """Comment on, or propose a change to, any visible item (including other disciplines')."""
+    access.require_edit()
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": "Write the comment or proposal."})
+    note = Note(care_plan=plan, author=by, text=text, kind=kind)
+    if target is not None:
+        if not access.can_see_sensitivity(getattr(target, "sensitivity_id", None)):
+            raise ValidationError("No such item.")
+        setattr(note, type(target).__name__.lower(), target)
+        note.sensitivity_id = getattr(target, "sensitivity_id", None)
+    note.save()
+    audit(user=by, action=AuditAction.CREATE, obj=note, patient=access.patient, request=request)
+    return note

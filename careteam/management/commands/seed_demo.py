@@ -1,0 +1,290 @@
+"""Load realistic demo data: users of every discipline, patients with full care teams,
+living plans, open handoffs, referrals and a community catalog. Safe to run twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from datetime import timedelta
+
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from careplans import services as plan_services
+from careplans.models import CarePlan
+from careteam import services as team_services
+from careteam.demo.catalog import CATALOG, TAXONOMY
+from careteam.demo.patients import PATIENTS
+from careteam.models import Discipline, Handoff, SensitivityCategory, User
+from careteam.permissions import patient_access
+from careteam.reference import ensure_reference_data
+from patients.models import Caregiver, Consent, Patient
+from referrals import services as referral_services
+from referrals.models import Organization, Referral, ReferralEvent, Service, TaxonomyTerm
+
+# username, first, last, title, discipline codes
+DEMO_USERS = [
+    ("physician", "Priya", "Raman", "MD", ["physician"]),
+    ("nurse", "Tom", "Ellis", "RN", ["nursing"]),
+    ("casemanager", "Carmen", "Diaz", "RN, CCM", ["case-management", "nursing"]),
+    ("socialworker", "Sam", "Okoye", "MSW", ["social-work", "case-management"]),
+    ("pharmacist", "Hana", "Kim", "PharmD", ["pharmacy"]),
+    ("physio", "Leo", "Marsh", "DPT", ["physical-therapy"]),
+    ("dietitian", "Ana", "Silva", "RD", ["dietetics"]),
+    ("behavioral", "Ruth", "Adeyemi", "LCSW", ["behavioural-health"]),
+    ("homehealth", "Joe", "Brennan", "RN", ["home-health", "nursing"]),
+    ("outsider", "Olivia", "Stone", "RN", ["nursing"]),
+]
+CATALOG_ADMINS = "Catalog administrators"
+
+
+class Command(BaseCommand):
+    help = "Load demo users, patients, care plans, handoffs, referrals and a service catalog (idempotent)."
+
+    def handle(self, *args, **options) -> None:
+        password = os.environ.get("DEMO_PASSWORD", "careteam-demo")
+        with transaction.atomic():
+            ensure_reference_data()
+            users = self._users(password)
+            services = self._catalog()
+            created = 0
+            for spec in PATIENTS:
+                if not Patient.objects.filter(mrn=spec["patient"]["mrn"]).exists():
+                    self._patient(spec, users, services)
+                    created += 1
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} patients added)."))
+        self.stdout.write(f"Demo logins (password '{password}'):")
+        for username, first, last, title, codes in DEMO_USERS:
+            self.stdout.write(f"  {username:<13} {first} {last}, {title} ({', '.join(codes)})")
+        self.stdout.write("  admin         catalog and user administration (sees no clinical data)")
+
+    # -- users ---------------------------------------------------------------
+    def _users(self, password: str) -> dict[str, User]:
+        disciplines = {d.code: d for d in Discipline.objects.all()}
+        users = {}
+        for username, first, last, title, codes in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults=dict(first_name=first, last_name=last, title=title, email=f"{username}@example.org"),
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+                user.disciplines.set([disciplines[c] for c in codes])
+            users[username] = user
+        group, _ = Group.objects.get_or_create(name=CATALOG_ADMINS)
+        group.permissions.add(
+            Permission.objects.get(codename="manage_catalog", content_type__app_label="careteam"),
+            Permission.objects.get(codename="view_audit_log", content_type__app_label="careteam"),
+        )
+        admin, created = User.objects.get_or_create(
+            username="admin",
+            defaults=dict(
+                first_name="Ada",
+                last_name="Admin",
+                is_staff=True,
+                is_superuser=True,
+                email="admin@example.org",
+            ),
+        )
+        if created:
+            admin.set_password(password)
+            admin.save()
+        admin.groups.add(group)
+        users["admin"] = admin
+        return users
+
+    # -- catalog -------------------------------------------------------------
+    def _catalog(self) -> dict[str, Service]:
+        terms = {}
+        for code, name in TAXONOMY:
+            terms[code], _ = TaxonomyTerm.objects.get_or_create(code=code, defaults={"name": name})
+        services = {}
+        today = timezone.localdate()
+        for org_name, org_description, offers in CATALOG:
+            org, _ = Organization.objects.get_or_create(
+                name=org_name, defaults={"description": org_description}
+            )
+            for name, cats, description, languages, free, area, days in offers:
+                service, created = Service.objects.get_or_create(
+                    organization=org,
+                    name=name,
+                    defaults=dict(
+                        description=description,
+                        languages=languages,
+                        is_free=free,
+                        service_area=area,
+                        expected_response_days=days,
+                        last_verified=today - timedelta(days=30),
+                        fees_description="Free" if free else "Sliding scale or insurance",
+                        eligibility_description="Residents of the service area.",
+                    ),
+                )
+                if created:
+                    service.categories.set([terms[c] for c in cats])
+                services[name] = service
+        return services
+
+    # -- patients ------------------------------------------------------------
+    def _patient(self, spec: dict, users: dict[str, User], services: dict[str, Service]) -> None:
+        today = timezone.localdate()
+        now = timezone.now()
+        fields = dict(spec["patient"])
+        fields["birth_date"] = dt.date.fromisoformat(fields["birth_date"])
+        patient = Patient.objects.create(**fields)
+        for cg in spec["caregivers"]:
+            Caregiver.objects.create(patient=patient, **cg)
+        disciplines = {d.code: d for d in Discipline.objects.all()}
+        sensitivity = {s.code: s for s in SensitivityCategory.objects.all()}
+        for username, code, role in spec["team"]:
+            team_services.membership_add(
+                patient=patient,
+                user=users[username],
+                discipline=disciplines[code],
+                role=role,
+                start_date=today - timedelta(days=60),
+            )
+        owner_name = next(u for u, _, r in spec["team"] if r in ("case-manager", "lead"))
+        owner = users[owner_name]
+        Consent.objects.create(
+            patient=patient, scope="treatment", recorded_by=owner, date_given=today - timedelta(days=60)
+        )
+        Consent.objects.create(
+            patient=patient,
+            scope="information-sharing",
+            recorded_by=owner,
+            date_given=today - timedelta(days=60),
+        )
+        if spec["consent_referral"]:
+            Consent.objects.create(
+                patient=patient,
+                scope="referral",
+                recorded_by=owner,
+                date_given=today - timedelta(days=30),
+                note="Verbal consent, witnessed",
+            )
+        access = patient_access(owner, patient)
+        plan_spec = spec["plan"]
+        plan = plan_services.careplan_create(
+            access=access,
+            by=owner,
+            title=plan_spec["title"],
+            status="active",
+            period_start=today - timedelta(days=45),
+            review_due=today + timedelta(days=plan_spec["review_due_days"]),
+            description="Shared plan agreed with the patient and family.",
+        )
+        goals = []
+        for g in spec["goals"]:
+            g = dict(g)
+            due = g.pop("target_due_days", None)
+            owner_code = g.pop("owner", None)
+            goals.append(
+                plan_services.goal_create(
+                    access=access,
+                    plan=plan,
+                    by=owner,
+                    target_due=today + timedelta(days=due) if due else None,
+                    owner_discipline=disciplines.get(owner_code),
+                    **g,
+                )
+            )
+        needs = []
+        for n in spec["needs"]:
+            n = dict(n)
+            linked = [goals[i] for i in n.pop("goals", [])]
+            sens = n.pop("sensitivity", None)
+            needs.append(
+                plan_services.need_create(
+                    access=access,
+                    plan=plan,
+                    by=owner,
+                    goals=linked,
+                    sensitivity=sensitivity.get(sens) if sens else None,
+                    **n,
+                )
+            )
+        for a in spec["activities"]:
+            a = dict(a)
+            sens = a.pop("sensitivity", None)
+            plan_services.activity_create(
+                access=access,
+                plan=plan,
+                by=owner,
+                title=a["title"],
+                owner_discipline=disciplines[a["owner"]],
+                assigned_to=users[a["assignee"]],
+                status=a["status"],
+                due_date=today + timedelta(days=a["due_days"]),
+                goals=[goals[i] for i in a.get("goals", [])],
+                needs=[needs[i] for i in a.get("needs", [])],
+                sensitivity=sensitivity.get(sens) if sens else None,
+            )
+        for h in spec["handoffs"]:
+            handoff = team_services.handoff_create(
+                from_user=users[h["frm"]],
+                patient=patient,
+                care_plan=plan,
+                kind=h.get("kind", "patient"),
+                to_user=users.get(h.get("to_user", "")),
+                to_discipline=disciplines.get(h.get("to_discipline", "")),
+                due_at=now + timedelta(hours=h["due_hours"]),
+                priority="urgent" if h["due_hours"] < 12 else "routine",
+                situation=h["situation"],
+                background=h["background"],
+                assessment=h["assessment"],
+                recommendation=h["recommendation"],
+            )
+            Handoff.objects.filter(pk=handoff.pk).update(created_at=now - timedelta(hours=h["hours_ago"]))
+        for r in spec["referrals"]:
+            need = needs[r["need"]]
+            referral = referral_services.referral_create(
+                access=access,
+                by=owner,
+                plan=plan,
+                service=services[r["service"]],
+                reason=r["reason"],
+                need=need,
+                send=r["status"] != "draft",
+            )
+            steps = {
+                "requested": [],
+                "accepted": ["accepted"],
+                "in-progress": ["accepted", "in-progress"],
+                "completed": ["accepted", "in-progress", "completed"],
+                "rejected": ["rejected"],
+                "draft": [],
+            }
+            for status in steps[r["status"]]:
+                referral_services.referral_set_status(
+                    access=access,
+                    referral=referral,
+                    by=owner,
+                    status=status,
+                    outcome=r.get("outcome", "") if status in ("completed", "rejected") else "",
+                    note="Recorded on the service's behalf after a phone call.",
+                )
+            if r["sent_days_ago"] is not None:
+                sent = now - timedelta(days=r["sent_days_ago"])
+                self._backdate(referral.pk, sent)
+
+    def _backdate(self, referral_id: int, sent: dt.datetime) -> None:
+        """Spread the demo referral's timeline over past days so metrics look real."""
+        referral = Referral.objects.get(pk=referral_id)
+        events = list(ReferralEvent.objects.filter(referral=referral).order_by("id"))
+        step = timedelta(days=1)
+        for i, event in enumerate(events):
+            ReferralEvent.objects.filter(pk=event.pk).update(at=sent + step * max(i - 1, 0))
+        updates = {"sent_at": sent, "created_at": sent}
+        if referral.responded_at:
+            updates["responded_at"] = sent + step
+        if referral.accepted_at:
+            updates["accepted_at"] = sent + step
+        if referral.closed_at:
+            updates["closed_at"] = sent + step * max(len(events) - 2, 1)
+        Referral.objects.filter(pk=referral_id).update(**updates)
+
+
+__all__ = ["Command", "CarePlan"]

@@ -1,0 +1,430 @@
+"""Care-team models: users and disciplines, team memberships, handoffs, access policy,
+break-the-glass grants, audit events and notifications."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+
+# ---------------------------------------------------------------------------
+# Disciplines and users
+# ---------------------------------------------------------------------------
+class Discipline(models.Model):
+    """A clinical discipline (physician, nursing, social work, ...)."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class User(AbstractUser):
+    """A person using CareTeam; clinicians hold one or more disciplines."""
+
+    disciplines = models.ManyToManyField(Discipline, blank=True, related_name="users")
+    title = models.CharField(max_length=100, blank=True, help_text="e.g. RN, MD, MSW")
+    phone = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        permissions = [
+            ("manage_catalog", "Can manage the community service catalog"),
+            ("view_audit_log", "Can search the audit log"),
+        ]
+
+    def __str__(self) -> str:
+        full = self.get_full_name()
+        return f"{full} ({self.username})" if full else self.username
+
+    @property
+    def display_name(self) -> str:
+        return self.get_full_name() or self.username
+
+
+# ---------------------------------------------------------------------------
+# Team memberships (FHIR CareTeam.participant)
+# ---------------------------------------------------------------------------
+class TeamRole(models.TextChoices):
+    LEAD = "lead", "Lead"
+    CASE_MANAGER = "case-manager", "Case manager"
+    MEMBER = "member", "Member"
+
+
+class MembershipStatus(models.TextChoices):
+    """FHIR R4 CareTeam.status codes."""
+
+    PROPOSED = "proposed", "Proposed"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    INACTIVE = "inactive", "Inactive"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+MEMBERSHIP_TRANSITIONS = {
+    "proposed": {"active", "inactive", "entered-in-error"},
+    "active": {"suspended", "inactive", "entered-in-error"},
+    "suspended": {"active", "inactive", "entered-in-error"},
+    "inactive": {"entered-in-error"},
+    "entered-in-error": set(),
+}
+
+
+class TeamMembershipQuerySet(models.QuerySet):
+    def current(self, on: dt.date | None = None) -> TeamMembershipQuerySet:
+        """Memberships active today: status active and the date inside the period."""
+        on = on or timezone.localdate()
+        return self.filter(status=MembershipStatus.ACTIVE, start_date__lte=on).filter(
+            Q(end_date__isnull=True) | Q(end_date__gte=on)
+        )
+
+
+class TeamMembership(models.Model):
+    """A person's role on one patient's care team, for a period."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
+    discipline = models.ForeignKey(Discipline, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=20, choices=TeamRole.choices, default=TeamRole.MEMBER)
+    status = models.CharField(
+        max_length=20, choices=MembershipStatus.choices, default=MembershipStatus.ACTIVE
+    )
+    start_date = models.DateField(default=timezone.localdate)
+    end_date = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    objects = TeamMembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["patient_id", "role", "start_date"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("start_date")),
+                name="membership_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=MembershipStatus.values), name="membership_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(role__in=TeamRole.values), name="membership_role_valid"),
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(role="case-manager", status="active"),
+                name="one_active_case_manager_per_patient",
+                violation_error_message="This patient already has an active case manager.",
+            ),
+            models.UniqueConstraint(
+                fields=["patient", "user", "discipline"],
+                condition=Q(status="active"),
+                name="one_active_membership_per_user_discipline",
+                violation_error_message="This person already has an active role in this discipline on this team.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "status", "patient"], name="membership_user_idx"),
+            models.Index(fields=["patient", "status"], name="membership_patient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.get_role_display()} ({self.discipline}) for {self.patient}"
+
+    def is_current(self, on: dt.date | None = None) -> bool:
+        on = on or timezone.localdate()
+        return (
+            self.status == MembershipStatus.ACTIVE
+            and self.start_date <= on
+            and (self.end_date is None or self.end_date >= on)
+        )
+
+
+# ---------------------------------------------------------------------------
+# Handoffs (FHIR Task)
+# ---------------------------------------------------------------------------
+class HandoffStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    IN_PROGRESS = "in-progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+HANDOFF_TRANSITIONS = {
+    "requested": {"accepted", "rejected", "cancelled"},
+    "accepted": {"in-progress", "completed", "cancelled"},
+    "in-progress": {"completed", "cancelled"},
+    "rejected": set(),
+    "completed": set(),
+    "cancelled": set(),
+}
+HANDOFF_OPEN_STATUSES = ("requested", "accepted", "in-progress")
+
+
+class Priority(models.TextChoices):
+    """FHIR request-priority codes (Task, ServiceRequest)."""
+
+    ROUTINE = "routine", "Routine"
+    URGENT = "urgent", "Urgent"
+    ASAP = "asap", "ASAP"
+    STAT = "stat", "STAT"
+
+
+class HandoffKind(models.TextChoices):
+    PATIENT = "patient", "Patient"
+    ACTIVITY = "activity", "Activity"
+    TRANSITION = "transition", "Transition of care"
+
+
+class Handoff(models.Model):
+    """Work handed from one team member to another member or a discipline's queue (SBAR)."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="handoffs")
+    care_plan = models.ForeignKey(
+        "careplans.CarePlan", on_delete=models.CASCADE, related_name="handoffs", null=True, blank=True
+    )
+    activity = models.ForeignKey(
+        "careplans.Activity", on_delete=models.SET_NULL, related_name="handoffs", null=True, blank=True
+    )
+    kind = models.CharField(max_length=20, choices=HandoffKind.choices, default=HandoffKind.PATIENT)
+    from_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="handoffs_sent"
+    )
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="handoffs_received",
+        null=True,
+        blank=True,
+    )
+    to_discipline = models.ForeignKey(
+        Discipline, on_delete=models.PROTECT, related_name="handoffs", null=True, blank=True
+    )
+    situation = models.TextField()
+    background = models.TextField()
+    assessment = models.TextField()
+    recommendation = models.TextField()
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.ROUTINE)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=HandoffStatus.choices, default=HandoffStatus.REQUESTED)
+    status_reason = models.TextField(blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="handoffs_accepted",
+        null=True,
+        blank=True,
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(to_user__isnull=False) | Q(to_discipline__isnull=False),
+                name="handoff_has_receiver",
+                violation_error_message="A handoff goes to a team member or a discipline.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=HandoffStatus.values), name="handoff_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status="requested") | Q(status="cancelled") | Q(acknowledged_at__isnull=False),
+                name="handoff_acknowledged_when_answered",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="handoff_status_due_idx"),
+            models.Index(fields=["to_user", "status"], name="handoff_to_user_idx"),
+            models.Index(fields=["patient", "status"], name="handoff_patient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Handoff #{self.pk} for {self.patient_id}: {self.situation[:40]}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in HANDOFF_OPEN_STATUSES
+
+    def is_overdue(self, now: dt.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.is_open and self.due_at < now
+
+
+# ---------------------------------------------------------------------------
+# Access policy for sensitive sections
+# ---------------------------------------------------------------------------
+class SensitivityCategory(models.Model):
+    """A sensitive category (behavioural health, substance use, HIV, ...) and the
+    disciplines an administrator allows to see items flagged with it."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    allowed_disciplines = models.ManyToManyField(Discipline, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "sensitivity categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BreakGlassAccess(models.Model):
+    """Emergency read-only access to one patient's record by a clinician not on the team."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    reason = models.TextField()
+    started_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("started_at")), name="break_glass_expires_after_start"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="break_glass_reason_required"),
+        ]
+        indexes = [models.Index(fields=["user", "patient", "expires_at"], name="break_glass_idx")]
+        verbose_name_plural = "break-the-glass accesses"
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.patient_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+# ---------------------------------------------------------------------------
+# Guardian direct foreign-key object permissions on Patient
+# ---------------------------------------------------------------------------
+class PatientUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey("patients.Patient", on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["user", "permission", "content_object"], name="patient_uop_idx")]
+
+
+class PatientGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey("patients.Patient", on_delete=models.CASCADE)
+
+
+# ---------------------------------------------------------------------------
+# Audit (append-only; a database trigger refuses UPDATE and DELETE)
+# ---------------------------------------------------------------------------
+class AuditAction(models.TextChoices):
+    VIEW = "view", "View"
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+    EXPORT = "export", "Export"
+    BREAK_GLASS = "break-glass", "Break the glass"
+    LOGIN = "login", "Login"
+
+
+class AuditOutcome(models.TextChoices):
+    ALLOWED = "allowed", "Allowed"
+    DENIED = "denied", "Denied"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which patient's data, when, from where, and whether it was allowed."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    outcome = models.CharField(max_length=10, choices=AuditOutcome.choices, default=AuditOutcome.ALLOWED)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    patient = models.ForeignKey(
+        "patients.Patient",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    path = models.CharField(max_length=300, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["patient", "-at"], name="audit_patient_idx"),
+            models.Index(fields=["user", "-at"], name="audit_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_type} {self.object_id}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Notifications (one row per (recipient, kind, object, due moment), sent at most once)
+# ---------------------------------------------------------------------------
+class NotificationKind(models.TextChoices):
+    HANDOFF_UNACKNOWLEDGED = "handoff-unacknowledged", "Handoff waiting for acknowledgement"
+    HANDOFF_DUE_SOON = "handoff-due-soon", "Handoff due soon"
+    HANDOFF_OVERDUE_ESCALATION = "handoff-overdue", "Overdue handoff escalated"
+    HANDOFF_RECEIVED = "handoff-received", "New handoff"
+    ACTIVITY_OVERDUE = "activity-overdue", "Activity past its due date"
+    PLAN_REVIEW_DUE = "plan-review-due", "Care plan review due"
+    REFERRAL_NO_RESPONSE = "referral-no-response", "Referral without response"
+    BREAK_GLASS = "break-glass", "Emergency access to your patient"
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=40, choices=NotificationKind.choices)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    object_type = models.CharField(max_length=60)
+    object_id = models.BigIntegerField()
+    due_moment = models.DateTimeField(help_text="The moment this reminder is for; part of its identity.")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "kind", "object_type", "object_id", "due_moment"],
+                name="one_notification_per_reminder",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "read_at"], name="notification_inbox_idx"),
+            models.Index(
+                fields=["created_at"], name="notification_unsent_idx", condition=Q(email_sent_at__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.recipient}"

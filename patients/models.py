@@ -1,0 +1,198 @@
+"""The patient, their preferences, family and caregivers, and consent records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Upper
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+
+class PatientStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive"
+    DECEASED = "deceased", "Deceased"
+
+
+class AdministrativeGender(models.TextChoices):
+    """FHIR administrative-gender."""
+
+    MALE = "male", "Male"
+    FEMALE = "female", "Female"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class PatientQuerySet(models.QuerySet):
+    def search(self, text: str) -> PatientQuerySet:
+        """Name or MRN contains the text (trigram indexes keep this fast)."""
+        text = (text or "").strip()
+        if not text:
+            return self
+        q = Q(mrn__iexact=text) | Q(family_name__icontains=text) | Q(given_name__icontains=text)
+        parts = text.split()
+        if len(parts) > 1:
+            q |= Q(given_name__icontains=parts[0], family_name__icontains=parts[-1])
+        return self.filter(q)
+
+
+class Patient(models.Model):
+    mrn = models.CharField("MRN", max_length=40, unique=True)
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    preferred_name = models.CharField(max_length=100, blank=True)
+    birth_date = models.DateField()
+    gender = models.CharField(
+        max_length=10, choices=AdministrativeGender.choices, default=AdministrativeGender.UNKNOWN
+    )
+    preferred_language = models.CharField(
+        max_length=40, default="en", help_text="BCP-47 code, e.g. en, es, vi"
+    )
+    interpreter_needed = models.BooleanField(default=False)
+    phone = models.CharField(max_length=40, blank=True)
+    email = models.EmailField(blank=True)
+    address_line = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=50, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=PatientStatus.choices, default=PatientStatus.ACTIVE)
+    preferences = models.TextField(
+        blank=True, help_text="What matters to the patient: their own words about care and goals."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["family_name", "given_name", "id"]
+        permissions = [
+            ("manage_team", "Can assign and end roles on the patient's care team"),
+            ("edit_plan", "Can edit any item of the patient's care plan"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(mrn=""), name="patient_mrn_not_blank"),
+            models.CheckConstraint(condition=Q(status__in=PatientStatus.values), name="patient_status_valid"),
+        ]
+        indexes = [
+            models.Index(Upper("family_name"), Upper("given_name"), name="patient_name_idx"),
+            GinIndex(OpClass(Upper("family_name"), name="gin_trgm_ops"), name="patient_family_trgm"),
+            GinIndex(OpClass(Upper("given_name"), name="gin_trgm_ops"), name="patient_given_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.family_name}, {self.given_name} ({self.mrn})"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    def age(self, on: dt.date | None = None) -> int:
+        on = on or timezone.localdate()
+        b = self.birth_date
+        return on.year - b.year - ((on.month, on.day) < (b.month, b.day))
+
+
+class Relationship(models.TextChoices):
+    SPOUSE = "spouse", "Spouse or partner"
+    CHILD = "child", "Child"
+    PARENT = "parent", "Parent"
+    SIBLING = "sibling", "Sibling"
+    FRIEND = "friend", "Friend"
+    NEIGHBOUR = "neighbour", "Neighbour"
+    GUARDIAN = "guardian", "Legal guardian"
+    PAID_CARER = "paid-carer", "Paid carer"
+    OTHER = "other", "Other"
+
+
+class Caregiver(models.Model):
+    """Family member or caregiver (FHIR RelatedPerson)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="caregivers")
+    name = models.CharField(max_length=150)
+    relationship = models.CharField(max_length=20, choices=Relationship.choices)
+    phone = models.CharField(max_length=40, blank=True)
+    email = models.EmailField(blank=True)
+    is_primary = models.BooleanField(default=False)
+    lives_with_patient = models.BooleanField(default=False)
+    may_receive_information = models.BooleanField(
+        default=False, help_text="The patient agreed that this person may be told about their care."
+    )
+    notes = models.TextField(blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-is_primary", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient"], condition=Q(is_primary=True), name="one_primary_caregiver"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_relationship_display()})"
+
+
+class ConsentScope(models.TextChoices):
+    TREATMENT = "treatment", "Treatment"
+    INFORMATION_SHARING = "information-sharing", "Sharing information with the care team"
+    REFERRAL = "referral", "Sharing information with community services (referrals)"
+    RESEARCH = "research", "Research"
+
+
+class ConsentStatus(models.TextChoices):
+    """FHIR R4 Consent.status."""
+
+    DRAFT = "draft", "Draft"
+    PROPOSED = "proposed", "Proposed"
+    ACTIVE = "active", "Active"
+    REJECTED = "rejected", "Rejected"
+    INACTIVE = "inactive", "Inactive"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+class ConsentQuerySet(models.QuerySet):
+    def in_force(self, on: dt.date | None = None) -> ConsentQuerySet:
+        on = on or timezone.localdate()
+        return self.filter(status=ConsentStatus.ACTIVE, date_given__lte=on).filter(
+            Q(expires_on__isnull=True) | Q(expires_on__gte=on)
+        )
+
+
+class Consent(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="consents")
+    scope = models.CharField(max_length=30, choices=ConsentScope.choices)
+    status = models.CharField(max_length=20, choices=ConsentStatus.choices, default=ConsentStatus.ACTIVE)
+    date_given = models.DateField(default=timezone.localdate)
+    expires_on = models.DateField(null=True, blank=True)
+    given_by = models.CharField(
+        max_length=150, default="patient", help_text="The patient, or the legal representative's name."
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ConsentQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-date_given", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_on__isnull=True) | Q(expires_on__gte=models.F("date_given")),
+                name="consent_expires_after_given",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()}: {self.status}"

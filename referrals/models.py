@@ -1,0 +1,279 @@
+"""Community service catalog (aligned with Open Referral HSDS 3.0) and closed-loop
+referrals (HL7 Gravity SDOH referral Task codes)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+# ---------------------------------------------------------------------------
+# Catalog (HSDS)
+# ---------------------------------------------------------------------------
+class TaxonomyTerm(models.Model):
+    """A category in the catalog's taxonomy (HSDS taxonomy_term)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.CharField(max_length=60, unique=True)
+    name = models.CharField(max_length=150)
+    description = models.TextField(blank=True)
+    taxonomy = models.CharField(max_length=100, default="careteam", help_text="Name of the taxonomy")
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Organization(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=250)
+    alternate_name = models.CharField(max_length=250, blank=True)
+    description = models.TextField(blank=True)
+    email = models.EmailField(blank=True)
+    website = models.URLField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    tax_id = models.CharField(max_length=40, blank=True)
+    year_incorporated = models.PositiveSmallIntegerField(null=True, blank=True)
+    legal_status = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["name"], name="organization_name_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServiceStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive"
+    DEFUNCT = "defunct", "Defunct"
+    TEMPORARILY_CLOSED = "temporarily closed", "Temporarily closed"
+
+
+class Service(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="services")
+    name = models.CharField(max_length=250)
+    alternate_name = models.CharField(max_length=250, blank=True)
+    description = models.TextField(blank=True)
+    url = models.URLField(blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=20, choices=ServiceStatus.choices, default=ServiceStatus.ACTIVE)
+    categories = models.ManyToManyField(TaxonomyTerm, blank=True, related_name="services")
+    eligibility_description = models.TextField(blank=True)
+    minimum_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    maximum_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    languages = ArrayField(models.CharField(max_length=20), default=list, blank=True)
+    fees_description = models.TextField(blank=True)
+    is_free = models.BooleanField(default=False)
+    hours_description = models.TextField(blank=True)
+    application_process = models.TextField(blank=True)
+    service_area = models.TextField(
+        blank=True, help_text="Where the service is offered, e.g. county or city names"
+    )
+    accessibility = models.TextField(blank=True)
+    interpretation_services = models.TextField(blank=True)
+    expected_response_days = models.PositiveSmallIntegerField(
+        default=3, help_text="How long the service usually takes to respond to a referral."
+    )
+    last_verified = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ServiceStatus.values), name="service_status_valid"),
+            models.CheckConstraint(
+                condition=Q(minimum_age__isnull=True)
+                | Q(maximum_age__isnull=True)
+                | Q(maximum_age__gte=models.F("minimum_age")),
+                name="service_age_range_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "name"], name="service_status_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Location(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="locations", null=True, blank=True
+    )
+    location_type = models.CharField(
+        max_length=10,
+        choices=[("physical", "Physical"), ("postal", "Postal"), ("virtual", "Virtual")],
+        default="physical",
+    )
+    name = models.CharField(max_length=250, blank=True)
+    description = models.TextField(blank=True)
+    address_1 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state_province = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, default="US")
+    latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or self.address_1 or str(self.id)
+
+
+class ServiceAtLocation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="service_at_locations")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="service_at_locations")
+    description = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "location"], name="service_at_location_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} at {self.location}"
+
+
+# ---------------------------------------------------------------------------
+# Referrals (Gravity SDOH Task codes)
+# ---------------------------------------------------------------------------
+class ReferralStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    REQUESTED = "requested", "Requested"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    IN_PROGRESS = "in-progress", "In progress"
+    ON_HOLD = "on-hold", "On hold"
+    FAILED = "failed", "Failed"
+    COMPLETED = "completed", "Completed"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+
+
+REFERRAL_TRANSITIONS = {
+    "draft": {"requested", "cancelled", "entered-in-error"},
+    "requested": {"accepted", "rejected", "cancelled", "failed", "entered-in-error"},
+    "accepted": {"in-progress", "on-hold", "cancelled", "failed", "completed", "entered-in-error"},
+    "in-progress": {"on-hold", "completed", "failed", "cancelled", "entered-in-error"},
+    "on-hold": {"in-progress", "cancelled", "failed", "entered-in-error"},
+    # closed states reopen to 'requested' or 'in-progress' with a note (referral_reopen)
+    "rejected": {"requested", "entered-in-error"},
+    "cancelled": {"requested", "entered-in-error"},
+    "failed": {"requested", "in-progress", "entered-in-error"},
+    "completed": {"in-progress", "entered-in-error"},
+    "entered-in-error": set(),
+}
+REFERRAL_CLOSED_STATUSES = ("rejected", "cancelled", "failed", "completed", "entered-in-error")
+REFERRAL_OPEN_STATUSES = ("requested", "accepted", "in-progress", "on-hold")
+
+
+class ReferralOutcome(models.TextChoices):
+    GOT_HELP = "got-help", "Got help"
+    COULD_NOT_CONTACT = "could-not-contact", "Could not contact"
+    NOT_ELIGIBLE = "not-eligible", "Not eligible"
+    NO_CAPACITY = "no-capacity", "No capacity"
+    DECLINED = "declined", "Declined by patient"
+    SERVICE_CLOSED = "service-closed", "Service closed"
+    OTHER = "other", "Other"
+
+
+class Referral(models.Model):
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="referrals")
+    care_plan = models.ForeignKey("careplans.CarePlan", on_delete=models.CASCADE, related_name="referrals")
+    need = models.ForeignKey(
+        "careplans.Need", on_delete=models.SET_NULL, related_name="referrals", null=True, blank=True
+    )
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="referrals")
+    reason = models.TextField()
+    priority = models.CharField(
+        max_length=10,
+        choices=[("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
+        default="routine",
+    )
+    consent = models.ForeignKey(
+        "patients.Consent", on_delete=models.PROTECT, null=True, blank=True, related_name="referrals"
+    )
+    status = models.CharField(max_length=20, choices=ReferralStatus.choices, default=ReferralStatus.DRAFT)
+    status_reason = models.TextField(blank=True)
+    referred_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="referrals_sent"
+    )
+    tracked_by_referrer = models.BooleanField(
+        default=True, help_text="The service is not on CareTeam: the referrer records its answers."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    responded_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=ReferralOutcome.choices, blank=True)
+    outcome_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ReferralStatus.values), name="referral_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(status="entered-in-error") | Q(consent__isnull=False),
+                name="referral_sent_with_consent",
+                violation_error_message="A referral cannot be sent without the patient's recorded consent.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(status="entered-in-error") | Q(sent_at__isnull=False),
+                name="referral_sent_has_sent_at",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "status"], name="referral_patient_idx"),
+            models.Index(fields=["status", "sent_at"], name="referral_status_sent_idx"),
+            models.Index(fields=["service", "status"], name="referral_service_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Referral #{self.pk} to {self.service_id}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in REFERRAL_CLOSED_STATUSES
+
+
+class ReferralEvent(models.Model):
+    """Every status change of a referral: who, when, from, to, and why."""
+
+    referral = models.ForeignKey(Referral, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status}"

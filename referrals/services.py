@@ -1,0 +1,192 @@
+"""Writes of closed-loop referrals: create, send (consent required, service active),
+status changes along the Gravity SDOH Task machine, close with an outcome, reopen."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from careteam.audit import audit
+from careteam.concurrency import lock_for_update
+from careteam.models import AuditAction, User
+from careteam.permissions import PatientAccess
+from careteam.statemachine import check_transition
+from patients.models import Consent, ConsentScope
+
+from .models import (
+    REFERRAL_CLOSED_STATUSES,
+    REFERRAL_TRANSITIONS,
+    Referral,
+    ReferralEvent,
+    ReferralStatus,
+    Service,
+    ServiceStatus,
+)
+
+
+def _log(referral: Referral, *, by: User, from_status: str, note: str = "") -> None:
+    ReferralEvent.objects.create(
+        referral=referral, from_status=from_status, to_status=referral.status, by=by, note=note
+    )
+
+
+def referral_consent(*, patient) -> Consent | None:
+    """The patient's consent in force to share information with community services."""
+    return patient.consents.in_force().filter(scope=ConsentScope.REFERRAL).order_by("-date_given").first()
+
+
+@transaction.atomic
+def referral_create(
+    *,
+    access: PatientAccess,
+    by: User,
+    plan,
+    service: Service,
+    reason: str,
+    need=None,
+    priority: str = "routine",
+    send: bool = True,
+    request=None,
+) -> Referral:
+    """Create a referral from a plan (optionally from one need) and send it at once unless
+    `send` is False (a draft)."""
+    access.require_edit()
+    errors: dict[str, str] = {}
+    if not (reason or "").strip():
+        errors["reason"] = "Give the reason for the referral."
+    if plan.patient_id != access.patient.pk:
+        errors["care_plan"] = "That care plan belongs to another patient."
+    if need is not None and need.care_plan_id != plan.pk:
+        errors["need"] = "That need belongs to another care plan."
+    if priority not in ("routine", "urgent", "asap"):
+        errors["priority"] = "Priority is routine, urgent or asap."
+    if errors:
+        raise ValidationError(errors)
+    referral = Referral.objects.create(
+        patient=access.patient,
+        care_plan=plan,
+        need=need,
+        service=service,
+        reason=reason.strip(),
+        priority=priority,
+        referred_by=by,
+    )
+    _log(referral, by=by, from_status="")
+    audit(user=by, action=AuditAction.CREATE, obj=referral, patient=access.patient, request=request)
+    if send:
+        referral = referral_send(access=access, referral=referral, by=by, request=request)
+    return referral
+
+
+@transaction.atomic
+def referral_send(*, access: PatientAccess, referral: Referral, by: User, request=None) -> Referral:
+    access.require_edit()
+    referral = lock_for_update(referral, None)
+    service = referral.service
+    if service.status != ServiceStatus.ACTIVE:
+        raise ValidationError(
+            {
+                "service": f"{service.name} is {service.get_status_display().lower()}: it cannot take referrals."
+            }
+        )
+    consent = referral_consent(patient=access.patient)
+    if consent is None:
+        raise ValidationError(
+            {"consent": "Record the patient's consent to share information with community services first."}
+        )
+    check_transition(REFERRAL_TRANSITIONS, referral.status, ReferralStatus.REQUESTED)
+    from_status = referral.status
+    referral.status = ReferralStatus.REQUESTED
+    referral.consent = consent
+    referral.sent_at = timezone.now()
+    referral.version += 1
+    referral.save()
+    _log(referral, by=by, from_status=from_status)
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=referral,
+        patient=access.patient,
+        request=request,
+        detail="sent",
+    )
+    return referral
+
+
+@transaction.atomic
+def referral_set_status(
+    *,
+    access: PatientAccess,
+    referral: Referral,
+    by: User,
+    status: str,
+    note: str = "",
+    outcome: str = "",
+    expected_version: int | None = None,
+    request=None,
+) -> Referral:
+    """Record the service's answer or progress (on its behalf when it is not on CareTeam),
+    or close the loop with an outcome, which updates the need in the plan."""
+    access.require_edit()
+    referral = lock_for_update(referral, expected_version)
+    if status == ReferralStatus.REQUESTED and referral.status == ReferralStatus.DRAFT:
+        return referral_send(access=access, referral=referral, by=by, request=request)
+    check_transition(REFERRAL_TRANSITIONS, referral.status, status)
+    closing = status in REFERRAL_CLOSED_STATUSES and status != "entered-in-error"
+    reopening = referral.status in REFERRAL_CLOSED_STATUSES
+    if closing and not outcome:
+        raise ValidationError({"outcome": "Record the outcome to close the referral."})
+    if reopening and not note.strip():
+        raise ValidationError({"note": "Say why the referral is reopened."})
+    now = timezone.now()
+    from_status = referral.status
+    referral.status = status
+    if note:
+        referral.status_reason = note
+    if status in ("accepted", "rejected") and referral.responded_at is None:
+        referral.responded_at = now
+    if status == "accepted" and referral.accepted_at is None:
+        referral.accepted_at = now
+    if closing:
+        referral.closed_at = now
+        referral.outcome = outcome
+        referral.outcome_note = note
+    if reopening:
+        referral.closed_at = None
+        referral.outcome = ""
+    referral.version += 1
+    referral.save()
+    _log(referral, by=by, from_status=from_status, note=note)
+    if closing and referral.need_id is not None:
+        _update_need_from_outcome(access=access, referral=referral, by=by)
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=referral,
+        patient=access.patient,
+        request=request,
+        detail=status,
+    )
+    return referral
+
+
+def _update_need_from_outcome(*, access: PatientAccess, referral: Referral, by: User) -> None:
+    """Closing the loop: help received resolves the need; otherwise the need stays open
+    and a note on it says what happened, so the team looks for another service."""
+    from careplans.models import Need, NeedStatus, Note
+
+    need = Need.objects.select_for_update().get(pk=referral.need_id)
+    if referral.outcome == "got-help" and need.status in ("active", "recurrence", "inactive"):
+        need.status = NeedStatus.RESOLVED
+        need.version += 1
+        need._history_user = by
+        need.save()
+    Note.objects.create(
+        care_plan_id=need.care_plan_id,
+        need=need,
+        author=by,
+        sensitivity_id=need.sensitivity_id,
+        text=f"Referral to {referral.service.name} closed: {referral.get_outcome_display()}."
+        + (f" {referral.outcome_note}" if referral.outcome_note else ""),
+    )

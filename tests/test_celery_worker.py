@@ -1,0 +1,72 @@
+"""A real Celery worker process consumes the real Redis broker."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from careteam.tasks import ping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """Start `celery -A careteam worker` against the same broker and test database."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    env["DEBUG"] = "true"
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "careteam",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "-P",
+            "solo",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield queue
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.celery_worker
+def test_ping_runs_on_a_real_worker_through_redis(celery_worker_process):
+    token = uuid.uuid4().hex
+    result = ping.apply_async(args=[token], queue=celery_worker_process)
+    deadline = time.monotonic() + 60
+    while not result.ready() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert result.get(timeout=5) == {"pong": token, "db": True}

@@ -7,6 +7,8 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -19,22 +21,43 @@ class TaxonomyTerm(models.Model):
     """A category in the catalog's taxonomy (HSDS taxonomy_term)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    code = models.CharField(max_length=60, unique=True)
+    code = models.CharField(max_length=60, blank=True)
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True)
     taxonomy = models.CharField(max_length=100, default="careteam", help_text="Name of the taxonomy")
     parent = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    language = models.CharField(max_length=20, blank=True)
+    taxonomy_id_ref = models.UUIDField(
+        null=True, blank=True, help_text="HSDS taxonomy_id: the taxonomy this term comes from."
+    )
+    term_uri = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(
+        default=dict, blank=True, help_text="HSDS sub-records kept as documents (taxonomy_detail, metadata)."
     )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # HSDS terms may come without a code; our own categories are looked up by code.
+            models.UniqueConstraint(fields=["code"], condition=~Q(code=""), name="taxonomy_term_code_unique")
+        ]
 
     def __str__(self) -> str:
         return self.name
 
 
+DETAILS_HELP = (
+    "HSDS sub-records of this object (phones, contacts, schedules, languages, ...) as HSDS JSON. "
+    "They are kept whole so that export gives back what was imported; the columns used for search "
+    "are derived from them on import."
+)
+
+
 class Organization(models.Model):
+    """An HSDS organization: the provider of services."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=250)
     alternate_name = models.CharField(max_length=250, blank=True)
@@ -45,6 +68,11 @@ class Organization(models.Model):
     tax_id = models.CharField(max_length=40, blank=True)
     year_incorporated = models.PositiveSmallIntegerField(null=True, blank=True)
     legal_status = models.CharField(max_length=100, blank=True)
+    tax_status = models.CharField(max_length=100, blank=True)
+    logo = models.CharField(max_length=500, blank=True)
+    uri = models.CharField(max_length=500, blank=True)
+    parent_organization_id = models.UUIDField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -64,6 +92,9 @@ class ServiceStatus(models.TextChoices):
 
 
 class Service(models.Model):
+    """An HSDS service. `languages`, `is_free`, `service_area` and `categories` are the
+    search columns; import derives them from the HSDS sub-records in `details`."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="services")
     name = models.CharField(max_length=250)
@@ -91,6 +122,23 @@ class Service(models.Model):
         default=3, help_text="How long the service usually takes to respond to a referral."
     )
     last_verified = models.DateField(null=True, blank=True)
+    wait_time = models.TextField(blank=True)
+    fees = models.TextField(blank=True)
+    accreditations = models.TextField(blank=True)
+    assured_date = models.CharField(max_length=30, blank=True)
+    assurer_email = models.CharField(max_length=254, blank=True)
+    licenses = models.TextField(blank=True)
+    alert = models.TextField(blank=True)
+    last_modified = models.DateTimeField(null=True, blank=True)
+    program_id = models.UUIDField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("name", weight="A", config="english")
+        + SearchVector("alternate_name", "description", "eligibility_description", weight="B", config="english")
+        + SearchVector("service_area", weight="C", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -107,6 +155,8 @@ class Service(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "name"], name="service_status_name_idx"),
+            GinIndex(fields=["search_vector"], name="service_search_idx"),
+            GinIndex(fields=["languages"], name="service_languages_idx"),
         ]
 
     def __str__(self) -> str:
@@ -132,6 +182,12 @@ class Location(models.Model):
     country = models.CharField(max_length=2, default="US")
     latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    alternate_name = models.CharField(max_length=250, blank=True)
+    transportation = models.TextField(blank=True)
+    external_identifier = models.CharField(max_length=100, blank=True)
+    external_identifier_type = models.CharField(max_length=100, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
 
     class Meta:
         ordering = ["name"]
@@ -145,6 +201,7 @@ class ServiceAtLocation(models.Model):
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="service_at_locations")
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="service_at_locations")
     description = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
 
     class Meta:
         constraints = [

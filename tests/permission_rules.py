@@ -6,22 +6,49 @@ inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
 activity_id, note_id, membership_id, handoff_id, referral_id, service_id,
 organization_id, notification_id (and `pk` is not used for patient data).
 
-Rule vocabulary (the matrix test defines exactly what each asserts):
-  "public"         anyone, signed in or not (login, health)
-  "login"          any signed-in user; shows no patient data of others
-  "self"           the caller's own data only (inbox, notifications); others' ids 404
-  "patient-read"   patient data, read: team members 200; break-the-glass 200; others 404
-  "patient-write"  patient data, change: team members per item rules; break-the-glass 403;
-                   others 404
-  "catalog-admin"  catalog administration: catalog admins only, clinicians 403
-  "audit-admin"    audit search: users with careteam.view_audit_log only
-  "admin-site"     Django admin (has its own permission checks)
-  "api"            REST/FHIR endpoint; tested by the API's own matrix (see test_api_*)
+Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
+anonymous, admin (superuser not on the team), outsider clinician, former member (end
+date passed), future member (start date ahead), break-the-glass clinician (nursing), and
+team members: nurse (owns the items), pharmacist, behavioural-health clinician, case
+manager, plan lead (physician)). "Denied" for patient data is always 404, never 403.
+  "public"          anyone, signed in or not (login, health): never 5xx
+  "login"           any signed-in user (worklist, search, inbox, emergency access form);
+                    anonymous is sent to login. Shows no patient the caller may not see
+                    and no sensitive item the caller's discipline may not see.
+  "self"            the caller's own objects (notification_id): own 200, another's 404
+  "patient-read"    patient data, read: team members 200; break-the-glass 200; everyone
+                    else 404. Sensitive items (need_id/activity_id/note_id in a category)
+                    200 only for allowed disciplines and the case manager.
+  "patient-write"   any current team member may (add a need, goal, note, proposal,
+                    handoff, referral): GET as patient-read (break-the-glass may get 403);
+                    POST with empty data: members get a form error or redirect, never a
+                    write by anyone denied; break-the-glass 403; everyone else 404.
+  "item-write"      changes an existing item: as patient-write, but members of another
+                    discipline than the item's owner_discipline get 403 on POST (case
+                    manager and lead may edit anything; items without an owner: any member)
+  "team-manage"     assign/end roles: case manager and lead only; other members and
+                    break-the-glass 403; everyone else 404
+  "patient-audit"   a patient's access log: that patient's case manager and lead only;
+                    everyone else 404 (other members included)
+  "catalog-admin"   catalog administration: users with careteam.manage_catalog only;
+                    others 403 (or 404)
+  "audit-admin"     audit search: users with careteam.view_audit_log only; others 403/404
+  "admin-site"      Django admin (has its own permission checks; tested separately)
+  "api"             REST/FHIR endpoint; tested by the API's own matrix (see test_api_*).
+                    Every route under PREFIX_RULES' prefixes gets that rule by default.
 """
+
+# Routes under these prefixes take this rule unless RULES names them (the API is
+# tested by its own matrix; the admin site separately).
+PREFIX_RULES: dict[str, str] = {"api/": "api", "fhir/": "api", "admin/": "admin-site"}
 
 RULES: dict[str, str] = {
     "home": "public",
     "health": "public",
     "login": "public",
     "logout": "login",
+    # security (break-the-glass and audit)
+    "security:emergency_access": "login",
+    "security:patient_access_log": "patient-audit",
+    "security:audit_log": "audit-admin",
 }

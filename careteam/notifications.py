@@ -1,15 +1,29 @@
-"""Creating notifications. One row per (recipient, kind, object, due moment): a second
-attempt for the same reminder finds the row and does nothing."""
+"""Creating, delivering and reading notifications. One row per (recipient, kind, object,
+due moment): a second attempt for the same reminder finds the row and does nothing, and
+the email goes out at most once per row (`email_sent_at`, set under a row lock)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import time
 
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from .models import Notification, NotificationKind, TeamMembership, TeamRole
+from .permissions import patient_visible_q, team_patients_for
+
+logger = logging.getLogger(__name__)
 
 
+# ---------------------------------------------------------------------------
+# Creating
+# ---------------------------------------------------------------------------
 def notify(
     *,
     recipient,
@@ -21,7 +35,9 @@ def notify(
     body: str = "",
     url: str = "",
 ) -> Notification | None:
-    """Create the notification unless it exists. Returns it if created now, else None."""
+    """Create the notification unless it exists, and enqueue its email after commit.
+    Returns it if created now, else None. Callers notify only people who can see the
+    patient; the email task checks again when it sends."""
     with transaction.atomic():
         notification, created = Notification.objects.get_or_create(
             recipient=recipient,
@@ -31,6 +47,10 @@ def notify(
             due_moment=due_moment,
             defaults={"patient_id": patient_id, "title": title[:200], "body": body, "url": url},
         )
+        if created:
+            from .reminders import enqueue_emails
+
+            enqueue_emails([notification.pk])
     return notification if created else None
 
 
@@ -45,3 +65,92 @@ def notify_break_glass(*, grant) -> None:
             title=f"Emergency access to {grant.patient} by {grant.user.display_name}",
             body=f"Reason given: {grant.reason}. Read-only until {grant.expires_at:%Y-%m-%d %H:%M}.",
         )
+
+
+def notify_handoff_received(*, handoff) -> int:
+    """Tell the receiver (or everyone of the target discipline on the team) about a new
+    handoff. Only current team members are addressed, so nobody learns of a patient they
+    cannot see."""
+    members = TeamMembership.objects.current().filter(patient_id=handoff.patient_id).select_related("user")
+    if handoff.to_user_id is not None:
+        members = members.filter(user_id=handoff.to_user_id)
+    else:
+        members = members.filter(discipline_id=handoff.to_discipline_id)
+    sent = 0
+    for user in {m.user for m in members if m.user_id != handoff.from_user_id and m.user.is_active}:
+        created = notify(
+            recipient=user,
+            kind=NotificationKind.HANDOFF_RECEIVED,
+            obj=handoff,
+            patient_id=handoff.patient_id,
+            due_moment=handoff.created_at,
+            title=f"New handoff from {handoff.from_user.display_name}: {handoff.patient}"[:200],
+            url=f"/team/handoffs/{handoff.pk}/",
+        )
+        sent += created is not None
+    return sent
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+def notifications_for(user) -> QuerySet:
+    """The user's own notifications, hiding any about a patient they can no longer see."""
+    return Notification.objects.filter(recipient_id=user.pk).filter(
+        Q(patient__isnull=True) | patient_visible_q(user, "patient")
+    )
+
+
+def notification_mark_read(*, user, notification_id: int | None = None) -> int:
+    """Mark one (or, without an id, all) of the user's notifications read. Returns rows changed."""
+    qs = Notification.objects.filter(recipient_id=user.pk, read_at__isnull=True)
+    if notification_id is not None:
+        qs = qs.filter(pk=notification_id)
+    return qs.update(read_at=timezone.now())
+
+
+# ---------------------------------------------------------------------------
+# Email delivery (called by the Celery task; idempotent)
+# ---------------------------------------------------------------------------
+def _test_delay() -> float:
+    """Seconds to pause before sending; only the worker-kill integration test sets it."""
+    return float(os.environ.get("CARETEAM_EMAIL_TEST_DELAY", "0") or 0)
+
+
+def notification_email_send(*, notification_id: int) -> bool:
+    """Send the notification's email unless it was sent already. The row is locked while
+    sending, so a redelivered or duplicate task waits and then finds `email_sent_at` set.
+    A worker killed before the commit rolls back and the redelivered task sends it.
+    The email names no patient: it only says there is something to read in CareTeam."""
+    if Notification.objects.filter(pk=notification_id, email_sent_at__isnull=False).exists():
+        return False
+    with transaction.atomic():
+        n = (
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("recipient")
+            .filter(pk=notification_id)
+            .first()
+        )
+        if n is None or n.email_sent_at is not None:
+            return False
+        user = n.recipient
+        if not user.is_active or not user.email:
+            return False
+        if n.patient_id is not None and not team_patients_for(user).filter(pk=n.patient_id).exists():
+            logger.info("notification %s not emailed: recipient no longer on the patient's team", n.pk)
+            return False
+        if delay := _test_delay():
+            time.sleep(delay)
+        inbox = f"{getattr(settings, 'SITE_URL', '')}/team/inbox/"
+        send_mail(
+            subject=f"CareTeam: {n.get_kind_display()}",
+            message=(
+                f"You have a new notification in CareTeam: {n.get_kind_display()}.\n"
+                f"Sign in to read it: {inbox}\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+        n.email_sent_at = timezone.now()
+        n.save(update_fields=["email_sent_at"])
+    return True

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "axes",
     "django_htmx",
@@ -62,6 +63,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "careteam.middleware.IdleSessionTimeoutMiddleware",
+    # audits denials (403/404) and unaudited reads of every URL that names patient data
+    "careteam.middleware.PatientAuditMiddleware",
     # AxesMiddleware must be last: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -129,6 +132,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=15 * 60)  # seconds
@@ -193,12 +197,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BEAT_SCHEDULE: dict = {
     "memberships-sync": {"task": "careteam.memberships_sync", "schedule": 15 * 60},
+    # Every minute; run exactly one beat process. Each reminder is a unique database row,
+    # so a second beat or an overlapping sweep still sends nothing twice.
+    "reminders-sweep": {"task": "careteam.reminders_sweep", "schedule": 60},
 }
 
 # ---------------------------------------------------------------------------
 # Care-team rules
 # ---------------------------------------------------------------------------
 BREAK_GLASS_HOURS = env.float("BREAK_GLASS_HOURS", default=4.0)
+# Reminders (careteam/reminders.py): remind the receiver of an unacknowledged handoff after
+# this long, and again this long before its due time; escalate to the case manager when overdue.
+HANDOFF_ACK_REMINDER_MINUTES = env.int("HANDOFF_ACK_REMINDER_MINUTES", default=30)
+HANDOFF_DUE_SOON_MINUTES = env.int("HANDOFF_DUE_SOON_MINUTES", default=60)
+# An email still unsent this long after its notification was created is enqueued again
+# (the broker may have lost it); after the retry window only the in-app notification remains.
+NOTIFICATION_EMAIL_GRACE_SECONDS = env.int("NOTIFICATION_EMAIL_GRACE_SECONDS", default=300)
+NOTIFICATION_EMAIL_RETRY_HOURS = env.int("NOTIFICATION_EMAIL_RETRY_HOURS", default=24)
 
 # ---------------------------------------------------------------------------
 # REST framework / OpenAPI
@@ -222,6 +237,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Care plans, care teams, handoffs and closed-loop referrals.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package: offline deployments have no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # ---------------------------------------------------------------------------

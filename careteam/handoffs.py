@@ -1,0 +1,269 @@
+"""Handoffs between team members and discipline queues (SBAR note, FHIR Task statuses):
+create, accept (first acceptance of a queue handoff wins), reject with a reason, start,
+complete, cancel; and the reads the inbox and the case manager's view need."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from .audit import audit
+from .models import (
+    HANDOFF_OPEN_STATUSES,
+    HANDOFF_TRANSITIONS,
+    AuditAction,
+    Discipline,
+    Handoff,
+    HandoffStatus,
+    TeamMembership,
+    TeamRole,
+    User,
+)
+from .permissions import restrict
+from .statemachine import check_transition
+
+# ---------------------------------------------------------------------------
+# Handoffs (SBAR, FHIR Task statuses)
+# ---------------------------------------------------------------------------
+SBAR_FIELDS = ("situation", "background", "assessment", "recommendation")
+
+
+def _handoff_validate(h: Handoff) -> None:
+    errors: dict[str, str] = {}
+    for name in SBAR_FIELDS:
+        if not (getattr(h, name) or "").strip():
+            errors[name] = f"{name.capitalize()} is required in an SBAR handoff."
+    if h.to_user_id is None and h.to_discipline_id is None:
+        errors["to_user"] = "Hand off to a team member or to a discipline's queue."
+    if h.to_user_id is not None and h.to_user_id == h.from_user_id:
+        errors["to_user"] = "You cannot hand off to yourself."
+    if h.due_at is None:
+        errors["due_at"] = "A due time is required."
+    if h.care_plan_id is not None and h.care_plan.patient_id != h.patient_id:
+        errors["care_plan"] = "That care plan belongs to another patient."
+    if h.activity_id is not None and h.activity.care_plan.patient_id != h.patient_id:
+        errors["activity"] = "That activity belongs to another patient."
+    if errors:
+        raise ValidationError(errors)
+    on_team = TeamMembership.objects.current().filter(patient_id=h.patient_id)
+    if not on_team.filter(user_id=h.from_user_id).exists():
+        raise ValidationError("Only a member of the patient's care team can hand off work.")
+    if h.to_user_id is not None and not on_team.filter(user_id=h.to_user_id).exists():
+        raise ValidationError({"to_user": "The receiver is not on this patient's care team."})
+    if (
+        h.to_discipline_id is not None
+        and h.to_user_id is None
+        and not on_team.filter(discipline_id=h.to_discipline_id).exists()
+    ):
+        raise ValidationError({"to_discipline": "No one of that discipline is on this patient's care team."})
+
+
+@transaction.atomic
+def handoff_create(
+    *,
+    from_user: User,
+    patient,
+    due_at: dt.datetime,
+    situation: str,
+    background: str,
+    assessment: str,
+    recommendation: str,
+    to_user: User | None = None,
+    to_discipline: Discipline | None = None,
+    priority: str = "routine",
+    care_plan=None,
+    activity=None,
+    kind: str = "patient",
+    request=None,
+) -> Handoff:
+    handoff = Handoff(
+        patient=patient,
+        care_plan=care_plan,
+        activity=activity,
+        kind=kind,
+        from_user=from_user,
+        to_user=to_user,
+        to_discipline=to_discipline,
+        situation=situation.strip(),
+        background=background.strip(),
+        assessment=assessment.strip(),
+        recommendation=recommendation.strip(),
+        priority=priority,
+        due_at=due_at,
+    )
+    _handoff_validate(handoff)
+    handoff.save()
+    audit(user=from_user, action=AuditAction.CREATE, obj=handoff, patient=patient, request=request)
+    from .notifications import notify_handoff_received
+
+    notify_handoff_received(handoff=handoff)
+    return handoff
+
+
+def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
+    if handoff.to_user_id is not None:
+        return handoff.to_user_id == user.pk
+    return (
+        TeamMembership.objects.current()
+        .filter(patient_id=handoff.patient_id, user=user, discipline_id=handoff.to_discipline_id)
+        .exists()
+    )
+
+
+@transaction.atomic
+def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
+    """Acknowledge a handoff. For a discipline queue the first acceptance wins; a later
+    one gets 'already accepted by X'."""
+    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("accepted_by").get(pk=handoff.pk)
+    if handoff.status != HandoffStatus.REQUESTED and handoff.accepted_by_id is not None:
+        who = "you" if handoff.accepted_by_id == user.pk else handoff.accepted_by.display_name
+        raise ValidationError(
+            {"status": f"This handoff was already accepted by {who}."}, code="already_accepted"
+        )
+    if not _handoff_receiver_ok(handoff, user):
+        raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
+    check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.ACCEPTED)
+    now = timezone.now()
+    handoff.status = HandoffStatus.ACCEPTED
+    handoff.accepted_by = user
+    if handoff.to_user_id is None:
+        handoff.to_user = user
+    handoff.acknowledged_at = now
+    handoff.version += 1
+    handoff.save()
+    audit(
+        user=user,
+        action=AuditAction.UPDATE,
+        obj=handoff,
+        patient_id=handoff.patient_id,
+        request=request,
+        detail="accepted",
+    )
+    return handoff
+
+
+@transaction.atomic
+def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -> Handoff:
+    handoff = Handoff.objects.select_for_update().get(pk=handoff.pk)
+    if not (reason or "").strip():
+        raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
+    if not _handoff_receiver_ok(handoff, user):
+        raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
+    check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.REJECTED)
+    handoff.status = HandoffStatus.REJECTED
+    handoff.status_reason = reason.strip()
+    handoff.acknowledged_at = timezone.now()
+    handoff.version += 1
+    handoff.save()
+    audit(
+        user=user,
+        action=AuditAction.UPDATE,
+        obj=handoff,
+        patient_id=handoff.patient_id,
+        request=request,
+        detail="rejected",
+    )
+    return handoff
+
+
+@transaction.atomic
+def handoff_set_status(
+    *, handoff: Handoff, user: User, status: str, reason: str = "", request=None
+) -> Handoff:
+    """Start, complete or cancel. The receiver works it; the sender (or case manager) cancels."""
+    handoff = Handoff.objects.select_for_update().get(pk=handoff.pk)
+    if status == HandoffStatus.ACCEPTED:
+        return handoff_accept(handoff=handoff, user=user, request=request)
+    if status == HandoffStatus.REJECTED:
+        return handoff_reject(handoff=handoff, user=user, reason=reason, request=request)
+    check_transition(HANDOFF_TRANSITIONS, handoff.status, status)
+    if status == HandoffStatus.CANCELLED:
+        is_cm = (
+            TeamMembership.objects.current()
+            .filter(patient_id=handoff.patient_id, user=user, role=TeamRole.CASE_MANAGER)
+            .exists()
+        )
+        if user.pk != handoff.from_user_id and not is_cm:
+            raise ValidationError("Only the sender or the case manager can cancel a handoff.")
+    elif user.pk not in (handoff.to_user_id, handoff.accepted_by_id):
+        raise ValidationError("Only the person who accepted the handoff can work on it.")
+    handoff.status = status
+    handoff.status_reason = reason.strip() if reason else handoff.status_reason
+    if status == HandoffStatus.COMPLETED:
+        handoff.completed_at = timezone.now()
+    handoff.version += 1
+    handoff.save()
+    audit(
+        user=user,
+        action=AuditAction.UPDATE,
+        obj=handoff,
+        patient_id=handoff.patient_id,
+        request=request,
+        detail=status,
+    )
+    return handoff
+
+
+# ---------------------------------------------------------------------------
+# Reads: every list starts from the permission-restricted queryset
+# ---------------------------------------------------------------------------
+def handoffs_visible(user) -> QuerySet:
+    """Handoffs of patients the user may see."""
+    return restrict(Handoff.objects.all(), user).select_related(
+        "patient", "from_user", "to_user", "to_discipline", "accepted_by"
+    )
+
+
+def handoff_inbox(user) -> QuerySet:
+    """Handoffs waiting for the user's acknowledgement: addressed to them, or to a
+    discipline queue they hold on that patient's current team."""
+    my_queue = TeamMembership.objects.current().filter(
+        user_id=user.pk, patient_id=OuterRef("patient_id"), discipline_id=OuterRef("to_discipline_id")
+    )
+    return (
+        handoffs_visible(user)
+        .filter(status=HandoffStatus.REQUESTED)
+        .filter(
+            Q(to_user_id=user.pk) | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue)
+        )
+        .exclude(from_user_id=user.pk, to_user_id__isnull=False)
+        .order_by("due_at", "id")
+    )
+
+
+def handoffs_open_for_case_manager(user) -> QuerySet:
+    """All open handoffs of the patients the user is the current case manager of."""
+    as_cm = TeamMembership.objects.current().filter(
+        user_id=user.pk, patient_id=OuterRef("patient_id"), role=TeamRole.CASE_MANAGER
+    )
+    return (
+        handoffs_visible(user)
+        .filter(status__in=HANDOFF_OPEN_STATUSES)
+        .filter(Exists(as_cm))
+        .order_by("created_at", "id")
+    )
+
+
+def handoff_actions(*, handoff: Handoff, user: User) -> list[str]:
+    """The transitions this user may take on this handoff now (the buttons to show)."""
+    if handoff.status not in HANDOFF_OPEN_STATUSES:
+        return []
+    actions: list[str] = []
+    if handoff.status == HandoffStatus.REQUESTED and _handoff_receiver_ok(handoff, user):
+        actions += ["accept", "reject"]
+    if user.pk in (handoff.to_user_id, handoff.accepted_by_id) and handoff.status != HandoffStatus.REQUESTED:
+        if handoff.status == HandoffStatus.ACCEPTED:
+            actions.append("start")
+        actions.append("complete")
+    is_cm = (
+        TeamMembership.objects.current()
+        .filter(patient_id=handoff.patient_id, user_id=user.pk, role=TeamRole.CASE_MANAGER)
+        .exists()
+    )
+    if user.pk == handoff.from_user_id or is_cm:
+        actions.append("cancel")
+    return actions

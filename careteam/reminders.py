@@ -1,0 +1,312 @@
+# SQL here is composed only from module constants; every value is a bound parameter.
+# ruff: noqa: S608
+"""The reminder sweep: finds what is due and creates one Notification per (recipient,
+kind, object, due moment), then enqueues the emails.
+
+Why it is built this way:
+- Every rule is ONE set-based statement, `INSERT ... SELECT ... ON CONFLICT DO NOTHING`,
+  so the sweep runs a fixed number of queries however many reminders are due, and the
+  database's uniqueness key (`one_notification_per_reminder`) is what guarantees a
+  reminder exists once, whether two sweeps overlap, a beat fires twice or a worker dies.
+- The due moment is computed from the object (created_at + threshold, due_at, due_date,
+  review_due, sent_at + expected response days), never from "now", so a sweep that was
+  down for an hour creates exactly the reminders it missed, each once.
+- Source rows are claimed with `FOR UPDATE ... SKIP LOCKED`: a concurrent sweep (or a
+  clinician accepting that very handoff) is not waited for; whatever is skipped is
+  picked up by the next minute's sweep.
+- A reminder goes only to people who can see the patient right now (the same rule as
+  `careteam.permissions.team_member_q`: a guardian view grant AND a current membership;
+  sensitive activities only to the disciplines their category allows, and the case
+  manager). The email task checks again when it sends.
+- Emails are enqueued after commit; if Redis is down the failure is logged and the
+  notification stays unsent, and the sweep enqueues it again after a grace period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
+
+logger = logging.getLogger(__name__)
+
+# Emails are enqueued in messages of this many notification ids: a sweep that creates
+# 100,000 reminders publishes 500 messages, not 100,000.
+EMAIL_CHUNK = 200
+# At most this many unsent emails are re-enqueued per sweep (the rest next minute).
+REQUEUE_LIMIT = 20_000
+
+ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
+
+
+# ---------------------------------------------------------------------------
+# SQL building blocks
+# ---------------------------------------------------------------------------
+# Current membership of user `u` on patient `p` (TeamMembershipQuerySet.current()).
+_CURRENT_MEMBERSHIP = """
+    m.status = 'active' AND m.start_date <= %(today)s
+    AND (m.end_date IS NULL OR m.end_date >= %(today)s)"""
+
+# "Can recipient t.recipient_id see patient t.patient_id now?" The team-member rule of
+# careteam.permissions.team_member_q, written over the candidate rows instead of one user.
+_CAN_SEE = f"""
+    EXISTS (
+        SELECT 1 FROM careteam_patientuserobjectpermission g
+        JOIN auth_permission ap ON ap.id = g.permission_id
+        JOIN django_content_type ct ON ct.id = ap.content_type_id
+        WHERE g.user_id = t.recipient_id AND g.content_object_id = t.patient_id
+          AND ap.codename = 'view_patient' AND ct.app_label = 'patients'
+    )
+    AND EXISTS (
+        SELECT 1 FROM careteam_teammembership m
+        WHERE m.user_id = t.recipient_id AND m.patient_id = t.patient_id AND {_CURRENT_MEMBERSHIP}
+    )
+    AND (
+        t.sensitivity_id IS NULL
+        OR EXISTS (
+            SELECT 1 FROM careteam_teammembership m
+            WHERE m.user_id = t.recipient_id AND m.patient_id = t.patient_id AND {_CURRENT_MEMBERSHIP}
+              AND (m.role = 'case-manager' OR m.discipline_id IN (
+                  SELECT ad.discipline_id FROM careteam_sensitivitycategory_allowed_disciplines ad
+                  WHERE ad.sensitivitycategory_id = t.sensitivity_id))
+        )
+    )"""
+
+_PATIENT_NAME = "pt.family_name || ', ' || pt.given_name"
+
+# Receivers of a handoff: the named person, else everyone of the target discipline on the team.
+_HANDOFF_RECEIVERS = f"""
+    SELECT d.to_user_id AS recipient_id WHERE d.to_user_id IS NOT NULL
+    UNION
+    SELECT m.user_id FROM careteam_teammembership m
+    WHERE d.to_user_id IS NULL AND m.patient_id = d.patient_id
+      AND m.discipline_id = d.to_discipline_id AND {_CURRENT_MEMBERSHIP}"""
+
+_CASE_MANAGER = f"""
+    SELECT m.user_id AS recipient_id FROM careteam_teammembership m
+    WHERE m.patient_id = d.patient_id AND m.role = 'case-manager' AND {_CURRENT_MEMBERSHIP}"""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of reminder: `due_sql` selects the due objects (object_id, patient_id,
+    due_moment, title, url, sensitivity_id and whatever `recipients_sql` needs, as `d`),
+    locking the source alias `lock`; `recipients_sql` lists who gets it."""
+
+    kind: str
+    object_type: str
+    lock: str
+    due_sql: str
+    recipients_sql: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        kind=NotificationKind.HANDOFF_UNACKNOWLEDGED,
+        object_type="careteam.handoff",
+        lock="h",
+        due_sql=f"""
+            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
+                   h.created_at + %(ack)s AS due_moment,
+                   'Handoff waiting for your acknowledgement: ' || {_PATIENT_NAME} AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE h.status = 'requested' AND h.created_at <= %(now)s - %(ack)s""",
+        recipients_sql=_HANDOFF_RECEIVERS,
+    ),
+    Rule(
+        kind=NotificationKind.HANDOFF_DUE_SOON,
+        object_type="careteam.handoff",
+        lock="h",
+        # Only while it is still before the due time: once overdue, the escalation speaks.
+        due_sql=f"""
+            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
+                   h.due_at - %(soon)s AS due_moment,
+                   'Handoff due soon: ' || {_PATIENT_NAME} AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE h.status = ANY(%(handoff_open)s)
+              AND h.due_at > %(now)s AND h.due_at <= %(now)s + %(soon)s""",
+        recipients_sql=_HANDOFF_RECEIVERS,
+    ),
+    Rule(
+        kind=NotificationKind.HANDOFF_OVERDUE_ESCALATION,
+        object_type="careteam.handoff",
+        lock="h",
+        due_sql=f"""
+            SELECT h.id AS object_id, h.patient_id, h.due_at AS due_moment,
+                   'Overdue handoff escalated: ' || {_PATIENT_NAME} AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s""",
+        recipients_sql=_CASE_MANAGER,
+    ),
+    Rule(
+        kind=NotificationKind.ACTIVITY_OVERDUE,
+        object_type="careplans.activity",
+        lock="a",
+        # Due at the start of the day after its due date, in the site's time zone.
+        due_sql=f"""
+            SELECT a.id AS object_id, cp.patient_id, a.assigned_to_id, a.owner_discipline_id,
+                   ((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s) AS due_moment,
+                   'Activity past its due date: ' || {_PATIENT_NAME} AS title,
+                   '' AS url, a.sensitivity_id
+            FROM careplans_activity a
+            JOIN careplans_careplan cp ON cp.id = a.care_plan_id
+            JOIN patients_patient pt ON pt.id = cp.patient_id
+            WHERE a.status = ANY(%(activity_open)s) AND a.due_date < %(today)s AND cp.status = 'active'""",
+        recipients_sql=f"""
+            SELECT d.assigned_to_id AS recipient_id WHERE d.assigned_to_id IS NOT NULL
+            UNION
+            SELECT m.user_id FROM careteam_teammembership m
+            WHERE d.assigned_to_id IS NULL AND m.patient_id = d.patient_id
+              AND m.discipline_id = d.owner_discipline_id AND {_CURRENT_MEMBERSHIP}""",
+    ),
+    Rule(
+        kind=NotificationKind.PLAN_REVIEW_DUE,
+        object_type="careplans.careplan",
+        lock="cp",
+        due_sql=f"""
+            SELECT cp.id AS object_id, cp.patient_id,
+                   (cp.review_due::timestamp AT TIME ZONE %(tz)s) AS due_moment,
+                   'Care plan review due: ' || {_PATIENT_NAME} AS title,
+                   '' AS url, NULL::bigint AS sensitivity_id
+            FROM careplans_careplan cp JOIN patients_patient pt ON pt.id = cp.patient_id
+            WHERE cp.status = 'active' AND cp.review_due <= %(today)s""",
+        recipients_sql=_CASE_MANAGER,
+    ),
+    Rule(
+        kind=NotificationKind.REFERRAL_NO_RESPONSE,
+        object_type="referrals.referral",
+        lock="r",
+        due_sql=f"""
+            SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
+                   r.sent_at + s.expected_response_days * interval '1 day' AS due_moment,
+                   'Referral without response: ' || {_PATIENT_NAME} AS title,
+                   '' AS url, NULL::bigint AS sensitivity_id
+            FROM referrals_referral r
+            JOIN referrals_service s ON s.id = r.service_id
+            JOIN patients_patient pt ON pt.id = r.patient_id
+            WHERE r.status = 'requested' AND r.responded_at IS NULL AND r.sent_at IS NOT NULL
+              AND r.sent_at + s.expected_response_days * interval '1 day' <= %(now)s""",
+        recipients_sql="SELECT d.referred_by_id AS recipient_id",
+    ),
+)
+
+
+def _insert_sql(rule: Rule) -> str:
+    return f"""
+        WITH d AS MATERIALIZED (
+            {rule.due_sql}
+            FOR UPDATE OF {rule.lock} SKIP LOCKED
+        ), t AS (
+            SELECT d.*, rc.recipient_id FROM d CROSS JOIN LATERAL ({rule.recipients_sql}) rc
+        )
+        INSERT INTO careteam_notification
+            (recipient_id, kind, patient_id, object_type, object_id, due_moment,
+             title, body, url, created_at, email_sent_at, read_at)
+        SELECT t.recipient_id, %(kind)s, t.patient_id, %(object_type)s, t.object_id, t.due_moment,
+               left(t.title, 200), '', t.url, %(now)s, NULL, NULL
+        FROM t JOIN careteam_user u ON u.id = t.recipient_id AND u.is_active
+        WHERE {_CAN_SEE}
+          AND NOT EXISTS (
+              SELECT 1 FROM careteam_notification n
+              WHERE n.recipient_id = t.recipient_id AND n.kind = %(kind)s
+                AND n.object_type = %(object_type)s AND n.object_id = t.object_id
+                AND n.due_moment = t.due_moment)
+        ON CONFLICT DO NOTHING
+        RETURNING id"""
+
+
+# ---------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    created: dict[str, int] = field(default_factory=dict)
+    requeued: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.created.values())
+
+
+def reminders_sweep(*, now: dt.datetime | None = None) -> SweepResult:
+    """Create every reminder that is due (each once) and enqueue their emails; then
+    re-enqueue emails that are still unsent after the grace period. One statement per
+    rule plus one for the re-enqueue: the query count does not depend on how much is due."""
+    now = now or timezone.now()
+    params = {
+        "now": now,
+        "today": timezone.localdate(now),
+        "tz": settings.TIME_ZONE,
+        "ack": dt.timedelta(minutes=settings.HANDOFF_ACK_REMINDER_MINUTES),
+        "soon": dt.timedelta(minutes=settings.HANDOFF_DUE_SOON_MINUTES),
+        "handoff_open": list(HANDOFF_OPEN_STATUSES),
+        "activity_open": list(ACTIVITY_OPEN),
+    }
+    result = SweepResult()
+    for rule in RULES:
+        # One transaction per rule: source rows stay locked only while their rule runs.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                _insert_sql(rule), {**params, "kind": str(rule.kind), "object_type": rule.object_type}
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            result.created[str(rule.kind)] = len(ids)
+            if ids:
+                enqueue_emails(ids)
+    result.requeued = emails_requeue(now=now)
+    if result.total or result.requeued:
+        logger.info("reminder sweep: created %s, re-enqueued %d emails", result.created, result.requeued)
+    return result
+
+
+def emails_requeue(*, now: dt.datetime | None = None, limit: int = REQUEUE_LIMIT) -> int:
+    """Enqueue again the emails still unsent after the grace period (the broker may have
+    lost them, or Redis was down when they were created). Rows a worker is sending right
+    now are locked, and skipped."""
+    now = now or timezone.now()
+    grace = dt.timedelta(seconds=settings.NOTIFICATION_EMAIL_GRACE_SECONDS)
+    window = dt.timedelta(hours=settings.NOTIFICATION_EMAIL_RETRY_HOURS)
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(email_sent_at__isnull=True, created_at__lte=now - grace, created_at__gte=now - window)
+            .exclude(recipient__email="")
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            enqueue_emails(ids)
+    return len(ids)
+
+
+def enqueue_emails(ids: list[int]) -> None:
+    """After commit, enqueue email delivery for these notifications (one task for one
+    notification, chunked tasks for a batch). A broker failure is logged, never raised:
+    the save has succeeded and the sweep re-enqueues what is still unsent."""
+
+    def publish() -> None:
+        from .tasks import send_notification_email, send_notification_emails
+
+        try:
+            if len(ids) == 1:
+                send_notification_email.apply_async(args=[ids[0]], retry=False)
+            else:
+                for start in range(0, len(ids), EMAIL_CHUNK):
+                    send_notification_emails.apply_async(args=[ids[start : start + EMAIL_CHUNK]], retry=False)
+        except Exception:  # noqa: BLE001 - any broker error: log and let the sweep retry
+            logger.warning(
+                "could not enqueue %d notification email(s); the reminder sweep will retry",
+                len(ids),
+                exc_info=True,
+            )
+
+    transaction.on_commit(publish)

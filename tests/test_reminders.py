@@ -1,0 +1,241 @@
+"""The reminder sweep: what is due becomes exactly one notification per (recipient, kind,
+object, due moment), only for people who can see the patient, in a fixed number of queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from careteam import handoffs as handoff_services
+from careteam import services as team_services
+from careteam.models import Handoff, Notification, NotificationKind
+from careteam.notifications import notification_email_send, notifications_for
+from careteam.reminders import reminders_sweep
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _thresholds(settings):
+    settings.HANDOFF_ACK_REMINDER_MINUTES = 30
+    settings.HANDOFF_DUE_SOON_MINUTES = 60
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+def _handoff(world, *, to_user=None, to_discipline=None, age_minutes=45, due_in_minutes=600, status=None):
+    h = handoff_services.handoff_create(
+        from_user=world.lead,
+        patient=world.patient,
+        to_user=to_user,
+        to_discipline=to_discipline,
+        due_at=timezone.now() + dt.timedelta(minutes=due_in_minutes),
+        situation="Discharged today",
+        background="CHF, new diuretic",
+        assessment="Stable",
+        recommendation="Visit within 48h",
+    )
+    Handoff.objects.filter(pk=h.pk).update(created_at=timezone.now() - dt.timedelta(minutes=age_minutes))
+    h.refresh_from_db()
+    return h
+
+
+def _reminders(kind=None):
+    qs = Notification.objects.exclude(kind=NotificationKind.HANDOFF_RECEIVED)
+    return qs.filter(kind=kind) if kind else qs
+
+
+def test_unacknowledged_handoff_past_threshold_gets_exactly_one_reminder(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=45)
+    first = reminders_sweep()
+    second = reminders_sweep()
+    rows = list(_reminders(NotificationKind.HANDOFF_UNACKNOWLEDGED))
+    assert [(n.recipient_id, n.object_id) for n in rows] == [(world.nurse.pk, h.pk)]
+    assert rows[0].due_moment == h.created_at + dt.timedelta(minutes=30)
+    assert first.created[NotificationKind.HANDOFF_UNACKNOWLEDGED] == 1
+    assert second.total == 0
+
+
+def test_handoff_younger_than_threshold_gets_no_reminder(world):
+    _handoff(world, to_user=world.nurse, age_minutes=10)
+    reminders_sweep()
+    assert not _reminders().exists()
+
+
+def test_accepted_handoff_gets_no_acknowledgement_reminder(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=45)
+    handoff_services.handoff_accept(handoff=h, user=world.nurse)
+    reminders_sweep()
+    assert not _reminders(NotificationKind.HANDOFF_UNACKNOWLEDGED).exists()
+
+
+def test_discipline_queue_reminder_reaches_every_member_of_that_discipline_on_the_team_only(world):
+    second_nurse = f.UserFactory(username="nurse3", disciplines=["nursing"])
+    team_services.membership_add(
+        patient=world.patient,
+        user=second_nurse,
+        discipline=f.discipline("nursing"),
+        start_date=timezone.localdate() - dt.timedelta(days=3),
+    )
+    _handoff(world, to_discipline=f.discipline("nursing"), age_minutes=45)
+    reminders_sweep()
+    recipients = set(
+        _reminders(NotificationKind.HANDOFF_UNACKNOWLEDGED).values_list("recipient_id", flat=True)
+    )
+    assert recipients == {world.nurse.pk, second_nurse.pk}
+    assert world.outsider.pk not in recipients and world.other_team_nurse.pk not in recipients
+
+
+def test_receiver_who_left_the_team_is_not_reminded_about_the_patient(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=45)
+    membership = world.nurse.memberships.get(patient=world.patient)
+    team_services.membership_end(membership=membership)
+    reminders_sweep()
+    assert not _reminders().filter(recipient=world.nurse).exists()
+    assert h.pk  # the handoff itself is untouched
+
+
+def test_due_soon_reminder_before_the_due_time_and_escalation_to_case_manager_when_overdue(world):
+    soon = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=30)
+    late = _handoff(world, to_user=world.pharmacist, age_minutes=5, due_in_minutes=-10)
+    reminders_sweep()
+    due_soon = _reminders(NotificationKind.HANDOFF_DUE_SOON).get()
+    assert (due_soon.recipient_id, due_soon.object_id) == (world.nurse.pk, soon.pk)
+    assert due_soon.due_moment == soon.due_at - dt.timedelta(minutes=60)
+    escalation = _reminders(NotificationKind.HANDOFF_OVERDUE_ESCALATION).get()
+    assert (escalation.recipient_id, escalation.object_id) == (world.case_manager.pk, late.pk)
+    assert escalation.due_moment == late.due_at
+
+
+def test_sweep_that_was_down_for_an_hour_catches_up_each_reminder_once(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=120, due_in_minutes=-60)
+    reminders_sweep()
+    reminders_sweep()
+    kinds = sorted(_reminders().filter(object_id=h.pk).values_list("kind", flat=True))
+    # acknowledgement reminder and escalation; "due soon" no longer makes sense once overdue
+    assert kinds == sorted(
+        [NotificationKind.HANDOFF_UNACKNOWLEDGED, NotificationKind.HANDOFF_OVERDUE_ESCALATION]
+    )
+
+
+def test_overdue_activity_reminds_its_assignee_and_unassigned_reminds_the_owning_discipline(world):
+    yesterday = timezone.localdate() - dt.timedelta(days=1)
+    assigned = f.ActivityFactory(
+        care_plan=world.plan,
+        assigned_to=world.pharmacist,
+        due_date=yesterday,
+        owner_discipline=f.discipline("pharmacy"),
+    )
+    unassigned = f.ActivityFactory(care_plan=world.plan, due_date=yesterday)
+    f.ActivityFactory(care_plan=world.plan, due_date=timezone.localdate())  # due today: not yet
+    reminders_sweep()
+    got = set(_reminders(NotificationKind.ACTIVITY_OVERDUE).values_list("recipient_id", "object_id"))
+    assert got == {(world.pharmacist.pk, assigned.pk), (world.nurse.pk, unassigned.pk)}
+
+
+def test_sensitive_activity_reminder_never_goes_to_a_discipline_the_policy_excludes(world):
+    yesterday = timezone.localdate() - dt.timedelta(days=1)
+    f.ActivityFactory(
+        care_plan=world.plan,
+        assigned_to=world.nurse,
+        due_date=yesterday,
+        sensitivity=world.behavioural_health,
+    )
+    reminders_sweep()
+    assert not _reminders().filter(recipient=world.nurse).exists()
+
+
+def test_plan_review_date_reminds_the_case_manager(world):
+    world.plan.review_due = timezone.localdate()
+    world.plan.save()
+    reminders_sweep()
+    n = _reminders(NotificationKind.PLAN_REVIEW_DUE).get()
+    assert (n.recipient_id, n.object_id) == (world.case_manager.pk, world.plan.pk)
+
+
+def test_referral_without_response_in_expected_days_reminds_the_referrer(world):
+    service = f.ServiceFactory(expected_response_days=3)
+    consent = f.ConsentFactory(patient=world.patient)
+    late = f.ReferralFactory(
+        patient=world.patient,
+        care_plan=world.plan,
+        service=service,
+        referred_by=world.nurse,
+        status="requested",
+        consent=consent,
+        sent_at=timezone.now() - dt.timedelta(days=4),
+    )
+    f.ReferralFactory(
+        patient=world.patient,
+        care_plan=world.plan,
+        service=service,
+        referred_by=world.nurse,
+        status="requested",
+        consent=consent,
+        sent_at=timezone.now() - dt.timedelta(days=1),
+    )
+    reminders_sweep()
+    n = _reminders(NotificationKind.REFERRAL_NO_RESPONSE).get()
+    assert (n.recipient_id, n.object_id) == (world.nurse.pk, late.pk)
+    assert n.due_moment == late.sent_at + dt.timedelta(days=3)
+
+
+def test_sweep_query_count_does_not_grow_with_the_number_due(world):
+    _handoff(world, to_user=world.nurse, age_minutes=45)
+    with CaptureQueriesContext(connection) as one:
+        reminders_sweep()
+    for _ in range(25):
+        _handoff(world, to_user=world.nurse, age_minutes=45, due_in_minutes=-5)
+    with CaptureQueriesContext(connection) as many:
+        result = reminders_sweep()
+    assert result.total == 50  # 25 acknowledgement reminders + 25 escalations
+    assert len(many) == len(one)
+
+
+def test_email_is_sent_once_and_records_when(world):
+    _handoff(world, to_user=world.nurse, age_minutes=45)
+    reminders_sweep()
+    n = _reminders().get()
+    assert notification_email_send(notification_id=n.pk) is True
+    assert notification_email_send(notification_id=n.pk) is False
+    n.refresh_from_db()
+    assert n.email_sent_at is not None
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == [world.nurse.email]
+    message = mail.outbox[0].subject + mail.outbox[0].body
+    assert "Alice" not in message and "P-TEAM-1" not in message  # no patient in email
+
+
+def test_email_is_not_sent_to_someone_who_lost_access_since_the_reminder(world):
+    _handoff(world, to_user=world.nurse, age_minutes=45)
+    reminders_sweep()
+    n = _reminders().get()
+    team_services.membership_end(membership=world.nurse.memberships.get(patient=world.patient))
+    assert notification_email_send(notification_id=n.pk) is False
+    assert mail.outbox == []
+    assert not notifications_for(world.nurse).filter(pk=n.pk).exists()
+
+
+def test_web_save_succeeds_and_logs_when_the_broker_is_down(
+    world, settings, caplog, django_capture_on_commit_callbacks
+):
+    from careteam.celery import app
+
+    old = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.pool.force_close_all()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            h = _handoff(world, to_user=world.nurse, age_minutes=0)
+    finally:
+        app.conf.broker_url = old
+        app.pool.force_close_all()
+    assert Handoff.objects.filter(pk=h.pk).exists()
+    n = Notification.objects.get(kind=NotificationKind.HANDOFF_RECEIVED)
+    assert n.email_sent_at is None
+    assert "could not enqueue" in caplog.text

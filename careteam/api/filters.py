@@ -1,0 +1,144 @@
+"""Query filters for the API lists. They narrow the already-restricted queryset; ids are
+plain integers (not model lookups) so a filter never reveals whether a hidden row exists."""
+
+from __future__ import annotations
+
+import django_filters as filters
+from django import forms
+
+from careplans.models import Activity, CarePlan, Goal, Need
+from careteam.models import AuditEvent, Handoff, Notification, TeamMembership
+from patients.models import Patient
+from referrals.models import Organization, Referral, Service
+
+
+class IdFilter(filters.NumberFilter):
+    field_class = forms.IntegerField
+
+
+class PatientFilter(filters.FilterSet):
+    search = filters.CharFilter(method="filter_search", label="Name or MRN contains")
+
+    class Meta:
+        model = Patient
+        fields = ["status", "gender", "mrn"]
+
+    def filter_search(self, queryset, name, value):
+        return queryset.search(value)
+
+
+class CarePlanFilter(filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+
+    class Meta:
+        model = CarePlan
+        fields = ["patient", "status", "intent"]
+
+
+class GoalFilter(filters.FilterSet):
+    patient = IdFilter(field_name="care_plan__patient_id")
+    care_plan = IdFilter(field_name="care_plan_id")
+    owner_discipline = filters.CharFilter(field_name="owner_discipline__code")
+
+    class Meta:
+        model = Goal
+        fields = [
+            "patient",
+            "care_plan",
+            "lifecycle_status",
+            "achievement_status",
+            "priority",
+            "expressed_by",
+        ]
+
+
+class NeedFilter(filters.FilterSet):
+    patient = IdFilter(field_name="care_plan__patient_id")
+    care_plan = IdFilter(field_name="care_plan_id")
+
+    class Meta:
+        model = Need
+        fields = ["patient", "care_plan", "status", "domain", "category", "is_barrier"]
+
+
+class ActivityFilter(filters.FilterSet):
+    patient = IdFilter(field_name="care_plan__patient_id")
+    care_plan = IdFilter(field_name="care_plan_id")
+    assigned_to = IdFilter(field_name="assigned_to_id")
+    owner_discipline = filters.CharFilter(field_name="owner_discipline__code")
+    due_before = filters.DateFilter(field_name="due_date", lookup_expr="lte")
+    due_after = filters.DateFilter(field_name="due_date", lookup_expr="gte")
+
+    class Meta:
+        model = Activity
+        fields = ["patient", "care_plan", "status", "assigned_to", "owner_discipline"]
+
+
+class TeamMembershipFilter(filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+    user = IdFilter(field_name="user_id")
+    discipline = filters.CharFilter(field_name="discipline__code")
+
+    class Meta:
+        model = TeamMembership
+        fields = ["patient", "user", "discipline", "role", "status"]
+
+
+class HandoffFilter(filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+    to_user = IdFilter(field_name="to_user_id")
+    from_user = IdFilter(field_name="from_user_id")
+
+    class Meta:
+        model = Handoff
+        fields = ["patient", "status", "priority", "kind", "to_user", "from_user"]
+
+
+class ReferralFilter(filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+    care_plan = IdFilter(field_name="care_plan_id")
+    service = filters.UUIDFilter(field_name="service_id")
+
+    class Meta:
+        model = Referral
+        fields = ["patient", "care_plan", "service", "status", "priority"]
+
+
+class OrganizationFilter(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Organization
+        fields = ["name"]
+
+
+class ServiceFilter(filters.FilterSet):
+    organization = filters.UUIDFilter(field_name="organization_id")
+    name = filters.CharFilter(lookup_expr="icontains")
+    category = filters.CharFilter(method="filter_category", label="Taxonomy term code")
+
+    class Meta:
+        model = Service
+        fields = ["organization", "status", "is_free", "name"]
+
+    def filter_category(self, queryset, name, value):
+        return queryset.filter(pk__in=Service.objects.filter(categories__code=value).values("pk"))
+
+
+class NotificationFilter(filters.FilterSet):
+    unread = filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", label="Only unread")
+
+    class Meta:
+        model = Notification
+        fields = ["kind", "unread"]
+
+
+class AuditEventFilter(filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+    user = IdFilter(field_name="user_id")
+    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lte")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["patient", "user", "username", "action", "outcome", "object_type"]

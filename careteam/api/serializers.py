@@ -1,0 +1,682 @@
+"""Serializers: output serializers render (with hyperlinks to related objects), input
+serializers only validate the shape of a request; the services decide the rest."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from careplans.models import (
+    Activity,
+    ActivityStatus,
+    CarePlan,
+    CarePlanIntent,
+    CarePlanStatus,
+    Goal,
+    GoalAchievement,
+    GoalLifecycle,
+    Need,
+)
+from careteam.models import (
+    AuditEvent,
+    Discipline,
+    Handoff,
+    HandoffStatus,
+    MembershipStatus,
+    Notification,
+    SensitivityCategory,
+    TeamMembership,
+    User,
+)
+from careteam.permissions import patients_for, restrict
+from patients.models import Patient
+from referrals.models import Organization, Referral, ReferralOutcome, ReferralStatus, Service
+
+
+def link(view_name: str, kwarg: str, **kw) -> serializers.HyperlinkedRelatedField:
+    return serializers.HyperlinkedRelatedField(
+        view_name=view_name, lookup_url_kwarg=kwarg, read_only=True, **kw
+    )
+
+
+def identity(view_name: str, kwarg: str) -> serializers.HyperlinkedIdentityField:
+    return serializers.HyperlinkedIdentityField(view_name=view_name, lookup_url_kwarg=kwarg)
+
+
+def _absolute(context, path: str) -> str:
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class LinksField(serializers.Field):
+    """Links to the object's related collections, filtered to this object."""
+
+    def __init__(self, collections: dict[str, tuple[str, str]], fhir: str | None = None, **kw):
+        self.collections = collections
+        self.fhir = fhir
+        kw["source"] = "*"
+        kw["read_only"] = True
+        super().__init__(**kw)
+
+    def to_representation(self, obj):
+        links = {
+            name: _absolute(self.context, f"{reverse(view)}?{param}={obj.pk}")
+            for name, (view, param) in self.collections.items()
+        }
+        if self.fhir:
+            links["fhir"] = _absolute(self.context, f"/fhir/{self.fhir}/{obj.pk}")
+        return links
+
+
+LinksField = extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "string", "format": "uri"}}
+)(LinksField)
+
+
+class RestrictedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A reference to a patient-data row; only rows the caller may see are valid (others
+    read 'does not exist', like missing ones)."""
+
+    def __init__(self, *, model, patient_path: str, **kw):
+        self.model = model
+        self.patient_path = patient_path
+        kw.setdefault("queryset", model.objects.all())
+        super().__init__(**kw)
+
+    def get_queryset(self):
+        request = self.context["request"]
+        if self.model is Patient:
+            return patients_for(request.user)
+        return restrict(self.model.objects.all(), request.user, patient_path=self.patient_path)
+
+
+def discipline_field(**kw) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="code", queryset=Discipline.objects.all(), **kw)
+
+
+def sensitivity_field(**kw) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(
+        slug_field="code", queryset=SensitivityCategory.objects.all(), required=False, allow_null=True, **kw
+    )
+
+
+# ---------------------------------------------------------------------------
+# Patients
+# ---------------------------------------------------------------------------
+class PatientSerializer(serializers.ModelSerializer):
+    url = identity("api-patient-detail", "patient_id")
+    links = LinksField(
+        {
+            "care_plans": ("api-care-plan-list", "patient"),
+            "team_memberships": ("api-team-membership-list", "patient"),
+            "handoffs": ("api-handoff-list", "patient"),
+            "referrals": ("api-referral-list", "patient"),
+        },
+        fhir="Patient",
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "id",
+            "url",
+            "mrn",
+            "given_name",
+            "family_name",
+            "preferred_name",
+            "birth_date",
+            "gender",
+            "preferred_language",
+            "interpreter_needed",
+            "phone",
+            "email",
+            "address_line",
+            "city",
+            "state",
+            "postal_code",
+            "status",
+            "preferences",
+            "version",
+            "created_at",
+            "updated_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------
+# Care plans and items
+# ---------------------------------------------------------------------------
+class CarePlanSerializer(serializers.ModelSerializer):
+    url = identity("api-care-plan-detail", "plan_id")
+    patient = link("api-patient-detail", "patient_id")
+    links = LinksField(
+        {
+            "goals": ("api-goal-list", "care_plan"),
+            "needs": ("api-need-list", "care_plan"),
+            "activities": ("api-activity-list", "care_plan"),
+        },
+        fhir="CarePlan",
+    )
+
+    class Meta:
+        model = CarePlan
+        fields = [
+            "id",
+            "url",
+            "patient",
+            "patient_id",
+            "title",
+            "description",
+            "status",
+            "intent",
+            "period_start",
+            "period_end",
+            "review_due",
+            "author_id",
+            "version",
+            "created_at",
+            "updated_at",
+            "links",
+        ]
+        read_only_fields = fields
+
+
+class CarePlanCreateSerializer(serializers.Serializer):
+    patient = RestrictedPrimaryKeyField(model=Patient, patient_path="pk")
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    status = serializers.ChoiceField(choices=CarePlanStatus.choices, default=CarePlanStatus.DRAFT)
+    intent = serializers.ChoiceField(choices=CarePlanIntent.choices, default=CarePlanIntent.PLAN)
+    period_start = serializers.DateField(required=False, allow_null=True)
+    period_end = serializers.DateField(required=False, allow_null=True)
+    review_due = serializers.DateField(required=False, allow_null=True)
+
+
+class CarePlanUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=CarePlanStatus.choices, required=False)
+    intent = serializers.ChoiceField(choices=CarePlanIntent.choices, required=False)
+    period_start = serializers.DateField(required=False)
+    period_end = serializers.DateField(required=False, allow_null=True)
+    review_due = serializers.DateField(required=False, allow_null=True)
+
+
+class GoalSerializer(serializers.ModelSerializer):
+    url = identity("api-goal-detail", "goal_id")
+    care_plan = link("api-care-plan-detail", "plan_id")
+    owner_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    fhir = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Goal
+        fields = [
+            "id",
+            "url",
+            "care_plan",
+            "care_plan_id",
+            "description",
+            "expressed_by",
+            "priority",
+            "owner_discipline",
+            "target_measure",
+            "target_value",
+            "target_due",
+            "lifecycle_status",
+            "achievement_status",
+            "version",
+            "created_at",
+            "updated_at",
+            "fhir",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_fhir(self, obj) -> str:
+        return _absolute(self.context, f"/fhir/Goal/{obj.pk}")
+
+
+class GoalWriteSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    expressed_by = serializers.ChoiceField(
+        choices=Goal._meta.get_field("expressed_by").choices, required=False
+    )
+    priority = serializers.ChoiceField(choices=Goal._meta.get_field("priority").choices, required=False)
+    owner_discipline = discipline_field(required=False, allow_null=True)
+    target_measure = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    target_value = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    target_due = serializers.DateField(required=False, allow_null=True)
+    lifecycle_status = serializers.ChoiceField(choices=GoalLifecycle.choices, required=False)
+    achievement_status = serializers.ChoiceField(
+        choices=GoalAchievement.choices, required=False, allow_blank=True
+    )
+
+
+class GoalCreateSerializer(GoalWriteSerializer):
+    care_plan = RestrictedPrimaryKeyField(model=CarePlan, patient_path="patient")
+
+
+class GoalUpdateSerializer(GoalWriteSerializer):
+    description = serializers.CharField(required=False)
+
+
+class NeedSerializer(serializers.ModelSerializer):
+    url = identity("api-need-detail", "need_id")
+    care_plan = link("api-care-plan-detail", "plan_id")
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Need
+        fields = [
+            "id",
+            "url",
+            "care_plan",
+            "care_plan_id",
+            "domain",
+            "category",
+            "description",
+            "is_barrier",
+            "status",
+            "sensitivity",
+            "goals",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class NeedWriteSerializer(serializers.Serializer):
+    domain = serializers.ChoiceField(choices=Need._meta.get_field("domain").choices)
+    category = serializers.ChoiceField(choices=Need._meta.get_field("category").choices)
+    description = serializers.CharField()
+    is_barrier = serializers.BooleanField(required=False)
+    status = serializers.ChoiceField(choices=Need._meta.get_field("status").choices, required=False)
+    sensitivity = sensitivity_field()
+    goals = serializers.ListField(
+        child=RestrictedPrimaryKeyField(model=Goal, patient_path="care_plan__patient"),
+        required=False,
+        max_length=100,
+    )
+
+
+class NeedCreateSerializer(NeedWriteSerializer):
+    care_plan = RestrictedPrimaryKeyField(model=CarePlan, patient_path="patient")
+
+
+class NeedUpdateSerializer(NeedWriteSerializer):
+    domain = serializers.ChoiceField(choices=Need._meta.get_field("domain").choices, required=False)
+    category = serializers.ChoiceField(choices=Need._meta.get_field("category").choices, required=False)
+    description = serializers.CharField(required=False)
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    url = identity("api-activity-detail", "activity_id")
+    care_plan = link("api-care-plan-detail", "plan_id")
+    owner_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    needs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Activity
+        fields = [
+            "id",
+            "url",
+            "care_plan",
+            "care_plan_id",
+            "title",
+            "description",
+            "owner_discipline",
+            "assigned_to_id",
+            "status",
+            "status_reason",
+            "due_date",
+            "sensitivity",
+            "goals",
+            "needs",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ActivityWriteSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    owner_discipline = discipline_field()
+    assigned_to = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    status = serializers.ChoiceField(choices=ActivityStatus.choices, required=False)
+    status_reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    due_date = serializers.DateField(required=False, allow_null=True)
+    sensitivity = sensitivity_field()
+    goals = serializers.ListField(
+        child=RestrictedPrimaryKeyField(model=Goal, patient_path="care_plan__patient"),
+        required=False,
+        max_length=100,
+    )
+    needs = serializers.ListField(
+        child=RestrictedPrimaryKeyField(model=Need, patient_path="care_plan__patient"),
+        required=False,
+        max_length=100,
+    )
+
+
+class ActivityCreateSerializer(ActivityWriteSerializer):
+    care_plan = RestrictedPrimaryKeyField(model=CarePlan, patient_path="patient")
+
+
+class ActivityUpdateSerializer(ActivityWriteSerializer):
+    title = serializers.CharField(max_length=200, required=False)
+    owner_discipline = discipline_field(required=False)
+
+
+# ---------------------------------------------------------------------------
+# Team memberships and handoffs
+# ---------------------------------------------------------------------------
+class TeamMembershipSerializer(serializers.ModelSerializer):
+    url = identity("api-team-membership-detail", "membership_id")
+    patient = link("api-patient-detail", "patient_id")
+    username = serializers.CharField(source="user.username", read_only=True)
+    user_display_name = serializers.CharField(source="user.display_name", read_only=True)
+    discipline = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = TeamMembership
+        fields = [
+            "id",
+            "url",
+            "patient",
+            "patient_id",
+            "user_id",
+            "username",
+            "user_display_name",
+            "discipline",
+            "role",
+            "status",
+            "start_date",
+            "end_date",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class TeamMembershipCreateSerializer(serializers.Serializer):
+    patient = RestrictedPrimaryKeyField(model=Patient, patient_path="pk")
+    user = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True))
+    discipline = discipline_field()
+    role = serializers.ChoiceField(choices=TeamMembership._meta.get_field("role").choices, required=False)
+    start_date = serializers.DateField(required=False)
+    end_date = serializers.DateField(required=False, allow_null=True)
+
+
+class TeamMembershipUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=MembershipStatus.choices, required=False)
+    end_date = serializers.DateField(required=False, help_text="End the role on this date (today or later).")
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send a new status or an end date.")
+        if len(attrs) > 1:
+            raise serializers.ValidationError("Change the status or end the role, not both at once.")
+        return attrs
+
+
+class HandoffSerializer(serializers.ModelSerializer):
+    url = identity("api-handoff-detail", "handoff_id")
+    patient = link("api-patient-detail", "patient_id")
+    care_plan = link("api-care-plan-detail", "plan_id", allow_null=True)
+    activity = link("api-activity-detail", "activity_id", allow_null=True)
+    to_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    fhir = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Handoff
+        fields = [
+            "id",
+            "url",
+            "patient",
+            "patient_id",
+            "care_plan",
+            "activity",
+            "kind",
+            "from_user_id",
+            "to_user_id",
+            "to_discipline",
+            "situation",
+            "background",
+            "assessment",
+            "recommendation",
+            "priority",
+            "due_at",
+            "status",
+            "status_reason",
+            "accepted_by_id",
+            "acknowledged_at",
+            "completed_at",
+            "version",
+            "created_at",
+            "updated_at",
+            "fhir",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_fhir(self, obj) -> str:
+        return _absolute(self.context, f"/fhir/Task/handoff-{obj.pk}")
+
+
+class HandoffCreateSerializer(serializers.Serializer):
+    patient = RestrictedPrimaryKeyField(model=Patient, patient_path="pk")
+    care_plan = RestrictedPrimaryKeyField(
+        model=CarePlan, patient_path="patient", required=False, allow_null=True
+    )
+    activity = RestrictedPrimaryKeyField(
+        model=Activity, patient_path="care_plan__patient", required=False, allow_null=True
+    )
+    kind = serializers.ChoiceField(choices=Handoff._meta.get_field("kind").choices, required=False)
+    to_user = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    to_discipline = discipline_field(required=False, allow_null=True)
+    situation = serializers.CharField()
+    background = serializers.CharField()
+    assessment = serializers.CharField()
+    recommendation = serializers.CharField()
+    priority = serializers.ChoiceField(choices=Handoff._meta.get_field("priority").choices, required=False)
+    due_at = serializers.DateTimeField()
+
+
+class HandoffUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=HandoffStatus.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+# ---------------------------------------------------------------------------
+# Referrals and the catalog
+# ---------------------------------------------------------------------------
+class OrganizationSerializer(serializers.ModelSerializer):
+    url = identity("api-organization-detail", "organization_id")
+    links = LinksField({"services": ("api-service-list", "organization")})
+
+    class Meta:
+        model = Organization
+        fields = [
+            "id",
+            "url",
+            "name",
+            "alternate_name",
+            "description",
+            "email",
+            "website",
+            "phone",
+            "links",
+        ]
+        read_only_fields = fields
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    url = identity("api-service-detail", "service_id")
+    organization = link("api-organization-detail", "organization_id")
+    categories = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+
+    class Meta:
+        model = Service
+        fields = [
+            "id",
+            "url",
+            "organization",
+            "name",
+            "alternate_name",
+            "description",
+            "url_website",
+            "email",
+            "phone",
+            "status",
+            "categories",
+            "eligibility_description",
+            "minimum_age",
+            "maximum_age",
+            "languages",
+            "is_free",
+            "fees_description",
+            "hours_description",
+            "service_area",
+            "expected_response_days",
+            "last_verified",
+        ]
+        read_only_fields = fields
+
+    url_website = serializers.URLField(source="url", read_only=True)
+
+
+class ReferralSerializer(serializers.ModelSerializer):
+    url = identity("api-referral-detail", "referral_id")
+    patient = link("api-patient-detail", "patient_id")
+    care_plan = link("api-care-plan-detail", "plan_id")
+    need = link("api-need-detail", "need_id", allow_null=True)
+    service = link("api-service-detail", "service_id")
+    service_name = serializers.CharField(source="service.name", read_only=True)
+    fhir = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Referral
+        fields = [
+            "id",
+            "url",
+            "patient",
+            "patient_id",
+            "care_plan",
+            "need",
+            "service",
+            "service_name",
+            "reason",
+            "priority",
+            "status",
+            "status_reason",
+            "referred_by_id",
+            "sent_at",
+            "responded_at",
+            "accepted_at",
+            "closed_at",
+            "outcome",
+            "outcome_note",
+            "version",
+            "created_at",
+            "updated_at",
+            "fhir",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_fhir(self, obj) -> str:
+        return _absolute(self.context, f"/fhir/ServiceRequest/{obj.pk}")
+
+
+class ReferralCreateSerializer(serializers.Serializer):
+    care_plan = RestrictedPrimaryKeyField(model=CarePlan, patient_path="patient")
+    service = serializers.PrimaryKeyRelatedField(queryset=Service.objects.all())
+    reason = serializers.CharField()
+    need = RestrictedPrimaryKeyField(
+        model=Need, patient_path="care_plan__patient", required=False, allow_null=True
+    )
+    priority = serializers.ChoiceField(choices=Referral._meta.get_field("priority").choices, required=False)
+    send = serializers.BooleanField(
+        default=True, help_text="Send at once (needs consent on file); false keeps a draft."
+    )
+
+
+class ReferralUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ReferralStatus.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    outcome = serializers.ChoiceField(
+        choices=ReferralOutcome.choices, required=False, allow_blank=True, default=""
+    )
+
+
+# ---------------------------------------------------------------------------
+# Notifications and audit events
+# ---------------------------------------------------------------------------
+class NotificationSerializer(serializers.ModelSerializer):
+    url = identity("api-notification-detail", "notification_id")
+
+    class Meta:
+        model = Notification
+        fields = [
+            "id",
+            "url",
+            "kind",
+            "patient_id",
+            "object_type",
+            "object_id",
+            "title",
+            "body",
+            "due_moment",
+            "created_at",
+            "read_at",
+        ]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    url = identity("api-audit-event-detail", "audit_event_id")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "url",
+            "at",
+            "user_id",
+            "username",
+            "action",
+            "outcome",
+            "object_type",
+            "object_id",
+            "patient_id",
+            "source_ip",
+            "path",
+            "detail",
+        ]
+        read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------
+# Tokens and errors (documentation shapes)
+# ---------------------------------------------------------------------------
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()

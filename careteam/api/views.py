@@ -1,0 +1,437 @@
+"""REST API v1: thin views over the permission-restricted querysets and the services.
+
+Each write: the input serializer checks the request's shape, one service call decides
+and saves (atomically, audited), the output serializer renders the saved object.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.db.models import Prefetch, Q
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from careplans import services as plan_services
+from careplans.models import Activity, CarePlan, Goal, Need
+from careteam import services as team_services
+from careteam.concurrency import lock_for_update
+from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
+from careteam.permissions import (
+    PatientAccess,
+    access_patient_by_id,
+    patient_access,
+    patients_for,
+    team_patients_for,
+)
+from patients.models import Patient
+from referrals import services as referral_services
+from referrals.models import Organization, Referral, Service
+
+from . import filters
+from . import serializers as s
+from .base import ETAG, IF_MATCH, ApiViewMixin, PatientDataViewSet
+
+
+def documented(output, create=None, update=None, **extra):
+    """OpenAPI for a patient-data viewset: bodies in and out, the version headers."""
+    views = {
+        "list": extend_schema(responses=output),
+        "retrieve": extend_schema(responses=output, parameters=[ETAG]),
+    }
+    if create is not None:
+        views["create"] = extend_schema(request=create, responses={201: output}, parameters=[ETAG])
+    if update is not None:
+        views["partial_update"] = extend_schema(
+            request=update, responses={200: output}, parameters=[IF_MATCH, ETAG]
+        )
+    views.update(extra)
+    return extend_schema_view(**views)
+
+
+def _changes(data: dict) -> dict:
+    return {k: v for k, v in data.items()}
+
+
+# ---------------------------------------------------------------------------
+# Patients (read-only: registration belongs to the hospital's patient index)
+# ---------------------------------------------------------------------------
+@documented(s.PatientSerializer)
+class PatientViewSet(PatientDataViewSet):
+    serializer_class = s.PatientSerializer
+    filterset_class = filters.PatientFilter
+    ordering_fields = ["family_name", "given_name", "birth_date", "mrn", "id"]
+    lookup_url_kwarg = "patient_id"
+    patient_path = "pk"
+    audit_type = "patients.patient"
+    http_method_names = ["get", "head", "options"]
+
+    def base_queryset(self):
+        return Patient.objects.all()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Patient.objects.none()
+        return patients_for(self.request.user)
+
+    def patient_id_of(self, obj) -> int:
+        return obj.pk
+
+
+# ---------------------------------------------------------------------------
+# Care plans, goals, needs, activities
+# ---------------------------------------------------------------------------
+class PlanItemViewSet(PatientDataViewSet):
+    """Goals, needs and activities: created by the *_create services, changed by
+    item_update (status machine, version check, ownership rules, history)."""
+
+    patient_path = "care_plan__patient"
+    create_service = None
+
+    def perform_service_create(self, data: dict):
+        plan = data.pop("care_plan")
+        access = patient_access(self.request.user, plan.patient)
+        if not access.can_view:
+            raise serializers.ValidationError({"care_plan": ["No such care plan."]})
+        return type(self).create_service(
+            access=access, plan=plan, by=self.request.user, request=self.request, **data
+        )
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        return plan_services.item_update(
+            access=access,
+            item=obj,
+            by=self.request.user,
+            changes=_changes(data),
+            expected_version=version,
+            request=self.request,
+        )
+
+
+@documented(s.CarePlanSerializer, s.CarePlanCreateSerializer, s.CarePlanUpdateSerializer)
+class CarePlanViewSet(PatientDataViewSet):
+    serializer_class = s.CarePlanSerializer
+    create_serializer_class = s.CarePlanCreateSerializer
+    update_serializer_class = s.CarePlanUpdateSerializer
+    filterset_class = filters.CarePlanFilter
+    ordering_fields = ["period_start", "review_due", "status", "id", "updated_at"]
+    lookup_url_kwarg = "plan_id"
+    audit_type = "careplans.careplan"
+
+    def base_queryset(self):
+        return CarePlan.objects.all()
+
+    def perform_service_create(self, data: dict):
+        patient = data.pop("patient")
+        access = access_patient_by_id(self.request.user, patient.pk)
+        data = {k: v for k, v in data.items() if v is not None or k in ("period_end", "review_due")}
+        return plan_services.careplan_create(
+            access=access, by=self.request.user, request=self.request, **data
+        )
+
+    def check_can_change(self, access: PatientAccess, obj) -> None:
+        access.require_edit()
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        return plan_services.item_update(
+            access=access,
+            item=obj,
+            by=self.request.user,
+            changes=_changes(data),
+            expected_version=version,
+            request=self.request,
+        )
+
+
+@documented(s.GoalSerializer, s.GoalCreateSerializer, s.GoalUpdateSerializer)
+class GoalViewSet(PlanItemViewSet):
+    serializer_class = s.GoalSerializer
+    create_serializer_class = s.GoalCreateSerializer
+    update_serializer_class = s.GoalUpdateSerializer
+    filterset_class = filters.GoalFilter
+    ordering_fields = ["id", "target_due", "priority", "lifecycle_status", "updated_at"]
+    lookup_url_kwarg = "goal_id"
+    audit_type = "careplans.goal"
+    create_service = staticmethod(plan_services.goal_create)
+
+    def base_queryset(self):
+        return Goal.objects.select_related("care_plan", "owner_discipline")
+
+
+@documented(s.NeedSerializer, s.NeedCreateSerializer, s.NeedUpdateSerializer)
+class NeedViewSet(PlanItemViewSet):
+    serializer_class = s.NeedSerializer
+    create_serializer_class = s.NeedCreateSerializer
+    update_serializer_class = s.NeedUpdateSerializer
+    filterset_class = filters.NeedFilter
+    ordering_fields = ["id", "status", "domain", "category", "updated_at"]
+    lookup_url_kwarg = "need_id"
+    audit_type = "careplans.need"
+    create_service = staticmethod(plan_services.need_create)
+
+    def base_queryset(self):
+        return Need.objects.select_related("care_plan", "sensitivity").prefetch_related(
+            Prefetch("goals", queryset=Goal.objects.only("id"))
+        )
+
+
+@documented(s.ActivitySerializer, s.ActivityCreateSerializer, s.ActivityUpdateSerializer)
+class ActivityViewSet(PlanItemViewSet):
+    serializer_class = s.ActivitySerializer
+    create_serializer_class = s.ActivityCreateSerializer
+    update_serializer_class = s.ActivityUpdateSerializer
+    filterset_class = filters.ActivityFilter
+    ordering_fields = ["id", "due_date", "status", "updated_at"]
+    lookup_url_kwarg = "activity_id"
+    audit_type = "careplans.activity"
+    create_service = staticmethod(plan_services.activity_create)
+
+    def base_queryset(self):
+        return Activity.objects.select_related(
+            "care_plan", "owner_discipline", "sensitivity"
+        ).prefetch_related(
+            Prefetch("goals", queryset=Goal.objects.only("id")),
+            Prefetch("needs", queryset=Need.objects.only("id")),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Team memberships
+# ---------------------------------------------------------------------------
+@documented(s.TeamMembershipSerializer, s.TeamMembershipCreateSerializer, s.TeamMembershipUpdateSerializer)
+class TeamMembershipViewSet(PatientDataViewSet):
+    serializer_class = s.TeamMembershipSerializer
+    create_serializer_class = s.TeamMembershipCreateSerializer
+    update_serializer_class = s.TeamMembershipUpdateSerializer
+    filterset_class = filters.TeamMembershipFilter
+    ordering_fields = ["id", "start_date", "end_date", "role", "status"]
+    lookup_url_kwarg = "membership_id"
+    audit_type = "careteam.teammembership"
+
+    def base_queryset(self):
+        return TeamMembership.objects.select_related("user", "discipline")
+
+    def perform_service_create(self, data: dict):
+        patient = data.pop("patient")
+        access = access_patient_by_id(self.request.user, patient.pk, for_write=True)
+        access.require_manage_team()
+        return team_services.membership_add(patient=access.patient, by=self.request.user, **data)
+
+    def check_can_change(self, access: PatientAccess, obj) -> None:
+        access.require_edit()
+        access.require_manage_team()
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        if "end_date" in data:
+            return team_services.membership_end(
+                membership=obj, end_date=data["end_date"], by=self.request.user, expected_version=version
+            )
+        return team_services.membership_set_status(
+            membership=obj, status=data["status"], by=self.request.user, expected_version=version
+        )
+
+
+# ---------------------------------------------------------------------------
+# Handoffs
+# ---------------------------------------------------------------------------
+@documented(s.HandoffSerializer, s.HandoffCreateSerializer, s.HandoffUpdateSerializer)
+class HandoffViewSet(PatientDataViewSet):
+    serializer_class = s.HandoffSerializer
+    create_serializer_class = s.HandoffCreateSerializer
+    update_serializer_class = s.HandoffUpdateSerializer
+    filterset_class = filters.HandoffFilter
+    ordering_fields = ["id", "due_at", "created_at", "priority", "status"]
+    lookup_url_kwarg = "handoff_id"
+    audit_type = "careteam.handoff"
+
+    def base_queryset(self):
+        return Handoff.objects.select_related("to_discipline")
+
+    def perform_service_create(self, data: dict):
+        patient = data.pop("patient")
+        access_patient_by_id(self.request.user, patient.pk, for_write=True)
+        return team_services.handoff_create(
+            from_user=self.request.user, patient=patient, request=self.request, **data
+        )
+
+    def check_can_change(self, access: PatientAccess, obj) -> None:
+        access.require_edit()
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        # the handoff services take no version: check it under the same row lock
+        lock_for_update(obj, version)
+        return team_services.handoff_set_status(
+            handoff=obj,
+            user=self.request.user,
+            status=data["status"],
+            reason=data.get("reason", ""),
+            request=self.request,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Referrals
+# ---------------------------------------------------------------------------
+@documented(s.ReferralSerializer, s.ReferralCreateSerializer, s.ReferralUpdateSerializer)
+class ReferralViewSet(PatientDataViewSet):
+    serializer_class = s.ReferralSerializer
+    create_serializer_class = s.ReferralCreateSerializer
+    update_serializer_class = s.ReferralUpdateSerializer
+    filterset_class = filters.ReferralFilter
+    ordering_fields = ["id", "created_at", "sent_at", "status", "priority"]
+    lookup_url_kwarg = "referral_id"
+    audit_type = "referrals.referral"
+
+    def base_queryset(self):
+        return Referral.objects.select_related("service")
+
+    def perform_service_create(self, data: dict):
+        plan = data.pop("care_plan")
+        access = access_patient_by_id(self.request.user, plan.patient_id, for_write=True)
+        return referral_services.referral_create(
+            access=access, by=self.request.user, plan=plan, request=self.request, **data
+        )
+
+    def check_can_change(self, access: PatientAccess, obj) -> None:
+        access.require_edit()
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        return referral_services.referral_set_status(
+            access=access,
+            referral=obj,
+            by=self.request.user,
+            status=data["status"],
+            note=data.get("note", ""),
+            outcome=data.get("outcome", ""),
+            expected_version=version,
+            request=self.request,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Catalog (no patient data: every signed-in user reads it)
+# ---------------------------------------------------------------------------
+class OrganizationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.OrganizationSerializer
+    filterset_class = filters.OrganizationFilter
+    ordering_fields = ["name"]
+    lookup_url_kwarg = "organization_id"
+    queryset = Organization.objects.all()
+
+
+class ServiceViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ServiceSerializer
+    filterset_class = filters.ServiceFilter
+    ordering_fields = ["name", "expected_response_days", "last_verified"]
+    lookup_url_kwarg = "service_id"
+    queryset = Service.objects.prefetch_related("categories")
+
+
+# ---------------------------------------------------------------------------
+# The caller's own notifications; audit events
+# ---------------------------------------------------------------------------
+class NotificationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    """Only the caller's own notifications; anyone else's id answers 404."""
+
+    serializer_class = s.NotificationSerializer
+    filterset_class = filters.NotificationFilter
+    ordering_fields = ["created_at", "due_moment"]
+    lookup_url_kwarg = "notification_id"
+
+    queryset = Notification.objects.none()  # schema generation
+
+    def get_queryset(self):
+        return Notification.objects.filter(recipient_id=self.request.user.pk)
+
+
+def audit_events_for(user):
+    """Auditors (careteam.view_audit_log) read every event; a case manager reads the
+    events of the patients they currently manage; everyone else reads none."""
+    if user.is_superuser or user.has_perm("careteam.view_audit_log"):
+        return AuditEvent.objects.all()
+    managed = TeamMembership.objects.current().filter(user_id=user.pk, role=TeamRole.CASE_MANAGER)
+    patients = team_patients_for(user).filter(pk__in=managed.values("patient_id"))
+    return AuditEvent.objects.filter(Q(patient_id__in=patients.values("pk")))
+
+
+class AuditEventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.AuditEventSerializer
+    filterset_class = filters.AuditEventFilter
+    ordering_fields = ["at", "id"]
+    lookup_url_kwarg = "audit_event_id"
+
+    queryset = AuditEvent.objects.none()  # schema generation
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AuditEvent.objects.none()
+        return audit_events_for(self.request.user)
+
+
+# ---------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------
+class TokenView(ApiViewMixin, APIView):
+    """Exchange a username and password for an API token; DELETE revokes the caller's
+    token (every client using it must sign in again). Failed attempts count towards the
+    same lockout as the sign-in page."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [permissions.AllowAny()]
+        return [permissions.IsAuthenticated()]
+
+    def get_authenticators(self):
+        if getattr(self, "request", None) is not None and self.request.method == "POST":
+            return []
+        return super().get_authenticators()
+
+    @extend_schema(
+        request=s.TokenRequestSerializer,
+        responses={
+            200: s.TokenResponseSerializer,
+            429: OpenApiResponse(description="Too many failed attempts: locked out for a while."),
+        },
+        auth=[],
+    )
+    def post(self, request):
+        data = s.TokenRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request=request._request,
+            username=data.validated_data["username"],
+            password=data.validated_data["password"],
+        )
+        if user is None or not user.is_active:
+            return Response(
+                {"detail": "Unable to sign in with those credentials."}, status=status.HTTP_400_BAD_REQUEST
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+__all__ = [
+    "ActivityViewSet",
+    "AuditEventViewSet",
+    "CarePlanViewSet",
+    "GoalViewSet",
+    "HandoffViewSet",
+    "NeedViewSet",
+    "NotificationViewSet",
+    "OrganizationViewSet",
+    "PatientViewSet",
+    "ReferralViewSet",
+    "ServiceViewSet",
+    "TeamMembershipViewSet",
+    "TokenView",
+]

@@ -1,6 +1,25 @@
-"""URLs of the careplans app's pages."""
+"""URLs of the careplans app's pages: the plan editor, its item endpoints (htmx partials)
+and the history. Item URLs carry only the item's id; its plan comes from the item."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "careplans"
-urlpatterns: list = []
+urlpatterns = [
+    path("<int:plan_id>/", views.plan_editor, name="plan_editor"),
+    path("<int:plan_id>/history/", views.plan_history, name="plan_history"),
+    path("<int:plan_id>/goals/new/", views.goal_create, name="goal_create"),
+    path("<int:plan_id>/needs/new/", views.need_create, name="need_create"),
+    path("<int:plan_id>/activities/new/", views.activity_create, name="activity_create"),
+    path("<int:plan_id>/notes/new/", views.note_create, name="note_create"),
+    path("goals/<int:goal_id>/", views.goal_detail, name="goal_detail"),
+    path("goals/<int:goal_id>/edit/", views.goal_edit, name="goal_edit"),
+    path("goals/<int:goal_id>/status/", views.goal_status, name="goal_status"),
+    path("needs/<int:need_id>/", views.need_detail, name="need_detail"),
+    path("needs/<int:need_id>/edit/", views.need_edit, name="need_edit"),
+    path("needs/<int:need_id>/status/", views.need_status, name="need_status"),
+    path("activities/<int:activity_id>/", views.activity_detail, name="activity_detail"),
+    path("activities/<int:activity_id>/edit/", views.activity_edit, name="activity_edit"),
+    path("activities/<int:activity_id>/status/", views.activity_status, name="activity_status"),
+]

@@ -1,6 +1,14 @@
-"""URLs of the patients app's pages."""
+"""URLs of the patients app's pages.
 
-from django.urls import path  # noqa: F401
+Not namespaced: `worklist` is the site's landing page (LOGIN_REDIRECT_URL, `/`)."""
 
-app_name = "patients"
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.worklist, name="worklist"),
+    path("<int:patient_id>/", views.chart, name="patient_chart"),
+    path("<int:patient_id>/team/add/", views.team_role_add, name="team_role_add"),
+    path("<int:patient_id>/team/<int:membership_id>/end/", views.team_role_end, name="team_role_end"),
+]

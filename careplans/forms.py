@@ -1,0 +1,146 @@
+"""Forms of the plan editor. Each carries the version of the item the user read, so a
+save over someone else's newer change is refused instead of overwriting it."""
+
+from __future__ import annotations
+
+from django import forms
+
+from careteam.models import Discipline, SensitivityCategory
+from careteam.permissions import PatientAccess
+
+from .models import Activity, CarePlan, Goal, GoalLifecycle, Need, NoteKind
+from .selectors import team_users
+
+DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+class VersionedForm(forms.ModelForm):
+    """Edit forms post back the version they were rendered from."""
+
+    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, access: PatientAccess, plan: CarePlan, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.access, self.plan = access, plan
+        if self.instance.pk and not self.is_bound:
+            self.initial["expected_version"] = self.instance.version
+        for name in ("sensitivity",):
+            if name in self.fields:
+                self.fields[name].queryset = SensitivityCategory.objects.filter(
+                    pk__in=access.visible_sensitivity_ids
+                )
+                self.fields[name].empty_label = "Not sensitive"
+        if "goals" in self.fields:
+            self.fields["goals"].queryset = Goal.objects.filter(care_plan=plan).order_by("id")
+            self.fields["goals"].required = False
+        if "needs" in self.fields:
+            self.fields["needs"].queryset = (
+                Need.objects.filter(care_plan=plan).filter(access.sensitivity_q()).order_by("id")
+            )
+            self.fields["needs"].required = False
+        if "owner_discipline" in self.fields:
+            self.fields["owner_discipline"].queryset = Discipline.objects.all()
+        if "assigned_to" in self.fields:
+            self.fields["assigned_to"].queryset = team_users(access.patient)
+            self.fields["assigned_to"].empty_label = "Unassigned"
+            self.fields["assigned_to"].label_from_instance = lambda u: u.display_name
+
+    def changes(self) -> dict:
+        """The submitted values of the model fields, for `item_update`."""
+        data = {name: self.cleaned_data[name] for name in self._meta.fields if name in self.cleaned_data}
+        for name in ("goals", "needs"):
+            if name in data:
+                data[name] = list(data[name])
+        return data
+
+    def _post_clean(self):
+        # Validation of the whole item happens in the service (on the locked, fresh row);
+        # here only the fields themselves are checked, so the item read is never mutated.
+        pass
+
+
+class GoalForm(VersionedForm):
+    class Meta:
+        model = Goal
+        fields = [
+            "description",
+            "expressed_by",
+            "priority",
+            "owner_discipline",
+            "target_measure",
+            "target_value",
+            "target_due",
+        ]
+        labels = {"description": "Goal", "expressed_by": "Whose goal is this?", "target_due": "Target date"}
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}), "target_due": DATE}
+
+
+class GoalCreateForm(GoalForm):
+    class Meta(GoalForm.Meta):
+        fields = [*GoalForm.Meta.fields, "lifecycle_status"]
+        labels = {**GoalForm.Meta.labels, "lifecycle_status": "Status"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        starting = ("proposed", "planned", "accepted", "active")
+        self.fields["lifecycle_status"].choices = [c for c in GoalLifecycle.choices if c[0] in starting]
+
+
+class NeedForm(VersionedForm):
+    class Meta:
+        model = Need
+        fields = ["domain", "category", "description", "is_barrier", "sensitivity", "goals"]
+        labels = {
+            "description": "Need or barrier",
+            "is_barrier": "This is a barrier to a goal",
+            "goals": "Related goals",
+        }
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}), "goals": forms.CheckboxSelectMultiple}
+
+
+class ActivityForm(VersionedForm):
+    class Meta:
+        model = Activity
+        fields = [
+            "title",
+            "description",
+            "owner_discipline",
+            "assigned_to",
+            "due_date",
+            "sensitivity",
+            "goals",
+            "needs",
+        ]
+        labels = {
+            "owner_discipline": "Owning discipline",
+            "assigned_to": "Assigned to",
+            "goals": "For goals",
+            "needs": "Addresses needs",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "due_date": DATE,
+            "goals": forms.CheckboxSelectMultiple,
+            "needs": forms.CheckboxSelectMultiple,
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk and not self.is_bound and self.access.memberships:
+            self.initial.setdefault("owner_discipline", self.access.memberships[0].discipline_id)
+
+
+class StatusForm(forms.Form):
+    """Move an item to one of its legal next statuses."""
+
+    status = forms.CharField(max_length=20)
+    status_reason = forms.CharField(max_length=300, required=False)
+    expected_version = forms.IntegerField()
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(label="Comment or proposed change", widget=forms.Textarea(attrs={"rows": 2}))
+    kind = forms.ChoiceField(label="Kind", choices=NoteKind.choices, initial=NoteKind.COMMENT)
+    goal = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    need = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    activity = forms.IntegerField(required=False, widget=forms.HiddenInput)

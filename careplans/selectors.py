@@ -1,0 +1,338 @@
+"""Reads of the living care plan: the editor's items, the history of changes, the plan as
+it was at a moment and the difference between two moments. Sensitive items are filtered
+with the caller's `PatientAccess` in SQL; a fixed number of queries whatever the size."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.urls import reverse
+
+from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
+from careteam.permissions import PatientAccess
+
+from .models import (
+    ACTIVITY_TRANSITIONS,
+    GOAL_TRANSITIONS,
+    NEED_TRANSITIONS,
+    Activity,
+    CarePlan,
+    ExpressedBy,
+    Goal,
+    GoalPriority,
+    Need,
+    Note,
+)
+
+# model -> (status field, transitions)
+STATUS_FIELDS = {
+    Goal: ("lifecycle_status", GOAL_TRANSITIONS),
+    Need: ("status", NEED_TRANSITIONS),
+    Activity: ("status", ACTIVITY_TRANSITIONS),
+}
+
+
+def next_statuses(item) -> list[tuple[str, str]]:
+    """The legal next statuses of an item as (code, label), for the status control."""
+    name, machine = STATUS_FIELDS[type(item)]
+    labels = dict(type(item)._meta.get_field(name).choices)
+    return [(code, labels[code]) for code in sorted(machine.get(getattr(item, name), ()))]
+
+
+# ---------------------------------------------------------------------------
+# The editor
+# ---------------------------------------------------------------------------
+def goals_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
+    """Goals with the patient's and family's own goals first, then by priority."""
+    voice = Case(
+        When(expressed_by__in=[ExpressedBy.PATIENT, ExpressedBy.FAMILY], then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+    rank = Case(
+        When(priority=GoalPriority.HIGH, then=Value(0)),
+        When(priority=GoalPriority.MEDIUM, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return (
+        Goal.objects.filter(care_plan=plan)
+        .select_related("owner_discipline")
+        .annotate(voice_rank=voice, priority_rank=rank)
+        .order_by("voice_rank", "priority_rank", "id")
+    )
+
+
+def needs_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
+    return (
+        Need.objects.filter(care_plan=plan)
+        .filter(access.sensitivity_q())
+        .select_related("sensitivity")
+        .prefetch_related(Prefetch("goals", queryset=Goal.objects.only("id", "description")))
+        .order_by("-is_barrier", "domain", "id")
+    )
+
+
+def activities_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
+    return (
+        Activity.objects.filter(care_plan=plan)
+        .filter(access.sensitivity_q())
+        .select_related("owner_discipline", "assigned_to", "sensitivity")
+        .prefetch_related(
+            Prefetch("goals", queryset=Goal.objects.only("id", "description")),
+            Prefetch(
+                "needs",
+                queryset=Need.objects.filter(access.sensitivity_q()).only("id", "description", "category"),
+            ),
+        )
+        .order_by("due_date", "id")
+    )
+
+
+def notes_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
+    return (
+        Note.objects.filter(care_plan=plan)
+        .filter(access.sensitivity_q())
+        .select_related("author", "goal", "need", "activity")
+        .order_by("-created_at", "-id")
+    )
+
+
+def team_users(patient) -> QuerySet:
+    """People who may be assigned an activity: the patient's current team."""
+    current = TeamMembership.objects.current().filter(patient=patient)
+    return User.objects.filter(pk__in=current.values("user_id")).order_by("last_name", "first_name")
+
+
+@dataclass
+class Editor:
+    plan: CarePlan
+    access: PatientAccess
+    goals: list = field(default_factory=list)
+    needs: list = field(default_factory=list)
+    activities: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def editor_for(access: PatientAccess, plan: CarePlan) -> Editor:
+    """The plan's visible items, each marked with what the user may do with it."""
+    editor = Editor(plan=plan, access=access)
+    editor.goals = list(goals_for(access, plan))
+    editor.needs = list(needs_for(access, plan))
+    editor.activities = list(activities_for(access, plan))
+    editor.notes = list(notes_for(access, plan)[:30])
+    for item in editor.goals + editor.needs + editor.activities:
+        decorate(access, item)
+    return editor
+
+
+def decorate(access: PatientAccess, item) -> Any:
+    """Attach what the template needs to know: may the user edit it, and where can its
+    status go next."""
+    item.can_edit = access.can_edit_item(item)
+    item.next_statuses = next_statuses(item)
+    item.kind = kind = type(item).__name__.lower()
+    ids = {f"{kind}_id": item.pk}
+    item.detail_url = reverse(f"careplans:{kind}_detail", kwargs=ids)
+    item.edit_url = reverse(f"careplans:{kind}_edit", kwargs=ids)
+    item.status_url = reverse(f"careplans:{kind}_status", kwargs=ids)
+    item.status_value = getattr(item, STATUS_FIELDS[type(item)][0])
+    return item
+
+
+# ---------------------------------------------------------------------------
+# History: changes, the plan at a moment, and the difference between two moments
+# ---------------------------------------------------------------------------
+TRACKED = (CarePlan, Goal, Need, Activity)
+SKIP_FIELDS = {"id", "version", "created_at", "updated_at", "care_plan", "patient", "created_by", "author"}
+
+
+@dataclass
+class Change:
+    """One saved version of one plan item."""
+
+    at: dt.datetime
+    kind: str
+    item_id: int
+    label: str
+    by: str
+    type: str  # created, changed, deleted
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (label, before, after)
+
+    @property
+    def token(self) -> str:
+        return str(int(self.at.timestamp() * 1_000_000))
+
+
+def _history_rows(access: PatientAccess, plan: CarePlan, model) -> QuerySet:
+    """Historical rows of one model for this plan, minus sensitive items the user may not see
+    (neither the version's own category nor the item's current one)."""
+    hist = model.history.model
+    qs = hist.objects.filter(**({"id": plan.pk} if model is CarePlan else {"care_plan_id": plan.pk}))
+    if _has_sensitivity(model):
+        qs = qs.filter(access.sensitivity_q())
+        hidden = model.objects.filter(care_plan=plan).exclude(access.sensitivity_q()).values("pk")
+        qs = qs.exclude(id__in=hidden)
+    return qs.select_related("history_user").order_by("history_date", "history_id")
+
+
+def _has_sensitivity(model) -> bool:
+    return any(f.name == "sensitivity" for f in model._meta.get_fields())
+
+
+class _Labels:
+    """Readable values for foreign keys and choices, loaded once per page."""
+
+    def __init__(self):
+        self.disciplines = dict(Discipline.objects.values_list("pk", "name"))
+        self.sensitivities = dict(SensitivityCategory.objects.values_list("pk", "name"))
+        self.users: dict[int, str] = {}
+
+    def value(self, model, name: str, raw) -> str:
+        if raw in (None, ""):
+            return "—"
+        f = model._meta.get_field(name)
+        if f.choices:
+            return str(dict(f.choices).get(raw, raw))
+        if name == "owner_discipline":
+            return self.disciplines.get(raw, str(raw))
+        if name == "sensitivity":
+            return self.sensitivities.get(raw, str(raw))
+        if name in ("assigned_to",):
+            return self.users.get(raw, f"user #{raw}")
+        if isinstance(raw, bool):
+            return "yes" if raw else "no"
+        return str(raw)
+
+
+def _fields(model) -> list:
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if f.name not in SKIP_FIELDS and f.name in {hf.name for hf in model.history.model._meta.fields}
+    ]
+
+
+def _row_values(model, row) -> dict[str, Any]:
+    return {f.name: getattr(row, f.attname) for f in _fields(model)}
+
+
+def _label(model, values: dict[str, Any]) -> str:
+    text = values.get("title") or values.get("description") or ""
+    return str(text)[:80]
+
+
+def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
+    """Every saved version of the plan and its visible items, newest first, each with the
+    fields that changed from the version before (4 queries per model, not per row)."""
+    labels = _Labels()
+    rows_by_model = {model: list(_history_rows(access, plan, model)) for model in TRACKED}
+    assignees = {
+        r.assigned_to_id for r in rows_by_model[Activity] if getattr(r, "assigned_to_id", None) is not None
+    }
+    labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)}
+    changes: list[Change] = []
+    for model, rows in rows_by_model.items():
+        previous: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            values = _row_values(model, row)
+            before = previous.get(row.id)
+            kind = model.__name__.lower() if model is not CarePlan else "plan"
+            by = row.history_user.display_name if row.history_user else "system"
+            if row.history_type == "+" or before is None:
+                change_type = "created" if row.history_type != "-" else "deleted"
+                diff = [
+                    (_verbose(model, n), "—", labels.value(model, n, v))
+                    for n, v in values.items()
+                    if v not in (None, "", False)
+                ]
+            elif row.history_type == "-":
+                change_type, diff = "deleted", []
+            else:
+                change_type = "changed"
+                diff = [
+                    (_verbose(model, n), labels.value(model, n, before[n]), labels.value(model, n, v))
+                    for n, v in values.items()
+                    if before.get(n) != v
+                ]
+            previous[row.id] = values
+            changes.append(
+                Change(
+                    at=row.history_date,
+                    kind=kind,
+                    item_id=row.id,
+                    label=_label(model, values),
+                    by=by,
+                    type=change_type,
+                    fields=diff,
+                )
+            )
+    changes.sort(key=lambda c: c.at, reverse=True)
+    return changes
+
+
+def _verbose(model, name: str) -> str:
+    return str(model._meta.get_field(name).verbose_name).capitalize()
+
+
+@dataclass
+class Snapshot:
+    at: dt.datetime
+    items: dict[tuple[str, int], dict[str, Any]]  # (kind, id) -> {"label", "values"}
+
+
+def plan_snapshot(access: PatientAccess, plan: CarePlan, at: dt.datetime) -> Snapshot:
+    """The plan and its visible items as they stood at `at` (latest version at or before
+    it, deleted ones left out). One query per model: DISTINCT ON (id) in PostgreSQL."""
+    labels = _Labels()
+    items: dict[tuple[str, int], dict[str, Any]] = {}
+    raw_rows = {}
+    for model in TRACKED:
+        rows = list(
+            _history_rows(access, plan, model)
+            .filter(history_date__lte=at)
+            .order_by("id", "-history_date", "-history_id")
+            .distinct("id")
+        )
+        raw_rows[model] = [r for r in rows if r.history_type != "-"]
+    assignees = {r.assigned_to_id for r in raw_rows[Activity] if r.assigned_to_id is not None}
+    labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)}
+    for model, rows in raw_rows.items():
+        kind = model.__name__.lower() if model is not CarePlan else "plan"
+        for row in rows:
+            values = _row_values(model, row)
+            items[(kind, row.id)] = {
+                "kind": kind,
+                "id": row.id,
+                "label": _label(model, values),
+                "values": {_verbose(model, n): labels.value(model, n, v) for n, v in values.items()},
+            }
+    return Snapshot(at=at, items=items)
+
+
+KIND_ORDER = {"plan": 0, "goal": 1, "need": 2, "activity": 3}
+
+
+def snapshot_items(snapshot: Snapshot) -> list[dict[str, Any]]:
+    return sorted(snapshot.items.values(), key=lambda i: (KIND_ORDER[i["kind"]], i["id"]))
+
+
+def snapshot_diff(old: Snapshot, new: Snapshot) -> list[dict[str, Any]]:
+    """Items added, removed or changed between two moments, with field-level before/after."""
+    result = []
+    for key in sorted(set(old.items) | set(new.items), key=lambda k: (KIND_ORDER[k[0]], k[1])):
+        a, b = old.items.get(key), new.items.get(key)
+        if a is None:
+            result.append({"kind": key[0], "label": b["label"], "type": "added", "fields": []})
+        elif b is None:
+            result.append({"kind": key[0], "label": a["label"], "type": "removed", "fields": []})
+        else:
+            fields = [
+                (n, a["values"].get(n, "—"), v) for n, v in b["values"].items() if a["values"].get(n) != v
+            ]
+            if fields:
+                result.append({"kind": key[0], "label": b["label"], "type": "changed", "fields": fields})
+    return result

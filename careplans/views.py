@@ -1,0 +1,473 @@
+"""Pages of the living care plan: the editor (inline htmx editing of goals, needs and
+activities), status changes along legal transitions, comments and proposals, and the
+history with diffs. Thin: every write goes through `careplans.services`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from careteam.audit import AuditAction, audit
+from careteam.concurrency import StaleVersionError
+from careteam.permissions import PatientAccess, access_item
+
+from . import selectors, services
+from .forms import ActivityForm, GoalCreateForm, GoalForm, NeedForm, NoteForm, StatusForm
+from .models import Activity, CarePlan, Goal, Need
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the editor handles one kind of plan item."""
+
+    name: str
+    model: type
+    edit_form: type
+    create_form: type
+    create: object  # the service function
+    select_related: tuple[str, ...]
+
+
+KINDS = {
+    "goal": Kind("goal", Goal, GoalForm, GoalCreateForm, services.goal_create, ("owner_discipline",)),
+    "need": Kind("need", Need, NeedForm, NeedForm, services.need_create, ("sensitivity",)),
+    "activity": Kind(
+        "activity",
+        Activity,
+        ActivityForm,
+        ActivityForm,
+        services.activity_create,
+        ("owner_discipline", "assigned_to", "sensitivity"),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+def _plan(request: HttpRequest, plan_id: int) -> tuple[CarePlan, PatientAccess]:
+    return access_item(
+        request.user, CarePlan.objects.select_related("patient"), plan_id, patient_path="patient"
+    )
+
+
+def _item(request: HttpRequest, kind: Kind, pk: int):
+    qs = kind.model.objects.select_related("care_plan__patient", *kind.select_related)
+    item, access = access_item(request.user, qs, pk, patient_path="care_plan__patient")
+    return item, access
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    """Put a service's validation errors next to the fields they concern."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+def _render_item(request, item, access, *, status: int = 200, error: str = "", message: str = ""):
+    selectors.decorate(access, item)
+    context = {
+        "item": item,
+        "plan": item.care_plan,
+        "access": access,
+        "error": error,
+        "message": message,
+    }
+    template = f"careplans/_{item.kind}.html"
+    if not request.htmx:
+        context["partial"] = template
+        template = "careplans/item_page.html"
+    return render(request, template, context, status=status)
+
+
+def _editor_context(access: PatientAccess, plan: CarePlan, forms: dict | None = None) -> dict:
+    forms = forms or {}
+    editor = selectors.editor_for(access, plan)
+    context = {"editor": editor, "plan": plan, "patient": plan.patient, "access": access}
+    for name, kind in KINDS.items():
+        context[f"new_{name}_form"] = forms.get(name) or kind.create_form(
+            access=access, plan=plan, prefix=f"new-{name}"
+        )
+    context["note_form"] = NoteForm(prefix="note")
+    return context
+
+
+# ---------------------------------------------------------------------------
+# The editor
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def plan_editor(request: HttpRequest, plan_id: int) -> HttpResponse:
+    plan, access = _plan(request, plan_id)
+    audit(user=request.user, action=AuditAction.VIEW, obj=plan, patient=access.patient, request=request)
+    return render(request, "careplans/editor.html", _editor_context(access, plan))
+
+
+def _create(request: HttpRequest, plan_id: int, kind: Kind) -> HttpResponse:
+    plan, access = _plan(request, plan_id)
+    if request.method == "GET":
+        # without JavaScript: the editor with this kind's add form open
+        context = _editor_context(access, plan)
+        context["open_form"] = kind.name
+        return render(request, "careplans/editor.html", context)
+    if not access.can_contribute():
+        return render(
+            request,
+            "careplans/forbidden.html",
+            {
+                "message": "Emergency access is read-only."
+                if access.break_glass
+                else "You cannot change this plan."
+            },
+            status=403,
+        )
+    form = kind.create_form(request.POST, access=access, plan=plan, prefix=f"new-{kind.name}")
+    if form.is_valid():
+        data = form.changes()
+        links = {name: data.pop(name) for name in ("goals", "needs") if name in data}
+        try:
+            kind.create(access=access, plan=plan, by=request.user, request=request, **data, **links)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        except PermissionDenied as exc:
+            return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+        else:
+            if not request.htmx:
+                return redirect("careplans:plan_editor", plan_id=plan.pk)
+            context = _editor_context(access, plan)
+            context["flash"] = f"{kind.model._meta.verbose_name.capitalize()} added."
+            return render(request, "careplans/_plan_body.html", context)
+    context = _editor_context(access, plan, {kind.name: form})
+    context["open_form"] = kind.name
+    template = "careplans/_plan_body.html" if request.htmx else "careplans/editor.html"
+    return render(request, template, context, status=422)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def goal_create(request: HttpRequest, plan_id: int) -> HttpResponse:
+    return _create(request, plan_id, KINDS["goal"])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def need_create(request: HttpRequest, plan_id: int) -> HttpResponse:
+    return _create(request, plan_id, KINDS["need"])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def activity_create(request: HttpRequest, plan_id: int) -> HttpResponse:
+    return _create(request, plan_id, KINDS["activity"])
+
+
+# ---------------------------------------------------------------------------
+# One item: show, edit inline, change status
+# ---------------------------------------------------------------------------
+def _detail(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
+    item, access = _item(request, kind, pk)
+    return _render_item(request, item, access)
+
+
+def _form_response(request, item, access, form, *, status: int = 200, conflict=None):
+    context = {"item": item, "plan": item.care_plan, "access": access, "form": form, "conflict": conflict}
+    selectors.decorate(access, item)
+    template = "careplans/_conflict.html" if conflict else "careplans/_item_form.html"
+    if not request.htmx:
+        context["partial"] = template
+        template = "careplans/item_page.html"
+    return render(request, template, context, status=status)
+
+
+def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
+    item, access = _item(request, kind, pk)
+    if not access.can_edit_item(item):
+        try:
+            access.require_edit(item)
+        except PermissionDenied as exc:
+            # members of another discipline may read it and comment or propose instead
+            status = 200 if request.method == "GET" and access.on_team else 403
+            return _render_item(request, item, access, status=status, error=str(exc))
+    prefix = f"{kind.name}-{item.pk}"
+    if request.method == "GET":
+        form = kind.edit_form(instance=item, access=access, plan=item.care_plan, prefix=prefix)
+        return _form_response(request, item, access, form)
+    form = kind.edit_form(request.POST, instance=item, access=access, plan=item.care_plan, prefix=prefix)
+    if not form.is_valid():
+        return _form_response(request, item, access, form, status=422)
+    try:
+        saved = services.item_update(
+            access=access,
+            item=item,
+            by=request.user,
+            changes=form.changes(),
+            expected_version=form.cleaned_data["expected_version"],
+            request=request,
+        )
+    except StaleVersionError as exc:
+        return _conflict(request, kind, item, access, form, exc.current)
+    except PermissionDenied as exc:
+        return _render_item(request, item, access, status=403, error=str(exc))
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return _form_response(request, item, access, form, status=422)
+    saved = _item(request, kind, saved.pk)[0]
+    if not request.htmx:
+        return redirect(
+            reverse("careplans:plan_editor", kwargs={"plan_id": item.care_plan_id})
+            + f"#{kind.name}-{item.pk}"
+        )
+    return _render_item(request, saved, access, message="Saved.")
+
+
+def _conflict(request, kind: Kind, item, access, form, current) -> HttpResponse:
+    """Someone saved the item after this user opened it: show theirs next to yours, and a
+    form holding the user's values against the new version, so they merge and save again.
+    Nothing is written."""
+    theirs = kind.edit_form(instance=current, access=access, plan=item.care_plan, prefix="theirs")
+    rows = []
+    for name in form.changes():
+        field = form.fields[name]
+        mine_value = _display(field, form.cleaned_data.get(name))
+        their_value = _display(field, theirs.initial.get(name))
+        rows.append(
+            {
+                "label": field.label,
+                "mine": mine_value,
+                "theirs": their_value,
+                "differs": mine_value != their_value,
+            }
+        )
+    data = request.POST.copy()
+    data[form.add_prefix("expected_version")] = str(current.version)
+    merge = kind.edit_form(data, instance=current, access=access, plan=item.care_plan, prefix=form.prefix)
+    merge.is_valid()
+    conflict = {"rows": rows, "version": current.version, "theirs": current}
+    return _form_response(request, current, access, merge, status=409, conflict=conflict)
+
+
+def _display(field, value) -> str:
+    """A value as the user reads it (choice labels, names, dates), for the conflict view."""
+    if value in (None, "", [], ()):
+        return "—"
+    if hasattr(value, "all") and not isinstance(value, list):
+        value = list(value.all()) if hasattr(value, "model") else value
+    if isinstance(value, list | tuple):
+        items = []
+        for v in value:
+            items.append(str(getattr(v, "description", None) or v) if hasattr(v, "pk") else _choice(field, v))
+        return ", ".join(sorted(items)) or "—"
+    if hasattr(value, "pk"):
+        return getattr(value, "display_name", None) or str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and hasattr(field, "queryset"):
+        obj = field.queryset.filter(pk=value).first()
+        return (getattr(obj, "display_name", None) or str(obj)) if obj else "—"
+    return _choice(field, value)
+
+
+def _choice(field, value) -> str:
+    choices = dict(getattr(field, "choices", []) or [])
+    if value in choices:
+        return str(choices[value])
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _status(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
+    item, access = _item(request, kind, pk)
+    if request.method == "GET":
+        return _render_item(request, item, access)
+    if not access.can_edit_item(item):
+        try:
+            access.require_edit(item)
+        except PermissionDenied as exc:
+            return _render_item(request, item, access, status=403, error=str(exc))
+    form = StatusForm(request.POST)
+    if not form.is_valid():
+        return _render_item(request, item, access, status=422, error="Choose a status.")
+    field_name = selectors.STATUS_FIELDS[kind.model][0]
+    changes = {field_name: form.cleaned_data["status"]}
+    if kind.model is Activity and form.cleaned_data["status_reason"]:
+        changes["status_reason"] = form.cleaned_data["status_reason"]
+    try:
+        saved = services.item_update(
+            access=access,
+            item=item,
+            by=request.user,
+            changes=changes,
+            expected_version=form.cleaned_data["expected_version"],
+            request=request,
+        )
+    except StaleVersionError as exc:
+        fresh = _item(request, kind, exc.current.pk)[0]
+        return _render_item(
+            request,
+            fresh,
+            access,
+            status=409,
+            error="Someone else changed this item after you opened it; its current state is shown. "
+            "Choose the status again if it still applies.",
+        )
+    except PermissionDenied as exc:
+        return _render_item(request, item, access, status=403, error=str(exc))
+    except ValidationError as exc:
+        return _render_item(request, item, access, status=422, error=" ".join(exc.messages))
+    saved = _item(request, kind, saved.pk)[0]
+    if not request.htmx:
+        return redirect("careplans:plan_editor", plan_id=item.care_plan_id)
+    return _render_item(
+        request,
+        saved,
+        access,
+        message=f"Status changed to {saved.get_status_display() if kind.model is not Goal else saved.get_lifecycle_status_display()}.",
+    )
+
+
+def _make_views(kind_name: str):
+    kind = KINDS[kind_name]
+
+    @login_required
+    @require_GET
+    def detail(request, **kwargs):
+        return _detail(request, kind, kwargs[f"{kind_name}_id"])
+
+    @login_required
+    @require_http_methods(["GET", "POST"])
+    def edit(request, **kwargs):
+        return _edit(request, kind, kwargs[f"{kind_name}_id"])
+
+    @login_required
+    @require_http_methods(["GET", "POST"])
+    def status(request, **kwargs):
+        return _status(request, kind, kwargs[f"{kind_name}_id"])
+
+    return detail, edit, status
+
+
+goal_detail, goal_edit, goal_status = _make_views("goal")
+need_detail, need_edit, need_status = _make_views("need")
+activity_detail, activity_edit, activity_status = _make_views("activity")
+
+
+# ---------------------------------------------------------------------------
+# Comments and proposed changes (any team member, on any visible item)
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def note_create(request: HttpRequest, plan_id: int) -> HttpResponse:
+    plan, access = _plan(request, plan_id)
+    if request.method == "GET":
+        return render(request, "careplans/editor.html", _editor_context(access, plan))
+    form = NoteForm(request.POST, prefix="note")
+    target = None
+    status = 200
+    if form.is_valid():
+        for name, kind in KINDS.items():
+            target_id = form.cleaned_data.get(name)
+            if target_id:
+                qs = kind.model.objects.filter(care_plan=plan)
+                target, _ = access_item(request.user, qs, target_id, patient_path="care_plan__patient")
+        try:
+            services.note_add(
+                access=access,
+                plan=plan,
+                by=request.user,
+                text=form.cleaned_data["text"],
+                kind=form.cleaned_data["kind"],
+                target=target,
+                request=request,
+            )
+        except PermissionDenied as exc:
+            return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+            status = 422
+        else:
+            form = NoteForm(prefix="note")
+    else:
+        status = 422
+    if not request.htmx:
+        if status == 200:
+            return redirect(reverse("careplans:plan_editor", kwargs={"plan_id": plan.pk}) + "#notes")
+        context = _editor_context(access, plan)
+        context["note_form"] = form
+        return render(request, "careplans/editor.html", context, status=status)
+    notes = list(selectors.notes_for(access, plan)[:30])
+    return render(
+        request,
+        "careplans/_notes.html",
+        {"notes": notes, "plan": plan, "note_form": form, "access": access},
+        status=status,
+    )
+
+
+# ---------------------------------------------------------------------------
+# History
+# ---------------------------------------------------------------------------
+def _moment(token: str | None) -> dt.datetime | None:
+    if not token:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(token) / 1_000_000, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+@login_required
+@require_GET
+def plan_history(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """Every change (who, when, what), a diff between any two versions, and the plan as
+    it stood at a date."""
+    plan, access = _plan(request, plan_id)
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        obj=plan,
+        patient=access.patient,
+        request=request,
+        detail="history",
+    )
+    changes = selectors.plan_history(access, plan)
+    context = {"plan": plan, "patient": plan.patient, "access": access, "changes": changes}
+    errors = []
+    start, end = request.GET.get("from"), request.GET.get("to")
+    if start or end:
+        a, b = _moment(start), _moment(end)
+        if a is None or b is None:
+            errors.append("Choose two versions to compare.")
+        else:
+            a, b = min(a, b), max(a, b)
+            context["compare"] = {
+                "from": a,
+                "to": b,
+                "diff": selectors.snapshot_diff(
+                    selectors.plan_snapshot(access, plan, a), selectors.plan_snapshot(access, plan, b)
+                ),
+            }
+    as_of = request.GET.get("at")
+    if as_of:
+        try:
+            day = dt.date.fromisoformat(as_of)
+        except ValueError:
+            errors.append("Enter the date as YYYY-MM-DD.")
+        else:
+            end_of_day = timezone.make_aware(dt.datetime.combine(day, dt.time.max))
+            context["as_of"] = {
+                "date": day,
+                "items": selectors.snapshot_items(selectors.plan_snapshot(access, plan, end_of_day)),
+            }
+    context["errors"] = errors
+    return render(request, "careplans/history.html", context, status=400 if errors else 200)

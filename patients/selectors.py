@@ -1,0 +1,151 @@
+"""Reads behind the worklist and the patient chart. Every query starts from the
+permission-restricted querysets in `careteam.permissions`; counts are SQL subqueries so the
+number of queries does not grow with the rows shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Case, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan
+from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership
+from careteam.permissions import PatientAccess, restrict, sensitivity_visible_q, team_patients_for
+from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
+
+from .models import Consent, Patient
+
+NO_PLAN = "none"
+
+
+def _count(qs: QuerySet) -> Coalesce:
+    """A correlated COUNT(*) per outer patient row (0 when there is none)."""
+    counted = qs.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def handoffs_waiting_for(user) -> QuerySet:
+    """Handoffs sent to the user, or to the queue of a discipline they hold on that
+    patient's team, still waiting to be accepted."""
+    own_disciplines = TeamMembership.objects.current().filter(
+        user_id=user.pk, patient_id=OuterRef("patient_id")
+    )
+    return Handoff.objects.filter(status=HandoffStatus.REQUESTED).filter(
+        Q(to_user_id=user.pk)
+        | Q(to_user__isnull=True, to_discipline_id__in=Subquery(own_disciplines.values("discipline_id")))
+    )
+
+
+def activities_due_for(user, *, on=None) -> QuerySet:
+    """Open activities assigned to the user that are due today or overdue."""
+    on = on or timezone.localdate()
+    # sensitivity_visible_q reads type(user): hand it the real User, not request's lazy proxy
+    user = getattr(user, "_wrapped", user) if user.pk else user
+    return Activity.objects.filter(
+        assigned_to_id=user.pk, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=on
+    ).filter(sensitivity_visible_q(user, "care_plan__patient_id"))
+
+
+def referrals_awaiting_for(user) -> QuerySet:
+    """Referrals the user sent that the service has not answered yet."""
+    return Referral.objects.filter(referred_by_id=user.pk, status=ReferralStatus.REQUESTED)
+
+
+def worklist(user, *, search: str = "", plan_status: str = "", waiting: bool = False) -> QuerySet:
+    """The user's own patients (team members only; break-the-glass never lists), each
+    annotated with the active plan and what is waiting for the user."""
+    active_plan = CarePlan.objects.filter(patient_id=OuterRef("pk")).exclude(
+        status__in=["entered-in-error", "revoked"]
+    )
+    # the active plan first, then the newest other plan
+    best_plan = active_plan.order_by(
+        Case(When(status="active", then=Value(0)), default=Value(1), output_field=IntegerField()),
+        "-period_start",
+        "-id",
+    )
+    my_role = TeamMembership.objects.current().filter(user_id=user.pk, patient_id=OuterRef("pk"))
+    qs = (
+        team_patients_for(user)
+        .search(search)
+        .annotate(
+            plan_id=Subquery(best_plan.values("pk")[:1]),
+            plan_title=Subquery(best_plan.values("title")[:1]),
+            plan_status=Subquery(best_plan.values("status")[:1]),
+            plan_review_due=Subquery(best_plan.values("review_due")[:1]),
+            my_role=Subquery(my_role.order_by("role").values("role")[:1]),
+            handoffs_waiting=_count(handoffs_waiting_for(user).filter(patient_id=OuterRef("pk"))),
+            activities_due=_count(activities_due_for(user).filter(care_plan__patient_id=OuterRef("pk"))),
+            referrals_awaiting=_count(referrals_awaiting_for(user).filter(patient_id=OuterRef("pk"))),
+        )
+    )
+    if plan_status == NO_PLAN:
+        qs = qs.filter(plan_id__isnull=True)
+    elif plan_status:
+        qs = qs.filter(plan_status=plan_status)
+    if waiting:
+        qs = qs.filter(Q(handoffs_waiting__gt=0) | Q(activities_due__gt=0) | Q(referrals_awaiting__gt=0))
+    return qs.order_by("family_name", "given_name", "id")
+
+
+# ---------------------------------------------------------------------------
+# The chart
+# ---------------------------------------------------------------------------
+@dataclass
+class Chart:
+    patient: Patient
+    access: PatientAccess
+    caregivers: list = field(default_factory=list)
+    consents: list = field(default_factory=list)
+    team: list = field(default_factory=list)
+    plans: list = field(default_factory=list)
+    active_plan: CarePlan | None = None
+    plan_counts: dict[str, Any] = field(default_factory=dict)
+    handoffs: list = field(default_factory=list)
+    referrals: list = field(default_factory=list)
+
+
+def chart_for(access: PatientAccess) -> Chart:
+    """Everything the chart page shows, in a fixed number of queries."""
+    patient, user = access.patient, access.user
+    chart = Chart(patient=patient, access=access)
+    chart.caregivers = list(patient.caregivers.all())
+    chart.consents = list(Consent.objects.in_force().filter(patient=patient))
+    chart.team = list(
+        TeamMembership.objects.current()
+        .filter(patient=patient)
+        .select_related("user", "discipline")
+        .order_by("role", "discipline__name", "user__last_name")
+    )
+    chart.plans = list(
+        restrict(CarePlan.objects.filter(patient=patient), user).order_by("-period_start", "-id")
+    )
+    chart.active_plan = next((p for p in chart.plans if p.status == "active"), None) or next(
+        (p for p in chart.plans if p.status not in ("entered-in-error", "revoked")), None
+    )
+    if chart.active_plan is not None:
+        plan = chart.active_plan
+        chart.plan_counts = {
+            "goals": plan.goals.exclude(
+                lifecycle_status__in=["entered-in-error", "cancelled", "rejected"]
+            ).count(),
+            "needs": plan.needs.filter(access.sensitivity_q())
+            .filter(status__in=["active", "recurrence"])
+            .count(),
+            "activities": plan.activities.filter(access.sensitivity_q())
+            .filter(status__in=ACTIVITY_OPEN_STATUSES)
+            .count(),
+        }
+    chart.handoffs = list(
+        restrict(Handoff.objects.filter(patient=patient, status__in=HANDOFF_OPEN_STATUSES), user)
+        .select_related("from_user", "to_user", "to_discipline")
+        .order_by("due_at")
+    )
+    chart.referrals = list(
+        restrict(Referral.objects.filter(patient=patient, status__in=REFERRAL_OPEN_STATUSES), user)
+        .select_related("service", "service__organization", "referred_by")
+        .order_by("-created_at")
+    )
+    return chart

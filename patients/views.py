@@ -1,0 +1,184 @@
+"""Pages of the patients app: the worklist, the patient chart and the case manager's
+team tools. Thin: parse, call a selector or service, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from careteam import services as team_services
+from careteam.audit import AuditAction, audit
+from careteam.concurrency import StaleVersionError
+from careteam.models import TeamMembership
+from careteam.permissions import access_patient_by_id
+
+from . import selectors
+from .forms import MembershipAddForm, MembershipEndForm, WorklistFilterForm
+
+PAGE_SIZE = 25
+
+
+# Pages of other areas the chart links to, when those areas provide them.
+HANDOFF_PAGES = ("team:handoff_detail", "team:handoff")
+REFERRAL_PAGES = ("referrals:referral_detail", "referrals:referral")
+
+
+def _first_url_name(names: tuple[str, ...], **kwargs) -> str | None:
+    for name in names:
+        try:
+            reverse(name, kwargs=kwargs)
+        except NoReverseMatch:
+            continue
+        return name
+    return None
+
+
+def _links() -> dict[str, str | None]:
+    return {
+        "handoff_link": _first_url_name(HANDOFF_PAGES, handoff_id=1),
+        "referral_link": _first_url_name(REFERRAL_PAGES, referral_id=1),
+    }
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
+
+
+# ---------------------------------------------------------------------------
+# Worklist
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def worklist(request: HttpRequest) -> HttpResponse:
+    """My patients only (team members; break-the-glass never lists), searchable and filterable."""
+    form = WorklistFilterForm(request.GET or None)
+    status = 200
+    filters = {}
+    if form.is_bound:
+        if form.is_valid():
+            filters = {
+                "search": form.cleaned_data["q"],
+                "plan_status": form.cleaned_data["plan_status"],
+                "waiting": form.cleaned_data["waiting"],
+            }
+        else:
+            status = 400
+    rows = selectors.worklist(request.user, **filters)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode(), "filtered": bool(filters)}
+    template = "patients/_worklist_results.html" if request.htmx else "patients/worklist.html"
+    return render(request, template, context, status=status)
+
+
+# ---------------------------------------------------------------------------
+# Chart
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
+    access = access_patient_by_id(request.user, patient_id)
+    chart = selectors.chart_for(access)
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        obj=access.patient,
+        patient=access.patient,
+        request=request,
+    )
+    context = {"chart": chart, "patient": access.patient, "access": access, **_links()}
+    if access.can_manage_team:
+        context["add_form"] = MembershipAddForm()
+    return render(request, "patients/chart.html", context)
+
+
+# ---------------------------------------------------------------------------
+# Team tools (case manager and plan lead)
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
+    access = access_patient_by_id(request.user, patient_id)
+    if not access.can_manage_team:
+        return _forbidden(request, "Only the patient's case manager or plan lead can change the care team.")
+    form = MembershipAddForm(request.POST or None)
+    if request.method == "GET":
+        return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            membership = team_services.membership_add(
+                patient=access.patient,
+                user=data["user"],
+                discipline=data["discipline"],
+                role=data["role"],
+                start_date=data["start_date"],
+                end_date=data["end_date"],
+                by=request.user,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request, f"{membership.user.display_name} joined the team as {membership.get_role_display()}."
+            )
+            return redirect("patient_chart", patient_id=access.patient.pk)
+    chart = selectors.chart_for(access)
+    context = {"chart": chart, "patient": access.patient, "access": access, "add_form": form, **_links()}
+    return render(request, "patients/chart.html", context, status=422)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> HttpResponse:
+    access = access_patient_by_id(request.user, patient_id)
+    membership = TeamMembership.objects.filter(pk=membership_id, patient=access.patient).first()
+    if membership is None:
+        raise Http404("No such team role.")
+    try:
+        access.require_manage_team()
+    except PermissionDenied as exc:
+        return _forbidden(request, str(exc))
+    if request.method == "GET":
+        return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
+    form = MembershipEndForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The role could not be ended: " + "; ".join(_flat_errors(form)))
+        return redirect("patient_chart", patient_id=access.patient.pk)
+    try:
+        team_services.membership_end(
+            membership=membership,
+            end_date=form.cleaned_data["end_date"],
+            by=request.user,
+            expected_version=form.cleaned_data["version"],
+        )
+    except StaleVersionError:
+        messages.error(
+            request, "Someone changed this role after you opened the chart; check it and try again."
+        )
+    except ValidationError as exc:
+        messages.error(request, "The role could not be ended: " + "; ".join(exc.messages))
+    else:
+        messages.success(
+            request, f"{membership.user.display_name}'s role as {membership.get_role_display()} ended."
+        )
+    return redirect("patient_chart", patient_id=access.patient.pk)
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+def _flat_errors(form) -> list[str]:
+    return [str(e) for errors in form.errors.values() for e in errors]

@@ -10,6 +10,7 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import mixins, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
@@ -56,6 +57,8 @@ class ApiViewMixin:
     """Error translation and JSON-only bodies for every API view."""
 
     parser_classes = [JSONParser]
+    # Token first: an unauthenticated call answers 401 with WWW-Authenticate: Token.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
 
     def get_exception_handler(self):
         return api_exception_handler

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from . import fhir_views as fv
 from . import views
 
 router = DefaultRouter()
@@ -57,4 +58,31 @@ urlpatterns = [
         name="api-schema",
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # FHIR R4
+    path("fhir/metadata", fv.MetadataView.as_view(), name="fhir-metadata"),
+    path("fhir/Patient/<int:patient_id>", fv.PatientReadView.as_view(), name="fhir-patient"),
+    path(
+        "fhir/Patient/<int:patient_id>/$everything",
+        fv.PatientEverythingView.as_view(),
+        name="fhir-patient-everything",
+    ),
+    path(
+        "fhir/Patient/<int:patient_id>/CarePlan/$import",
+        fv.CarePlanImportView.as_view(),
+        name="fhir-careplan-import",
+    ),
+    path("fhir/CarePlan", fv.CarePlanSearchView.as_view(), name="fhir-careplan-search"),
+    path("fhir/CarePlan/<int:plan_id>", fv.CarePlanReadView.as_view(), name="fhir-careplan"),
+    path("fhir/CareTeam", fv.CareTeamSearchView.as_view(), name="fhir-careteam-search"),
+    path("fhir/CareTeam/<int:patient_id>", fv.CareTeamReadView.as_view(), name="fhir-careteam"),
+    path("fhir/Goal", fv.GoalSearchView.as_view(), name="fhir-goal-search"),
+    path("fhir/Goal/<int:goal_id>", fv.GoalReadView.as_view(), name="fhir-goal"),
+    path("fhir/ServiceRequest", fv.ServiceRequestSearchView.as_view(), name="fhir-servicerequest-search"),
+    path(
+        "fhir/ServiceRequest/<int:referral_id>",
+        fv.ServiceRequestReadView.as_view(),
+        name="fhir-servicerequest",
+    ),
+    path("fhir/Task", fv.TaskSearchView.as_view(), name="fhir-task-search"),
+    path("fhir/Task/<str:task_id>", fv.TaskReadView.as_view(), name="fhir-task"),
 ]

@@ -10,7 +10,7 @@ import os
 import time
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -142,15 +142,16 @@ def notification_email_send(*, notification_id: int) -> bool:
         if delay := _test_delay():
             time.sleep(delay)
         inbox = f"{getattr(settings, 'SITE_URL', '')}/team/inbox/"
-        send_mail(
+        EmailMessage(
             subject=f"CareTeam: {n.get_kind_display()}",
-            message=(
+            body=(
                 f"You have a new notification in CareTeam: {n.get_kind_display()}.\n"
                 f"Sign in to read it: {inbox}\n"
             ),
-            from_email=None,
-            recipient_list=[user.email],
-        )
+            to=[user.email],
+            # lets a mail system drop a duplicate should a worker die between send and commit
+            headers={"X-CareTeam-Notification": str(n.pk)},
+        ).send()
         n.email_sent_at = timezone.now()
         n.save(update_fields=["email_sent_at"])
     return True

@@ -42,6 +42,10 @@ EMAIL_CHUNK = 200
 # At most this many unsent emails are re-enqueued per sweep (the rest next minute).
 REQUEUE_LIMIT = 20_000
 
+# Publishing retries once at once (a stale pooled connection after a Redis restart), then
+# gives up fast: a web request must not hang on a dead broker.
+PUBLISH = {"retry": True, "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}}
+
 ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
 
 
@@ -298,10 +302,10 @@ def enqueue_emails(ids: list[int]) -> None:
 
         try:
             if len(ids) == 1:
-                send_notification_email.apply_async(args=[ids[0]], retry=False)
+                send_notification_email.apply_async(args=[ids[0]], **PUBLISH)
             else:
                 for start in range(0, len(ids), EMAIL_CHUNK):
-                    send_notification_emails.apply_async(args=[ids[start : start + EMAIL_CHUNK]], retry=False)
+                    send_notification_emails.apply_async(args=[ids[start : start + EMAIL_CHUNK]], **PUBLISH)
         except Exception:  # noqa: BLE001 - any broker error: log and let the sweep retry
             logger.warning(
                 "could not enqueue %d notification email(s); the reminder sweep will retry",

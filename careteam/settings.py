@@ -193,7 +193,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# A message a dead worker had taken is redelivered after this many seconds (keep it above
+# the longest task; the worker-kill test lowers it).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BEAT_SCHEDULE: dict = {
     "memberships-sync": {"task": "careteam.memberships_sync", "schedule": 15 * 60},

@@ -1,0 +1,814 @@
+"""Latency of CareTeam's main operations through the real Django stack, beside the floor.
+
+For every operation: p50/p95/p99 over many requests made in-process with Django's test
+``Client`` (``force_login``; the full middleware, session, auth, view, template and audit
+path), the number of queries (``CaptureQueriesContext``), and beside it the *floor*: the
+time of the minimal raw SQL that fetches the same rows, measured in the same run on the
+same connection, and the ratio of the two medians. Operations whose URL or function does
+not exist yet are reported as "not available yet".
+
+    DEBUG=true .venv/bin/python bench/run.py --db careteam_bench          # one size
+    DEBUG=true .venv/bin/python bench/run.py --db careteam_bench_small --db careteam_bench
+        # both sizes, one child process each, then the growth ratio per operation
+    DEBUG=true .venv/bin/python bench/run.py --compare small.json big.json
+
+Targets checked: every page and API call p95 < 50 ms; API reads within 5x their floor;
+the query count of every operation is the same at both sizes; no operation's median grows
+more than 1.5x from the small to the big database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+P95_TARGET_MS = 50.0
+FLOOR_RATIO_TARGET = 5.0
+GROWTH_TARGET = 1.5
+
+
+# ---------------------------------------------------------------------------
+# Result records
+# ---------------------------------------------------------------------------
+@dataclass
+class Result:
+    name: str
+    kind: str  # page | api | write | function | sweep
+    available: bool = True
+    note: str = ""
+    n: int = 0
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    queries_min: int = 0
+    queries_max: int = 0
+    floor_p50: float | None = None
+    floor_p95: float | None = None
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.floor_p50:
+            return None
+        return self.p50 / self.floor_p50
+
+    def verdicts(self) -> list[str]:
+        """Which targets this operation misses (empty: all met)."""
+        misses = []
+        if not self.available:
+            return misses
+        if self.kind in ("page", "api", "write") and self.p95 >= P95_TARGET_MS:
+            misses.append(f"p95 {self.p95:.1f} ms >= {P95_TARGET_MS:.0f}")
+        if self.kind == "api" and self.ratio is not None and self.ratio > FLOOR_RATIO_TARGET:
+            misses.append(f"{self.ratio:.1f}x floor > {FLOOR_RATIO_TARGET:.0f}x")
+        bad = {s: c for s, c in self.statuses.items() if not s.startswith("2") and s != "ok"}
+        if bad:
+            misses.append(f"statuses {bad}")
+        return misses
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+# ---------------------------------------------------------------------------
+# In-process measurement (runs after django.setup())
+# ---------------------------------------------------------------------------
+class Bench:
+    def __init__(self, requests: int, warmup: int, only: set[str] | None):
+        from django.db import connection
+        from django.test import Client
+
+        self.connection = connection
+        self.requests = requests
+        self.warmup = warmup
+        self.only = only
+        self.clients: dict[int, Client] = {}
+        self.results: list[Result] = []
+
+    # -- helpers ----------------------------------------------------------------
+    def client(self, user):
+        from django.test import Client
+
+        if user.pk not in self.clients:
+            c = Client(raise_request_exception=False)  # a 500 is a result, not the end of the run
+            c.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+            self.clients[user.pk] = c
+        return self.clients[user.pk]
+
+    def raw(self, sql: str, params: Any = None) -> list[tuple]:
+        """Run SQL on the same connection, bypassing Django's cursor wrapper."""
+        self.connection.ensure_connection()
+        with self.connection.connection.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def skip(self, name: str, kind: str, why: str) -> None:
+        print(f"  {name}: not available yet ({why})", flush=True)
+        self.results.append(Result(name=name, kind=kind, available=False, note=why))
+
+    def measure(
+        self,
+        name: str,
+        kind: str,
+        call: Callable[[int], Any],
+        floor: Callable[[int], Any] | None = None,
+        *,
+        before: Callable[[int], None] | None = None,
+        requests: int | None = None,
+        note: str = "",
+    ) -> Result | None:
+        """Time `call(i)` (warm-up first), count its queries, then time `floor(i)` for the
+        same i. `before(i)` runs untimed (e.g. to read the version an edit will send)."""
+        from django.test.utils import CaptureQueriesContext
+
+        if self.only and name not in self.only:
+            return None
+        n = requests or self.requests
+        res = Result(name=name, kind=kind, note=note)
+        times: list[float] = []
+        queries: list[int] = []
+        for i in range(-self.warmup, n):
+            try:
+                if before is not None:
+                    before(i)
+                with CaptureQueriesContext(self.connection) as ctx:
+                    t = time.perf_counter()
+                    out = call(i)
+                    elapsed = (time.perf_counter() - t) * 1000
+            except Exception as exc:  # noqa: BLE001 - code under construction must not stop the run
+                print(f"  {name}: failed: {exc!r}", flush=True)
+                res.available, res.note = False, f"failed: {exc!r}"[:200]
+                res.statuses["exception"] = 1
+                self.results.append(res)
+                return res
+            status = str(getattr(out, "status_code", "ok"))
+            if i >= 0:
+                times.append(elapsed)
+                queries.append(len(ctx.captured_queries))
+                res.statuses[status] = res.statuses.get(status, 0) + 1
+            elif status.startswith(("4", "5")) and i == -self.warmup:
+                body = getattr(out, "content", b"")[:300]
+                print(f"    first {name} answered {status}: {body!r}", flush=True)
+        res.n = len(times)
+        res.p50, res.p95, res.p99 = pct(times, 50), pct(times, 95), pct(times, 99)
+        res.queries_min, res.queries_max = min(queries), max(queries)
+        if floor is not None:
+            ftimes = []
+            for i in range(-self.warmup, n):
+                t = time.perf_counter()
+                floor(i)
+                if i >= 0:
+                    ftimes.append((time.perf_counter() - t) * 1000)
+            res.floor_p50, res.floor_p95 = pct(ftimes, 50), pct(ftimes, 95)
+        self.results.append(res)
+        ratio = f"{res.ratio:5.1f}x" if res.ratio is not None else "   - "
+        print(
+            f"  {name:<26} p50 {res.p50:7.2f}  p95 {res.p95:7.2f}  p99 {res.p99:7.2f} ms  "
+            f"q {res.queries_min}-{res.queries_max}  floor {res.floor_p50 or 0:6.2f} ms {ratio}  "
+            f"{dict(res.statuses)}",
+            flush=True,
+        )
+        return res
+
+
+def url_or_none(*names: str, **kwargs) -> str | None:
+    from django.urls import NoReverseMatch, reverse
+
+    for name in names:
+        try:
+            return reverse(name, kwargs=kwargs or None)
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def url_named_like(fragment: str, **kwargs) -> str | None:
+    """The first URL whose name contains `fragment` and takes these kwargs (FHIR routes
+    are named by their own module; this finds them without guessing the exact name)."""
+    from django.urls import get_resolver
+
+    names: list[str] = []
+
+    def walk(resolver, prefix=""):
+        for p in resolver.url_patterns:
+            if hasattr(p, "url_patterns"):
+                ns = f"{prefix}{p.namespace}:" if getattr(p, "namespace", None) else prefix
+                walk(p, ns)
+            elif p.name and fragment in p.name:
+                names.append(prefix + p.name)
+
+    walk(get_resolver())
+    return url_or_none(*names, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# The personas and the rows each operation works on (same rule at every size)
+# ---------------------------------------------------------------------------
+def personas(bench: Bench) -> dict[str, Any]:
+    from careteam.models import User
+
+    def clinician(code: str, target: int) -> User:
+        row = bench.raw(
+            """SELECT m.user_id, count(*) AS c FROM careteam_teammembership m
+               JOIN careteam_user_disciplines ud ON ud.user_id = m.user_id
+               JOIN careteam_discipline d ON d.id = ud.discipline_id AND d.code = %s
+               WHERE m.status = 'active' GROUP BY m.user_id ORDER BY abs(count(*) - %s), m.user_id LIMIT 1""",
+            [code, target],
+        )
+        return User.objects.get(pk=row[0][0])
+
+    cm = clinician("case-management", 200)  # a heavy caseload
+    nurse = clinician("nursing", 110)  # a typical one
+    auditor = User.objects.filter(username="bench_auditor").first()
+    patients = [
+        r[0]
+        for r in bench.raw(
+            """SELECT patient_id FROM careteam_teammembership
+               WHERE user_id = %s AND status = 'active' ORDER BY patient_id LIMIT 50""",
+            [cm.pk],
+        )
+    ]
+    plans = [
+        r[0]
+        for r in bench.raw(
+            "SELECT id FROM careplans_careplan WHERE patient_id = ANY(%s) AND status = 'active' ORDER BY id",
+            [patients],
+        )
+    ]
+    activities = [
+        r[0]
+        for r in bench.raw(
+            """SELECT DISTINCT ON (care_plan_id) id FROM careplans_activity
+               WHERE care_plan_id = ANY(%s) AND status IN ('not-started','scheduled','in-progress','on-hold')
+                 AND sensitivity_id IS NULL ORDER BY care_plan_id, id""",
+            [plans],
+        )
+    ]
+    counts = bench.raw(
+        """SELECT (SELECT count(*) FROM patients_patient), (SELECT count(*) FROM careplans_goal)
+                  + (SELECT count(*) FROM careplans_need) + (SELECT count(*) FROM careplans_activity),
+                  (SELECT count(*) FROM careteam_handoff), (SELECT count(*) FROM referrals_referral),
+                  (SELECT count(*) FROM referrals_service), (SELECT count(*) FROM careteam_auditevent)"""
+    )[0]
+    caseload = {
+        u.username: bench.raw(
+            "SELECT count(*) FROM careteam_teammembership WHERE user_id = %s AND status = 'active'", [u.pk]
+        )[0][0]
+        for u in (cm, nurse)
+    }
+    return {
+        "cm": cm,
+        "nurse": nurse,
+        "auditor": auditor,
+        "patients": patients,
+        "plans": plans,
+        "activities": activities,
+        "sizes": dict(
+            zip(
+                ["patients", "plan_items", "handoffs", "referrals", "services", "audit_events"],
+                counts,
+                strict=True,
+            )
+        ),
+        "caseload": caseload,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Floors: the minimal SQL for the same rows
+# ---------------------------------------------------------------------------
+CURRENT = "m.status = 'active' AND m.start_date <= current_date AND (m.end_date IS NULL OR m.end_date >= current_date)"
+VISIBLE = f"""EXISTS (SELECT 1 FROM careteam_patientuserobjectpermission g
+                     WHERE g.user_id = %(u)s AND g.content_object_id = {{pid}} AND g.permission_id = %(perm)s)
+          AND EXISTS (SELECT 1 FROM careteam_teammembership m
+                      WHERE m.user_id = %(u)s AND m.patient_id = {{pid}} AND {CURRENT})"""
+
+WORKLIST_FLOOR = f"""
+WITH mine AS (
+  SELECT p.id, p.mrn, p.given_name, p.family_name, p.birth_date, m.role
+  FROM careteam_teammembership m JOIN patients_patient p ON p.id = m.patient_id
+  WHERE m.user_id = %(u)s AND {CURRENT}
+  ORDER BY p.family_name, p.given_name, p.id LIMIT %(limit)s)
+SELECT mine.*, cp.id, cp.title, cp.status, cp.review_due,
+  (SELECT count(*) FROM careteam_handoff h WHERE h.patient_id = mine.id AND h.status = 'requested'
+     AND h.to_user_id = %(u)s),
+  (SELECT count(*) FROM careplans_activity a WHERE a.care_plan_id = cp.id AND a.assigned_to_id = %(u)s
+     AND a.status IN ('not-started','scheduled','in-progress','on-hold') AND a.due_date <= current_date),
+  (SELECT count(*) FROM referrals_referral r WHERE r.patient_id = mine.id AND r.referred_by_id = %(u)s
+     AND r.status = 'requested')
+FROM mine LEFT JOIN careplans_careplan cp ON cp.patient_id = mine.id AND cp.status = 'active'
+ORDER BY mine.family_name, mine.given_name, mine.id"""
+WORKLIST_COUNT = f"SELECT count(*) FROM careteam_teammembership m WHERE m.user_id = %(u)s AND {CURRENT}"
+
+CHART_FLOOR = [
+    "SELECT * FROM patients_patient WHERE id = %(p)s",
+    "SELECT * FROM patients_caregiver WHERE patient_id = %(p)s",
+    "SELECT * FROM patients_consent WHERE patient_id = %(p)s AND status = 'active'",
+    f"""SELECT m.*, u.first_name, u.last_name, d.name FROM careteam_teammembership m
+        JOIN careteam_user u ON u.id = m.user_id JOIN careteam_discipline d ON d.id = m.discipline_id
+        WHERE m.patient_id = %(p)s AND {CURRENT}""",
+    "SELECT * FROM careplans_careplan WHERE patient_id = %(p)s ORDER BY period_start DESC, id DESC",
+    """SELECT (SELECT count(*) FROM careplans_goal g JOIN careplans_careplan c ON c.id = g.care_plan_id
+               WHERE c.patient_id = %(p)s AND c.status = 'active'),
+              (SELECT count(*) FROM careplans_need n JOIN careplans_careplan c ON c.id = n.care_plan_id
+               WHERE c.patient_id = %(p)s AND c.status = 'active'),
+              (SELECT count(*) FROM careplans_activity a JOIN careplans_careplan c ON c.id = a.care_plan_id
+               WHERE c.patient_id = %(p)s AND c.status = 'active')""",
+    """SELECT h.*, fu.last_name, tu.last_name FROM careteam_handoff h
+        JOIN careteam_user fu ON fu.id = h.from_user_id LEFT JOIN careteam_user tu ON tu.id = h.to_user_id
+        WHERE h.patient_id = %(p)s AND h.status IN ('requested','accepted','in-progress') ORDER BY h.due_at""",
+    """SELECT r.*, s.name, o.name FROM referrals_referral r JOIN referrals_service s ON s.id = r.service_id
+        JOIN referrals_organization o ON o.id = s.organization_id
+        WHERE r.patient_id = %(p)s AND r.status IN ('requested','accepted','in-progress','on-hold')
+        ORDER BY r.created_at DESC""",
+]
+PLAN_FLOOR = [
+    "SELECT c.*, p.* FROM careplans_careplan c JOIN patients_patient p ON p.id = c.patient_id WHERE c.id = %(c)s",
+    "SELECT * FROM careplans_goal WHERE care_plan_id = %(c)s ORDER BY id",
+    "SELECT * FROM careplans_need WHERE care_plan_id = %(c)s ORDER BY id",
+    """SELECT a.*, d.name, u.first_name, u.last_name FROM careplans_activity a
+        JOIN careteam_discipline d ON d.id = a.owner_discipline_id
+        LEFT JOIN careteam_user u ON u.id = a.assigned_to_id WHERE a.care_plan_id = %(c)s
+        ORDER BY a.due_date, a.id""",
+    """SELECT ag.* FROM careplans_activity_goals ag JOIN careplans_activity a ON a.id = ag.activity_id
+        WHERE a.care_plan_id = %(c)s""",
+    "SELECT * FROM careplans_note WHERE care_plan_id = %(c)s ORDER BY created_at",
+]
+API_PATIENTS_FLOOR = [
+    "SELECT p.* FROM patients_patient p WHERE "
+    + VISIBLE.format(pid="p.id")
+    + " ORDER BY p.family_name, p.given_name, p.id LIMIT 50",
+    "SELECT count(*) FROM patients_patient p WHERE " + VISIBLE.format(pid="p.id"),
+]
+API_ACTIVITIES_FLOOR = [
+    "SELECT a.* FROM careplans_activity a JOIN careplans_careplan c ON c.id = a.care_plan_id WHERE "
+    + VISIBLE.format(pid="c.patient_id")
+    + " ORDER BY a.care_plan_id, a.due_date, a.id LIMIT 50",
+    "SELECT count(*) FROM careplans_activity a JOIN careplans_careplan c ON c.id = a.care_plan_id WHERE "
+    + VISIBLE.format(pid="c.patient_id"),
+]
+AUDIT_FLOOR = """SELECT * FROM careteam_auditevent WHERE patient_id = %(p)s
+                 ORDER BY at DESC, id DESC LIMIT 51"""
+PERMISSION_FLOOR = (
+    "SELECT "
+    + VISIBLE.format(pid="%(p)s")
+    + f", (SELECT array_agg(m.role) FROM careteam_teammembership m WHERE m.user_id = %(u)s AND m.patient_id = %(p)s AND {CURRENT})"
+)
+SAVE_FLOOR = [
+    "SELECT version FROM careplans_activity WHERE id = %(a)s FOR UPDATE",
+    """UPDATE careplans_activity SET status_reason = %(text)s, version = version + 1, updated_at = now()
+       WHERE id = %(a)s""",
+    """INSERT INTO careplans_historicalactivity (id, title, description, status, status_reason, due_date,
+         created_at, version, history_date, history_type, care_plan_id, owner_discipline_id, assigned_to_id,
+         sensitivity_id, created_by_id, history_user_id)
+       SELECT id, title, description, status, status_reason, due_date, created_at, version, now(), '~',
+         care_plan_id, owner_discipline_id, assigned_to_id, sensitivity_id, created_by_id, %(u)s
+       FROM careplans_activity WHERE id = %(a)s""",
+    """INSERT INTO careteam_auditevent (at, user_id, username, action, outcome, object_type, object_id,
+         patient_id, path, detail) VALUES (now(), %(u)s, 'bench', 'update', 'allowed', 'careplans.activity',
+         %(a)s::text, NULL, '', 'bench floor')""",
+]
+
+
+# ---------------------------------------------------------------------------
+# The operations
+# ---------------------------------------------------------------------------
+def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
+    from django.db import transaction
+
+    from careplans.models import Activity
+    from careteam import permissions
+    from patients.models import Patient
+
+    cm, nurse = ctx["cm"], ctx["nurse"]
+    pats, plans, acts = ctx["patients"], ctx["plans"], ctx["activities"]
+    view_perm = bench.raw(
+        """SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+           WHERE ct.app_label = 'patients' AND p.codename = 'view_patient'"""
+    )[0][0]
+
+    def with_params(sqls: list[str], **dyn: Callable[[int], Any]) -> Callable[[int], Any]:
+        def run(i: int) -> None:
+            params = {"perm": view_perm, **{k: v(i) for k, v in dyn.items()}}
+            for sql in sqls:
+                bench.raw(sql, params)
+
+        return run
+
+    # -- worklist ---------------------------------------------------------------
+    url = url_or_none("worklist")
+    try:
+        from patients.views import PAGE_SIZE as page_size
+    except ImportError:
+        page_size = 25
+    for label, user in (("worklist (case manager)", cm), ("worklist (nurse)", nurse)):
+        if url is None:
+            bench.skip(label, "page", "no URL named 'worklist'")
+            continue
+        client = bench.client(user)
+        bench.measure(
+            label,
+            "page",
+            lambda i, c=client: c.get(url),
+            with_params(
+                [WORKLIST_FLOOR, WORKLIST_COUNT], u=lambda i, u=user: u.pk, limit=lambda i: page_size
+            ),
+        )
+
+    # -- patient chart, care plan ------------------------------------------------
+    client = bench.client(cm)
+    if url_or_none("patient_chart", patient_id=1):
+        bench.measure(
+            "patient chart",
+            "page",
+            lambda i: client.get(url_or_none("patient_chart", patient_id=pats[i % len(pats)])),
+            with_params(CHART_FLOOR, p=lambda i: pats[i % len(pats)]),
+        )
+    else:
+        bench.skip("patient chart", "page", "no URL named 'patient_chart'")
+    if url_or_none("careplans:plan_editor", plan_id=1):
+        bench.measure(
+            "care plan view",
+            "page",
+            lambda i: client.get(url_or_none("careplans:plan_editor", plan_id=plans[i % len(plans)])),
+            with_params(PLAN_FLOOR, c=lambda i: plans[i % len(plans)]),
+        )
+    else:
+        bench.skip("care plan view", "page", "no URL named 'careplans:plan_editor'")
+
+    # -- save of a plan item (the inline editor's POST, and the API's PATCH) ------
+    versions: dict[int, int] = {}
+
+    def read_version(i: int) -> None:
+        a = acts[i % len(acts)]
+        versions[a] = Activity.objects.filter(pk=a).values_list("version", flat=True).get()
+
+    def floor_save(i: int) -> None:
+        with transaction.atomic():
+            for sql in SAVE_FLOOR:
+                bench.raw(sql, {"a": acts[i % len(acts)], "u": cm.pk, "text": f"floor {i}"})
+
+    if url_or_none("careplans:activity_edit", activity_id=1):
+        from careplans.views import KINDS
+
+        def form_data(i: int) -> dict:
+            item = Activity.objects.select_related("care_plan__patient").get(pk=acts[i % len(acts)])
+            access = permissions.patient_access(cm, item.care_plan.patient)
+            form = KINDS["activity"].edit_form(
+                instance=item, access=access, plan=item.care_plan, prefix=f"activity-{item.pk}"
+            )
+            data = {}
+            for bf in form:
+                value = bf.value()
+                if value is None:
+                    continue
+                data[bf.html_name] = (
+                    [str(v) for v in value] if isinstance(value, list | tuple) else str(value)
+                )
+            data[f"activity-{item.pk}-status_reason"] = f"bench save {i}"
+            data[f"activity-{item.pk}-expected_version"] = str(item.version)
+            return data
+
+        pending: dict[int, dict] = {}
+        bench.measure(
+            "save plan item (page)",
+            "write",
+            lambda i: client.post(
+                url_or_none("careplans:activity_edit", activity_id=acts[i % len(acts)]),
+                pending[i],
+                headers={"HX-Request": "true"},
+            ),
+            floor_save,
+            before=lambda i: pending.__setitem__(i, form_data(i)),
+        )
+    else:
+        bench.skip("save plan item (page)", "write", "no URL named 'careplans:activity_edit'")
+    if url_or_none("api-activity-detail", pk=1):
+        bench.measure(
+            "save plan item (API)",
+            "write",
+            lambda i: client.patch(
+                url_or_none("api-activity-detail", pk=acts[i % len(acts)]),
+                {"status_reason": f"api save {i}"},
+                content_type="application/json",
+                headers={"If-Match": f'W/"{versions[acts[i % len(acts)]]}"'},
+            ),
+            floor_save,
+            before=read_version,
+        )
+    else:
+        bench.skip("save plan item (API)", "write", "no URL named 'api-activity-detail'")
+
+    # -- API lists ---------------------------------------------------------------
+    for label, name, floor in (
+        ("API list patients", "api-patient-list", API_PATIENTS_FLOOR),
+        ("API list activities", "api-activity-list", API_ACTIVITIES_FLOOR),
+    ):
+        url = url_or_none(name)
+        if url is None:
+            bench.skip(label, "api", f"no URL named '{name}'")
+            continue
+        bench.measure(label, "api", lambda i, u=url: client.get(u), with_params(floor, u=lambda i: cm.pk))
+
+    # -- FHIR $everything ----------------------------------------------------------
+    everything = url_named_like("everything", pk=1) or url_named_like("everything", patient_id=1)
+    if everything is None:
+        bench.skip("FHIR Patient/$everything", "api", "no URL named like 'everything'")
+    else:
+
+        def everything_url(i: int) -> str:
+            pid = pats[i % len(pats)]
+            return url_named_like("everything", pk=pid) or url_named_like("everything", patient_id=pid)
+
+        bench.measure(
+            "FHIR Patient/$everything",
+            "api",
+            lambda i: client.get(everything_url(i), headers={"Accept": "application/fhir+json"}),
+            with_params(
+                CHART_FLOOR + PLAN_FLOOR[1:4],
+                p=lambda i: pats[i % len(pats)],
+                c=lambda i: plans[i % len(plans)],
+            ),
+        )
+
+    # -- catalog search ------------------------------------------------------------
+    terms = [
+        "food pantry",
+        "housing",
+        "transportation",
+        "counseling",
+        "meals",
+        "utility",
+        "respite",
+        "senior",
+    ]
+    catalog = url_or_none(
+        "referrals:catalog", "referrals:catalog_search", "referrals:service_search", "referrals:service_list"
+    )
+    api_services = url_or_none("api-service-list")
+    search_floor = with_params(
+        [
+            """SELECT s.id, s.name, o.name FROM referrals_service s
+               JOIN referrals_organization o ON o.id = s.organization_id
+               WHERE s.search_vector @@ websearch_to_tsquery('english', %(q)s) AND s.status = 'active'
+               ORDER BY ts_rank(s.search_vector, websearch_to_tsquery('english', %(q)s)) DESC, s.name
+               LIMIT 20"""
+        ],
+        q=lambda i: terms[i % len(terms)],
+    )
+    has_vector = bench.raw(
+        """SELECT 1 FROM information_schema.columns WHERE table_name = 'referrals_service'
+           AND column_name = 'search_vector'"""
+    )
+    for label, url, kind in (
+        ("catalog search (page)", catalog, "page"),
+        ("catalog search (API)", api_services, "api"),
+    ):
+        if url is None:
+            bench.skip(label, kind, "no catalog search URL")
+            continue
+        bench.measure(
+            label,
+            kind,
+            lambda i, u=url: client.get(u, {"q": terms[i % len(terms)], "search": terms[i % len(terms)]}),
+            search_floor if has_vector else None,
+        )
+
+    # -- audit search by patient --------------------------------------------------
+    audit_floor = with_params([AUDIT_FLOOR], p=lambda i: pats[i % len(pats)])
+    if url_or_none("security:patient_access_log", patient_id=1):
+        bench.measure(
+            "audit: patient access log",
+            "page",
+            lambda i: client.get(url_or_none("security:patient_access_log", patient_id=pats[i % len(pats)])),
+            audit_floor,
+        )
+    else:
+        bench.skip("audit: patient access log", "page", "no URL 'security:patient_access_log'")
+    audit_url = url_or_none("security:audit_log")
+    if audit_url and ctx["auditor"] is not None:
+        auditor_client = bench.client(ctx["auditor"])
+        bench.measure(
+            "audit search by patient",
+            "page",
+            lambda i: auditor_client.get(audit_url, {"patient": str(pats[i % len(pats)])}),
+            audit_floor,
+        )
+    else:
+        bench.skip("audit search by patient", "page", "no URL 'security:audit_log'")
+    if url_or_none("api-audit-event-list") and ctx["auditor"] is not None:
+        auditor_client = bench.client(ctx["auditor"])
+        bench.measure(
+            "API audit events by patient",
+            "api",
+            lambda i: auditor_client.get(
+                url_or_none("api-audit-event-list"), {"patient": pats[i % len(pats)]}
+            ),
+            audit_floor,
+        )
+
+    # -- permission check for one object -------------------------------------------
+    patient_objs = {p.pk: p for p in Patient.objects.filter(pk__in=pats)}
+    perm_floor = with_params([PERMISSION_FLOOR], u=lambda i: cm.pk, p=lambda i: pats[i % len(pats)])
+    bench.measure(
+        "permission: patient_access",
+        "function",
+        lambda i: permissions.patient_access(cm, patient_objs[pats[i % len(pats)]]),
+        perm_floor,
+        requests=bench.requests * 2,
+    )
+    bench.measure(
+        "permission: access_patient_by_id",
+        "function",
+        lambda i: permissions.access_patient_by_id(cm, pats[i % len(pats)]),
+        perm_floor,
+        requests=bench.requests * 2,
+    )
+
+    # -- reminder sweep (rolled back, so every run sees the same due work) ----------
+    try:
+        from careteam.reminders import reminders_sweep
+    except ImportError as exc:
+        bench.skip("reminder sweep", "sweep", str(exc))
+    else:
+
+        def sweep(i: int):
+            with transaction.atomic():
+                result = reminders_sweep()
+                transaction.set_rollback(True)
+            return result
+
+        old = bench.warmup
+        bench.warmup = 1
+        res = bench.measure("reminder sweep", "sweep", sweep, requests=3, note="rolled back each time")
+        bench.warmup = old
+        if res is not None:
+            res.note = f"over {ctx['sizes']['handoffs']:,} handoffs, rolled back each time"
+
+
+# ---------------------------------------------------------------------------
+# Child: one database
+# ---------------------------------------------------------------------------
+def run_one(db: str, requests: int, warmup: int, only: set[str] | None, out: Path | None) -> dict:
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DEBUG", "true")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+    bench = Bench(requests, warmup, only)
+    ctx = personas(bench)
+    load = os.getloadavg()
+    print(
+        f"database {db}: {ctx['sizes']}; case manager {ctx['cm'].username} "
+        f"({ctx['caseload'][ctx['cm'].username]} patients), nurse {ctx['nurse'].username} "
+        f"({ctx['caseload'][ctx['nurse'].username]} patients); load {load[0]:.2f}",
+        flush=True,
+    )
+    t0 = time.monotonic()
+    run_all(bench, ctx)
+    report = {
+        "database": db,
+        "sizes": ctx["sizes"],
+        "caseload": ctx["caseload"],
+        "requests": requests,
+        "debug": settings.DEBUG,
+        "load_before": load[0],
+        "load_after": os.getloadavg()[0],
+        "seconds": round(time.monotonic() - t0, 1),
+        "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "results": [asdict(r) | {"ratio": r.ratio, "misses": r.verdicts()} for r in bench.results],
+    }
+    print_table(report)
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Printing and comparing
+# ---------------------------------------------------------------------------
+def fmt(v: float | None, spec: str = "7.2f") -> str:
+    return format(v, spec) if v is not None else "-".rjust(len(format(0, spec)))
+
+
+def print_table(report: dict) -> None:
+    print(f"\n## {report['database']}: {report['sizes']}")
+    print(
+        f"{'operation':<32}{'p50':>8}{'p95':>8}{'p99':>8}{'queries':>9}{'floor p50':>11}{'ratio':>7}  verdict"
+    )
+    for r in report["results"]:
+        if not r["available"]:
+            print(f"{r['name']:<32}  not available yet: {r['note']}")
+            continue
+        q = (
+            f"{r['queries_min']}"
+            if r["queries_min"] == r["queries_max"]
+            else f"{r['queries_min']}-{r['queries_max']}"
+        )
+        ratio = f"{r['ratio']:.1f}x" if r["ratio"] else "-"
+        verdict = "; ".join(r["misses"]) or "ok"
+        print(
+            f"{r['name']:<32}{r['p50']:8.2f}{r['p95']:8.2f}{r['p99']:8.2f}{q:>9}"
+            f"{fmt(r['floor_p50'], '11.2f')}{ratio:>7}  {verdict}"
+        )
+
+
+def compare(small: dict, big: dict) -> int:
+    """Growth from the small to the big database per operation; returns the misses."""
+    print(f"\n## growth {small['database']} -> {big['database']}")
+    print(
+        f"{'operation':<32}{'p50 small':>10}{'p50 big':>9}{'growth':>8}{'p95 growth':>11}{'queries':>12}  verdict"
+    )
+    misses = 0
+    by_name = {r["name"]: r for r in small["results"]}
+    for r in big["results"]:
+        s = by_name.get(r["name"])
+        if not r["available"] or s is None or not s["available"]:
+            continue
+        growth = r["p50"] / s["p50"] if s["p50"] else 0
+        growth95 = r["p95"] / s["p95"] if s["p95"] else 0
+        q_same = (s["queries_min"], s["queries_max"]) == (r["queries_min"], r["queries_max"])
+        verdict = []
+        if growth > GROWTH_TARGET:
+            verdict.append(f"grows {growth:.2f}x > {GROWTH_TARGET}")
+        if not q_same:
+            verdict.append("query count changes with size")
+        misses += bool(verdict)
+        q = f"{s['queries_max']}->{r['queries_max']}"
+        print(
+            f"{r['name']:<32}{s['p50']:10.2f}{r['p50']:9.2f}{growth:7.2f}x{growth95:10.2f}x{q:>12}  "
+            f"{'; '.join(verdict) or 'ok'}"
+        )
+    return misses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", action="append", help="database name (repeat to compare sizes, small first)")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per operation")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--only", help="comma-separated operation names")
+    parser.add_argument("--json", type=Path, help="write the results here (one database)")
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("SMALL", "BIG"), help="compare two JSON results"
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    if args.compare:
+        small, big = (json.loads(p.read_text()) for p in args.compare)
+        print_table(small)
+        print_table(big)
+        return 1 if compare(small, big) else 0
+    dbs = args.db or ["careteam_bench"]
+    if len(dbs) == 1:
+        run_one(dbs[0], args.requests, args.warmup, only, args.json)
+        return 0
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for db in dbs:
+            out = Path(tmp) / f"{db}.json"
+            cmd = [
+                sys.executable,
+                __file__,
+                "--db",
+                db,
+                "--requests",
+                str(args.requests),
+                "--warmup",
+                str(args.warmup),
+                "--json",
+                str(out),
+            ]
+            if args.only:
+                cmd += ["--only", args.only]
+            subprocess.run(cmd, check=True)  # noqa: S603 - our own script
+            reports.append(json.loads(out.read_text()))
+            if args.json:
+                args.json.with_name(f"{args.json.stem}-{db}.json").write_text(out.read_text())
+    return 1 if compare(reports[0], reports[-1]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

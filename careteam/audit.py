@@ -1,20 +1,82 @@
-"""Append-only audit trail of every read and change of patient data, and of denials."""
+"""Append-only audit trail of every read and change of patient data, and of denials.
+
+- `audit(...)` writes one event. Pass `request=` from views: the event then carries the
+  source IP and path, and the request is marked as audited so the automatic audit in
+  `careteam.middleware.PatientAuditMiddleware` does not write a second row.
+- `audit_request(request, ...)` is what that middleware calls for patient URLs (URL kwargs
+  named as in `PATIENT_URL_KWARGS`): a 403/404 answer is recorded as a denial, a 200 GET
+  that no view audited is recorded as a read. Other views therefore get denial (and read)
+  auditing for free.
+- The database refuses UPDATE and DELETE on the table (trigger, migration careteam/0003).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.http import HttpRequest
 
 from .models import AuditAction, AuditEvent, AuditOutcome
 
+# URL keyword -> (model label, lookup from that model to the patient id). The most
+# specific keyword present names the object of the event.
+PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
+    "patient_id": ("patients.Patient", "pk"),
+    "plan_id": ("careplans.CarePlan", "patient_id"),
+    "goal_id": ("careplans.Goal", "care_plan__patient_id"),
+    "need_id": ("careplans.Need", "care_plan__patient_id"),
+    "activity_id": ("careplans.Activity", "care_plan__patient_id"),
+    "note_id": ("careplans.Note", "care_plan__patient_id"),
+    "membership_id": ("careteam.TeamMembership", "patient_id"),
+    "handoff_id": ("careteam.Handoff", "patient_id"),
+    "referral_id": ("referrals.Referral", "patient_id"),
+}
+# most specific first
+_SPECIFICITY = (
+    "note_id",
+    "activity_id",
+    "need_id",
+    "goal_id",
+    "referral_id",
+    "handoff_id",
+    "membership_id",
+    "plan_id",
+    "patient_id",
+)
+_MARK = "_careteam_audited"
+
 
 def client_ip(request: HttpRequest | None) -> str | None:
+    """The client's address as django-axes sees it (same proxy-count setting), so the
+    audit trail and the lockouts agree on who connected."""
     if request is None:
         return None
-    # Behind a TLS proxy the proxy's address is what Django sees; django-axes' ipware
-    # settings decide how many proxies to trust for lockouts. Here REMOTE_ADDR is enough.
-    return request.META.get("REMOTE_ADDR") or None
+    request = getattr(request, "_request", request)  # DRF Request wraps Django's
+    try:
+        from axes.helpers import get_client_ip_address
+
+        ip = get_client_ip_address(request)
+    except Exception:  # noqa: BLE001 - never fail an audit write for a header
+        ip = None
+    return ip or request.META.get("REMOTE_ADDR") or None
+
+
+def _mark(request, outcome: str) -> None:
+    if request is None:
+        return
+    request = getattr(request, "_request", request)
+    marks = getattr(request, _MARK, None)
+    if marks is None:
+        marks = set()
+        setattr(request, _MARK, marks)
+    marks.add(outcome)
+
+
+def audited_outcomes(request) -> set[str]:
+    """Outcomes already audited during this request ("allowed", "denied")."""
+    request = getattr(request, "_request", request)
+    return set(getattr(request, _MARK, ()) or ())
 
 
 def audit(
@@ -37,18 +99,106 @@ def audit(
     if patient is not None:
         patient_id = patient.pk
     authenticated = getattr(user, "is_authenticated", False)
-    return AuditEvent.objects.create(
+    django_request = getattr(request, "_request", request)
+    event = AuditEvent.objects.create(
         user_id=user.pk if authenticated else None,
         username=user.get_username() if authenticated else "",
         action=action,
         outcome=outcome,
-        object_type=object_type or "",
-        object_id="" if object_id is None else str(object_id),
+        object_type=(object_type or "")[:60],
+        object_id="" if object_id is None else str(object_id)[:64],
         patient_id=patient_id,
-        source_ip=client_ip(request),
-        path=(request.get_full_path()[:300] if request is not None else ""),
-        detail=detail[:500],
+        source_ip=client_ip(django_request),
+        path=(django_request.get_full_path()[:300] if django_request is not None else ""),
+        detail=(detail or "")[:500],
+    )
+    _mark(django_request, outcome)
+    return event
+
+
+# ---------------------------------------------------------------------------
+# Automatic auditing of patient URLs (used by the middleware)
+# ---------------------------------------------------------------------------
+def patient_url_target(kwargs: dict[str, Any]) -> tuple[str, str, int | None] | None:
+    """(object type, object id, patient id or None) named by a patient URL's kwargs, or
+    None if the URL names no patient data. The patient id is looked up (one query) and is
+    None when the object does not exist."""
+    name = next((k for k in _SPECIFICITY if k in kwargs), None)
+    if name is None:
+        return None
+    label, patient_path = PATIENT_URL_KWARGS[name]
+    model = apps.get_model(label)
+    raw = kwargs[name]
+    try:
+        pk = int(raw)
+    except (TypeError, ValueError):
+        return model._meta.label_lower, str(raw)[:64], None
+    patient_id = model._default_manager.filter(pk=pk).values_list(patient_path, flat=True).first()
+    if name != "patient_id" and "patient_id" in kwargs and patient_id is None:
+        # the item is missing; the patient named in the URL still identifies the record
+        return _patient_only(model, pk, kwargs["patient_id"])
+    return model._meta.label_lower, str(pk), patient_id
+
+
+def _patient_only(model, pk, raw_patient_id) -> tuple[str, str, int | None]:
+    from patients.models import Patient
+
+    try:
+        pid = int(raw_patient_id)
+    except (TypeError, ValueError):
+        return model._meta.label_lower, str(pk), None
+    exists = Patient.objects.filter(pk=pid).exists()
+    return model._meta.label_lower, str(pk), pid if exists else None
+
+
+def audit_request(request: HttpRequest, *, status_code: int) -> AuditEvent | None:
+    """Audit one answered request to a patient URL, unless a view already did:
+    403/404 -> a denial; 200 to GET/HEAD -> a read. Returns the event written, if any."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or "admin" in (match.namespaces or []):
+        return None
+    done = audited_outcomes(request)
+    if status_code in (403, 404):
+        if AuditOutcome.DENIED in done:
+            return None
+        outcome, action = AuditOutcome.DENIED, _action_for(request.method)
+    elif status_code == 200 and request.method in ("GET", "HEAD"):
+        if done:
+            return None
+        outcome, action = AuditOutcome.ALLOWED, AuditAction.VIEW
+    else:
+        return None
+    target = patient_url_target(match.kwargs)
+    if target is None:
+        return None
+    object_type, object_id, patient_id = target
+    return audit(
+        user=request.user,
+        action=action,
+        outcome=outcome,
+        object_type=object_type,
+        object_id=object_id,
+        patient_id=patient_id,
+        request=request,
+        detail=f"HTTP {status_code} {request.method} {match.view_name}"[:500],
     )
 
 
-__all__ = ["audit", "AuditAction", "AuditOutcome"]
+def _action_for(method: str) -> str:
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return AuditAction.VIEW
+    if method == "DELETE":
+        return AuditAction.DELETE
+    return AuditAction.UPDATE
+
+
+__all__ = [
+    "audit",
+    "audit_request",
+    "audited_outcomes",
+    "client_ip",
+    "patient_url_target",
+    "AuditAction",
+    "AuditOutcome",
+    "PATIENT_URL_KWARGS",
+]

@@ -14,10 +14,29 @@ Rules (deny by default):
   edit any item and manage the team. Administrators see no clinical data unless on the team.
 
 Views, API endpoints, exports and tasks all call this module; none writes its own check.
+Deactivated accounts see nothing, whatever their memberships. A superuser is no exception:
+the checks read the guardian table directly (never `user.has_perm(perm, patient)`, which
+is always true for superusers).
+
+How a view uses it:
+- lists: `patients_for(user)`, `team_patients_for(user)`, `restrict(qs, user, patient_path=...)`
+- one patient: `access = access_patient_by_id(user, patient_id)` (404 if not visible), then
+  `access.require_edit(item)` before a write (403 "Emergency access is read-only" for
+  break-the-glass, or the owning-discipline message)
+- `@audited_patient_view` on a function view with a `patient_id` URL kwarg does both: it
+  puts the access on `request.patient_access`, refuses writes by read-only users with 403,
+  and audits the read. Reads and denials of every URL naming patient data are audited
+  anyway by `careteam.middleware.PatientAuditMiddleware` (a 403/404 is a denial; a 200 GET
+  no view audited is a read), so a view only needs `audit(..., request=request)` for
+  writes and for reads it wants to describe more precisely.
+- history: `history_rows(access, model)` and `history_for(access, plan)` filter
+  simple_history rows: an item ever filed in a category the user may not see never shows.
+- the patient's access log: `access.can_view_access_log` (case manager and lead only).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -79,16 +98,20 @@ def _break_glass(user, patient_ref: str) -> Exists:
     )
 
 
+def _is_active_user(user) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_active", False))
+
+
 def team_member_q(user, patient_ref: str = "pk") -> Q:
     """Rows whose patient has `user` on its team today (guardian grant and current membership)."""
-    if not getattr(user, "is_authenticated", False):
+    if not _is_active_user(user):
         return Q(pk__in=[])
     return Q(_granted(user, patient_ref)) & Q(_current_membership(user, patient_ref))
 
 
 def patient_visible_q(user, patient_ref: str = "pk") -> Q:
     """Rows whose patient `user` may read: team members and active break-the-glass."""
-    if not getattr(user, "is_authenticated", False):
+    if not _is_active_user(user):
         return Q(pk__in=[])
     return team_member_q(user, patient_ref) | Q(_break_glass(user, patient_ref))
 
@@ -203,6 +226,11 @@ class PatientAccess:
     def can_manage_team(self) -> bool:
         return self.is_case_manager or self.is_lead
 
+    @property
+    def can_view_access_log(self) -> bool:
+        """Who opened this patient's record: the case manager and the plan lead."""
+        return self.is_case_manager or self.is_lead
+
     def can_see_sensitivity(self, sensitivity_id: int | None) -> bool:
         return sensitivity_id is None or sensitivity_id in self.visible_sensitivity_ids
 
@@ -251,7 +279,7 @@ class PatientAccess:
 def patient_access(user, patient: Patient) -> PatientAccess:
     """Compute what `user` may do on `patient` (2-3 queries)."""
     access = PatientAccess(patient=patient, user=user)
-    if not getattr(user, "is_authenticated", False):
+    if not _is_active_user(user):
         return access
     granted = PatientUserObjectPermission.objects.filter(
         user_id=user.pk, content_object_id=patient.pk, permission__codename=VIEW_PATIENT
@@ -320,3 +348,102 @@ def access_item(user, queryset: QuerySet, pk, *, patient_path: str) -> tuple[Any
     if not access.can_view or not access.can_see_sensitivity(getattr(obj, "sensitivity_id", None)):
         raise Http404("Not found.")
     return obj, access
+
+
+# ---------------------------------------------------------------------------
+# Views: one decorator that checks, exposes and audits access to one patient
+# ---------------------------------------------------------------------------
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def audited_patient_view(view=None, *, for_write: bool = False):
+    """Decorate a function view whose URL has a `patient_id` kwarg.
+
+    Anonymous users go to the login page; a patient the user may not see is a 404 (the
+    middleware audits the denial); a POST (or any request when `for_write`) by a read-only
+    user is a 403; otherwise `request.patient_access` holds the PatientAccess, and a
+    successful read is audited once (unless the view audited it itself)."""
+    from django.contrib.auth.views import redirect_to_login
+
+    from .audit import audit, audited_outcomes
+    from .models import AuditAction
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            access = access_patient_by_id(request.user, kwargs.get("patient_id"))
+            if for_write or request.method not in SAFE_METHODS:
+                access.require_edit()
+            request.patient_access = access
+            response = fn(request, *args, **kwargs)
+            if (
+                request.method in SAFE_METHODS
+                and response.status_code == 200
+                and not audited_outcomes(request)
+            ):
+                audit(
+                    user=request.user,
+                    action=AuditAction.VIEW,
+                    obj=access.patient,
+                    patient=access.patient,
+                    request=request,
+                    detail="emergency access" if access.read_only else "",
+                )
+            return response
+
+        return wrapper
+
+    return decorator(view) if view is not None else decorator
+
+
+# ---------------------------------------------------------------------------
+# History (django-simple-history) filtered like the live rows
+# ---------------------------------------------------------------------------
+def history_rows(access: PatientAccess, model, queryset: QuerySet | None = None) -> QuerySet:
+    """Historical rows of `model` belonging to `access.patient` that the user may see.
+
+    For models with a `sensitivity` field, every version of an item that is now, or ever
+    was, in a category hidden from the user is left out: an earlier or later version of
+    a behavioural-health need carries the same sensitive text even when its own row is
+    not flagged."""
+    hist = model.history.model
+    qs = queryset if queryset is not None else hist.objects.all()
+    if not access.can_view:
+        return qs.none()
+    patient_id = access.patient.pk
+    if model._meta.label_lower == "patients.patient":
+        scope = {"id": patient_id}
+    elif _has_field(model, "patient"):
+        scope = {"patient_id": patient_id}
+    elif _has_field(model, "care_plan"):
+        from careplans.models import CarePlan
+
+        scope = {"care_plan_id__in": CarePlan.objects.filter(patient_id=patient_id).values("pk")}
+    else:
+        raise ValueError(f"{model._meta.label} has no path to a patient")
+    qs = qs.filter(**scope)
+    if _has_field(model, "sensitivity"):
+        visible = access.sensitivity_q("sensitivity")
+        ever_hidden = hist.objects.filter(**scope).exclude(visible).values("id")
+        now_hidden = model._default_manager.filter(**scope).exclude(visible).values("pk")
+        qs = qs.filter(visible).exclude(id__in=ever_hidden).exclude(id__in=now_hidden)
+    return qs
+
+
+def history_for(access: PatientAccess, plan) -> list:
+    """Every visible saved version of the plan and its goals, needs and activities, newest
+    first (one query per model). The UI's `careplans.selectors.plan_history` and any
+    export or API over history must apply the same rule."""
+    from careplans.models import Activity, CarePlan, Goal, Need
+
+    if not access.can_view or plan.patient_id != access.patient.pk:
+        return []
+    rows: list = []
+    for model in (CarePlan, Goal, Need, Activity):
+        qs = history_rows(access, model)
+        qs = qs.filter(id=plan.pk) if model is CarePlan else qs.filter(care_plan_id=plan.pk)
+        rows.extend(qs.select_related("history_user"))
+    rows.sort(key=lambda r: (r.history_date, r.history_id), reverse=True)
+    return rows

@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "careteam.middleware.IdleSessionTimeoutMiddleware",
     # audits denials (403/404) and unaudited reads of every URL that names patient data
     "careteam.middleware.PatientAuditMiddleware",
+    # audits denials (403/404) and unaudited reads of every URL that names patient data
+    "careteam.middleware.PatientAuditMiddleware",
     # AxesMiddleware must be last: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -132,6 +134,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
@@ -209,6 +212,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 # Care-team rules
 # ---------------------------------------------------------------------------
 BREAK_GLASS_HOURS = env.float("BREAK_GLASS_HOURS", default=4.0)
+# emergency access requests (granted or unknown MRN) one user may make per hour
+BREAK_GLASS_ATTEMPTS_PER_HOUR = env.int("BREAK_GLASS_ATTEMPTS_PER_HOUR", default=10)
 # Reminders (careteam/reminders.py): remind the receiver of an unacknowledged handoff after
 # this long, and again this long before its due time; escalate to the case manager when overdue.
 HANDOFF_ACK_REMINDER_MINUTES = env.int("HANDOFF_ACK_REMINDER_MINUTES", default=30)

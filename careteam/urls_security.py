@@ -1,6 +1,12 @@
 """URLs of break-the-glass access and the audit log."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views_security as views
 
 app_name = "security"
-urlpatterns: list = []
+urlpatterns = [
+    path("emergency-access/", views.emergency_access, name="emergency_access"),
+    path("patients/<int:patient_id>/access-log/", views.patient_access_log, name="patient_access_log"),
+    path("audit/", views.audit_log, name="audit_log"),
+]

@@ -1,0 +1,268 @@
+"""Pages of break-the-glass access and the audit log.
+
+Emergency access and existence. A patient URL answers 404 to anyone not on the team,
+whether the patient exists or not, so the 404 page never confirms a record. The emergency
+access page is the only place a clinician can learn whether an MRN exists, and only after
+stating a clinical reason: the form is validated first (MRN, reason of 10+ characters,
+acknowledgement, clinician account), and only then is the MRN looked up. A known MRN opens
+read-only access (audited, the case manager notified); an unknown MRN says so, and that
+attempt is audited too (outcome denied). Each user may make BREAK_GLASS_ATTEMPTS_PER_HOUR
+attempts an hour, so the page cannot be used to enumerate MRNs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from patients.models import Patient
+
+from . import services
+from .audit import audit
+from .models import AuditAction, AuditEvent, AuditOutcome, BreakGlassAccess, User
+from .permissions import access_patient_by_id, patient_access
+
+PAGE_SIZE = 50
+
+
+def chart_url(patient_id: int) -> str:
+    """The patient's chart (the UI's page), or the emergency access page until it exists."""
+    try:
+        return reverse("patient_chart", kwargs={"patient_id": patient_id})
+    except NoReverseMatch:
+        return reverse("security:emergency_access")
+
+
+# ---------------------------------------------------------------------------
+# Break the glass
+# ---------------------------------------------------------------------------
+class EmergencyAccessForm(forms.Form):
+    mrn = forms.CharField(label="Patient MRN", max_length=40, strip=True)
+    reason = forms.CharField(
+        label="Clinical reason",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=1000,
+        strip=True,
+        help_text="Why you need this record now. Shown to the patient's case manager.",
+    )
+    acknowledge = forms.BooleanField(
+        label="I understand that this access is read-only, lasts a limited time, is recorded "
+        "and is reported to the patient's case manager.",
+    )
+
+    def __init__(self, *args, user: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"]
+        if len(reason) < 10:
+            raise ValidationError("State the clinical reason for emergency access (at least 10 characters).")
+        return reason
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.user.disciplines.exists():
+            raise ValidationError("Only clinicians can use emergency access.")
+        hour_ago = timezone.now() - dt.timedelta(hours=1)
+        recent = AuditEvent.objects.filter(
+            user_id=self.user.pk, action=AuditAction.BREAK_GLASS, at__gte=hour_ago
+        ).count()
+        if recent >= settings.BREAK_GLASS_ATTEMPTS_PER_HOUR:
+            raise ValidationError(
+                "Too many emergency access requests in the last hour. Ask the patient's case "
+                "manager to add you to the care team."
+            )
+        return cleaned
+
+
+@login_required
+def emergency_access(request: HttpRequest) -> HttpResponse:
+    """State a reason, get read-only access to one patient's record for a few hours."""
+    form = EmergencyAccessForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        mrn, reason = form.cleaned_data["mrn"], form.cleaned_data["reason"]
+        patient = Patient.objects.filter(mrn__iexact=mrn).first()
+        if patient is None:
+            audit(
+                user=request.user,
+                action=AuditAction.BREAK_GLASS,
+                outcome=AuditOutcome.DENIED,
+                object_type="patients.patient",
+                request=request,
+                detail=f"no patient with MRN {mrn[:40]}; reason: {reason}",
+            )
+            form.add_error("mrn", "No patient record has this MRN. Check the number and try again.")
+        elif patient_access(request.user, patient).on_team:
+            messages.info(request, "You are on this patient's care team: no emergency access is needed.")
+            return redirect(chart_url(patient.pk))
+        else:
+            try:
+                grant = services.break_glass_open(
+                    user=request.user, patient=patient, reason=reason, request=request
+                )
+            except ValidationError as exc:
+                for message in exc.messages:
+                    form.add_error(None, message)
+            else:
+                messages.warning(
+                    request,
+                    f"Emergency read-only access to {patient} until "
+                    f"{timezone.localtime(grant.expires_at):%H:%M on %d %b %Y}. "
+                    "The patient's case manager has been notified.",
+                )
+                return redirect(chart_url(patient.pk))
+    grants = list(
+        BreakGlassAccess.objects.filter(user=request.user, expires_at__gt=timezone.now())
+        .select_related("patient")
+        .order_by("expires_at")
+    )
+    for grant in grants:
+        grant.chart_url = chart_url(grant.patient_id)
+    return render(
+        request,
+        "security/emergency_access.html",
+        {"form": form, "grants": grants, "hours": settings.BREAK_GLASS_HOURS},
+        status=200,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Audit: one patient's access log (case manager and lead), and the full search (auditors)
+# ---------------------------------------------------------------------------
+def _page(queryset, request: HttpRequest) -> tuple[list, int, bool]:
+    """One page without COUNT(*): the audit table grows without bound, so fetch one row
+    more than a page to know whether there is a next one (a single query)."""
+    try:
+        number = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        number = 1
+    offset = (number - 1) * PAGE_SIZE
+    rows = list(queryset[offset : offset + PAGE_SIZE + 1])
+    return rows[:PAGE_SIZE], number, len(rows) > PAGE_SIZE
+
+
+@login_required
+def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Who opened this patient's record and when: for the case manager and the lead."""
+    access = access_patient_by_id(request.user, patient_id)
+    if not access.can_view_access_log:
+        raise Http404("No such patient.")
+    patient = access.patient
+    events, number, has_next = _page(AuditEvent.objects.filter(patient_id=patient.pk), request)
+    grants = list(BreakGlassAccess.objects.filter(patient=patient).select_related("user")[:20])
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        obj=patient,
+        patient=patient,
+        object_type="careteam.auditevent",
+        request=request,
+        detail="access log",
+    )
+    return render(
+        request,
+        "security/patient_access_log.html",
+        {
+            "patient": patient,
+            "events": events,
+            "grants": grants,
+            "now": timezone.now(),
+            "page": number,
+            "has_next": has_next,
+            "chart_url": chart_url(patient.pk),
+        },
+    )
+
+
+class AuditSearchForm(forms.Form):
+    user = forms.CharField(label="User", required=False, max_length=150, help_text="Username")
+    patient = forms.CharField(label="Patient", required=False, max_length=40, help_text="Patient id or MRN")
+    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    action = forms.ChoiceField(label="Action", required=False, choices=[("", "Any"), *AuditAction.choices])
+    outcome = forms.ChoiceField(label="Outcome", required=False, choices=[("", "Any"), *AuditOutcome.choices])
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and end < start:
+            self.add_error("date_to", "The end date cannot be before the start date.")
+        return cleaned
+
+
+def audit_search(params: dict, *, tz=None) -> tuple[object, str]:
+    """The filtered audit queryset for validated search parameters, and a one-line
+    description of the search (stored with the auditor's own audit event)."""
+    qs = AuditEvent.objects.all()
+    parts = []
+    if params.get("user"):
+        qs = qs.filter(username__iexact=params["user"])
+        parts.append(f"user={params['user']}")
+    if params.get("patient"):
+        term = params["patient"]
+        if term.isdigit():
+            pid = int(term)
+        else:
+            pid = Patient.objects.filter(mrn__iexact=term).values_list("pk", flat=True).first() or -1
+        qs = qs.filter(patient_id=pid)
+        parts.append(f"patient={term}")
+    tz = tz or timezone.get_current_timezone()
+    if params.get("date_from"):
+        start = dt.datetime.combine(params["date_from"], dt.time.min, tzinfo=tz)
+        qs = qs.filter(at__gte=start)
+        parts.append(f"from={params['date_from']}")
+    if params.get("date_to"):
+        end = dt.datetime.combine(params["date_to"] + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+        qs = qs.filter(at__lt=end)
+        parts.append(f"to={params['date_to']}")
+    for name in ("action", "outcome"):
+        if params.get(name):
+            qs = qs.filter(**{name: params[name]})
+            parts.append(f"{name}={params[name]}")
+    return qs, " ".join(parts)
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Search the whole audit trail by user, patient and date (careteam.view_audit_log)."""
+    if not (request.user.is_active and request.user.has_perm("careteam.view_audit_log")):
+        raise PermissionDenied("Searching the audit log needs the 'Can search the audit log' permission.")
+    form = AuditSearchForm(request.GET or None)
+    events: list = []
+    number, has_next = 1, False
+    if form.is_bound and not form.is_valid():
+        qs = None
+    else:
+        params = form.cleaned_data if form.is_bound else {}
+        qs, description = audit_search(params)
+        events, number, has_next = _page(qs, request)
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            object_type="careteam.auditevent",
+            request=request,
+            detail=f"audit search {description}".strip(),
+        )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "security/audit_log.html",
+        {
+            "form": form,
+            "events": events,
+            "page": number,
+            "has_next": has_next,
+            "query": query.urlencode(),
+        },
+    )

@@ -65,8 +65,6 @@ MIDDLEWARE = [
     "careteam.middleware.IdleSessionTimeoutMiddleware",
     # audits denials (403/404) and unaudited reads of every URL that names patient data
     "careteam.middleware.PatientAuditMiddleware",
-    # audits denials (403/404) and unaudited reads of every URL that names patient data
-    "careteam.middleware.PatientAuditMiddleware",
     # AxesMiddleware must be last: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -134,7 +132,6 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
-AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)

@@ -1,8 +1,15 @@
-from django.contrib import admin
+"""Catalog administration (users with careteam.manage_catalog, not clinicians): search,
+filters, bulk status and verification actions, HSDS export of the selection, and a link
+to the HSDS import page."""
+
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.utils import timezone
 
 from careteam.admin import PatientRestrictedAdmin
 
-from .models import Location, Organization, Referral, Service, ServiceAtLocation, TaxonomyTerm
+from . import hsds
+from .models import Location, Organization, Referral, Service, ServiceAtLocation, ServiceStatus, TaxonomyTerm
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -29,35 +36,86 @@ class CatalogAdmin(admin.ModelAdmin):
         return self._catalog_admin(request)
 
 
+def _zip_response(services) -> HttpResponse:
+    response = HttpResponse(hsds.export_zip(services), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="hsds-{timezone.localdate().isoformat()}.zip"'
+    return response
+
+
+@admin.action(description="Export selected services as HSDS (JSON and CSV, zipped)")
+def export_services(modeladmin, request, queryset):
+    return _zip_response(queryset)
+
+
+@admin.action(description="Export services of selected organizations as HSDS")
+def export_organizations(modeladmin, request, queryset):
+    return _zip_response(Service.objects.filter(organization__in=queryset))
+
+
+def _set_status(status: str, label: str):
+    @admin.action(description=f"Mark selected services {label}")
+    def action(modeladmin, request, queryset):
+        count = queryset.update(status=status, updated_at=timezone.now())
+        modeladmin.message_user(request, f"{count} service(s) marked {label}.", messages.SUCCESS)
+
+    action.__name__ = f"mark_{status.replace(' ', '_')}"
+    return action
+
+
+@admin.action(description="Mark selected services verified today")
+def mark_verified(modeladmin, request, queryset):
+    count = queryset.update(last_verified=timezone.localdate(), updated_at=timezone.now())
+    modeladmin.message_user(request, f"{count} service(s) verified today.", messages.SUCCESS)
+
+
 @admin.register(Organization)
 class OrganizationAdmin(CatalogAdmin):
-    list_display = ("name", "email", "website")
-    search_fields = ("name", "alternate_name", "description")
+    list_display = ("name", "email", "website", "updated_at")
+    search_fields = ("name", "alternate_name", "description", "tax_id")
+    actions = [export_organizations]
+    change_list_template = "referrals/admin_change_list.html"
 
 
 @admin.register(Service)
 class ServiceAdmin(CatalogAdmin):
-    list_display = ("name", "organization", "status", "last_verified")
-    list_filter = ("status", "categories")
-    search_fields = ("name", "description", "organization__name")
+    list_display = ("name", "organization", "status", "is_free", "last_verified")
+    list_filter = ("status", "is_free", "categories", "last_verified")
+    search_fields = ("name", "alternate_name", "description", "organization__name", "service_area")
     list_select_related = ("organization",)
     filter_horizontal = ("categories",)
+    autocomplete_fields = ("organization",)
+    actions = [
+        _set_status(ServiceStatus.ACTIVE, "active"),
+        _set_status(ServiceStatus.INACTIVE, "inactive"),
+        _set_status(ServiceStatus.TEMPORARILY_CLOSED, "temporarily closed"),
+        _set_status(ServiceStatus.DEFUNCT, "defunct"),
+        mark_verified,
+        export_services,
+    ]
+    change_list_template = "referrals/admin_change_list.html"
+    readonly_fields = ("created_at", "updated_at")
 
 
 @admin.register(Location)
 class LocationAdmin(CatalogAdmin):
-    list_display = ("name", "city", "location_type")
-    search_fields = ("name", "address_1", "city")
+    list_display = ("name", "city", "location_type", "organization")
+    list_filter = ("location_type",)
+    search_fields = ("name", "address_1", "city", "postal_code")
+    list_select_related = ("organization",)
 
 
 @admin.register(ServiceAtLocation)
 class ServiceAtLocationAdmin(CatalogAdmin):
     list_display = ("service", "location")
+    search_fields = ("service__name", "location__name")
+    list_select_related = ("service", "location")
+    raw_id_fields = ("service", "location")
 
 
 @admin.register(TaxonomyTerm)
 class TaxonomyTermAdmin(CatalogAdmin):
     list_display = ("name", "code", "taxonomy")
+    list_filter = ("taxonomy",)
     search_fields = ("name", "code")
 
 

@@ -556,9 +556,55 @@ def import_items(items: Iterable[_Item], *, warnings: list[Problem] | None = Non
     return result
 
 
-ORG_FIELDS = ["name", "alternate_name", "description", "email", "website", "tax_status", "tax_id", "year_incorporated", "legal_status", "logo", "uri", "parent_organization_id"]
-SERVICE_FIELDS = ["name", "alternate_name", "description", "url", "email", "status", "interpretation_services", "application_process", "fees_description", "wait_time", "fees", "accreditations", "eligibility_description", "minimum_age", "maximum_age", "assured_date", "assurer_email", "licenses", "alert", "last_modified", "program_id"]
-LOCATION_FIELDS = ["location_type", "url", "name", "alternate_name", "description", "transportation", "latitude", "longitude", "external_identifier", "external_identifier_type"]
+ORG_FIELDS = [
+    "name",
+    "alternate_name",
+    "description",
+    "email",
+    "website",
+    "tax_status",
+    "tax_id",
+    "year_incorporated",
+    "legal_status",
+    "logo",
+    "uri",
+    "parent_organization_id",
+]
+SERVICE_FIELDS = [
+    "name",
+    "alternate_name",
+    "description",
+    "url",
+    "email",
+    "status",
+    "interpretation_services",
+    "application_process",
+    "fees_description",
+    "wait_time",
+    "fees",
+    "accreditations",
+    "eligibility_description",
+    "minimum_age",
+    "maximum_age",
+    "assured_date",
+    "assurer_email",
+    "licenses",
+    "alert",
+    "last_modified",
+    "program_id",
+]
+LOCATION_FIELDS = [
+    "location_type",
+    "url",
+    "name",
+    "alternate_name",
+    "description",
+    "transportation",
+    "latitude",
+    "longitude",
+    "external_identifier",
+    "external_identifier_type",
+]
 TERM_FIELDS = ["code", "name", "description", "taxonomy", "language", "term_uri"]
 
 

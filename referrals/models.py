@@ -134,7 +134,9 @@ class Service(models.Model):
     details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
     search_vector = models.GeneratedField(
         expression=SearchVector("name", weight="A", config="english")
-        + SearchVector("alternate_name", "description", "eligibility_description", weight="B", config="english")
+        + SearchVector(
+            "alternate_name", "description", "eligibility_description", weight="B", config="english"
+        )
         + SearchVector("service_area", weight="C", config="english"),
         output_field=SearchVectorField(),
         db_persist=True,

@@ -190,3 +190,95 @@ def _update_need_from_outcome(*, access: PatientAccess, referral: Referral, by: 
         text=f"Referral to {referral.service.name} closed: {referral.get_outcome_display()}."
         + (f" {referral.outcome_note}" if referral.outcome_note else ""),
     )
+
+
+def referral_close(
+    *,
+    access: PatientAccess,
+    referral: Referral,
+    by: User,
+    status: str,
+    outcome: str,
+    note: str = "",
+    expected_version: int | None = None,
+    request=None,
+) -> Referral:
+    """Close the loop: a closed status with its outcome, which updates the need."""
+    if status not in REFERRAL_CLOSED_STATUSES or status == ReferralStatus.ENTERED_IN_ERROR:
+        raise ValidationError({"status": "Close as completed, rejected, cancelled or failed."})
+    return referral_set_status(
+        access=access,
+        referral=referral,
+        by=by,
+        status=status,
+        outcome=outcome,
+        note=note,
+        expected_version=expected_version,
+        request=request,
+    )
+
+
+def referral_reopen(
+    *,
+    access: PatientAccess,
+    referral: Referral,
+    by: User,
+    note: str,
+    status: str = ReferralStatus.REQUESTED,
+    expected_version: int | None = None,
+    request=None,
+) -> Referral:
+    """Reopen a closed referral; the note saying why is required and kept in the log."""
+    if referral.status not in REFERRAL_CLOSED_STATUSES:
+        raise ValidationError({"status": "Only a closed referral can be reopened."})
+    return referral_set_status(
+        access=access,
+        referral=referral,
+        by=by,
+        status=status,
+        note=note,
+        expected_version=expected_version,
+        request=request,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Catalog import from an upload (the admin's form)
+# ---------------------------------------------------------------------------
+def catalog_import_upload(*, upload, kind: str | None = None, by: User, request=None):
+    """Import an uploaded HSDS JSON file or a zip of the CSV package. Nothing is written
+    unless every row validates (raises referrals.hsds.HsdsImportError)."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from . import hsds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        name = Path(upload.name).name
+        if name.lower().endswith(".zip"):
+            try:
+                archive = zipfile.ZipFile(upload)
+            except zipfile.BadZipFile:
+                raise hsds.HsdsImportError([hsds.Problem(name, None, "not a zip file")]) from None
+            with archive:
+                for member in archive.infolist():
+                    base = Path(member.filename).name  # never a path outside the folder
+                    if base.lower().endswith(".csv") and not member.is_dir():
+                        (folder / base).write_bytes(archive.read(member))
+            result = hsds.import_path(folder)
+        else:
+            path = folder / name
+            with open(path, "wb") as fh:
+                for chunk in upload.chunks():
+                    fh.write(chunk)
+            result = hsds.import_path(path, table=kind or None)
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        object_type="referrals.catalog",
+        request=request,
+        detail=result.summary(),
+    )
+    return result

@@ -1,6 +1,19 @@
 """URLs of the referrals app's pages."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "referrals"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.referral_list, name="list"),
+    path("services/", views.service_list, name="service_list"),
+    path("services/<uuid:service_id>/", views.service_detail, name="service_detail"),
+    path("plans/<int:plan_id>/new/", views.referral_new, name="new"),
+    path("needs/<int:need_id>/new/", views.referral_new_for_need, name="new_for_need"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("catalog/import/", views.catalog_import, name="catalog_import"),
+    path("catalog/export/", views.catalog_export, name="catalog_export"),
+    path("<int:referral_id>/", views.referral_detail, name="detail"),
+    path("<int:referral_id>/status/", views.referral_status, name="status"),
+]

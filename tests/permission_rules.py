@@ -71,4 +71,16 @@ RULES: dict[str, str] = {
     "careplans:goal_status": "item-write",
     "careplans:need_status": "item-write",
     "careplans:activity_status": "item-write",
+    # community referrals: catalog search, referrals from a plan or need, lifecycle,
+    # the turnaround dashboard (scoped to visible patients), HSDS import/export
+    "referrals:list": "login",
+    "referrals:service_list": "login",
+    "referrals:service_detail": "login",
+    "referrals:new": "patient-write",
+    "referrals:new_for_need": "patient-write",
+    "referrals:detail": "patient-read",
+    "referrals:status": "patient-write",
+    "referrals:dashboard": "login",
+    "referrals:catalog_import": "catalog-admin",
+    "referrals:catalog_export": "catalog-admin",
 }

@@ -1,0 +1,136 @@
+"""Forms of the referral pages: they parse and explain bad input; rules live in services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django import forms
+
+from .models import (
+    REFERRAL_CLOSED_STATUSES,
+    REFERRAL_TRANSITIONS,
+    ReferralOutcome,
+    ReferralStatus,
+    ServiceStatus,
+    TaxonomyTerm,
+)
+from .selectors import CatalogFilters
+
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+PRIORITIES = [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")]
+
+
+class CatalogSearchForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    category = forms.ChoiceField(label="Category", required=False)
+    language = forms.CharField(
+        label="Language", required=False, max_length=12, help_text="A language code, e.g. en, es, zh"
+    )
+    free = forms.BooleanField(label="Free only", required=False)
+    area = forms.CharField(label="Service area", required=False, max_length=100)
+    status = forms.ChoiceField(
+        label="Status",
+        required=False,
+        choices=[("", "Active (default)"), ("any", "Any status"), *ServiceStatus.choices],
+    )
+    page = forms.IntegerField(required=False, min_value=1, max_value=100000, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["category"].choices = [("", "Any category")] + [
+            (code, name) for code, name in TaxonomyTerm.objects.exclude(code="").values_list("code", "name")
+        ]
+
+    def clean_language(self) -> str:
+        value = self.cleaned_data["language"].strip().lower()
+        if value and not LANGUAGE_RE.match(value):
+            raise forms.ValidationError("Use a language code such as en, es or zh-hant.")
+        return value
+
+    def filters(self) -> CatalogFilters:
+        data = self.cleaned_data
+        status = data.get("status") or ServiceStatus.ACTIVE
+        return CatalogFilters(
+            text=data.get("q", "").strip(),
+            category=data.get("category", ""),
+            language=data.get("language", ""),
+            free_only=bool(data.get("free")),
+            area=data.get("area", "").strip(),
+            status="" if status == "any" else status,
+        )
+
+
+class ReferralForm(forms.Form):
+    service = forms.UUIDField(widget=forms.HiddenInput, error_messages={"required": "Choose a service."})
+    need = forms.TypedChoiceField(label="For the need", required=False, coerce=int, empty_value=None)
+    reason = forms.CharField(label="Reason for the referral", widget=forms.Textarea(attrs={"rows": 3}))
+    priority = forms.ChoiceField(choices=PRIORITIES, initial="routine")
+    send = forms.BooleanField(label="Send now (otherwise saved as a draft)", required=False, initial=True)
+
+    def __init__(self, *args, needs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["need"].choices = [("", "No specific need")] + [(n.pk, str(n)) for n in needs]
+
+
+class ReferralStatusForm(forms.Form):
+    """Record the service's answer (on its behalf), progress, closing or reopening."""
+
+    status = forms.ChoiceField(label="New status")
+    outcome = forms.ChoiceField(
+        label="Outcome (to close)", required=False, choices=[("", "—"), *ReferralOutcome.choices]
+    )
+    note = forms.CharField(label="Note", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, referral, **kwargs):
+        super().__init__(*args, **kwargs)
+        labels = dict(ReferralStatus.choices)
+        targets = sorted(REFERRAL_TRANSITIONS.get(referral.status, set()))
+        if referral.status == ReferralStatus.DRAFT:
+            targets = [t for t in targets if t != ReferralStatus.REQUESTED] + [ReferralStatus.REQUESTED]
+        self.fields["status"].choices = [(t, labels[t]) for t in targets]
+        self.fields["version"].initial = referral.version
+        self.reopening = referral.status in REFERRAL_CLOSED_STATUSES
+
+
+class DateRangeForm(forms.Form):
+    start = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            raise forms.ValidationError("The end date is before the start date.")
+        if start and end and (end - start) > dt.timedelta(days=3660):
+            raise forms.ValidationError("Choose a range of at most ten years.")
+        return data
+
+
+class HsdsImportForm(forms.Form):
+    file = forms.FileField(
+        label="HSDS file",
+        help_text="A JSON file (organizations, services or services-at-location) or a .zip of the CSV package.",
+    )
+    kind = forms.ChoiceField(
+        label="The JSON file holds",
+        required=False,
+        choices=[
+            ("", "Guess from the objects"),
+            ("organization", "Organizations"),
+            ("service", "Services"),
+            ("service_at_location", "Services at locations"),
+        ],
+    )
+
+    MAX_BYTES = 50 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        name = upload.name.lower()
+        if not (name.endswith(".json") or name.endswith(".zip")):
+            raise forms.ValidationError("Upload a .json file or a .zip of the CSV package.")
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 50 MB.")
+        return upload

@@ -1,0 +1,382 @@
+"""Pages of closed-loop referrals: catalog search, a referral started from a plan or one
+of its needs, the referral with its lifecycle, the team's turnaround dashboard, and the
+catalog administrators' HSDS import and export. Thin: rules live in `services` and
+reads in `selectors`.
+
+The service a referral goes to is usually not on CareTeam, so by default the referrer
+records its answers on its behalf (`Referral.tracked_by_referrer`). A later portal for
+partner organizations would authenticate a service's staff and call the same
+`referral_set_status` with their own user; the lifecycle, the log and the metrics stay
+as they are.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import EmptyPage, Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from careplans.models import CarePlan, Need
+from careteam.audit import AuditAction, audit
+from careteam.concurrency import StaleVersionError
+from careteam.permissions import access_item
+
+from . import charts, hsds, selectors, services
+from .forms import CatalogSearchForm, DateRangeForm, HsdsImportForm, ReferralForm, ReferralStatusForm
+from .models import Service, ServiceStatus, TaxonomyTerm
+
+PAGE_SIZE = 20
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    """Put a service's validation errors next to the fields they concern."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+def _search_page(data, *, page_size: int = PAGE_SIZE):
+    """The catalog search form and the page of results (None when the filters are invalid)."""
+    form = CatalogSearchForm(data)
+    if not form.is_valid():
+        return form, None, None
+    paginator = Paginator(selectors.service_search(form.filters()), page_size)
+    try:
+        page = paginator.page(form.cleaned_data.get("page") or 1)
+    except EmptyPage:
+        form.add_error(
+            "page", f"There is no page {form.cleaned_data['page']}; the last is {paginator.num_pages}."
+        )
+        return form, None, None
+    return form, page, paginator
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+# ---------------------------------------------------------------------------
+# Catalog (no patient data)
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def service_list(request: HttpRequest) -> HttpResponse:
+    form, page, _ = _search_page(request.GET)
+    context = {"form": form, "page": page, "query": _query_without_page(request)}
+    return render(request, "referrals/service_list.html", context, status=200 if page is not None else 400)
+
+
+@login_required
+@require_GET
+def service_detail(request: HttpRequest, service_id) -> HttpResponse:
+    try:
+        service = (
+            Service.objects.select_related("organization")
+            .prefetch_related("categories", "service_at_locations__location")
+            .get(pk=service_id)
+        )
+    except (Service.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such service.") from None
+    return render(
+        request, "referrals/service_detail.html", {"service": service, "details": service.details or {}}
+    )
+
+
+# ---------------------------------------------------------------------------
+# A new referral, from a plan or one of its needs
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def referral_new_for_need(request: HttpRequest, need_id: int) -> HttpResponse:
+    """Start a referral from a need: the plan's referral page, searching the need's category."""
+    need, access = access_item(
+        request.user,
+        Need.objects.select_related("care_plan__patient"),
+        need_id,
+        patient_path="care_plan__patient",
+    )
+    access.require_edit()
+    query = request.GET.copy()
+    query["need"] = str(need.pk)
+    if not query.get("category") and need.category:
+        query["category"] = need.category
+    url = reverse("referrals:new", kwargs={"plan_id": need.care_plan_id})
+    return redirect(f"{url}?{query.urlencode()}")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
+    plan, access = access_item(
+        request.user, CarePlan.objects.select_related("patient"), plan_id, patient_path="patient"
+    )
+    access.require_edit()
+    needs = list(plan.needs.filter(access.sensitivity_q()).order_by("id"))
+    need_ids = {n.pk for n in needs}
+    raw_need = request.POST.get("need") if request.method == "POST" else request.GET.get("need")
+    if raw_need:
+        try:
+            if int(raw_need) not in need_ids:
+                raise Http404("Not found.")
+        except ValueError:
+            raise Http404("Not found.") from None
+    search_data = request.GET.copy()
+    if search_data.get("category") and not TaxonomyTerm.objects.filter(code=search_data["category"]).exists():
+        search_data.pop("category")  # a need's category may have no catalog term: search everything
+    search_form, page, _ = _search_page(search_data, page_size=10)
+    status = 200 if page is not None else 400
+    consent = services.referral_consent(patient=plan.patient)
+    chosen = None
+    if request.method == "POST":
+        form = ReferralForm(request.POST, needs=needs)
+        if form.is_valid():
+            data = form.cleaned_data
+            chosen = Service.objects.select_related("organization").filter(pk=data["service"]).first()
+            need = next((n for n in needs if n.pk == data["need"]), None)
+            if chosen is None:
+                form.add_error("service", "That service is not in the catalog.")
+            else:
+                try:
+                    referral = services.referral_create(
+                        access=access,
+                        by=request.user,
+                        plan=plan,
+                        service=chosen,
+                        reason=data["reason"],
+                        need=need,
+                        priority=data["priority"],
+                        send=data["send"],
+                        request=request,
+                    )
+                except ValidationError as exc:
+                    _add_errors(form, exc)
+                else:
+                    messages.success(
+                        request,
+                        f"Referral to {chosen.name} {'sent' if referral.status != 'draft' else 'saved as a draft'}.",
+                    )
+                    return redirect("referrals:detail", referral_id=referral.pk)
+        status = 400
+    else:
+        form = ReferralForm(
+            initial={"need": raw_need or "", "service": request.GET.get("service") or None}, needs=needs
+        )
+        if request.GET.get("service"):
+            chosen = (
+                Service.objects.select_related("organization")
+                .filter(pk=_uuid_or_none(request.GET["service"]))
+                .first()
+            )
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            obj=plan,
+            patient=plan.patient,
+            request=request,
+            detail="new referral",
+        )
+    context = {
+        "plan": plan,
+        "patient": plan.patient,
+        "form": form,
+        "search_form": search_form,
+        "page": page,
+        "query": _query_without_page(request),
+        "consent": consent,
+        "chosen": chosen,
+        "inactive": ServiceStatus.ACTIVE,
+    }
+    return render(request, "referrals/referral_new.html", context, status=status)
+
+
+def _uuid_or_none(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# One referral and its lifecycle
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def referral_list(request: HttpRequest) -> HttpResponse:
+    """Referrals of the caller's patients, newest first (open ones by default)."""
+    scope = request.GET.get("scope", "open")
+    if scope not in ("open", "closed", "all"):
+        return render(
+            request, "referrals/referral_list.html", {"error": "scope is open, closed or all."}, status=400
+        )
+    qs = selectors.referrals_for(request.user).select_related("patient", "service__organization", "need")
+    if scope == "open":
+        qs = qs.exclude(status__in=selectors.REFERRAL_CLOSED_STATUSES)
+    elif scope == "closed":
+        qs = qs.filter(status__in=selectors.REFERRAL_CLOSED_STATUSES)
+    paginator = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "referrals/referral_list.html", {"page": page, "scope": scope})
+
+
+def _render_detail(
+    request, referral, access, *, form=None, status: int = 200, error: str = ""
+) -> HttpResponse:
+    events = list(referral.events.select_related("by").order_by("at", "id"))
+    if form is None and access.on_team:
+        form = ReferralStatusForm(referral=referral)
+    context = {
+        "referral": referral,
+        "patient": referral.patient,
+        "access": access,
+        "events": events,
+        "form": form,
+        "error": error,
+    }
+    return render(request, "referrals/referral_detail.html", context, status=status)
+
+
+@login_required
+@require_GET
+def referral_detail(request: HttpRequest, referral_id: int) -> HttpResponse:
+    referral, access = selectors.referral_for_user(request.user, referral_id)
+    audit(user=request.user, action=AuditAction.VIEW, obj=referral, patient=referral.patient, request=request)
+    return _render_detail(request, referral, access)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
+    """POST a status change; GET shows the referral (the form lives on its page)."""
+    referral, access = selectors.referral_for_user(request.user, referral_id)
+    if request.method == "GET":
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            obj=referral,
+            patient=referral.patient,
+            request=request,
+        )
+        return _render_detail(request, referral, access)
+    access.require_edit()
+    form = ReferralStatusForm(request.POST, referral=referral)
+    if not form.is_valid():
+        return _render_detail(request, referral, access, form=form, status=400)
+    data = form.cleaned_data
+    try:
+        updated = services.referral_set_status(
+            access=access,
+            referral=referral,
+            by=request.user,
+            status=data["status"],
+            outcome=data["outcome"],
+            note=data["note"],
+            expected_version=data.get("version"),
+            request=request,
+        )
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return _render_detail(request, referral, access, form=form, status=400)
+    except StaleVersionError as exc:
+        fresh, _ = selectors.referral_for_user(request.user, referral_id)
+        return _render_detail(request, fresh, access, status=409, error=f"{exc} Review it and try again.")
+    messages.success(request, f"Referral is now {updated.get_status_display().lower()}.")
+    return redirect("referrals:detail", referral_id=updated.pk)
+
+
+# ---------------------------------------------------------------------------
+# Dashboard
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form = DateRangeForm(request.GET)
+    if not form.is_valid():
+        return render(request, "referrals/dashboard.html", {"form": form}, status=400)
+    metrics = selectors.dashboard_metrics(
+        request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+    )
+    context = {
+        "form": form,
+        "metrics": metrics,
+        "status_chart": charts.bar_chart(
+            [(r["status"], r["n"]) for r in metrics.by_status], unit="", title="Referrals by status"
+        ),
+        "service_chart": charts.paired_bar_chart(
+            [(r["service__name"], r["accept_p50"], r["close_p50"]) for r in metrics.by_service],
+            labels=("Median hours sent → accepted", "Median hours sent → closed"),
+            title="Turnaround per service (median hours)",
+        ),
+        "organization_chart": charts.paired_bar_chart(
+            [
+                (r["service__organization__name"], r["accept_p90"], r["close_p90"])
+                for r in metrics.by_organization
+            ],
+            labels=("90th percentile hours sent → accepted", "90th percentile hours sent → closed"),
+            title="Turnaround per organization (90th percentile hours)",
+        ),
+        "handoff_chart": charts.paired_bar_chart(
+            [(r["priority"], r["ack_p50"], r["ack_p90"]) for r in metrics.handoffs_by_priority],
+            labels=("Median hours to acknowledge", "90th percentile hours to acknowledge"),
+            title="Handoff acknowledgement by priority (hours)",
+        ),
+    }
+    return render(request, "referrals/dashboard.html", context)
+
+
+# ---------------------------------------------------------------------------
+# Catalog administration: HSDS import and export
+# ---------------------------------------------------------------------------
+def _require_catalog_admin(user) -> None:
+    if not (user.is_active and (user.is_superuser or user.has_perm("careteam.manage_catalog"))):
+        raise PermissionDenied("Only catalog administrators can import or export the catalog.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def catalog_import(request: HttpRequest) -> HttpResponse:
+    _require_catalog_admin(request.user)
+    problems, warnings = [], []
+    if request.method == "POST":
+        form = HsdsImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                result = services.catalog_import_upload(
+                    upload=form.cleaned_data["file"],
+                    kind=form.cleaned_data["kind"],
+                    by=request.user,
+                    request=request,
+                )
+            except hsds.HsdsImportError as exc:
+                problems = exc.problems
+            else:
+                messages.success(request, f"Imported {result.summary()}.")
+                warnings = result.warnings
+                if not warnings:
+                    return redirect("referrals:catalog_import")
+        status = 400 if (problems or form.errors) else 200
+    else:
+        form, status = HsdsImportForm(), 200
+    context = {"form": form, "problems": problems, "warnings": warnings}
+    return render(request, "referrals/catalog_import.html", context, status=status)
+
+
+@login_required
+@require_GET
+def catalog_export(request: HttpRequest) -> HttpResponse:
+    _require_catalog_admin(request.user)
+    audit(user=request.user, action=AuditAction.EXPORT, object_type="referrals.catalog", request=request)
+    response = HttpResponse(hsds.export_zip(), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="hsds-{timezone.localdate().isoformat()}.zip"'
+    return response

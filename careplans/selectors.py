@@ -12,7 +12,7 @@ from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 from django.urls import reverse
 
 from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
-from careteam.permissions import PatientAccess
+from careteam.permissions import PatientAccess, history_rows
 
 from .models import (
     ACTIVITY_TRANSITIONS,
@@ -168,19 +168,11 @@ class Change:
 
 
 def _history_rows(access: PatientAccess, plan: CarePlan, model) -> QuerySet:
-    """Historical rows of one model for this plan, minus sensitive items the user may not see
-    (neither the version's own category nor the item's current one)."""
-    hist = model.history.model
-    qs = hist.objects.filter(**({"id": plan.pk} if model is CarePlan else {"care_plan_id": plan.pk}))
-    if _has_sensitivity(model):
-        qs = qs.filter(access.sensitivity_q())
-        hidden = model.objects.filter(care_plan=plan).exclude(access.sensitivity_q()).values("pk")
-        qs = qs.exclude(id__in=hidden)
+    """Historical rows of one model for this plan, through the permissions module's
+    history filter: an item ever filed in a category the user may not see never shows."""
+    qs = history_rows(access, model)
+    qs = qs.filter(id=plan.pk) if model is CarePlan else qs.filter(care_plan_id=plan.pk)
     return qs.select_related("history_user").order_by("history_date", "history_id")
-
-
-def _has_sensitivity(model) -> bool:
-    return any(f.name == "sensitivity" for f in model._meta.get_fields())
 
 
 class _Labels:

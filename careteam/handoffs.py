@@ -30,6 +30,14 @@ from .statemachine import check_transition
 # Handoffs (SBAR, FHIR Task statuses)
 # ---------------------------------------------------------------------------
 SBAR_FIELDS = ("situation", "background", "assessment", "recommendation")
+# what each button on the handoff page did, for the confirmation message
+ACTION_DONE = {
+    "accept": "accepted",
+    "reject": "rejected",
+    "start": "started",
+    "complete": "completed",
+    "cancel": "cancelled",
+}
 
 
 def _handoff_validate(h: Handoff) -> None:

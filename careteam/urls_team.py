@@ -1,6 +1,14 @@
 """URLs of handoffs, the inbox and notifications."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views_team as views
 
 app_name = "team"
-urlpatterns: list = []
+urlpatterns: list = [
+    path("inbox/", views.inbox, name="inbox"),
+    path("open-handoffs/", views.open_handoffs, name="open_handoffs"),
+    path("patients/<int:patient_id>/handoffs/new/", views.handoff_create, name="handoff_create"),
+    path("handoffs/<int:handoff_id>/", views.handoff_detail, name="handoff_detail"),
+    path("notifications/<int:notification_id>/", views.notification_detail, name="notification_detail"),
+]

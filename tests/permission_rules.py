@@ -83,4 +83,10 @@ RULES: dict[str, str] = {
     "referrals:dashboard": "login",
     "referrals:catalog_import": "catalog-admin",
     "referrals:catalog_export": "catalog-admin",
+    # handoffs, the inbox and notifications
+    "team:inbox": "login",
+    "team:open_handoffs": "login",
+    "team:handoff_create": "patient-write",
+    "team:handoff_detail": "patient-write",
+    "team:notification_detail": "self",
 }

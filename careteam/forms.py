@@ -1,0 +1,99 @@
+"""Forms of the care-team pages: the SBAR handoff and answering one."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils import timezone
+
+from careplans.models import Activity, CarePlan
+
+from .models import Discipline, HandoffKind, Priority, TeamMembership, User
+from .permissions import PatientAccess
+
+
+class MemberChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: User) -> str:
+        return f"{obj.display_name}{f', {obj.title}' if obj.title else ''}"
+
+
+class HandoffForm(forms.Form):
+    """SBAR handoff to one member or one discipline's queue on this patient's team. The
+    choices offer only the current team and this patient's plans and visible activities;
+    the service validates again."""
+
+    to_user = MemberChoiceField(
+        queryset=User.objects.none(), required=False, label="To a team member", empty_label="—"
+    )
+    to_discipline = forms.ModelChoiceField(
+        queryset=Discipline.objects.none(),
+        required=False,
+        label="Or to a discipline's queue",
+        empty_label="—",
+    )
+    situation = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="What is happening now?")
+    background = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="What led up to it?")
+    assessment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="What do you think?")
+    recommendation = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="What should the receiver do?"
+    )
+    due_at = forms.DateTimeField(
+        label="Due", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+    )
+    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE)
+    kind = forms.ChoiceField(
+        choices=HandoffKind.choices, initial=HandoffKind.PATIENT, label="What is handed off"
+    )
+    care_plan = forms.ModelChoiceField(queryset=CarePlan.objects.none(), required=False, label="Care plan")
+    activity = forms.ModelChoiceField(queryset=Activity.objects.none(), required=False, label="Activity")
+
+    def __init__(self, *args, access: PatientAccess, **kwargs):
+        super().__init__(*args, **kwargs)
+        team = TeamMembership.objects.current().filter(patient_id=access.patient.pk)
+        self.fields["to_user"].queryset = (
+            User.objects.filter(pk__in=team.values("user_id"), is_active=True)
+            .exclude(pk=access.user.pk)
+            .order_by("last_name", "first_name", "username")
+        )
+        self.fields["to_discipline"].queryset = Discipline.objects.filter(pk__in=team.values("discipline_id"))
+        plans = CarePlan.objects.filter(patient_id=access.patient.pk)
+        self.fields["care_plan"].queryset = plans
+        self.fields["activity"].queryset = (
+            Activity.objects.filter(care_plan__in=plans)
+            .filter(access.sensitivity_q())
+            .order_by("care_plan_id", "title")
+        )
+
+    def clean_due_at(self):
+        due = self.cleaned_data["due_at"]
+        if due <= timezone.now():
+            raise forms.ValidationError("The due time must be in the future.")
+        return due
+
+    def clean(self):
+        data = super().clean()
+        to_user, to_discipline = data.get("to_user"), data.get("to_discipline")
+        if to_user is None and to_discipline is None:
+            self.add_error("to_user", "Choose a team member or a discipline's queue.")
+        elif to_user is not None and to_discipline is not None:
+            self.add_error("to_discipline", "Choose a team member or a discipline's queue, not both.")
+        activity, plan = data.get("activity"), data.get("care_plan")
+        if activity is not None and plan is None:
+            data["care_plan"] = activity.care_plan
+        elif activity is not None and activity.care_plan_id != plan.pk:
+            self.add_error("activity", "That activity is on another care plan.")
+        return data
+
+
+class HandoffActionForm(forms.Form):
+    """One button on the handoff page; a rejection needs a reason."""
+
+    ACTIONS = ("accept", "reject", "start", "complete", "cancel")
+
+    action = forms.ChoiceField(choices=[(a, a) for a in ACTIONS])
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "reject" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Give a reason for rejecting the handoff.")
+        return data

@@ -1,0 +1,205 @@
+"""Pages of handoffs, the inbox and notifications. Thin: look up through
+careteam.permissions, call a service or selector from careteam.handoffs /
+careteam.notifications, render."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from . import handoffs as handoff_services
+from .audit import AuditAction, audit
+from .forms import HandoffActionForm, HandoffForm
+from .models import HandoffStatus, Notification
+from .notifications import notification_mark_read, notifications_for
+from .permissions import access_item, access_patient_by_id
+
+INBOX_LIMIT = 100
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the fields it names, the rest on top."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.error_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _errors_text(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+# ---------------------------------------------------------------------------
+# Handoffs
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The SBAR form: hand work on this patient to a team member or a discipline queue."""
+    access = access_patient_by_id(request.user, patient_id)
+    if not access.can_contribute():
+        return _forbidden(request, "Emergency access is read-only: only the care team can hand off work.")
+    tomorrow = (timezone.localtime() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    form = HandoffForm(request.POST or None, access=access, initial={"due_at": tomorrow})
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                handoff = handoff_services.handoff_create(
+                    from_user=request.user,
+                    patient=access.patient,
+                    request=request,
+                    **{name: data[name] for name in HandoffForm.base_fields},
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(request, "Handoff sent.")
+                return redirect("team:handoff_detail", handoff_id=handoff.pk)
+        status = 422
+    return render(request, "team/handoff_form.html", {"form": form, "patient": access.patient}, status=status)
+
+
+def _answer(*, handoff, user, action: str, reason: str, request):
+    """The service call behind each button."""
+    if action == "accept":
+        return handoff_services.handoff_accept(handoff=handoff, user=user, request=request)
+    if action == "reject":
+        return handoff_services.handoff_reject(handoff=handoff, user=user, reason=reason, request=request)
+    target = {
+        "start": HandoffStatus.IN_PROGRESS,
+        "complete": HandoffStatus.COMPLETED,
+        "cancel": HandoffStatus.CANCELLED,
+    }[action]
+    return handoff_services.handoff_set_status(
+        handoff=handoff, user=user, status=target, reason=reason, request=request
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
+    """The handoff and the buttons its legal transitions allow this user; POST answers it."""
+    handoff, access = access_item(
+        request.user, handoff_services.handoffs_visible(request.user), handoff_id, patient_path="patient"
+    )
+    action_form = HandoffActionForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if access.read_only:
+            return _forbidden(request, "Emergency access is read-only.")
+        if action_form.is_valid():
+            data = action_form.cleaned_data
+            try:
+                _answer(
+                    handoff=handoff,
+                    user=request.user,
+                    action=data["action"],
+                    reason=data["reason"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                messages.error(request, _errors_text(exc))
+                status = 409
+                handoff.refresh_from_db()
+            else:
+                messages.success(request, f"Handoff {handoff_services.ACTION_DONE[data['action']]}.")
+                return redirect("team:handoff_detail", handoff_id=handoff.pk)
+        else:
+            status = 422
+    else:
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            obj=handoff,
+            patient_id=handoff.patient_id,
+            request=request,
+        )
+    activity = handoff.activity
+    context = {
+        "handoff": handoff,
+        "access": access,
+        "actions": handoff_services.handoff_actions(handoff=handoff, user=request.user)
+        if access.on_team
+        else [],
+        "action_form": action_form,
+        "activity": activity if activity and access.can_see_sensitivity(activity.sensitivity_id) else None,
+        "now": timezone.now(),
+    }
+    return render(request, "team/handoff_detail.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET"])
+def open_handoffs(request: HttpRequest) -> HttpResponse:
+    """The case manager's view: every open handoff of their patients, oldest first."""
+    rows = list(handoff_services.handoffs_open_for_case_manager(request.user)[:500])
+    return render(request, "team/open_handoffs.html", {"handoffs": rows, "now": timezone.now()})
+
+
+# ---------------------------------------------------------------------------
+# Inbox and notifications
+# ---------------------------------------------------------------------------
+def target_url(n: Notification) -> str:
+    """Where a notification leads, resolved now (pages of other areas may move)."""
+    if n.url:
+        return n.url
+    names = {
+        "careplans.activity": ("careplans:activity_detail", "activity_id"),
+        "careplans.careplan": ("careplans:plan_editor", "plan_id"),
+        "referrals.referral": ("referrals:detail", "referral_id"),
+    }
+    if n.object_type in names:
+        name, kwarg = names[n.object_type]
+        try:
+            return reverse(name, kwargs={kwarg: n.object_id})
+        except NoReverseMatch:
+            pass
+    return reverse("team:inbox")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def inbox(request: HttpRequest) -> HttpResponse:
+    """Handoffs waiting for my acknowledgement and my notifications; POST marks all read."""
+    if request.method == "POST":
+        changed = notification_mark_read(user=request.user)
+        messages.success(request, f"{changed} notification{'s' if changed != 1 else ''} marked read.")
+        return redirect("team:inbox")
+    waiting = list(handoff_services.handoff_inbox(request.user)[:INBOX_LIMIT])
+    notes = list(notifications_for(request.user).select_related("patient")[:INBOX_LIMIT])
+    context = {
+        "handoffs": waiting,
+        "notifications": notes,
+        "unread": sum(1 for n in notes if n.read_at is None),
+        "now": timezone.now(),
+    }
+    return render(request, "team/inbox.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_detail(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """One of my notifications; POST marks it read and opens what it is about."""
+    try:
+        n = notifications_for(request.user).get(pk=int(notification_id))
+    except (Notification.DoesNotExist, ValueError):
+        raise Http404("No such notification.") from None
+    if request.method == "POST":
+        notification_mark_read(user=request.user, notification_id=n.pk)
+        return redirect(target_url(n))
+    return render(request, "team/notification_detail.html", {"n": n, "target": target_url(n)})

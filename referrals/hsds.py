@@ -277,6 +277,19 @@ def guess_table(obj: dict) -> str:
     return "organization"
 
 
+def _table_from_filename(name: str) -> str | None:
+    """organizations.json, services.json, service_at_locations.json (as export_hsds writes)."""
+    stem = name.lower()
+    for prefix, table in (
+        ("service_at_location", "service_at_location"),
+        ("service", "service"),
+        ("organization", "organization"),
+    ):
+        if stem.startswith(prefix):
+            return table
+    return None
+
+
 def _schema_problems(table: str, obj: dict, file: str, line: int | None) -> list[Problem]:
     problems = []
     for error in sorted(validator(table).iter_errors(obj), key=lambda e: list(e.absolute_path)):
@@ -297,6 +310,7 @@ def read_json(path: Path, table: str | None = None) -> tuple[list[_Item], list[P
     except json.JSONDecodeError as exc:
         return [], [Problem(name, exc.lineno, f"not valid JSON: {exc.msg}")]
     items, problems = [], []
+    table = table or _table_from_filename(name)
     for obj, line in raw:
         if not isinstance(obj, dict):
             problems.append(Problem(name, line, "expected an HSDS object"))
@@ -874,7 +888,7 @@ def _derived_service_columns(obj: dict) -> dict:
     ]
     assured = parse_date(str(obj.get("assured_date", ""))[:10]) if obj.get("assured_date") else None
     return {
-        "languages": languages,
+        "languages": sorted(languages),
         "is_free": is_free,
         "service_area": "\n".join(a for a in areas if a),
         "phone": _first_phone(obj),

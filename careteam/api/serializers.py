@@ -107,6 +107,7 @@ def sensitivity_field(**kw) -> serializers.SlugRelatedField:
 # ---------------------------------------------------------------------------
 class PatientSerializer(serializers.ModelSerializer):
     url = identity("api-patient-detail", "patient_id")
+    email = serializers.CharField(read_only=True, help_text="Empty when unknown.")
     links = LinksField(
         {
             "care_plans": ("api-care-plan-list", "patient"),
@@ -208,7 +209,10 @@ class CarePlanUpdateSerializer(serializers.Serializer):
 class GoalSerializer(serializers.ModelSerializer):
     url = identity("api-goal-detail", "goal_id")
     care_plan = link("api-care-plan-detail", "plan_id")
-    owner_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    owner_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    achievement_status = serializers.ChoiceField(
+        choices=GoalAchievement.choices, allow_blank=True, read_only=True
+    )
     fhir = serializers.SerializerMethodField()
 
     class Meta:
@@ -266,7 +270,7 @@ class GoalUpdateSerializer(GoalWriteSerializer):
 class NeedSerializer(serializers.ModelSerializer):
     url = identity("api-need-detail", "need_id")
     care_plan = link("api-care-plan-detail", "plan_id")
-    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -318,7 +322,7 @@ class ActivitySerializer(serializers.ModelSerializer):
     url = identity("api-activity-detail", "activity_id")
     care_plan = link("api-care-plan-detail", "plan_id")
     owner_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     needs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
@@ -506,6 +510,8 @@ class HandoffUpdateSerializer(serializers.Serializer):
 # ---------------------------------------------------------------------------
 class OrganizationSerializer(serializers.ModelSerializer):
     url = identity("api-organization-detail", "organization_id")
+    email = serializers.CharField(read_only=True, help_text="Empty when unknown.")
+    website = serializers.CharField(read_only=True, help_text="Empty when unknown.")
     links = LinksField({"services": ("api-service-list", "organization")})
 
     class Meta:
@@ -556,7 +562,10 @@ class ServiceSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    url_website = serializers.URLField(source="url", read_only=True)
+    url_website = serializers.CharField(
+        source="url", read_only=True, help_text="The service's web page; empty when unknown."
+    )
+    email = serializers.CharField(read_only=True, help_text="Empty when unknown.")
 
 
 class ReferralSerializer(serializers.ModelSerializer):
@@ -566,6 +575,7 @@ class ReferralSerializer(serializers.ModelSerializer):
     need = link("api-need-detail", "need_id", allow_null=True)
     service = link("api-service-detail", "service_id")
     service_name = serializers.CharField(source="service.name", read_only=True)
+    outcome = serializers.ChoiceField(choices=ReferralOutcome.choices, allow_blank=True, read_only=True)
     fhir = serializers.SerializerMethodField()
 
     class Meta:

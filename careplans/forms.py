@@ -20,6 +20,7 @@ class VersionedForm(forms.ModelForm):
     expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, access: PatientAccess, plan: CarePlan, **kwargs):
+        kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.access, self.plan = access, plan
         if self.instance.pk and not self.is_bound:

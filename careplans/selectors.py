@@ -38,8 +38,9 @@ STATUS_FIELDS = {
 def next_statuses(item) -> list[tuple[str, str]]:
     """The legal next statuses of an item as (code, label), for the status control."""
     name, machine = STATUS_FIELDS[type(item)]
-    labels = dict(type(item)._meta.get_field(name).choices)
-    return [(code, labels[code]) for code in sorted(machine.get(getattr(item, name), ()))]
+    legal = machine.get(getattr(item, name), ())
+    # in the workflow order the model declares, not alphabetically
+    return [(code, label) for code, label in type(item)._meta.get_field(name).choices if code in legal]
 
 
 # ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class MembershipAddForm(forms.Form):
     end_date = forms.DateField(label="Ends", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.fields["user"].queryset = (
             User.objects.filter(is_active=True, disciplines__isnull=False)

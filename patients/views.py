@@ -10,23 +10,35 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import get_language_info
 from django.views.decorators.http import require_GET, require_http_methods
 
+from careplans.models import CarePlanStatus
 from careteam import services as team_services
 from careteam.audit import AuditAction, audit
 from careteam.concurrency import StaleVersionError
-from careteam.models import TeamMembership
+from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id
 
 from . import selectors
 from .forms import MembershipAddForm, MembershipEndForm, WorklistFilterForm
 
 PAGE_SIZE = 25
+PLAN_STATUS_LABELS = dict(CarePlanStatus.choices)
+ROLE_LABELS = dict(TeamRole.choices)
+
+
+def _language(code: str) -> str:
+    """'es' -> 'Spanish (es)'; unknown codes are shown as they are."""
+    try:
+        return f"{get_language_info(code)['name']} ({code})"
+    except KeyError:
+        return code
 
 
 # Pages of other areas the chart links to, when those areas provide them.
 HANDOFF_PAGES = ("team:handoff_detail", "team:handoff")
-REFERRAL_PAGES = ("referrals:referral_detail", "referrals:referral")
+REFERRAL_PAGES = ("referrals:detail", "referrals:referral_detail")
 
 
 def _first_url_name(names: tuple[str, ...], **kwargs) -> str | None:
@@ -71,6 +83,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
             status = 400
     rows = selectors.worklist(request.user, **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    for row in page.object_list:
+        row.plan_status_label = PLAN_STATUS_LABELS.get(row.plan_status, row.plan_status)
+        row.my_role_label = ROLE_LABELS.get(row.my_role, "")
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "query": query.urlencode(), "filtered": bool(filters)}
@@ -93,7 +108,13 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         patient=access.patient,
         request=request,
     )
-    context = {"chart": chart, "patient": access.patient, "access": access, **_links()}
+    context = {
+        "chart": chart,
+        "patient": access.patient,
+        "access": access,
+        "language": _language(access.patient.preferred_language),
+        **_links(),
+    }
     if access.can_manage_team:
         context["add_form"] = MembershipAddForm()
     return render(request, "patients/chart.html", context)
@@ -131,7 +152,14 @@ def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
             )
             return redirect("patient_chart", patient_id=access.patient.pk)
     chart = selectors.chart_for(access)
-    context = {"chart": chart, "patient": access.patient, "access": access, "add_form": form, **_links()}
+    context = {
+        "chart": chart,
+        "patient": access.patient,
+        "access": access,
+        "add_form": form,
+        "language": _language(access.patient.preferred_language),
+        **_links(),
+    }
     return render(request, "patients/chart.html", context, status=422)
 
 

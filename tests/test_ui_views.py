@@ -179,7 +179,7 @@ def test_chart_shows_summary_team_plan_and_open_work_and_is_audited(client, worl
         "Case manager",
         "Team plan",
         "Wound check after discharge",
-        "Language",
+        "English (en)",
     ):
         assert text in body
     assert AuditEvent.objects.filter(user=world.nurse, action="view", patient_id=world.patient.pk).exists()

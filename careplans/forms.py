@@ -25,6 +25,10 @@ class VersionedForm(forms.ModelForm):
         self.access, self.plan = access, plan
         if self.instance.pk and not self.is_bound:
             self.initial["expected_version"] = self.instance.version
+        if self.instance.pk:
+            # an inline edit form replaces the item: put the keyboard where the user works
+            first = next(iter(self.fields))
+            self.fields[first].widget.attrs["autofocus"] = True
         for name in ("sensitivity",):
             if name in self.fields:
                 self.fields[name].queryset = SensitivityCategory.objects.filter(

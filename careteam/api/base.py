@@ -82,6 +82,8 @@ class PatientDataViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
     create_serializer_class = None
     update_serializer_class = None
+    # False where the update serializer's required fields are the change itself (status)
+    update_partial = True
 
     # -- reads ----------------------------------------------------------------
     def base_queryset(self):
@@ -159,7 +161,7 @@ class PatientDataViewSet(
         access = self.access_for(obj)
         self.check_can_change(access, obj)
         version = expected_version(request)
-        data = self.input(self.update_serializer_class, instance=obj, partial=True)
+        data = self.input(self.update_serializer_class, instance=obj, partial=self.update_partial)
         with transaction.atomic():
             obj = self.perform_service_update(access, obj, dict(data), version)
         return self.render(self.reload(obj))

@@ -245,6 +245,7 @@ class HandoffViewSet(PatientDataViewSet):
     filterset_class = filters.HandoffFilter
     ordering_fields = ["id", "due_at", "created_at", "priority", "status"]
     lookup_url_kwarg = "handoff_id"
+    update_partial = False
     audit_type = "careteam.handoff"
 
     def base_queryset(self):
@@ -283,6 +284,7 @@ class ReferralViewSet(PatientDataViewSet):
     filterset_class = filters.ReferralFilter
     ordering_fields = ["id", "created_at", "sent_at", "status", "priority"]
     lookup_url_kwarg = "referral_id"
+    update_partial = False
     audit_type = "referrals.referral"
 
     def base_queryset(self):

@@ -1,0 +1,170 @@
+"""Access matrix of the REST API, generated from the router: every endpoint x every role,
+for an object on the caller's team and one outside it; and query counts that do not grow
+with the page (5 rows vs 50 rows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from careteam import services as team_services
+from careteam.api.urls import router
+from careteam.models import BreakGlassAccess, TeamMembership
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+# One maker per patient-data endpoint: an object of `patient`/`plan`.
+def _membership(world, patient, plan):
+    user = f.UserFactory(disciplines=["dietetics"])
+    return team_services.membership_add(patient=patient, user=user, discipline=f.discipline("dietetics"))
+
+
+MAKERS = {
+    "api-patient": lambda world, patient, plan: patient,
+    "api-care-plan": lambda world, patient, plan: f.CarePlanFactory(patient=patient, status="draft"),
+    "api-goal": lambda world, patient, plan: f.GoalFactory(care_plan=plan),
+    "api-need": lambda world, patient, plan: f.NeedFactory(care_plan=plan),
+    "api-activity": lambda world, patient, plan: f.ActivityFactory(care_plan=plan),
+    "api-team-membership": _membership,
+    "api-handoff": lambda world, patient, plan: f.HandoffFactory(
+        patient=patient, from_user=world.nurse, to_user=world.pharmacist
+    ),
+    "api-referral": lambda world, patient, plan: f.ReferralFactory(
+        patient=patient, care_plan=plan, referred_by=world.case_manager
+    ),
+}
+# Endpoints without patient data, each with its own rule (tested in test_api.py).
+NOT_PATIENT_DATA = {"api-organization", "api-service", "api-notification", "api-audit-event"}
+WRITABLE = {b for b in MAKERS if b != "api-patient"}
+
+ROLES = ["case_manager", "nurse", "break_glass", "outsider", "other_team_nurse", "anonymous"]
+# who sees the object on world.patient's team / the one on world.other_patient's team
+SEES_INSIDE = {"case_manager", "nurse", "break_glass"}
+SEES_OUTSIDE = {"other_team_nurse"}
+
+
+def _url(basename: str, pk=None) -> str:
+    prefix = next(p for p, _, b in router.registry if b == basename)
+    return f"/api/v1/{prefix}/" + (f"{pk}/" if pk is not None else "")
+
+
+def _client(world, role: str) -> APIClient:
+    client = APIClient()
+    if role == "anonymous":
+        return client
+    if role == "break_glass":
+        user = f.UserFactory(username="glass1", disciplines=["nursing"])
+        BreakGlassAccess.objects.create(
+            user=user,
+            patient=world.patient,
+            reason="Emergency: unconscious, on blood thinners",
+            expires_at=timezone.now() + dt.timedelta(hours=1),
+        )
+    else:
+        user = getattr(world, role)
+    client.force_authenticate(user)
+    return client
+
+
+def test_every_router_endpoint_is_in_the_matrix():
+    assert {basename for _, _, basename in router.registry} == set(MAKERS) | NOT_PATIENT_DATA
+
+
+@pytest.mark.parametrize("basename", sorted(MAKERS))
+def test_access_matrix_of_every_role_on_objects_inside_and_outside_the_team(world, basename):
+    make = MAKERS[basename]
+    inside = make(world, world.patient, world.plan)
+    outside = make(world, world.other_patient, world.other_plan)
+    for role in ROLES:
+        _check_role(world, basename, role, inside, outside)
+
+
+def _check_role(world, basename, role, inside, outside):
+    client = _client(world, role)
+
+    listing = client.get(_url(basename))
+    if role == "anonymous":
+        assert listing.status_code == 401
+        assert client.get(_url(basename, inside.pk)).status_code == 401
+        return
+    ids = {row["id"] for row in listing.json()["results"]}
+    assert (inside.pk in ids) == (role in SEES_INSIDE), role
+    assert (outside.pk in ids) == (role in SEES_OUTSIDE), role
+    assert listing.json()["count"] == len(ids)
+
+    for obj, sees in ((inside, role in SEES_INSIDE), (outside, role in SEES_OUTSIDE)):
+        detail = client.get(_url(basename, obj.pk))
+        assert detail.status_code == (200 if sees else 404), (role, detail.content)
+        if sees and hasattr(obj, "version"):
+            assert detail["ETag"] == f'W/"{obj.version}"'
+        if basename in WRITABLE:
+            changed = client.patch(
+                _url(basename, obj.pk), {}, format="json", HTTP_IF_MATCH=f'W/"{getattr(obj, "version", 1)}"'
+            )
+            if not sees:
+                assert changed.status_code == 404, role
+            elif role == "break_glass":
+                assert changed.status_code == 403, changed.content
+            else:
+                assert changed.status_code in (200, 400, 403), changed.content
+
+
+# ---------------------------------------------------------------------------
+# Query counts: constant in the number of rows on the page
+# ---------------------------------------------------------------------------
+def _grow(world, basename: str, n: int) -> None:
+    for _ in range(n):
+        if basename == "api-patient":
+            patient = f.PatientFactory()
+            team_services.membership_add(
+                patient=patient,
+                user=world.case_manager,
+                discipline=f.discipline("case-management"),
+                role="case-manager",
+                start_date=timezone.localdate() - dt.timedelta(days=1),
+            )
+        elif basename == "api-activity":
+            f.ActivityFactory(
+                care_plan=world.plan, assigned_to=world.nurse, sensitivity=world.behavioural_health
+            )
+        else:
+            MAKERS[basename](world, world.patient, world.plan)
+
+
+@pytest.mark.parametrize("basename", sorted(MAKERS))
+def test_list_query_count_does_not_grow_with_rows(world, basename, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _client(world, "case_manager")
+    _grow(world, basename, 5)
+    with CaptureQueriesContext(connection) as five:
+        first = client.get(_url(basename))
+    assert first.json()["count"] >= 5
+    _grow(world, basename, 45)
+    with django_assert_max_num_queries(len(five.captured_queries)):
+        page = client.get(_url(basename))
+    assert len(page.json()["results"]) == 50
+
+
+def test_activity_links_are_prefetched_not_queried_per_row(world, django_assert_max_num_queries):
+    goals = [f.GoalFactory(care_plan=world.plan) for _ in range(3)]
+    for _ in range(5):
+        f.ActivityFactory(care_plan=world.plan).goals.set(goals)
+    client = _client(world, "case_manager")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as five:
+        client.get("/api/v1/activities/")
+    for _ in range(45):
+        f.ActivityFactory(care_plan=world.plan).goals.set(goals)
+    with django_assert_max_num_queries(len(five.captured_queries)):
+        rows = client.get("/api/v1/activities/").json()["results"]
+    assert all(len(row["goals"]) == 3 for row in rows)
+    assert TeamMembership.objects.exists()

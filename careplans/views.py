@@ -371,6 +371,10 @@ def note_create(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan, access = _plan(request, plan_id)
     if request.method == "GET":
         return render(request, "careplans/editor.html", _editor_context(access, plan))
+    if not access.can_contribute():
+        return render(
+            request, "careplans/forbidden.html", {"message": "Emergency access is read-only."}, status=403
+        )
     form = NoteForm(request.POST, prefix="note")
     target = None
     status = 200

@@ -534,6 +534,11 @@ def test_break_glass_reader_cannot_write(client, world):
     )
     assert response.status_code == 403
     assert not Goal.objects.exists()
+    note = client.post(
+        reverse("careplans:note_create", kwargs={"plan_id": world.plan.pk}), {"note-text": "From the ED"}
+    )
+    assert note.status_code == 403
+    assert not Note.objects.exists()
 
 
 # ---------------------------------------------------------------------------

@@ -38,9 +38,9 @@ class CatalogSearchForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["category"].choices = [("", "Any category")] + [
-            (code, name) for code, name in TaxonomyTerm.objects.exclude(code="").values_list("code", "name")
-        ]
+        terms = list(TaxonomyTerm.objects.exclude(code="").values_list("code", "name", "id"))
+        self.fields["category"].choices = [("", "Any category")] + [(code, name) for code, name, _ in terms]
+        self.term_ids = {code: pk for code, _, pk in terms}
 
     def clean_language(self) -> str:
         value = self.cleaned_data["language"].strip().lower()
@@ -54,6 +54,7 @@ class CatalogSearchForm(forms.Form):
         return CatalogFilters(
             text=data.get("q", "").strip(),
             category=data.get("category", ""),
+            category_id=self.term_ids.get(data.get("category", "")),
             language=data.get("language", ""),
             free_only=bool(data.get("free")),
             area=data.get("area", "").strip(),

@@ -34,6 +34,7 @@ from .models import REFERRAL_CLOSED_STATUSES, Referral, Service, ServiceStatus
 class CatalogFilters:
     text: str = ""
     category: str = ""  # taxonomy term code
+    category_id: object = None  # the term's id when the caller already knows it (the search form does)
     language: str = ""  # language code, e.g. "es"
     free_only: bool = False
     area: str = ""
@@ -47,7 +48,10 @@ def service_search(filters: CatalogFilters) -> QuerySet[Service]:
     qs = Service.objects.select_related("organization").prefetch_related("categories")
     if filters.status:
         qs = qs.filter(status=filters.status)
-    if filters.category:
+    if filters.category_id:
+        # a literal term id lets the planner use the statistics of the link table
+        qs = qs.filter(categories=filters.category_id)
+    elif filters.category:
         through = Service.categories.through
         qs = qs.filter(
             Exists(through.objects.filter(service_id=OuterRef("pk"), taxonomyterm__code=filters.category))

@@ -258,6 +258,13 @@ class ReferralOutcome(models.TextChoices):
 
 
 class Referral(models.Model):
+    """A referral of a patient to a community service (a Gravity SDOH referral Task).
+
+    Most services are not on CareTeam, so `tracked_by_referrer` is the default: the
+    referrer records the service's answers on its behalf. The model leaves room for a
+    partner portal: a service's own staff would record the same status changes through
+    `referral_set_status` under their own user, with `tracked_by_referrer` False."""
+
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="referrals")
     care_plan = models.ForeignKey("careplans.CarePlan", on_delete=models.CASCADE, related_name="referrals")
     need = models.ForeignKey(

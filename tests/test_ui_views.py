@@ -397,6 +397,20 @@ def test_an_illegal_status_change_is_explained_and_not_saved(client, world):
     assert act.status == "not-started"
 
 
+def test_a_status_change_from_a_stale_page_is_refused_and_shows_the_current_state(client, world):
+    act = f.ActivityFactory(care_plan=world.plan, status="not-started")
+    url = reverse("careplans:activity_status", kwargs={"activity_id": act.pk})
+    client.force_login(world.case_manager)
+    assert client.post(url, {"status": "scheduled", "expected_version": 1}, **HX).status_code == 200
+    client.force_login(world.nurse)
+    response = client.post(url, {"status": "cancelled", "expected_version": 1}, **HX)
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "Someone else changed this item" in body and "Scheduled" in body
+    act.refresh_from_db()
+    assert act.status == "scheduled" and act.version == 2
+
+
 def test_a_legal_status_change_is_saved_and_shown_in_the_history_diff(client, world):
     act = f.ActivityFactory(care_plan=world.plan, status="not-started", title="Home visit")
     client.force_login(world.nurse)

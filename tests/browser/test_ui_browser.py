@@ -80,6 +80,12 @@ def test_clinician_finds_a_patient_adds_a_goal_changes_a_status_and_reads_the_di
     expect(diff.locator("ins", has_text="In progress")).to_be_visible()
     screenshot(page, "history")
 
+    # usable on a tablet held upright: no page wider than the screen
+    page.set_viewport_size({"width": 768, "height": 1024})
+    for path in ("/patients/", f"/patients/{world.patient.pk}/", f"/plans/{world.plan.pk}/"):
+        page.goto(live_server.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 768, path
+
 
 def test_two_clinicians_editing_the_same_activity_merge_instead_of_overwriting(new_page, live_server, clinic):
     world = clinic

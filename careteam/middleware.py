@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
 from django.shortcuts import resolve_url
 
-from .audit import audit_request
+from .audit import audit_request, patient_url_target
+from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
 
 class IdleSessionTimeoutMiddleware:
@@ -53,10 +56,42 @@ class IdleSessionTimeoutMiddleware:
 class PatientAuditMiddleware:
     """Every request to a URL naming patient data (patient_id, plan_id, goal_id, ...) is
     audited: a 403 or 404 answer as a denial, a 200 GET as a read unless the view wrote
-    its own audit event with `request=`. An audit write that fails fails the request."""
+    its own audit event with `request=`. An audit write that fails fails the request.
+
+    It also holds the line for emergency access: a write (any unsafe method) to a patient
+    URL by someone whose only access to that patient is break-the-glass answers 403
+    "Emergency access is read-only" before any view runs, whatever the view checks."""
 
     def __init__(self, get_response):
         self.get_response = get_response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.method in SAFE_METHODS or not view_kwargs:
+            return None
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        match = getattr(request, "resolver_match", None)
+        if match is not None and "admin" in (match.namespaces or []):
+            return None
+        target = patient_url_target(view_kwargs)
+        if target is None or target[2] is None:
+            return None
+        object_type, object_id, patient_id = target
+        if not emergency_access_only(user, patient_id):
+            return None
+        # an item hidden from this user by its sensitivity stays a 404, as in the views
+        model = apps.get_model(object_type)
+        if any(f.name == "sensitivity" for f in model._meta.concrete_fields):
+            from patients.models import Patient
+
+            sensitivity_id = (
+                model._default_manager.filter(pk=object_id).values_list("sensitivity_id", flat=True).first()
+            )
+            access = patient_access(user, Patient.objects.get(pk=patient_id))
+            if not access.can_see_sensitivity(sensitivity_id):
+                raise Http404("Not found.")
+        raise PermissionDenied("Emergency access is read-only.")
 
     def __call__(self, request):
         response = self.get_response(request)

@@ -317,6 +317,24 @@ def patient_access(user, patient: Patient) -> PatientAccess:
     return access
 
 
+def emergency_access_only(user, patient_id: int) -> bool:
+    """True when the user's only way into this patient's record is break-the-glass
+    (no current team membership): everything they send must be read-only."""
+    if not _is_active_user(user):
+        return False
+    on_team = (
+        TeamMembership.objects.current().filter(user_id=user.pk, patient_id=patient_id).exists()
+        and PatientUserObjectPermission.objects.filter(
+            user_id=user.pk, content_object_id=patient_id, permission__codename=VIEW_PATIENT
+        ).exists()
+    )
+    if on_team:
+        return False
+    return BreakGlassAccess.objects.filter(
+        user_id=user.pk, patient_id=patient_id, expires_at__gt=timezone.now()
+    ).exists()
+
+
 def access_patient_by_id(user, patient_id, *, for_write: bool = False) -> PatientAccess:
     """The patient and the user's access to it; 404 if missing or not visible (the same
     answer, so existence never leaks); 403 if visible but `for_write` and read-only."""

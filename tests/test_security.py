@@ -711,3 +711,38 @@ def test_the_login_page_renders_a_proper_form(client):
     assert response.status_code == 200
     body = response.content.decode()
     assert 'autocomplete="current-password"' in body and "csrfmiddlewaretoken" in body
+
+
+def test_any_write_to_a_patient_url_by_break_the_glass_is_refused_before_the_view(world, client):
+    team_services.break_glass_open(
+        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+    )
+    login(client, world.outsider)
+    before = TeamMembership.objects.count()
+    for url in (
+        reverse("team_role_add", kwargs={"patient_id": world.patient.pk}),
+        reverse("patient_chart", kwargs={"patient_id": world.patient.pk}),
+    ):
+        response = client.post(url, {"user": world.outsider.pk, "discipline": f.discipline("nursing").pk})
+        assert response.status_code == 403
+        assert b"Emergency access is read-only" in response.content
+    assert TeamMembership.objects.count() == before
+    assert AuditEvent.objects.filter(outcome="denied", user_id=world.outsider.pk).count() == 2
+
+
+def test_break_the_glass_write_to_a_hidden_sensitive_item_is_a_404_not_a_403(world, sensitive, client):
+    plain, secret = sensitive
+    team_services.break_glass_open(
+        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+    )
+    login(client, world.outsider)
+    from careteam.middleware import PatientAuditMiddleware
+
+    request = RequestFactory().post("/x/")
+    request.user = world.outsider
+    middleware = PatientAuditMiddleware(lambda r: HttpResponse())
+    with pytest.raises(PermissionDenied):
+        middleware.process_view(request, None, (), {"need_id": plain.pk})
+    with pytest.raises(Exception) as exc:
+        middleware.process_view(request, None, (), {"need_id": secret.pk})
+    assert exc.typename == "Http404"

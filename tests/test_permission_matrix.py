@@ -1,0 +1,497 @@
+"""The permission matrix: every URL the project serves x every role x objects inside and
+outside the team and in a sensitive category, checked against tests/permission_rules.py.
+
+Nothing here is hand-listed per URL: the URL resolver is walked, each URL name's rule is
+looked up, and its keyword arguments are filled by name (patient_id, plan_id, goal_id, ...)
+with objects of each scenario. A URL without a rule, or with a keyword the matrix cannot
+fill, fails with a message naming it. Besides the status code, every response body is
+searched for things the role may not see (the other patient's MRN and name, the team
+patient's for non-members, sensitive item texts for disciplines the policy does not
+allow), and every refused POST is checked to have written nothing (PostgreSQL's
+per-transaction tuple counters, audit and session tables excepted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection, transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+
+from careplans.models import Note
+from careteam import services as team_services
+from careteam.models import BreakGlassAccess, Notification, TeamMembership
+from patients.models import Patient
+from tests import factories as f
+from tests.permission_rules import PREFIX_RULES, RULES
+
+pytestmark = pytest.mark.django_db
+
+SKIPPED_RULES = {"api", "admin-site"}
+KNOWN_RULES = {
+    "public",
+    "login",
+    "self",
+    "patient-read",
+    "patient-write",
+    "item-write",
+    "team-manage",
+    "patient-audit",
+    "catalog-admin",
+    "audit-admin",
+    *SKIPPED_RULES,
+}
+PATIENT_RULES = {"patient-read", "patient-write", "item-write", "team-manage", "patient-audit"}
+WRITE_RULES = {"patient-write", "item-write", "team-manage"}
+# URL keywords naming patient data, most specific first: the first present is the target
+PATIENT_KWARGS = (
+    "note_id",
+    "activity_id",
+    "need_id",
+    "goal_id",
+    "referral_id",
+    "handoff_id",
+    "membership_id",
+    "plan_id",
+    "patient_id",
+)
+SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id"}
+# members of this team are interchangeable for another team's objects: a few of them do
+OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager"}
+# rules that show no patient data: a few roles suffice
+NON_PATIENT_ROLES = ("anonymous", "admin", "outsider", "nurse")
+NON_PATIENT_RULES = {"public", "catalog-admin", "audit-admin"}
+CATALOG_KWARGS = {"service_id", "organization_id"}
+
+MEMBERS = ("nurse", "pharmacist", "behavioural", "case_manager", "lead")
+ROLES = ("anonymous", "admin", "outsider", "former_member", "future_member", "break_glass", *MEMBERS)
+MANAGERS = {"case_manager", "lead"}
+ROLE_DISCIPLINE = {
+    "nurse": "nursing",
+    "pharmacist": "pharmacy",
+    "behavioural": "behavioural-health",
+    "case_manager": "case-management",
+    "lead": "physician",
+}
+# who may see items flagged behavioural health: the policy allows behavioural health and
+# physicians (the lead); the case manager always sees them
+SENSITIVE_VIEWERS = {"behavioural", "case_manager", "lead"}
+# tables a refused request may write to: the audit trail records the denial
+WRITE_EXEMPT_TABLES = {"careteam_auditevent", "django_session"}
+
+TEAM_MRN, TEAM_NAME = "MRN-TEAM-4711", "Amalthea Quistorp"
+OTHER_MRN, OTHER_NAME = "MRN-OTHER-9044", "Zebulon Farquharson"
+SENSITIVE_TEXTS = ("SENSITIVE-NEED-Q7", "SENSITIVE-ACTIVITY-Q7", "SENSITIVE-NOTE-Q7")
+OTHER_TEXTS = ("OTHERTEAM-GOAL-Z9", "OTHERTEAM-NEED-Z9", "OTHERTEAM-ACTIVITY-Z9", "OTHERTEAM-NOTE-Z9")
+
+
+# ---------------------------------------------------------------------------
+# The URLs
+# ---------------------------------------------------------------------------
+@dataclass
+class Route:
+    route: str
+    name: str | None
+    kwargs: list[str]
+    rule: str | None = None
+
+
+def routes() -> list[Route]:
+    found: list[Route] = []
+
+    def walk(patterns, prefix: str, namespaces: tuple[str, ...]):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                ns = namespaces + ((p.namespace,) if p.namespace else ())
+                walk(p.url_patterns, prefix + str(p.pattern), ns)
+            elif isinstance(p, URLPattern):
+                name = ":".join((*namespaces, p.name)) if p.name else None
+                found.append(Route(prefix + str(p.pattern), name, list(p.pattern.regex.groupindex)))
+
+    walk(get_resolver().url_patterns, "", ())
+    for r in found:
+        r.rule = RULES.get(r.name) if r.name else None
+        if r.rule is None:
+            r.rule = next((rule for pre, rule in PREFIX_RULES.items() if r.route.startswith(pre)), None)
+    return found
+
+
+def test_every_url_has_a_known_permission_rule():
+    problems = []
+    for r in routes():
+        if r.rule is None:
+            problems.append(
+                f"URL {r.name or '(unnamed)'} ({r.route}) has no rule in tests/permission_rules.py"
+            )
+        elif r.rule not in KNOWN_RULES:
+            problems.append(f"URL {r.name} ({r.route}) has unknown rule {r.rule!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_rule_in_the_table_names_a_url_that_exists():
+    names = {r.name for r in routes()}
+    stale = sorted(set(RULES) - names)
+    assert not stale, f"rules for URLs that no longer exist: {stale}"
+
+
+# ---------------------------------------------------------------------------
+# The world: one team patient, one patient elsewhere, items of each kind
+# ---------------------------------------------------------------------------
+@dataclass
+class Matrix:
+    users: dict
+    team: dict
+    other: dict
+    sensitive: dict
+    catalog: dict
+    notifications: dict
+    clients: dict = field(default_factory=dict)
+
+
+def build(world) -> Matrix:
+    today = timezone.localdate()
+    Patient.objects.filter(pk=world.patient.pk).update(
+        mrn=TEAM_MRN, given_name=TEAM_NAME.split()[0], family_name=TEAM_NAME.split()[1]
+    )
+    Patient.objects.filter(pk=world.other_patient.pk).update(
+        mrn=OTHER_MRN, given_name=OTHER_NAME.split()[0], family_name=OTHER_NAME.split()[1]
+    )
+    world.patient.refresh_from_db()
+    world.other_patient.refresh_from_db()
+    d = f.discipline
+    bh = world.behavioural_health
+
+    former = f.UserFactory(username="former1", disciplines=["nursing"])
+    m = team_services.membership_add(
+        patient=world.patient, user=former, discipline=d("nursing"), start_date=today - dt.timedelta(days=60)
+    )
+    # ended yesterday, and the nightly sweep has not run yet: the guardian row is still there
+    TeamMembership.objects.filter(pk=m.pk).update(end_date=today - dt.timedelta(days=1))
+    future = f.UserFactory(username="future1", disciplines=["nursing"])
+    team_services.membership_add(
+        patient=world.patient, user=future, discipline=d("nursing"), start_date=today + dt.timedelta(days=1)
+    )
+    glass = f.UserFactory(username="glass1", disciplines=["nursing"])
+    team_services.break_glass_open(
+        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    )
+
+    users = {
+        "anonymous": AnonymousUser(),
+        "admin": world.admin,
+        "outsider": world.outsider,
+        "former_member": former,
+        "future_member": future,
+        "break_glass": glass,
+        "nurse": world.nurse,
+        "pharmacist": world.pharmacist,
+        "behavioural": world.behavioural,
+        "case_manager": world.case_manager,
+        "lead": world.lead,
+    }
+
+    def items(patient, plan, prefix: str, sensitivity=None, owner="nursing"):
+        goal = f.GoalFactory(care_plan=plan, description=f"{prefix}-GOAL", owner_discipline=d(owner))
+        need = f.NeedFactory(care_plan=plan, description=f"{prefix}-NEED", sensitivity=sensitivity)
+        activity = f.ActivityFactory(
+            care_plan=plan, title=f"{prefix}-ACTIVITY", owner_discipline=d(owner), sensitivity=sensitivity
+        )
+        author = world.nurse if patient == world.patient else world.other_team_nurse
+        note = Note.objects.create(
+            care_plan=plan, text=f"{prefix}-NOTE", author=author, sensitivity=sensitivity
+        )
+        return {"goal_id": goal, "need_id": need, "activity_id": activity, "note_id": note}
+
+    service = f.ServiceFactory(name="Matrix Meals on Wheels")
+    team = {
+        "patient_id": world.patient,
+        "plan_id": world.plan,
+        **items(world.patient, world.plan, "TEAMITEM"),
+    }
+    team["membership_id"] = TeamMembership.objects.get(patient=world.patient, user=world.pharmacist)
+    team["handoff_id"] = f.HandoffFactory(
+        patient=world.patient, from_user=world.nurse, to_user=world.pharmacist
+    )
+    team["referral_id"] = f.ReferralFactory(
+        patient=world.patient, care_plan=world.plan, service=service, referred_by=world.nurse
+    )
+    other = {
+        "patient_id": world.other_patient,
+        "plan_id": world.other_plan,
+        **items(world.other_patient, world.other_plan, "OTHERTEAM", owner="nursing"),
+    }
+    for key, text in zip(("goal_id", "need_id", "activity_id", "note_id"), OTHER_TEXTS, strict=True):
+        obj = other[key]
+        type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
+    other["membership_id"] = TeamMembership.objects.get(patient=world.other_patient)
+    other["handoff_id"] = f.HandoffFactory(
+        patient=world.other_patient, from_user=world.other_team_nurse, to_user=world.outsider
+    )
+    other["referral_id"] = f.ReferralFactory(
+        patient=world.other_patient,
+        care_plan=world.other_plan,
+        service=service,
+        referred_by=world.other_team_nurse,
+    )
+    sensitive = items(world.patient, world.plan, "SENSITIVE", sensitivity=bh, owner="behavioural-health")
+    for key, text in zip(("need_id", "activity_id", "note_id"), SENSITIVE_TEXTS, strict=True):
+        obj = sensitive[key]
+        type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
+    for key in ("patient_id", "plan_id"):
+        sensitive[key] = team[key]
+    catalog = {"service_id": service, "organization_id": service.organization}
+    notifications = {}
+    for role, user in users.items():
+        if role == "anonymous":
+            continue
+        notifications[role] = Notification.objects.create(
+            recipient=user,
+            kind="handoff-received",
+            object_type="careteam.handoff",
+            object_id=team["handoff_id"].pk,
+            due_moment=timezone.now(),
+            title="A handoff for you",
+        )
+    for bag in (team, other, sensitive):
+        for obj in bag.values():
+            obj.refresh_from_db()
+    matrix = Matrix(users, team, other, sensitive, catalog, notifications)
+    for role, user in users.items():
+        client = Client()
+        if role != "anonymous":
+            client.force_login(user)
+        matrix.clients[role] = client
+    return matrix
+
+
+def _text_field(obj) -> str:
+    return {"Goal": "description", "Need": "description", "Activity": "title", "Note": "text"}[
+        type(obj).__name__
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Expectations
+# ---------------------------------------------------------------------------
+def visible(role: str, scenario: str) -> bool:
+    if scenario == "team":
+        return role in MEMBERS or role == "break_glass"
+    if scenario == "sensitive":
+        return role in SENSITIVE_VIEWERS
+    return False  # other team, missing, or a child of another patient under this one
+
+
+def may_edit(role: str, target) -> bool:
+    if role in MANAGERS:
+        return True
+    owner = getattr(target, "owner_discipline", None)
+    return owner is None or owner.code == ROLE_DISCIPLINE[role]
+
+
+ANON = "anonymous-redirect"
+
+
+def expected(rule: str, role: str, scenario: str, method: str, target) -> set:
+    """Acceptable status codes (ANON: a redirect to the login page)."""
+    if rule == "public":
+        return {200, 301, 302, 405, ANON} if method == "GET" else {200, 302, 400, 403, 405}
+    if role == "anonymous":
+        return {ANON, 405} if method == "GET" and rule in (*WRITE_RULES, "login") else {ANON}
+    if rule == "login":
+        return {200, 302, 405}  # 405: POST-only, e.g. logout
+    if rule == "self":
+        return {200, 302} if scenario == "own" else {404}
+    if rule == "catalog-admin":
+        return {200} if role == "admin" else {403, 404}
+    if rule == "audit-admin":
+        return {200} if role == "admin" else {403, 404}
+    if rule == "patient-audit":
+        return {200} if scenario == "team" and role in MANAGERS else {404}
+    seen = visible(role, scenario)
+    if rule == "patient-read":
+        return {200} if seen else {404}
+    # write rules
+    if method == "GET":
+        if not seen:
+            return {404, 405}
+        if role == "break_glass":
+            return {200, 403, 405}
+        if rule == "team-manage" and role not in MANAGERS:
+            return {200, 403, 405}
+        return {200, 405}
+    if not seen:
+        return {404}
+    if role == "break_glass":
+        return {403}
+    allowed = (
+        role in MANAGERS
+        if rule == "team-manage"
+        else may_edit(role, target)
+        if rule == "item-write"
+        else True
+    )
+    return {"ok"} if allowed else {403}
+
+
+def forbidden_texts(role: str, m: Matrix) -> list[str]:
+    texts = [OTHER_MRN, OTHER_NAME, *OTHER_TEXTS, OTHER_NAME.split()[1]]
+    if not visible(role, "team"):
+        texts += [TEAM_MRN, TEAM_NAME, TEAM_NAME.split()[1], "TEAMITEM-"]
+    if role not in SENSITIVE_VIEWERS:
+        texts += list(SENSITIVE_TEXTS)
+    return texts
+
+
+# ---------------------------------------------------------------------------
+# Filling the URL kwargs
+# ---------------------------------------------------------------------------
+def fill(route: Route, m: Matrix, role: str) -> list[tuple[str, dict, object]]:
+    kws = route.kwargs
+    unknown = [
+        k for k in kws if k not in PATIENT_KWARGS and k not in CATALOG_KWARGS and k != "notification_id"
+    ]
+    if unknown:
+        raise LookupError(f"URL {route.name} ({route.route}): the matrix cannot fill {unknown}")
+    if not kws:
+        return [("none", {}, None)]
+    if "notification_id" in kws:
+        own = m.notifications.get(role) or m.notifications["nurse"]
+        others = m.notifications["pharmacist" if role != "pharmacist" else "nurse"]
+        out = [("other", {"notification_id": others.pk}, others)]
+        if role != "anonymous":
+            out.insert(0, ("own", {"notification_id": own.pk}, own))
+        return out
+    if all(k in CATALOG_KWARGS for k in kws):
+        return [("team", {k: m.catalog[k].pk for k in kws}, m.catalog[kws[0]])]
+    target_key = next(k for k in PATIENT_KWARGS if k in kws)
+    out = []
+    bags = [("team", m.team)]
+    if role in OTHER_SCENARIO_ROLES:
+        bags.append(("other", m.other))
+    for name, bag in bags:
+        out.append((name, {k: (bag[k].pk if k in bag else m.catalog[k].pk) for k in kws}, bag[target_key]))
+    if target_key in SENSITIVE_KWARGS:
+        bag = m.sensitive
+        out.append(
+            ("sensitive", {k: (bag[k].pk if k in bag else m.catalog[k].pk) for k in kws}, bag[target_key])
+        )
+    if role in ("case_manager", "outsider"):
+        missing = {k: (m.team[k].pk if k in m.team else m.catalog[k].pk) for k in kws}
+        missing[target_key] = 987_654_321
+        out.append(("missing", missing, None))
+        if len([k for k in kws if k in PATIENT_KWARGS]) > 1:
+            # the team's parent with another patient's child: never a way in
+            mixed = dict(out[0][1])
+            mixed[target_key] = m.other[target_key].pk
+            out.append(("mismatch", mixed, m.other[target_key]))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------
+def _tuple_writes() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables")
+        return {
+            name: n
+            for name, n in cursor.fetchall()
+            if n and name not in WRITE_EXEMPT_TABLES and not name.startswith("axes_")
+        }
+
+
+def _request(client: Client, method: str, url: str):
+    """One request whose effects are rolled back, and (for POST) the tables it wrote to."""
+    post = method == "POST"
+    with transaction.atomic():
+        before = _tuple_writes() if post else {}
+        try:
+            response = client.post(url, {}) if post else client.get(url)
+        except Exception as exc:  # noqa: BLE001 - a crash is a finding, reported below
+            transaction.set_rollback(True)
+            return None, f"{type(exc).__name__}: {exc}", {}
+        after = _tuple_writes() if post else {}
+        transaction.set_rollback(True)
+    wrote = {t: after[t] - before.get(t, 0) for t in after if after[t] != before.get(t, 0)}
+    return response, None, wrote
+
+
+def _status_ok(response, allowed: set, login_url: str) -> bool:
+    code = response.status_code
+    to_login = code == 302 and response["Location"].startswith(login_url)
+    if ANON in allowed and to_login:
+        return True
+    if "ok" in allowed:
+        return code < 500 and code not in (403, 404) and not to_login
+    if to_login:
+        return False
+    if code == 302 and 200 in allowed:
+        return True  # an allowed page may send the user on (not to the login page)
+    return code in allowed
+
+
+def test_permission_matrix(world, capsys):
+    started = time.monotonic()
+    m = build(world)
+    login_url = reverse("login")
+    failures: list[str] = []
+    cases = 0
+    checked_urls = 0
+    for route in routes():
+        if route.rule in SKIPPED_RULES or route.rule is None or route.rule not in KNOWN_RULES:
+            continue  # the rule test above names these
+        checked_urls += 1
+        methods = ("GET", "POST") if route.rule in WRITE_RULES else ("GET",)
+        for role in NON_PATIENT_ROLES if route.rule in NON_PATIENT_RULES else ROLES:
+            try:
+                filled = fill(route, m, role)
+            except LookupError as exc:
+                failures.append(str(exc))
+                break
+            leaks = forbidden_texts(role, m)
+            for scenario, kwargs, target in filled:
+                url = reverse(route.name, kwargs=kwargs)
+                for method in methods:
+                    allowed = expected(route.rule, role, scenario, method, target)
+                    response, crash, wrote = _request(m.clients[role], method, url)
+                    cases += 1
+                    where = f"{method} {url} [{route.name}: {route.rule}] as {role} ({scenario})"
+                    if crash:
+                        failures.append(f"{where}: raised {crash}")
+                        continue
+                    if response.status_code >= 500 or not _status_ok(response, allowed, login_url):
+                        location = response.get("Location", "")
+                        failures.append(
+                            f"{where}: got {response.status_code} {location}, expected {sorted(map(str, allowed))}"
+                        )
+                    if method == "POST" and wrote and "ok" not in allowed:
+                        failures.append(f"{where}: refused yet wrote to {sorted(wrote)}")
+                    body = b"" if getattr(response, "streaming", False) else response.content
+                    text = body.decode("utf-8", "replace")
+                    leaked = [t for t in leaks if t in text]
+                    if leaked:
+                        failures.append(f"{where}: response shows {leaked}")
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(
+            f"\npermission matrix: {cases} cases over {checked_urls} URLs x {len(ROLES)} roles in {elapsed:.1f}s"
+        )
+    assert not failures, f"{len(failures)} of {cases} matrix cases failed:\n" + "\n".join(failures)
+    assert checked_urls >= 3
+    assert cases > 100
+
+
+def test_the_break_the_glass_role_really_holds_a_grant(world):
+    m = build(world)
+    assert BreakGlassAccess.objects.filter(
+        user=m.users["break_glass"], expires_at__gt=timezone.now()
+    ).exists()
+    assert not TeamMembership.objects.current().filter(user=m.users["former_member"]).exists()
+    assert uuid.UUID(str(m.catalog["service_id"].pk))

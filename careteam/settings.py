@@ -246,6 +246,32 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Error answers documented on every operation (careteam/api/schema.py), separate
+    # request and response components, and one name per status machine.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "careteam.api.schema.add_error_responses",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PatientStatusEnum": "patients.models.PatientStatus",
+        "CarePlanStatusEnum": "careplans.models.CarePlanStatus",
+        "GoalLifecycleEnum": "careplans.models.GoalLifecycle",
+        "NeedStatusEnum": "careplans.models.NeedStatus",
+        "ActivityStatusEnum": "careplans.models.ActivityStatus",
+        "MembershipStatusEnum": "careteam.models.MembershipStatus",
+        "HandoffStatusEnum": "careteam.models.HandoffStatus",
+        "HandoffKindEnum": "careteam.models.HandoffKind",
+        "HandoffPriorityEnum": "careteam.models.Priority",
+        "NotificationKindEnum": "careteam.models.NotificationKind",
+        "AuditActionEnum": "careteam.models.AuditAction",
+        "AuditOutcomeEnum": "careteam.models.AuditOutcome",
+        "ReferralStatusEnum": "referrals.models.ReferralStatus",
+        "ReferralOutcomeEnum": "referrals.models.ReferralOutcome",
+        "ServiceStatusEnum": "referrals.models.ServiceStatus",
+        "GoalPriorityEnum": "careplans.models.GoalPriority",
+        "ReferralPriorityEnum": [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
+    },
 }
 
 # ---------------------------------------------------------------------------

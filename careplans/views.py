@@ -210,7 +210,7 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             access=access,
             item=item,
             by=request.user,
-            changes=form.changes(),
+            changes=_link_changes(item, access, form.changes()),
             expected_version=form.cleaned_data["expected_version"],
             request=request,
         )
@@ -228,6 +228,22 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             + f"#{kind.name}-{item.pk}"
         )
     return _render_item(request, saved, access, message="Saved.")
+
+
+def _link_changes(item, access: PatientAccess, changes: dict) -> dict:
+    """Keep links the user cannot see (a sensitive need they may not view) and leave out
+    link lists that did not change, so a save touches only what the user changed."""
+    for name in ("goals", "needs"):
+        if name not in changes:
+            continue
+        related = getattr(item, name)
+        hidden = list(related.exclude(access.sensitivity_q())) if name == "needs" else []
+        wanted = {obj.pk: obj for obj in [*changes[name], *hidden]}
+        if set(wanted) == set(related.values_list("pk", flat=True)):
+            del changes[name]
+        else:
+            changes[name] = list(wanted.values())
+    return changes
 
 
 def _conflict(request, kind: Kind, item, access, form, current) -> HttpResponse:

@@ -491,6 +491,32 @@ def test_a_stale_save_shows_both_versions_and_overwrites_nothing(client, world):
     assert act.title == "Home visit on Monday with interpreter" and act.version == 3
 
 
+def test_editing_an_activity_keeps_its_link_to_a_need_the_editor_may_not_see(client, world):
+    hidden = f.NeedFactory(
+        care_plan=world.plan,
+        domain="behavioural",
+        category="mental-health",
+        sensitivity=world.behavioural_health,
+    )
+    act = f.ActivityFactory(care_plan=world.plan, title="Home visit")
+    act.needs.add(hidden)
+    client.force_login(world.nurse)
+    url = reverse("careplans:activity_edit", kwargs={"activity_id": act.pk})
+    assert client.post(url, _activity_post(act, 1, title="Home visit, week 2"), **HX).status_code == 200
+    act.refresh_from_db()
+    assert act.title == "Home visit, week 2"
+    assert list(act.needs.all()) == [hidden]
+
+
+def test_saving_an_unchanged_item_writes_no_new_version(client, world):
+    act = f.ActivityFactory(care_plan=world.plan, title="Home visit")
+    client.force_login(world.nurse)
+    url = reverse("careplans:activity_edit", kwargs={"activity_id": act.pk})
+    assert client.post(url, _activity_post(act, 1), **HX).status_code == 200
+    act.refresh_from_db()
+    assert act.version == 1 and act.history.count() == 1
+
+
 def test_an_activity_cannot_be_assigned_to_someone_off_the_team(client, world):
     act = f.ActivityFactory(care_plan=world.plan)
     client.force_login(world.nurse)

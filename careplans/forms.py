@@ -8,7 +8,16 @@ from django import forms
 from careteam.models import Discipline, SensitivityCategory
 from careteam.permissions import PatientAccess
 
-from .models import Activity, CarePlan, Goal, GoalLifecycle, Need, NoteKind
+from .models import (
+    CAREPLAN_TRANSITIONS,
+    Activity,
+    CarePlan,
+    CarePlanStatus,
+    Goal,
+    GoalLifecycle,
+    Need,
+    NoteKind,
+)
 from .selectors import team_users
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -149,3 +158,44 @@ class NoteForm(forms.Form):
     goal = forms.IntegerField(required=False, widget=forms.HiddenInput)
     need = forms.IntegerField(required=False, widget=forms.HiddenInput)
     activity = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class CarePlanForm(VersionedForm):
+    """The plan's own details; its status (legal next statuses only) for the case manager
+    and the plan lead."""
+
+    class Meta:
+        model = CarePlan
+        fields = ["title", "description", "period_start", "period_end", "review_due", "status"]
+        labels = {"period_start": "Starts", "period_end": "Ends", "review_due": "Review due"}
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "period_start": DATE,
+            "period_end": DATE,
+            "review_due": DATE,
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.access.can_edit_any:
+            del self.fields["status"]
+        else:
+            current = self.instance.status
+            legal = CAREPLAN_TRANSITIONS.get(current, set())
+            self.fields["status"].choices = [
+                (code, label) for code, label in CarePlanStatus.choices if code == current or code in legal
+            ]
+
+
+class CarePlanCreateForm(forms.Form):
+    title = forms.CharField(label="Plan title", max_length=200)
+    status = forms.ChoiceField(
+        label="Status",
+        choices=[(CarePlanStatus.DRAFT, "Draft"), (CarePlanStatus.ACTIVE, "Active")],
+        initial=CarePlanStatus.DRAFT,
+    )
+    review_due = forms.DateField(label="Review due", required=False, widget=DATE)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)

@@ -9,6 +9,7 @@ app_name = "careplans"
 urlpatterns = [
     path("<int:plan_id>/", views.plan_editor, name="plan_editor"),
     path("<int:plan_id>/history/", views.plan_history, name="plan_history"),
+    path("<int:plan_id>/edit/", views.plan_edit, name="plan_edit"),
     path("<int:plan_id>/goals/new/", views.goal_create, name="goal_create"),
     path("<int:plan_id>/needs/new/", views.need_create, name="need_create"),
     path("<int:plan_id>/activities/new/", views.activity_create, name="activity_create"),

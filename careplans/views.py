@@ -20,7 +20,7 @@ from careteam.concurrency import StaleVersionError
 from careteam.permissions import PatientAccess, access_item
 
 from . import selectors, services
-from .forms import ActivityForm, GoalCreateForm, GoalForm, NeedForm, NoteForm, StatusForm
+from .forms import ActivityForm, CarePlanForm, GoalCreateForm, GoalForm, NeedForm, NoteForm, StatusForm
 from .models import Activity, CarePlan, Goal, Need
 
 
@@ -376,6 +376,71 @@ def _make_views(kind_name: str):
 goal_detail, goal_edit, goal_status = _make_views("goal")
 need_detail, need_edit, need_status = _make_views("need")
 activity_detail, activity_edit, activity_status = _make_views("activity")
+
+
+# ---------------------------------------------------------------------------
+# The plan's own details and status
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
+    plan, access = _plan(request, plan_id)
+    context = {"plan": plan, "patient": plan.patient, "access": access}
+    if access.read_only:
+        return render(
+            request, "careplans/forbidden.html", {"message": "Emergency access is read-only."}, status=403
+        )
+    if request.method == "GET" and "cancel" in request.GET:
+        return _plan_response(request, "careplans/_plan_head.html", context)
+    form = CarePlanForm(request.POST or None, instance=plan, access=access, plan=plan, prefix="plan")
+    context["form"] = form
+    if request.method == "GET":
+        return _plan_response(request, "careplans/_plan_form.html", context)
+    if not form.is_valid():
+        return _plan_response(request, "careplans/_plan_form.html", context, status=422)
+    try:
+        saved = services.item_update(
+            access=access,
+            item=plan,
+            by=request.user,
+            changes=form.changes(),
+            expected_version=form.cleaned_data["expected_version"],
+            request=request,
+        )
+    except StaleVersionError as exc:
+        current = exc.current
+        theirs = CarePlanForm(instance=current, access=access, plan=current, prefix="theirs")
+        rows = []
+        for name in form.changes():
+            field = form.fields[name]
+            mine, other = (
+                _display(field, form.cleaned_data.get(name)),
+                _display(field, theirs.initial.get(name)),
+            )
+            rows.append({"label": field.label, "mine": mine, "theirs": other, "differs": mine != other})
+        data = request.POST.copy()
+        data[form.add_prefix("expected_version")] = str(current.version)
+        merge = CarePlanForm(data, instance=current, access=access, plan=current, prefix="plan")
+        merge.is_valid()
+        context.update(form=merge, conflict={"rows": rows, "version": current.version})
+        return _plan_response(request, "careplans/_plan_form.html", context, status=409)
+    except PermissionDenied as exc:
+        context["error"] = str(exc)
+        return _plan_response(request, "careplans/_plan_form.html", context, status=403)
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return _plan_response(request, "careplans/_plan_form.html", context, status=422)
+    if not request.htmx:
+        return redirect("careplans:plan_editor", plan_id=plan.pk)
+    context.update(plan=saved, message="Plan saved.")
+    return _plan_response(request, "careplans/_plan_head.html", context)
+
+
+def _plan_response(request, template: str, context: dict, status: int = 200) -> HttpResponse:
+    if not request.htmx:
+        context["partial"] = template
+        template = "careplans/item_page.html"
+    return render(request, template, context, status=status)
 
 
 # ---------------------------------------------------------------------------

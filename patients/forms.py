@@ -23,10 +23,35 @@ class WorklistFilterForm(forms.Form):
     waiting = forms.BooleanField(label="Something waiting for me", required=False)
 
 
+class ClinicianField(forms.ModelChoiceField):
+    """A clinician named by username (or id, as API clients and older pages post it).
+
+    A text box, not a <select>: a health system has thousands of clinicians, and a select
+    would render every one of them into every chart a case manager opens."""
+
+    widget = forms.TextInput(attrs={"placeholder": "Username", "autocomplete": "off"})
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, User):
+            value = value.pk
+        text = str(value).strip()
+        match = self.queryset.filter(username__iexact=text).first()
+        if match is None and text.isdigit():
+            match = self.queryset.filter(pk=int(text)).first()
+        if match is None:
+            raise forms.ValidationError("No active clinician has this username.", code="invalid_choice")
+        return match
+
+    def prepare_value(self, value):
+        return value.username if isinstance(value, User) else value
+
+
 class MembershipAddForm(forms.Form):
     """Give a clinician a role on this patient's team (case manager or lead only)."""
 
-    user = forms.ModelChoiceField(
+    user = ClinicianField(
         label="Clinician",
         queryset=User.objects.none(),
         empty_label="Choose a clinician",

@@ -13,6 +13,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import get_language_info
 from django.views.decorators.http import require_GET, require_http_methods
 
+from careplans import services as plan_services
+from careplans.forms import CarePlanCreateForm
 from careplans.models import CarePlanStatus
 from careteam import services as team_services
 from careteam.audit import AuditAction, audit
@@ -117,7 +119,46 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     }
     if access.can_manage_team:
         context["add_form"] = MembershipAddForm()
+    if not access.read_only:
+        context["plan_form"] = CarePlanCreateForm()
     return render(request, "patients/chart.html", context)
+
+
+# ---------------------------------------------------------------------------
+# Start a care plan
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Any team member may start the patient's plan (as a draft, or active if none is)."""
+    access = access_patient_by_id(request.user, patient_id)
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    if request.method == "GET":
+        return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#plan-h")
+    form = CarePlanCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            plan = plan_services.careplan_create(
+                access=access, by=request.user, request=request, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        except PermissionDenied as exc:
+            return _forbidden(request, str(exc))
+        else:
+            return redirect("careplans:plan_editor", plan_id=plan.pk)
+    context = {
+        "chart": selectors.chart_for(access),
+        "patient": access.patient,
+        "access": access,
+        "plan_form": form,
+        "language": _language(access.patient.preferred_language),
+        **_links(),
+    }
+    if access.can_manage_team:
+        context["add_form"] = MembershipAddForm()
+    return render(request, "patients/chart.html", context, status=422)
 
 
 # ---------------------------------------------------------------------------

@@ -639,3 +639,72 @@ def test_ending_a_role_of_another_patients_team_is_404(client, world):
         "team_role_end", kwargs={"patient_id": world.patient.pk, "membership_id": other_membership.pk}
     )
     assert client.post(url, {"version": 1}).status_code == 404
+
+
+# ---------------------------------------------------------------------------
+# The plan itself
+# ---------------------------------------------------------------------------
+def test_a_team_member_starts_a_plan_and_bad_input_keeps_it_unsaved(client, world):
+    fresh = f.PatientFactory(mrn="P-NEW-1")
+    _join(world, world.nurse, fresh)
+    client.force_login(world.nurse)
+    url = reverse("plan_create", kwargs={"patient_id": fresh.pk})
+    bad = client.post(url, {"title": "", "status": "draft", "review_due": "soon"})
+    assert bad.status_code == 422
+    assert "This field is required" in bad.content.decode() and "Enter a valid date" in bad.content.decode()
+    assert not fresh.care_plans.exists()
+    good = client.post(url, {"title": "Falls prevention", "status": "active"})
+    assert good.status_code == 302
+    assert fresh.care_plans.get().title == "Falls prevention"
+
+
+def test_a_second_active_plan_is_refused_next_to_the_status(client, world):
+    client.force_login(world.nurse)
+    url = reverse("plan_create", kwargs={"patient_id": world.patient.pk})
+    response = client.post(url, {"title": "Another", "status": "active"})
+    assert response.status_code == 422
+    assert "already has an active care plan" in response.content.decode()
+
+
+def test_only_case_manager_or_lead_change_the_plans_status(client, world):
+    url = reverse("careplans:plan_edit", kwargs={"plan_id": world.plan.pk})
+    data = {
+        "plan-title": "Team plan",
+        "plan-period_start": world.plan.period_start.isoformat(),
+        "plan-expected_version": 1,
+    }
+    client.force_login(world.nurse)
+    form = client.get(url, **HX).content.decode()
+    assert 'name="plan-status"' not in form
+    assert client.post(url, {**data, "plan-title": "Renamed by nurse"}, **HX).status_code == 200
+    client.force_login(world.case_manager)
+    form = client.get(url, **HX).content.decode()
+    assert 'value="on-hold"' in form and 'value="draft"' not in form
+    stale = client.post(url, {**data, "plan-status": "on-hold"}, **HX)
+    assert stale.status_code == 409 and "Renamed by nurse" in stale.content.decode()
+    ok = client.post(
+        url,
+        {**data, "plan-title": "Renamed by nurse", "plan-status": "on-hold", "plan-expected_version": 2},
+        **HX,
+    )
+    assert ok.status_code == 200
+    world.plan.refresh_from_db()
+    assert world.plan.status == "on-hold" and world.plan.title == "Renamed by nurse"
+
+
+def test_an_outsider_cannot_start_or_edit_a_plan(client, world):
+    client.force_login(world.outsider)
+    assert (
+        client.post(
+            reverse("plan_create", kwargs={"patient_id": world.patient.pk}), {"title": "x", "status": "draft"}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            reverse("careplans:plan_edit", kwargs={"plan_id": world.plan.pk}), {"plan-title": "x"}
+        ).status_code
+        == 404
+    )
+    world.plan.refresh_from_db()
+    assert world.plan.title == "Team plan"

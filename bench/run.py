@@ -56,6 +56,11 @@ class Result:
     queries_max: int = 0
     floor_p50: float | None = None
     floor_p95: float | None = None
+    # EXPLAIN (ANALYZE, BUFFERS) of one request's read queries: the work PostgreSQL does,
+    # in 8 kB pages touched, which unlike time does not depend on the machine's load
+    buffers: int | None = None
+    db_ms: float | None = None
+    slowest_sql: str = ""
     statuses: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -101,6 +106,30 @@ class Bench:
         self.only = only
         self.clients: dict[int, Client] = {}
         self.results: list[Result] = []
+        self.explain = True
+        self.exclude: set[str] = set()
+
+    def explain_queries(self, res: Result, captured: list[dict]) -> None:
+        """Sum pages touched and execution time over the read queries of one request."""
+        buffers, db_ms, slowest = 0, 0.0, (0.0, "")
+        for q in captured:
+            sql = q["sql"] or ""
+            if not sql.lstrip().upper().startswith(("SELECT", "WITH")) or "FOR UPDATE" in sql.upper():
+                continue
+            try:
+                with self.connection.connection.cursor() as cur:
+                    cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+                    plan = cur.fetchone()[0][0]
+            except Exception:  # noqa: BLE001 - a statement EXPLAIN cannot take is simply not counted
+                self.connection.connection.rollback()
+                continue
+            top = plan["Plan"]
+            pages = top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+            buffers += pages
+            db_ms += plan["Execution Time"]
+            if plan["Execution Time"] > slowest[0]:
+                slowest = (plan["Execution Time"], " ".join(sql.split())[:400])
+        res.buffers, res.db_ms, res.slowest_sql = buffers, round(db_ms, 2), slowest[1]
 
     # -- helpers ----------------------------------------------------------------
     def client(self, user):
@@ -138,7 +167,7 @@ class Bench:
         same i. `before(i)` runs untimed (e.g. to read the version an edit will send)."""
         from django.test.utils import CaptureQueriesContext
 
-        if self.only and name not in self.only:
+        if (self.only and name not in self.only) or name in self.exclude:
             return None
         n = requests or self.requests
         res = Result(name=name, kind=kind, note=note)
@@ -169,6 +198,8 @@ class Bench:
         res.n = len(times)
         res.p50, res.p95, res.p99 = pct(times, 50), pct(times, 95), pct(times, 99)
         res.queries_min, res.queries_max = min(queries), max(queries)
+        if self.explain:
+            self.explain_queries(res, ctx.captured_queries)
         if floor is not None:
             ftimes = []
             for i in range(-self.warmup, n):
@@ -182,6 +213,7 @@ class Bench:
         print(
             f"  {name:<26} p50 {res.p50:7.2f}  p95 {res.p95:7.2f}  p99 {res.p99:7.2f} ms  "
             f"q {res.queries_min}-{res.queries_max}  floor {res.floor_p50 or 0:6.2f} ms {ratio}  "
+            f"pages {res.buffers}  "
             f"{dict(res.statuses)}",
             flush=True,
         )
@@ -666,7 +698,9 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 # Child: one database
 # ---------------------------------------------------------------------------
-def run_one(db: str, requests: int, warmup: int, only: set[str] | None, out: Path | None) -> dict:
+def run_one(
+    db: str, requests: int, warmup: int, only: set[str] | None, out: Path | None, no_sweep: bool = False
+) -> dict:
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
     os.environ.setdefault("DEBUG", "true")
@@ -678,6 +712,8 @@ def run_one(db: str, requests: int, warmup: int, only: set[str] | None, out: Pat
 
     settings.SECURE_SSL_REDIRECT = False
     bench = Bench(requests, warmup, only)
+    if no_sweep:
+        bench.exclude.add("reminder sweep")
     ctx = personas(bench)
     load = os.getloadavg()
     print(
@@ -716,7 +752,7 @@ def fmt(v: float | None, spec: str = "7.2f") -> str:
 def print_table(report: dict) -> None:
     print(f"\n## {report['database']}: {report['sizes']}")
     print(
-        f"{'operation':<32}{'p50':>8}{'p95':>8}{'p99':>8}{'queries':>9}{'floor p50':>11}{'ratio':>7}  verdict"
+        f"{'operation':<32}{'p50':>8}{'p95':>8}{'p99':>8}{'queries':>9}{'pages':>8}{'floor p50':>11}{'ratio':>7}  verdict"
     )
     for r in report["results"]:
         if not r["available"]:
@@ -730,7 +766,7 @@ def print_table(report: dict) -> None:
         ratio = f"{r['ratio']:.1f}x" if r["ratio"] else "-"
         verdict = "; ".join(r["misses"]) or "ok"
         print(
-            f"{r['name']:<32}{r['p50']:8.2f}{r['p95']:8.2f}{r['p99']:8.2f}{q:>9}"
+            f"{r['name']:<32}{r['p50']:8.2f}{r['p95']:8.2f}{r['p99']:8.2f}{q:>9}{r.get('buffers') or 0:>8}"
             f"{fmt(r['floor_p50'], '11.2f')}{ratio:>7}  {verdict}"
         )
 
@@ -739,7 +775,8 @@ def compare(small: dict, big: dict) -> int:
     """Growth from the small to the big database per operation; returns the misses."""
     print(f"\n## growth {small['database']} -> {big['database']}")
     print(
-        f"{'operation':<32}{'p50 small':>10}{'p50 big':>9}{'growth':>8}{'p95 growth':>11}{'queries':>12}  verdict"
+        f"{'operation':<32}{'p50 small':>10}{'p50 big':>9}{'growth':>8}{'p95 growth':>11}{'queries':>12}"
+        f"{'pages':>16}  verdict"
     )
     misses = 0
     by_name = {r["name"]: r for r in small["results"]}
@@ -757,8 +794,9 @@ def compare(small: dict, big: dict) -> int:
             verdict.append("query count changes with size")
         misses += bool(verdict)
         q = f"{s['queries_max']}->{r['queries_max']}"
+        pages = f"{s.get('buffers') or 0}->{r.get('buffers') or 0}"
         print(
-            f"{r['name']:<32}{s['p50']:10.2f}{r['p50']:9.2f}{growth:7.2f}x{growth95:10.2f}x{q:>12}  "
+            f"{r['name']:<32}{s['p50']:10.2f}{r['p50']:9.2f}{growth:7.2f}x{growth95:10.2f}x{q:>12}{pages:>16}  "
             f"{'; '.join(verdict) or 'ok'}"
         )
     return misses
@@ -771,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--only", help="comma-separated operation names")
     parser.add_argument("--json", type=Path, help="write the results here (one database)")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the reminder sweep")
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("SMALL", "BIG"), help="compare two JSON results"
     )
@@ -783,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if compare(small, big) else 0
     dbs = args.db or ["careteam_bench"]
     if len(dbs) == 1:
-        run_one(dbs[0], args.requests, args.warmup, only, args.json)
+        run_one(dbs[0], args.requests, args.warmup, only, args.json, args.no_sweep)
         return 0
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -803,6 +842,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if args.only:
                 cmd += ["--only", args.only]
+            if args.no_sweep:
+                cmd.append("--no-sweep")
             subprocess.run(cmd, check=True)  # noqa: S603 - our own script
             reports.append(json.loads(out.read_text()))
             if args.json:

@@ -530,3 +530,21 @@ def test_need_model_counts_unchanged_by_invalid_choice(world):
     )
     assert response.status_code == 400 and "domain" in response.json()
     assert Need.objects.count() == before
+
+
+def test_out_of_range_ids_answer_like_missing_ones(world):
+    client = client_for(world.nurse)
+    huge = "9" * 25
+    assert client.get(f"/api/v1/goals/{huge}/").status_code == 404
+    assert client.get(f"/api/v1/goals/?patient={'9' * 20}").json()["count"] == 0
+    assert client.get(f"/fhir/Task/handoff-{huge}").status_code == 404
+
+
+def test_nul_characters_answer_400_not_a_server_error(world):
+    client = client_for(world.case_manager)
+    response = client.post(
+        "/api/v1/activities/",
+        {"care_plan": world.plan.pk, "title": "x", "owner_discipline": "nurs\x00ing"},
+        format="json",
+    )
+    assert response.status_code == 400 and "owner_discipline" in response.json()

@@ -98,7 +98,7 @@ def test_api_answers_generated_requests_as_its_schema_says(api_data):
         strategies.append(operation.as_strategy(GenerationMode.NEGATIVE, path_parameters=real or None))
 
         @given(case=st.one_of(strategies))
-        @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
         def run(case):
             case.call_and_validate(headers=headers, checks=CHECKS)
 

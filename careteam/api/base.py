@@ -109,7 +109,9 @@ class PatientDataViewSet(
             action=AuditAction.VIEW,
             object_type=self.audit_type,
             object_id="",
-            patient_id=int(patient_filter) if patient_filter and patient_filter.isdigit() else None,
+            patient_id=int(patient_filter)
+            if patient_filter and patient_filter.isdigit() and len(patient_filter) < 16
+            else None,
             request=request,
             detail=f"API list, {count} results",
         )

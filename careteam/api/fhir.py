@@ -9,6 +9,7 @@ and `referral-<id>` for the Gravity-style task that tracks a referral.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -411,6 +412,8 @@ def parse_careplan_bundle(data: dict) -> dict:
 
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         raise ValidationError({"resourceType": ["Send a Bundle holding one CarePlan and its Goals."]})
+    if "\\u0000" in json.dumps(data):
+        raise ValidationError({"Bundle": ["Text may not contain NUL characters."]})
     try:
         parsed = Bundle.model_validate(data)
     except PydanticError as exc:

@@ -92,12 +92,21 @@ class RestrictedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
         return restrict(self.model.objects.all(), request.user, patient_path=self.patient_path)
 
 
+class CodeField(serializers.SlugRelatedField):
+    """A reference by code; a code PostgreSQL cannot even compare (NUL) is simply unknown."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def discipline_field(**kw) -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(slug_field="code", queryset=Discipline.objects.all(), **kw)
+    return CodeField(slug_field="code", queryset=Discipline.objects.all(), **kw)
 
 
 def sensitivity_field(**kw) -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(
+    return CodeField(
         slug_field="code", queryset=SensitivityCategory.objects.all(), required=False, allow_null=True, **kw
     )
 

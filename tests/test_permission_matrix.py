@@ -14,6 +14,7 @@ per-transaction tuple counters, audit and session tables excepted).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -232,7 +233,10 @@ def build(world) -> Matrix:
         type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
     other["membership_id"] = TeamMembership.objects.get(patient=world.other_patient)
     other["handoff_id"] = f.HandoffFactory(
-        patient=world.other_patient, from_user=world.other_team_nurse, to_user=world.outsider
+        patient=world.other_patient,
+        from_user=world.other_team_nurse,
+        to_user=None,
+        to_discipline=d("nursing"),
     )
     other["referral_id"] = f.ReferralFactory(
         patient=world.other_patient,
@@ -437,10 +441,49 @@ def _status_ok(response, allowed: set, login_url: str) -> bool:
     return code in allowed
 
 
+COUNT_RULES = {"login", "patient-read"}
+COUNT_ROLES = {"nurse", "pharmacist", "break_glass", "outsider"}
+_CSRF = re.compile(rb'(X-CSRFToken": "|name="csrfmiddlewaretoken" value=")[^"]+')
+
+
+def _normalized(response) -> bytes:
+    if response is None or getattr(response, "streaming", False):
+        return b""
+    return _CSRF.sub(rb"\1", response.content)
+
+
+def _add_hidden_items(world, m: Matrix) -> None:
+    """Items none of COUNT_ROLES may see: sensitive ones on the team's plan (open and
+    overdue, so they would count), and a whole new patient on another team."""
+    d = f.discipline
+    bh = world.behavioural_health
+    plan = m.team["plan_id"]
+    overdue = timezone.localdate() - dt.timedelta(days=3)
+    f.NeedFactory(care_plan=plan, description="HIDDEN-NEED", sensitivity=bh, is_barrier=True)
+    f.ActivityFactory(
+        care_plan=plan,
+        title="HIDDEN-ACTIVITY",
+        owner_discipline=d("behavioural-health"),
+        sensitivity=bh,
+        due_date=overdue,
+    )
+    Note.objects.create(care_plan=plan, text="HIDDEN-NOTE", author=world.behavioural, sensitivity=bh)
+    patient = f.PatientFactory(mrn="MRN-HIDDEN-1", given_name="Hidden", family_name="Person")
+    team_services.membership_add(patient=patient, user=world.other_team_nurse, discipline=d("nursing"))
+    other_plan = f.CarePlanFactory(patient=patient, title="Hidden plan", review_due=overdue)
+    f.NeedFactory(care_plan=other_plan, description="HIDDEN-OTHER-NEED")
+    f.ActivityFactory(care_plan=other_plan, title="HIDDEN-OTHER-ACTIVITY", due_date=overdue)
+    f.HandoffFactory(
+        patient=patient, from_user=world.other_team_nurse, to_user=None, to_discipline=d("nursing")
+    )
+
+
 def test_permission_matrix(world, capsys):
     started = time.monotonic()
     m = build(world)
     login_url = reverse("login")
+    pages: list[tuple[str, str, str]] = []
+    controls = 0
     failures: list[str] = []
     cases = 0
     checked_urls = 0
@@ -478,12 +521,44 @@ def test_permission_matrix(world, capsys):
                     leaked = [t for t in leaks if t in text]
                     if leaked:
                         failures.append(f"{where}: response shows {leaked}")
+                    if (
+                        method == "GET"
+                        and response.status_code == 200
+                        and route.rule in COUNT_RULES
+                        and role in COUNT_ROLES
+                        and scenario in ("none", "team")
+                    ):
+                        pages.append((where, role, url))
+    # counts: adding items the role may not see must not change the page at all
+    for where, role, url in pages:
+        client = m.clients[role]
+        before = _normalized(_request(client, "GET", url)[0])
+        with transaction.atomic():
+            _add_hidden_items(world, m)
+            with_hidden = _normalized(_request(client, "GET", url)[0])
+            transaction.set_rollback(True)
+        again = _normalized(_request(client, "GET", url)[0])
+        cases += 1
+        if before == again and before != with_hidden:
+            failures.append(f"{where}: the page changes when items hidden from {role} are added (counts?)")
+        if role == "nurse" and before == again:
+            # control: the comparison does see items the nurse may see
+            with transaction.atomic():
+                f.NeedFactory(care_plan=m.team["plan_id"], description="VISIBLE-NEED", is_barrier=True)
+                f.ActivityFactory(
+                    care_plan=m.team["plan_id"], title="VISIBLE-ACTIVITY", due_date=dt.date(2020, 1, 1)
+                )
+                if _normalized(_request(client, "GET", url)[0]) != before:
+                    controls += 1
+                transaction.set_rollback(True)
     elapsed = time.monotonic() - started
     with capsys.disabled():
         print(
-            f"\npermission matrix: {cases} cases over {checked_urls} URLs x {len(ROLES)} roles in {elapsed:.1f}s"
+            f"\npermission matrix: {cases} cases over {checked_urls} URLs x {len(ROLES)} roles "
+            f"({len(pages)} pages checked for hidden counts, {controls} controls) in {elapsed:.1f}s"
         )
     assert not failures, f"{len(failures)} of {cases} matrix cases failed:\n" + "\n".join(failures)
+    assert controls > 0, "no page changed when visible items were added: the count check sees nothing"
     assert checked_urls >= 3
     assert cases > 100
 

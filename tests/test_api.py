@@ -482,13 +482,15 @@ def test_reads_and_writes_through_the_api_are_audited(world):
     assert AuditEvent.objects.filter(user=world.nurse, object_id=str(goal.pk), action="update").exists()
 
 
-def test_audit_events_case_manager_sees_their_patients_auditor_sees_all(world):
+def test_audit_events_case_manager_and_lead_see_their_patients_auditor_sees_all(world):
     f.GoalFactory(care_plan=world.other_plan)
     client_for(world.nurse).get(f"/api/v1/patients/{world.patient.pk}/")
     client_for(world.other_team_nurse).get(f"/api/v1/patients/{world.other_patient.pk}/")
     cm_events = client_for(world.case_manager).get("/api/v1/audit-events/").json()["results"]
     assert cm_events and {e["patient_id"] for e in cm_events} == {world.patient.pk}
     assert client_for(world.nurse).get("/api/v1/audit-events/").json()["count"] == 0
+    lead_events = client_for(world.lead).get("/api/v1/audit-events/").json()["results"]
+    assert {e["patient_id"] for e in lead_events} == {world.patient.pk}
     auditor = f.UserFactory(username="auditor1")
     auditor.user_permissions.add(Permission.objects.get(codename="view_audit_log"))
     everything = client_for(auditor).get("/api/v1/audit-events/").json()["results"]

@@ -7,7 +7,7 @@ and saves (atomically, audited), the output serializer renders the saved object.
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -50,10 +50,6 @@ def documented(output, create=None, update=None, **extra):
         )
     views.update(extra)
     return extend_schema_view(**views)
-
-
-def _changes(data: dict) -> dict:
-    return {k: v for k, v in data.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -105,7 +101,7 @@ class PlanItemViewSet(PatientDataViewSet):
             access=access,
             item=obj,
             by=self.request.user,
-            changes=_changes(data),
+            changes=data,
             expected_version=version,
             request=self.request,
         )
@@ -140,7 +136,7 @@ class CarePlanViewSet(PatientDataViewSet):
             access=access,
             item=obj,
             by=self.request.user,
-            changes=_changes(data),
+            changes=data,
             expected_version=version,
             request=self.request,
         )
@@ -350,13 +346,16 @@ class NotificationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 
 
 def audit_events_for(user):
-    """Auditors (careteam.view_audit_log) read every event; a case manager reads the
-    events of the patients they currently manage; everyone else reads none."""
-    if user.is_superuser or user.has_perm("careteam.view_audit_log"):
+    """The audit pages' rules: auditors (careteam.view_audit_log) read the whole trail;
+    a patient's case manager and plan lead read that patient's access log
+    (`PatientAccess.can_view_access_log`); everyone else reads nothing."""
+    if user.is_active and user.has_perm("careteam.view_audit_log"):
         return AuditEvent.objects.all()
-    managed = TeamMembership.objects.current().filter(user_id=user.pk, role=TeamRole.CASE_MANAGER)
+    managed = TeamMembership.objects.current().filter(
+        user_id=user.pk, role__in=(TeamRole.CASE_MANAGER, TeamRole.LEAD)
+    )
     patients = team_patients_for(user).filter(pk__in=managed.values("patient_id"))
-    return AuditEvent.objects.filter(Q(patient_id__in=patients.values("pk")))
+    return AuditEvent.objects.filter(patient_id__in=patients.values("pk"))
 
 
 class AuditEventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):

@@ -359,3 +359,31 @@ def test_fhir_output_for_the_demo_data_validates(reference_data):
             if status == 200:
                 checked += len(data["entry"])
     assert checked > 20
+
+
+def test_unauthenticated_fhir_read_answers_401_operation_outcome(world):
+    status, data = fhir_get(None, f"/fhir/Patient/{world.patient.pk}")
+    assert status == 401 and data["issue"][0]["code"] == "login"
+
+
+def test_import_refuses_nul_characters_with_400(world, new_patient):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "CarePlan",
+                    "status": "draft",
+                    "intent": "plan",
+                    "title": "Bad\u0000title",
+                    "subject": {"reference": f"Patient/{new_patient.pk}"},
+                }
+            }
+        ],
+    }
+    client = APIClient()
+    client.force_authenticate(world.case_manager)
+    response = client.post(f"/fhir/Patient/{new_patient.pk}/CarePlan/$import", bundle, format="json")
+    assert response.status_code == 400
+    assert not CarePlan.objects.filter(patient=new_patient).exists()

@@ -68,6 +68,8 @@ class PatientAuditMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.method in SAFE_METHODS or not view_kwargs:
             return None
+        if getattr(view_func, "cls", None) is not None:
+            return None  # REST framework views authenticate later and answer in JSON themselves
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None

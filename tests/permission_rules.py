@@ -107,6 +107,7 @@ RULES: dict[str, str] = {
     "api-need-list": "api",
     "api-notification-detail": "api",
     "api-notification-list": "api",
+    "api-notification-read": "api",
     "api-organization-detail": "api",
     "api-organization-list": "api",
     "api-patient-detail": "api",

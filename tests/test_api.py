@@ -401,6 +401,11 @@ def test_notifications_are_the_callers_own(world):
     client = client_for(world.nurse)
     assert result_ids(client.get("/api/v1/notifications/")) == {mine.pk}
     assert client.get(f"/api/v1/notifications/{theirs.pk}/").status_code == 404
+    assert client.post(f"/api/v1/notifications/{theirs.pk}/read/").status_code == 404
+    marked = client.post(f"/api/v1/notifications/{mine.pk}/read/")
+    assert marked.status_code == 200 and marked.json()["read_at"] is not None
+    assert result_ids(client.get("/api/v1/notifications/?unread=true")) == set()
+    assert Notification.objects.get(pk=theirs.pk).read_at is None
 
 
 # ---------------------------------------------------------------------------

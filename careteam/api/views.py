@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,6 +21,7 @@ from careplans.models import Activity, CarePlan, Goal, Need
 from careteam import services as team_services
 from careteam.concurrency import lock_for_update
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
+from careteam.notifications import notification_mark_read, notifications_for
 from careteam.permissions import (
     PatientAccess,
     access_patient_by_id,
@@ -332,7 +334,8 @@ class ServiceViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 # The caller's own notifications; audit events
 # ---------------------------------------------------------------------------
 class NotificationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
-    """Only the caller's own notifications; anyone else's id answers 404."""
+    """Only the caller's own notifications (none about patients they can no longer see);
+    anyone else's id answers 404."""
 
     serializer_class = s.NotificationSerializer
     filterset_class = filters.NotificationFilter
@@ -342,7 +345,16 @@ class NotificationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Notification.objects.none()  # schema generation
 
     def get_queryset(self):
-        return Notification.objects.filter(recipient_id=self.request.user.pk)
+        return notifications_for(self.request.user)
+
+    @extend_schema(request=None, responses={200: s.NotificationSerializer})
+    @action(detail=True, methods=["post"])
+    def read(self, request, notification_id=None):
+        """Mark the notification read (idempotent)."""
+        notification = self.get_object()
+        notification_mark_read(user=request.user, notification_id=notification.pk)
+        notification.refresh_from_db()
+        return Response(self.get_serializer(notification).data)
 
 
 def audit_events_for(user):

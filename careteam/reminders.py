@@ -38,9 +38,11 @@ from .permissions import VIEW_PATIENT
 
 logger = logging.getLogger(__name__)
 
-# Emails are enqueued in messages of this many notification ids: a sweep that creates
-# 100,000 reminders publishes 500 messages, not 100,000.
+# Emails are enqueued in messages of at least EMAIL_CHUNK notification ids, and at most
+# EMAIL_MESSAGES messages per batch: a sweep that creates 100,000 reminders publishes 100
+# messages of 1,000 ids (each publish costs milliseconds), a small one spreads over workers.
 EMAIL_CHUNK = 200
+EMAIL_MESSAGES = 100
 # At most this many unsent emails are re-enqueued per sweep (the rest next minute).
 REQUEUE_LIMIT = 20_000
 
@@ -307,8 +309,9 @@ def enqueue_emails(ids: list[int]) -> None:
             if len(ids) == 1:
                 send_notification_email.apply_async(args=[ids[0]], **PUBLISH)
             else:
-                for start in range(0, len(ids), EMAIL_CHUNK):
-                    send_notification_emails.apply_async(args=[ids[start : start + EMAIL_CHUNK]], **PUBLISH)
+                chunk = max(EMAIL_CHUNK, -(-len(ids) // EMAIL_MESSAGES))
+                for start in range(0, len(ids), chunk):
+                    send_notification_emails.apply_async(args=[ids[start : start + chunk]], **PUBLISH)
         except Exception:  # noqa: BLE001 - any broker error: log and let the sweep retry
             logger.warning(
                 "could not enqueue %d notification email(s); the reminder sweep will retry",

@@ -302,3 +302,13 @@ def test_case_manager_sees_all_open_handoffs_of_their_patients_with_overdue_mark
     assert "Overdue" in response.content.decode()
     _login(client, world.nurse)  # not a case manager: sees none
     assert client.get(reverse("team:open_handoffs")).context["handoffs"] == []
+
+
+def test_empty_answer_is_a_form_error_and_changes_nothing(client, world):
+    handoff = _handoff(world, to_user=world.nurse)
+    _login(client, world.nurse)
+    response = client.post(reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk}), {})
+    assert response.status_code == 422
+    assert "Choose one of the answers" in response.content.decode()
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.version) == ("requested", 1)

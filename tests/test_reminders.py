@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from careteam import handoffs as handoff_services
@@ -222,20 +223,57 @@ def test_email_is_not_sent_to_someone_who_lost_access_since_the_reminder(world):
 
 
 def test_web_save_succeeds_and_logs_when_the_broker_is_down(
-    world, settings, caplog, django_capture_on_commit_callbacks
+    client, world, caplog, django_capture_on_commit_callbacks
 ):
     from careteam.celery import app
 
     old = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    app.pool.force_close_all()
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    app._pool = None
+    app.amqp._producer_pool = None
+    client.force_login(world.lead)
+    due = (timezone.localtime() + dt.timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M")
+    data = {
+        "to_user": world.nurse.pk,
+        "situation": "s",
+        "background": "b",
+        "assessment": "a",
+        "recommendation": "r",
+        "due_at": due,
+        "priority": "routine",
+        "kind": "patient",
+    }
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            h = _handoff(world, to_user=world.nurse, age_minutes=0)
+            response = client.post(
+                reverse("team:handoff_create", kwargs={"patient_id": world.patient.pk}), data
+            )
     finally:
         app.conf.broker_url = old
-        app.pool.force_close_all()
-    assert Handoff.objects.filter(pk=h.pk).exists()
+        app._pool = None
+        app.amqp._producer_pool = None
+    assert response.status_code == 302
+    assert Handoff.objects.filter(to_user=world.nurse).exists()
     n = Notification.objects.get(kind=NotificationKind.HANDOFF_RECEIVED)
-    assert n.email_sent_at is None
-    assert "could not enqueue" in caplog.text
+    assert n.email_sent_at is None  # the sweep re-enqueues it after the grace period
+    assert "could not enqueue 1 notification email" in caplog.text
+
+
+def test_requeue_takes_only_unsent_emails_past_the_grace_period(
+    world, settings, django_capture_on_commit_callbacks
+):
+    from careteam.reminders import emails_requeue
+
+    settings.NOTIFICATION_EMAIL_GRACE_SECONDS = 300
+    for _ in range(3):
+        _handoff(world, to_user=world.nurse, age_minutes=45)
+    reminders_sweep()
+    old, sent, fresh = _reminders().order_by("pk")
+    Notification.objects.filter(pk__in=[old.pk, sent.pk]).update(
+        created_at=timezone.now() - dt.timedelta(minutes=10)
+    )
+    Notification.objects.filter(pk=sent.pk).update(email_sent_at=timezone.now())
+    Notification.objects.filter(kind=NotificationKind.HANDOFF_RECEIVED).update(email_sent_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert emails_requeue() == 1
+    assert len(callbacks) == 1  # one publish, after commit

@@ -253,6 +253,8 @@ SPECTACULAR_SETTINGS = {
         "careteam.api.schema.add_error_responses",
     ],
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are the update serializers as declared (their required fields stay required)
+    "COMPONENT_SPLIT_PATCH": False,
     "ENUM_NAME_OVERRIDES": {
         "PatientStatusEnum": "patients.models.PatientStatus",
         "CarePlanStatusEnum": "careplans.models.CarePlanStatus",

@@ -13,7 +13,9 @@ from careplans.models import Activity, Goal
 
 from .conftest import SCREENSHOTS, screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each live-server test would otherwise also wipe the
+# reference rows the migrations seeded, for every later test on the same database
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 def _open_plan(page, live_server, world):

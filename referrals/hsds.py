@@ -1161,7 +1161,41 @@ def write_export(folder: str | Path, services=None) -> dict[str, int]:
         (folder / name).write_text(json.dumps(objects, indent=2, ensure_ascii=False), encoding="utf-8")
     for table, rows in flatten(documents).items():
         (folder / CSV_FILES[table]).write_text(rows_to_csv(table, rows), encoding="utf-8")
+    (folder / "datapackage.json").write_text(json.dumps(datapackage(), indent=2), encoding="utf-8")
     return {name: len(objects) for name, objects in documents.items()}
+
+
+CSV_TYPES = {
+    "uuid": "string",
+    "string": "string",
+    "number": "number",
+    "integer": "integer",
+    "boolean": "boolean",
+}
+
+
+def datapackage() -> dict:
+    """The package's descriptor (Frictionless tabular data package), as HSDS ships it."""
+    return {
+        "name": "hsds-catalog",
+        "profile": "tabular-data-package",
+        "resources": [
+            {
+                "name": table,
+                "path": filename,
+                "profile": "tabular-data-resource",
+                "schema": {
+                    "fields": [
+                        {"name": column, "type": CSV_TYPES.get(kind, "string")}
+                        | ({"format": "uuid"} if kind == "uuid" else {})
+                        for column, kind in table_fields()[table][0].items()
+                    ],
+                    "primaryKey": "id",
+                },
+            }
+            for table, filename in CSV_FILES.items()
+        ],
+    }
 
 
 def rows_to_csv(table: str, rows: list[dict]) -> str:

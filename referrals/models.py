@@ -7,10 +7,11 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 
@@ -159,6 +160,8 @@ class Service(models.Model):
             models.Index(fields=["status", "name"], name="service_status_name_idx"),
             GinIndex(fields=["search_vector"], name="service_search_idx"),
             GinIndex(fields=["languages"], name="service_languages_idx"),
+            # substring search of the service area (icontains is UPPER(...) LIKE on PostgreSQL)
+            GinIndex(OpClass(Upper("service_area"), name="gin_trgm_ops"), name="service_area_trgm"),
         ]
 
     def __str__(self) -> str:

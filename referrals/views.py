@@ -166,7 +166,7 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
                         f"Referral to {chosen.name} {'sent' if referral.status != 'draft' else 'saved as a draft'}.",
                     )
                     return redirect("referrals:detail", referral_id=referral.pk)
-        status = 400
+        status = 422  # the project's status for a form with errors (htmx swaps it in)
     else:
         form = ReferralForm(
             initial={"need": raw_need or "", "service": request.GET.get("service") or None}, needs=needs
@@ -272,7 +272,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
     access.require_edit()
     form = ReferralStatusForm(request.POST, referral=referral)
     if not form.is_valid():
-        return _render_detail(request, referral, access, form=form, status=400)
+        return _render_detail(request, referral, access, form=form, status=422)
     data = form.cleaned_data
     try:
         updated = services.referral_set_status(
@@ -287,7 +287,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
         )
     except ValidationError as exc:
         _add_errors(form, exc)
-        return _render_detail(request, referral, access, form=form, status=400)
+        return _render_detail(request, referral, access, form=form, status=422)
     except StaleVersionError as exc:
         fresh, _ = selectors.referral_for_user(request.user, referral_id)
         return _render_detail(request, fresh, access, status=409, error=f"{exc} Review it and try again.")
@@ -365,7 +365,7 @@ def catalog_import(request: HttpRequest) -> HttpResponse:
                 warnings = result.warnings
                 if not warnings:
                     return redirect("referrals:catalog_import")
-        status = 400 if (problems or form.errors) else 200
+        status = 422 if (problems or form.errors) else 200
     else:
         form, status = HsdsImportForm(), 200
     context = {"form": form, "problems": problems, "warnings": warnings}

@@ -210,13 +210,13 @@ def test_an_invalid_upload_lists_every_problem_and_imports_nothing(catalog_admin
     bad = tmp_path / "services.json"
     bad.write_text(json.dumps([{"id": "0b7f3f4e-93f1-4a5e-8a6c-5d0d5d6a1a11", "name": "No status"}]))
     response = catalog_admin.post(reverse("referrals:catalog_import"), {"file": upload(bad)})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Nothing was imported." in response.content
     assert b"services.json, line 1: service: &#x27;status&#x27; is a required property" in response.content
     wrong_type = catalog_admin.post(
         reverse("referrals:catalog_import"), {"file": SimpleUploadedFile("catalog.xml", b"<x/>")}
     )
-    assert wrong_type.status_code == 400 and b"Upload a .json file or a .zip" in wrong_type.content
+    assert wrong_type.status_code == 422 and b"Upload a .json file or a .zip" in wrong_type.content
     assert not Service.objects.exists()
 
 

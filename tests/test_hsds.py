@@ -207,6 +207,8 @@ def test_every_exported_object_validates_against_the_compiled_schemas(mixed_cata
             errors = list(hsds.validator(table).iter_errors(obj))
             assert not errors, (name, [e.message for e in errors[:3]])
     assert (tmp_path / "services.csv").exists() and (tmp_path / "phones.csv").exists()
+    package = json.loads((tmp_path / "datapackage.json").read_text())
+    assert {r["path"] for r in package["resources"]} >= {"services.csv", "organizations.csv", "phones.csv"}
     groceries = next(
         s for s in json.loads((tmp_path / "services.json").read_text()) if s["name"] == "Groceries"
     )

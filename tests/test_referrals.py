@@ -86,7 +86,7 @@ def test_sending_without_recorded_consent_is_refused_with_a_clear_error_and_writ
     page = client.get(new_url(world))
     assert b"No consent to share information with community services" in page.content
     response = post_referral(client, world, food, need)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Record the patient&#x27;s consent" in response.content
     assert not Referral.objects.exists() and not ReferralEvent.objects.exists()
 
@@ -97,7 +97,7 @@ def test_a_draft_can_be_saved_without_consent_and_sent_once_consent_is_recorded(
     referral = Referral.objects.get()
     assert response.status_code == 302 and referral.status == "draft" and referral.consent is None
     refused = set_status(client, referral, "requested")
-    assert refused.status_code == 400 and b"consent" in refused.content
+    assert refused.status_code == 422 and b"consent" in refused.content
     f.ConsentFactory(patient=world.patient)
     assert set_status(client, referral, "requested").status_code == 302
     referral.refresh_from_db()
@@ -109,7 +109,7 @@ def test_a_referral_to_an_inactive_service_is_refused_with_the_reason(client, wo
     food.save()
     client.force_login(world.nurse)
     response = post_referral(client, world, food)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Eastside Food Pantry is temporarily closed: it cannot take referrals." in response.content
     assert not Referral.objects.exists()
 
@@ -117,7 +117,7 @@ def test_a_referral_to_an_inactive_service_is_refused_with_the_reason(client, wo
 def test_an_empty_referral_form_explains_each_missing_field(client, world, consent):
     client.force_login(world.nurse)
     response = client.post(new_url(world), {})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Choose a service." in response.content and b"This field is required." in response.content
     assert not Referral.objects.exists()
 
@@ -160,7 +160,7 @@ def test_the_referrer_records_the_services_answers_along_legal_transitions_and_e
 
 def test_an_illegal_transition_is_refused_with_the_allowed_ones_and_nothing_changes(client, world, sent):
     response = set_status(client, sent, "completed", outcome="got-help")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Select a valid choice" in response.content
     events = sent.events.count()
     # the service layer refuses it too, whatever the form offers
@@ -182,7 +182,7 @@ def test_an_illegal_transition_is_refused_with_the_allowed_ones_and_nothing_chan
 def test_closing_with_an_outcome_resolves_the_need_and_notes_it_in_the_plan(client, world, sent, need):
     set_status(client, sent, "accepted")
     missing = set_status(client, sent, "completed")
-    assert missing.status_code == 400 and b"Record the outcome to close the referral." in missing.content
+    assert missing.status_code == 422 and b"Record the outcome to close the referral." in missing.content
     assert set_status(client, sent, "completed", outcome="got-help", note="Weekly box").status_code == 302
     sent.refresh_from_db()
     need.refresh_from_db()
@@ -201,7 +201,7 @@ def test_a_failed_referral_keeps_the_need_open_and_says_why(client, world, sent,
 def test_a_closed_referral_reopens_only_with_a_note(client, world, sent):
     set_status(client, sent, "rejected", outcome="no-capacity")
     refused = set_status(client, sent, "requested")
-    assert refused.status_code == 400 and b"Say why the referral is reopened." in refused.content
+    assert refused.status_code == 422 and b"Say why the referral is reopened." in refused.content
     assert set_status(client, sent, "requested", note="They have space again").status_code == 302
     sent.refresh_from_db()
     assert sent.status == "requested" and sent.closed_at is None and sent.outcome == ""

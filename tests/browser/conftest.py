@@ -109,7 +109,7 @@ def clinic(world):
     )
     f.CaregiverFactory(patient=patient, name="Lucía Team", relationship="child", phone="+1 555 0178")
     f.ConsentFactory(patient=patient, scope="information-sharing")
-    f.ConsentFactory(patient=patient, scope="referral")
+    referral_consent = f.ConsentFactory(patient=patient, scope="referral")
     plan = world.plan
     plan.title = "Diabetes and mobility plan"
     plan.review_due = today + dt.timedelta(days=21)
@@ -191,6 +191,21 @@ def clinic(world):
         due_date=today + dt.timedelta(days=7),
     )
     rides.needs.add(transport)
+    service = f.ServiceFactory(
+        name="Volunteer driver programme",
+        organization=f.OrganizationFactory(name="Northside Community Transport"),
+    )
+    f.ReferralFactory(
+        patient=patient,
+        care_plan=plan,
+        need=transport,
+        service=service,
+        referred_by=world.nurse,
+        status="requested",
+        consent=referral_consent,
+        sent_at=timezone.now() - dt.timedelta(days=2),
+        reason="Rides to clinic twice a month",
+    )
     f.HandoffFactory(
         patient=patient,
         care_plan=plan,

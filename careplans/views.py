@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -511,6 +512,9 @@ def _moment(token: str | None) -> dt.datetime | None:
         return None
 
 
+HISTORY_PAGE_SIZE = 50
+
+
 @login_required
 @require_GET
 def plan_history(request: HttpRequest, plan_id: int) -> HttpResponse:
@@ -526,7 +530,17 @@ def plan_history(request: HttpRequest, plan_id: int) -> HttpResponse:
         detail="history",
     )
     changes = selectors.plan_history(access, plan)
-    context = {"plan": plan, "patient": plan.patient, "access": access, "changes": changes}
+    page = Paginator(changes, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "plan": plan,
+        "patient": plan.patient,
+        "access": access,
+        "changes": page.object_list,
+        "page": page,
+        "query": query.urlencode(),
+    }
     errors = []
     start, end = request.GET.get("from"), request.GET.get("to")
     if start or end:

@@ -708,3 +708,15 @@ def test_an_outsider_cannot_start_or_edit_a_plan(client, world):
     )
     world.plan.refresh_from_db()
     assert world.plan.title == "Team plan"
+
+
+def test_history_is_paginated_newest_first(client, world):
+    for i in range(55):
+        f.GoalFactory(care_plan=world.plan, description=f"Goal number {i}")
+    client.force_login(world.nurse)
+    url = reverse("careplans:plan_history", kwargs={"plan_id": world.plan.pk})
+    first = client.get(url)
+    assert len(first.context["changes"]) == 50
+    assert first.context["changes"][0].label == "Goal number 54"
+    second = client.get(url, {"page": 2})
+    assert second.context["changes"][-1].kind == "plan"

@@ -1,0 +1,160 @@
+"""Scale guarantees the benchmark (bench/run.py) found worth pinning: saving a plan item,
+checking access to one patient and searching the catalog cost the same number of queries
+however many rows surround them, and a chart does not grow with the number of clinicians
+in the health system. (Worklist, chart, editor, history, API lists, FHIR $everything,
+inbox, referral list and audit pages have their own budgets in their test modules.)"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from careteam import services as team_services
+from careteam.models import TeamMembership
+from careteam.permissions import access_patient_by_id, patient_access, patients_for
+from tests import factories as f
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _activity_form(act, version: int, **values) -> dict:
+    data = {
+        "title": act.title,
+        "description": "",
+        "owner_discipline": act.owner_discipline_id,
+        "assigned_to": "",
+        "due_date": "",
+        "sensitivity": "",
+        "expected_version": version,
+    }
+    data.update(values)
+    return {f"activity-{act.pk}-{k}": v for k, v in data.items()}
+
+
+def _grow_plan(plan, n: int) -> None:
+    goals = [f.GoalFactory(care_plan=plan) for _ in range(n)]
+    needs = [f.NeedFactory(care_plan=plan) for _ in range(n)]
+    for i in range(n):
+        act = f.ActivityFactory(care_plan=plan)
+        act.goals.add(goals[i])
+        act.needs.add(needs[i])
+
+
+def _grow_caseload(user, n: int) -> None:
+    """Put `user` on n more patients' teams (with the grants a membership gives)."""
+    for _ in range(n):
+        team_services.membership_add(
+            patient=f.PatientFactory(), user=user, discipline=f.discipline("case-management"), role="member"
+        )
+
+
+def test_saving_an_activity_inline_takes_the_same_queries_however_big_the_plan_is(
+    client, world, django_assert_max_num_queries
+):
+    act = f.ActivityFactory(care_plan=world.plan, title="Home visit")
+    url = reverse("careplans:activity_edit", kwargs={"activity_id": act.pk})
+    client.force_login(world.case_manager)
+    with CaptureQueriesContext(connection) as small:
+        response = client.post(url, _activity_form(act, 1, description="first"), **HX)
+    assert response.status_code == 200
+    _grow_plan(world.plan, 12)
+    _grow_caseload(world.case_manager, 8)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = client.post(url, _activity_form(act, 2, description="second"), **HX)
+    assert response.status_code == 200
+    act.refresh_from_db()
+    assert act.description == "second" and act.version == 3
+
+
+def test_saving_an_activity_through_the_api_takes_the_same_queries_however_big_the_plan_is(
+    world, django_assert_max_num_queries
+):
+    act = f.ActivityFactory(care_plan=world.plan, title="Home visit")
+    api = APIClient()
+    api.force_authenticate(world.case_manager)
+    url = reverse("api-activity-detail", kwargs={"activity_id": act.pk})
+    with CaptureQueriesContext(connection) as small:
+        response = api.patch(url, {"description": "first"}, format="json", HTTP_IF_MATCH='W/"1"')
+    assert response.status_code == 200, response.content
+    _grow_plan(world.plan, 12)
+    _grow_caseload(world.case_manager, 8)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = api.patch(url, {"description": "second"}, format="json", HTTP_IF_MATCH='W/"2"')
+    assert response.status_code == 200, response.content
+    stale = api.patch(url, {"description": "third"}, format="json", HTTP_IF_MATCH='W/"2"')
+    assert stale.status_code == 412
+    act.refresh_from_db()
+    assert act.description == "second" and act.version == 3
+
+
+def test_checking_access_to_one_patient_takes_the_same_queries_however_many_teams_the_user_is_on(
+    world, django_assert_max_num_queries
+):
+    with CaptureQueriesContext(connection) as small:
+        assert patient_access(world.nurse, world.patient).can_view
+        access_patient_by_id(world.nurse, world.patient.pk)
+    _grow_caseload(world.nurse, 10)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        assert patient_access(world.nurse, world.patient).can_view
+        access_patient_by_id(world.nurse, world.patient.pk)
+
+
+def test_restricted_lists_start_from_the_users_own_patients(world):
+    """The visibility rule is one `IN (subquery)` (team grants UNION break-the-glass), which
+    PostgreSQL drives from the user's rows; an OR of EXISTS made it scan every patient."""
+    sql = str(patients_for(world.nurse).query)
+    assert " IN (" in sql and "UNION" in sql
+    assert "OR EXISTS" not in sql
+    assert set(patients_for(world.nurse)) == {world.patient}
+    assert set(patients_for(world.other_team_nurse)) == {world.other_patient}
+
+
+def test_the_chart_does_not_render_every_clinician_of_the_health_system(client, world):
+    """The case manager's add-a-role form names the clinician by username; a select of
+    every clinician made each chart ~3 s at 5,000 clinicians."""
+    client.force_login(world.case_manager)
+    url = reverse("patient_chart", kwargs={"patient_id": world.patient.pk})
+    before = len(client.get(url).content)
+    extra = [f.UserFactory(username=f"far-away-{i}", disciplines=["nursing"]) for i in range(25)]
+    page = client.get(url).content.decode()
+    assert not any(u.username in page for u in extra)
+    assert len(page) <= before + 200  # the page does not grow with the clinicians elsewhere
+
+
+def test_a_case_manager_adds_a_clinician_to_the_team_by_username(client, world):
+    url = reverse("team_role_add", kwargs={"patient_id": world.patient.pk})
+    client.force_login(world.case_manager)
+    data = {"user": "OUTSIDER1", "discipline": f.discipline("nursing").pk, "role": "member"}
+    response = client.post(url, data)
+    assert response.status_code in (200, 302)
+    assert TeamMembership.objects.current().filter(patient=world.patient, user=world.outsider).exists()
+
+
+def test_an_unknown_username_is_refused_with_a_clear_error_and_adds_nobody(client, world):
+    url = reverse("team_role_add", kwargs={"patient_id": world.patient.pk})
+    client.force_login(world.case_manager)
+    before = TeamMembership.objects.count()
+    data = {"user": "nobody-by-that-name", "discipline": f.discipline("nursing").pk, "role": "member"}
+    response = client.post(url, data)
+    assert response.status_code == 422
+    assert "No active clinician has this username." in response.content.decode()
+    assert TeamMembership.objects.count() == before
+
+
+@pytest.mark.parametrize("query", ["food", "housing help"])
+def test_catalog_search_takes_the_same_queries_however_many_services_match(
+    client, world, query, django_assert_max_num_queries
+):
+    url = reverse("referrals:service_list")
+    client.force_login(world.nurse)
+    org = f.OrganizationFactory()
+    f.ServiceFactory(organization=org, name="Food and housing help", description="Food pantry")
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url, {"q": query}).status_code == 200
+    for i in range(30):
+        f.ServiceFactory(organization=org, name=f"Food and housing help {i}", description="Food pantry")
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        assert client.get(url, {"q": query}).status_code == 200

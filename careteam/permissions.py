@@ -51,6 +51,7 @@ from .models import (
     SensitivityCategory,
     TeamMembership,
     TeamRole,
+    User,
 )
 
 if TYPE_CHECKING:
@@ -154,7 +155,8 @@ def sensitivity_visible_q(user, patient_ref: str, sensitivity_ref: str = "sensit
             .filter(Q(role=TeamRole.CASE_MANAGER) | Q(discipline_id__in=Subquery(allowed_disciplines)))
         )
     ) & Q(_granted(user, patient_ref))
-    user_disciplines = type(user).disciplines.through.objects.filter(user_id=user.pk).values("discipline_id")
+    # the model, not type(user): a session-authenticated API request hands a SimpleLazyObject
+    user_disciplines = User.disciplines.through.objects.filter(user_id=user.pk).values("discipline_id")
     by_break_glass = Q(_break_glass(user, patient_ref)) & Q(
         Exists(
             through.objects.filter(

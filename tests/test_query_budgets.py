@@ -158,3 +158,15 @@ def test_catalog_search_takes_the_same_queries_however_many_services_match(
         f.ServiceFactory(organization=org, name=f"Food and housing help {i}", description="Food pantry")
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert client.get(url, {"q": query}).status_code == 200
+
+
+def test_the_api_answers_a_browser_session_as_it_answers_a_token(client, world):
+    """A signed-in browser calling the API (session auth) lists sensitive-aware items too;
+    the sensitivity filter once read the user's class and failed on Django's lazy user."""
+    f.ActivityFactory(care_plan=world.plan, title="Home visit")
+    client.force_login(world.nurse)
+    for name in ("api-activity-list", "api-need-list", "api-patient-list"):
+        response = client.get(reverse(name))
+        assert response.status_code == 200, (name, response.content[:300])
+    titles = [row["title"] for row in client.get(reverse("api-activity-list")).json()["results"]]
+    assert titles == ["Home visit"]

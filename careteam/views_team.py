@@ -53,7 +53,9 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
     if not access.can_contribute():
         return _forbidden(request, "Emergency access is read-only: only the care team can hand off work.")
     tomorrow = (timezone.localtime() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-    form = HandoffForm(request.POST or None, access=access, initial={"due_at": tomorrow})
+    # bound on every POST, even an empty one, so it answers with its errors
+    data = request.POST if request.method == "POST" else None
+    form = HandoffForm(data, access=access, initial={"due_at": tomorrow})
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -97,7 +99,7 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
     handoff, access = access_item(
         request.user, handoff_services.handoffs_visible(request.user), handoff_id, patient_path="patient"
     )
-    action_form = HandoffActionForm(request.POST or None)
+    action_form = HandoffActionForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if access.read_only:

@@ -312,3 +312,13 @@ def test_empty_answer_is_a_form_error_and_changes_nothing(client, world):
     assert "Choose one of the answers" in response.content.decode()
     handoff.refresh_from_db()
     assert (handoff.status, handoff.version) == ("requested", 1)
+
+
+def test_empty_handoff_form_post_answers_with_every_required_field(client, world):
+    _login(client, world.lead)
+    response = client.post(reverse("team:handoff_create", kwargs={"patient_id": world.patient.pk}), {})
+    assert response.status_code == 422
+    html = response.content.decode()
+    for name in ("situation", "background", "assessment", "recommendation", "due_at", "to_user"):
+        assert f'id="{name}-error"' in html
+    assert not Handoff.objects.exists()

@@ -206,7 +206,9 @@ def audit_search(params: dict, *, tz=None) -> tuple[object, str]:
     qs = AuditEvent.objects.all()
     parts = []
     if params.get("user"):
-        qs = qs.filter(username__iexact=params["user"])
+        # by id when the account exists (indexed with the time); by the stored name otherwise
+        uid = User.objects.filter(username__iexact=params["user"]).values_list("pk", flat=True).first()
+        qs = qs.filter(user_id=uid) if uid is not None else qs.filter(username__iexact=params["user"])
         parts.append(f"user={params['user']}")
     if params.get("patient"):
         term = params["patient"]

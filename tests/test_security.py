@@ -484,12 +484,16 @@ def auditor(world):
 
 def test_audit_search_filters_by_user_patient_and_date(world, auditor, client):
     now = timezone.now()
-    AuditEvent.objects.create(username="nurse1", action="view", patient_id=world.patient.pk, at=now)
+    nurse = {"username": "nurse1", "user_id": world.nurse.pk}
+    AuditEvent.objects.create(**nurse, action="view", patient_id=world.patient.pk, at=now)
     AuditEvent.objects.create(
-        username="nurse1", action="view", patient_id=world.patient.pk, at=now - dt.timedelta(days=10)
+        **nurse, action="view", patient_id=world.patient.pk, at=now - dt.timedelta(days=10)
     )
-    AuditEvent.objects.create(username="nurse1", action="view", patient_id=world.other_patient.pk, at=now)
-    AuditEvent.objects.create(username="pharm1", action="update", patient_id=world.patient.pk, at=now)
+    AuditEvent.objects.create(**nurse, action="view", patient_id=world.other_patient.pk, at=now)
+    AuditEvent.objects.create(
+        username="pharm1", user_id=world.pharmacist.pk, action="update", patient_id=world.patient.pk, at=now
+    )
+    AuditEvent.objects.create(username="gone-away", action="view", patient_id=world.patient.pk, at=now)
     login(client, auditor)
     url = reverse("security:audit_log")
     today = timezone.localdate().isoformat()
@@ -503,6 +507,7 @@ def test_audit_search_filters_by_user_patient_and_date(world, auditor, client):
     assert len(found(user="nurse1", patient=world.patient.mrn, date_from=today, date_to=today)) == 1
     assert len(found(patient=world.patient.mrn, action="update")) == 1
     assert found(user="nobody") == []
+    assert len(found(user="gone-away")) == 1, "a deleted account is still found by its stored name"
     bad = client.get(url, {"date_from": today, "date_to": "2000-01-01"})
     assert bad.context["form"].errors["date_to"]
 

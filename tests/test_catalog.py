@@ -239,3 +239,26 @@ def test_the_admin_export_action_downloads_only_the_selected_services(catalog_ad
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         services = json.loads(archive.read("hsds/services.json"))
     assert [s["name"] for s in services] == ["Medical Rides"]
+
+
+def test_the_admin_marks_services_inactive_in_bulk_and_they_leave_the_default_search(
+    catalog_admin, catalog, world
+):
+    changelist = reverse("admin:referrals_service_changelist")
+    page = catalog_admin.get(changelist)
+    assert page.status_code == 200 and b"Import HSDS" in page.content
+    response = catalog_admin.post(
+        changelist, {"action": "mark_inactive", "_selected_action": [str(catalog["pantry"].pk)]}
+    )
+    assert response.status_code == 302
+    catalog["pantry"].refresh_from_db()
+    assert catalog["pantry"].status == "inactive"
+    catalog_admin.force_login(world.nurse)
+    assert "Eastside Food Pantry" not in names(catalog_admin.get(SEARCH))
+
+
+def test_a_clinician_with_staff_access_still_cannot_see_the_catalog_admin(client, world, catalog):
+    world.nurse.is_staff = True
+    world.nurse.save()
+    client.force_login(world.nurse)
+    assert client.get(reverse("admin:referrals_service_changelist")).status_code == 403

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from careteam import services as team_services
 from careteam.api.urls import router
+from careteam.audit import audit
 from careteam.models import BreakGlassAccess, TeamMembership
 from tests import factories as f
 
@@ -168,3 +169,41 @@ def test_activity_links_are_prefetched_not_queried_per_row(world, django_assert_
         rows = client.get("/api/v1/activities/").json()["results"]
     assert all(len(row["goals"]) == 3 for row in rows)
     assert TeamMembership.objects.exists()
+
+
+def _grow_other(world, basename: str, n: int) -> None:
+    for i in range(n):
+        if basename == "api-service":
+            f.ServiceFactory().categories.set(
+                [f.TaxonomyTermFactory(code="food"), f.TaxonomyTermFactory(code="rides")]
+            )
+        elif basename == "api-organization":
+            f.OrganizationFactory()
+        elif basename == "api-notification":
+            world.nurse.notifications.create(
+                kind="handoff-received",
+                object_type="handoff",
+                object_id=i,
+                patient=world.patient,
+                due_moment=timezone.now() + dt.timedelta(seconds=i),
+                title="New handoff",
+            )
+        elif basename == "api-audit-event":
+            audit(user=world.nurse, action="view", obj=world.patient, patient=world.patient, detail="read")
+
+
+@pytest.mark.parametrize("basename", sorted(NOT_PATIENT_DATA))
+def test_catalog_notification_and_audit_lists_query_count_does_not_grow(
+    world, basename, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _client(world, "nurse" if basename == "api-notification" else "case_manager")
+    _grow_other(world, basename, 5)
+    with CaptureQueriesContext(connection) as five:
+        client.get(_url(basename))
+    _grow_other(world, basename, 50)
+    with django_assert_max_num_queries(len(five.captured_queries)):
+        page = client.get(_url(basename))
+    assert len(page.json()["results"]) == 50

@@ -131,6 +131,7 @@ RULES: dict[str, str] = {
     "fhir-metadata": "api",
     "fhir-patient": "api",
     "fhir-patient-everything": "api",
+    "fhir-patient-search": "api",
     "fhir-servicerequest": "api",
     "fhir-servicerequest-search": "api",
     "fhir-task": "api",

@@ -387,3 +387,18 @@ def test_import_refuses_nul_characters_with_400(world, new_patient):
     response = client.post(f"/fhir/Patient/{new_patient.pk}/CarePlan/$import", bundle, format="json")
     assert response.status_code == 400
     assert not CarePlan.objects.filter(patient=new_patient).exists()
+
+
+def test_patient_search_by_mrn_finds_only_visible_patients(world):
+    _, data = fhir_get(
+        world.nurse, "/fhir/Patient?identifier=https://careteam.example.org/fhir/sid/mrn|P-TEAM-1"
+    )
+    assert data["total"] == 1 and data["entry"][0]["resource"]["id"] == str(world.patient.pk)
+    _, data = fhir_get(world.nurse, "/fhir/Patient?identifier=P-OTHER-1")
+    assert data["total"] == 0
+    _, data = fhir_get(world.outsider, "/fhir/Patient?name=Alice")
+    assert data["total"] == 0
+    _, data = fhir_get(world.nurse, "/fhir/Patient?name=Alice")
+    assert data["total"] == 1
+    status, data = fhir_get(world.nurse, "/fhir/Patient")
+    assert status == 400 and data["resourceType"] == "OperationOutcome"

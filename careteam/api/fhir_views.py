@@ -19,12 +19,19 @@ from rest_framework.views import APIView
 from careplans.models import Activity, CarePlan, Goal
 from careteam.audit import audit
 from careteam.models import AuditAction, Handoff, TeamMembership
-from careteam.permissions import PatientAccess, access_item, access_patient_by_id, patient_access
+from careteam.permissions import (
+    PatientAccess,
+    access_item,
+    access_patient_by_id,
+    patient_access,
+    patients_for,
+)
 from referrals.models import Referral
 
 from . import fhir
 from .errors import api_exception_handler
 
+MAX_SEARCH = 50
 CODES = {
     400: "invalid",
     401: "login",
@@ -197,6 +204,12 @@ class MetadataView(FHIRView):
             }
             if search:
                 data["searchParam"] = search_patient
+            elif kind == "Patient":
+                data["searchParam"] = [
+                    {"name": "identifier", "type": "token"},
+                    {"name": "name", "type": "string"},
+                    {"name": "_id", "type": "token"},
+                ]
             if operations:
                 data["operation"] = [
                     {"name": name, "definition": definition} for name, definition in operations
@@ -224,7 +237,7 @@ class MetadataView(FHIRView):
                         "resource": [
                             resource(
                                 "Patient",
-                                ["read"],
+                                ["read", "search-type"],
                                 search=False,
                                 operations=[
                                     (
@@ -250,6 +263,30 @@ class PatientReadView(FHIRView):
         access = access_patient_by_id(request.user, patient_id)
         self.audit_read(access.patient, access.patient.pk)
         return self.respond(fhir.patient_resource(access.patient))
+
+
+class PatientSearchView(FHIRView):
+    """Find a visible patient by MRN (`identifier=[system|]value`), `name` or `_id`."""
+
+    def get(self, request):
+        params = request.query_params
+        identifier, name, pk = params.get("identifier"), params.get("name"), params.get("_id")
+        if not (identifier or name or pk):
+            raise fhir_bad_request("Search patients by identifier (MRN), name or _id.")
+        patients = patients_for(request.user)
+        if identifier:
+            system, _, value = identifier.rpartition("|")
+            if system and system != fhir.MRN_SYSTEM:
+                patients = patients.none()
+            patients = patients.filter(mrn=value)
+        if name:
+            patients = patients.search(name)
+        if pk:
+            patients = patients.filter(pk=int(pk)) if pk.isdigit() and len(pk) < 16 else patients.none()
+        found = list(patients.order_by("family_name", "given_name", "id")[:MAX_SEARCH])
+        return self.searchset(
+            "Patient", None, [(self.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in found]
+        )
 
 
 class PatientEverythingView(FHIRView):

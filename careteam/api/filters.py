@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import django_filters as filters
 from django import forms
+from django.contrib.postgres.search import SearchQuery
 
 from careplans.models import Activity, CarePlan, Goal, Need
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership
@@ -116,6 +117,14 @@ class ServiceFilter(filters.FilterSet):
     organization = filters.UUIDFilter(field_name="organization_id")
     name = filters.CharFilter(lookup_expr="icontains")
     category = filters.CharFilter(method="filter_category", label="Taxonomy term code")
+    q = filters.CharFilter(
+        method="filter_text", label="Full-text search of the name, description and eligibility"
+    )
+
+    def filter_text(self, queryset, name, value):
+        """The catalog page's search: the generated `search_vector` column and its GIN
+        index, so a search costs the matches, not a scan of the whole catalog."""
+        return queryset.filter(search_vector=SearchQuery(value, search_type="websearch", config="english"))
 
     class Meta:
         model = Service

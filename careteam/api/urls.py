@@ -33,6 +33,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # FHIR R4
     path("fhir/metadata", fv.MetadataView.as_view(), name="fhir-metadata"),
+    path("fhir/Patient", fv.PatientSearchView.as_view(), name="fhir-patient-search"),
     path("fhir/Patient/<int:patient_id>", fv.PatientReadView.as_view(), name="fhir-patient"),
     path(
         "fhir/Patient/<int:patient_id>/$everything",

@@ -170,3 +170,22 @@ def test_the_api_answers_a_browser_session_as_it_answers_a_token(client, world):
         assert response.status_code == 200, (name, response.content[:300])
     titles = [row["title"] for row in client.get(reverse("api-activity-list")).json()["results"]]
     assert titles == ["Home visit"]
+
+
+def test_the_api_searches_the_catalog_by_full_text_with_constant_queries(
+    world, django_assert_max_num_queries
+):
+    api = APIClient()
+    api.force_authenticate(world.nurse)
+    org = f.OrganizationFactory()
+    f.ServiceFactory(organization=org, name="Eastside Food Pantry", description="Free groceries")
+    f.ServiceFactory(organization=org, name="Medical Rides", description="Transport to appointments")
+    url = reverse("api-service-list")
+    with CaptureQueriesContext(connection) as small:
+        names = [s["name"] for s in api.get(url, {"q": "groceries"}).json()["results"]]
+    assert names == ["Eastside Food Pantry"]
+    for i in range(20):
+        f.ServiceFactory(organization=org, name=f"Pantry {i}", description="Free groceries every week")
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = api.get(url, {"q": "groceries"})
+    assert response.json()["count"] == 21

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from careteam.wsgi import application
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +73,8 @@ def api_data(world, settings, wsgi_keeps_test_connection):
 
 
 def _operations():
-    schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+    # a handler built now, so its middleware reads the test's settings (plain HTTP)
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     for result in schema.get_all_operations():
         operation = result.ok()
         # Revoking the token would sign the run out half-way; revocation has its own test.

@@ -42,6 +42,15 @@ def chart_url(patient_id: int) -> str:
         return reverse("security:emergency_access")
 
 
+def patient_by_mrn(mrn: str) -> Patient | None:
+    """The patient with this MRN as typed or upper-cased: both use the unique index (a
+    case-insensitive match would scan the whole table)."""
+    mrn = (mrn or "").strip()
+    if not mrn:
+        return None
+    return Patient.objects.filter(mrn__in={mrn, mrn.upper()}).first()
+
+
 # ---------------------------------------------------------------------------
 # Break the glass
 # ---------------------------------------------------------------------------
@@ -91,7 +100,7 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
     form = EmergencyAccessForm(request.POST if request.method == "POST" else None, user=request.user)
     if request.method == "POST" and form.is_valid():
         mrn, reason = form.cleaned_data["mrn"], form.cleaned_data["reason"]
-        patient = Patient.objects.filter(mrn__iexact=mrn).first()
+        patient = patient_by_mrn(mrn)
         if patient is None:
             audit(
                 user=request.user,
@@ -215,7 +224,8 @@ def audit_search(params: dict, *, tz=None) -> tuple[object, str]:
         if term.isdigit():
             pid = int(term)
         else:
-            pid = Patient.objects.filter(mrn__iexact=term).values_list("pk", flat=True).first() or -1
+            found = patient_by_mrn(term)
+            pid = found.pk if found is not None else -1
         qs = qs.filter(patient_id=pid)
         parts.append(f"patient={term}")
     tz = tz or timezone.get_current_timezone()

@@ -95,10 +95,10 @@ class PatientDataViewSet(
         return restrict(self.base_queryset(), self.request.user, patient_path=self.patient_path)
 
     def patient_id_of(self, obj) -> int:
-        value = obj
-        for part in self.patient_path.split("__"):
-            value = getattr(value, part)
-        return value.pk
+        *path, last = self.patient_path.split("__")
+        for part in path:
+            obj = getattr(obj, part)
+        return getattr(obj, f"{last}_id")
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)

@@ -751,3 +751,35 @@ def test_break_the_glass_write_to_a_hidden_sensitive_item_is_a_404_not_a_403(wor
     with pytest.raises(Exception) as exc:
         middleware.process_view(request, None, (), {"need_id": secret.pk})
     assert exc.typename == "Http404"
+
+
+def test_a_superuser_not_on_the_team_sees_no_clinical_rows_in_any_admin_changelist(world, client):
+    from django.contrib import admin
+
+    f.GoalFactory(care_plan=world.plan, description="ADMIN-LEAK-GOAL")
+    f.NeedFactory(care_plan=world.other_plan, description="ADMIN-LEAK-NEED")
+    f.ActivityFactory(care_plan=world.plan, title="ADMIN-LEAK-ACTIVITY")
+    f.HandoffFactory(
+        patient=world.patient, from_user=world.nurse, to_user=world.pharmacist, situation="ADMIN-LEAK-SBAR"
+    )
+    f.CaregiverFactory(patient=world.patient, name="ADMIN-LEAK-CAREGIVER")
+    login(client, world.admin)
+    secrets = [
+        world.patient.mrn,
+        world.other_patient.mrn,
+        "ADMIN-LEAK",
+        world.plan.title,
+        world.other_plan.title,
+    ]
+    checked = 0
+    for model in admin.site._registry:
+        if model._meta.app_label not in ("patients", "careplans", "careteam", "referrals"):
+            continue
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        response = client.get(url)
+        assert response.status_code in (200, 403), url
+        body = response.content.decode()
+        leaked = [s for s in secrets if s in body]
+        assert not leaked, f"{url} shows {leaked}"
+        checked += 1
+    assert checked >= 8

@@ -402,3 +402,22 @@ def test_patient_search_by_mrn_finds_only_visible_patients(world):
     assert data["total"] == 1
     status, data = fhir_get(world.nurse, "/fhir/Patient")
     assert status == 400 and data["resourceType"] == "OperationOutcome"
+
+
+def test_referral_made_from_a_sensitive_need_is_hidden_from_other_disciplines(world):
+    world.behavioural_health.allowed_disciplines.set([f.discipline("behavioural-health")])
+    need = f.NeedFactory(care_plan=world.plan, sensitivity=world.behavioural_health)
+    referral = f.ReferralFactory(
+        patient=world.patient, care_plan=world.plan, need=need, referred_by=world.case_manager
+    )
+    for url in (f"/fhir/ServiceRequest/{referral.pk}", f"/fhir/Task/referral-{referral.pk}"):
+        assert fhir_get(world.pharmacist, url)[0] == 404
+        assert fhir_get(world.behavioural, url)[0] == 200
+    _, everything = fhir_get(world.pharmacist, f"/fhir/Patient/{world.patient.pk}/$everything")
+    assert "ServiceRequest" not in {e["resource"]["resourceType"] for e in everything["entry"]}
+    _, found = fhir_get(world.pharmacist, f"/fhir/ServiceRequest?patient={world.patient.pk}")
+    assert found["total"] == 0
+    api = APIClient()
+    api.force_authenticate(world.pharmacist)
+    assert api.get("/api/v1/referrals/").json()["count"] == 0
+    assert api.get(f"/api/v1/referrals/{referral.pk}/").status_code == 404

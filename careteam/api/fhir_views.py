@@ -27,6 +27,7 @@ from careteam.permissions import (
     patients_for,
 )
 from referrals.models import Referral
+from referrals.selectors import referral_for_user
 
 from . import fhir
 from .errors import api_exception_handler
@@ -162,9 +163,11 @@ def _goals(patient_id: int) -> list[Goal]:
     )
 
 
-def _referrals(patient_id: int) -> list[Referral]:
+def _referrals(access: PatientAccess) -> list[Referral]:
+    """The patient's referrals, less those made from a need the caller may not see."""
     return list(
-        Referral.objects.filter(patient_id=patient_id)
+        Referral.objects.filter(patient_id=access.patient.pk)
+        .filter(access.sensitivity_q("need__sensitivity"))
         .select_related("service__organization", "referred_by")
         .order_by("id")
     )
@@ -302,7 +305,7 @@ class PatientEverythingView(FHIRView):
             entries.append((self.url(f"CarePlan/{plan.pk}"), resource))
         for goal in _goals(pid):
             entries.append((self.url(f"Goal/{goal.pk}"), fhir.goal_resource(goal, pid)))
-        for referral in _referrals(pid):
+        for referral in _referrals(access):
             entries.append(
                 (self.url(f"ServiceRequest/{referral.pk}"), fhir.service_request_resource(referral))
             )
@@ -423,12 +426,7 @@ class GoalSearchView(FHIRView):
 
 class ServiceRequestReadView(FHIRView):
     def get(self, request, referral_id: int):
-        referral, access = access_item(
-            request.user,
-            Referral.objects.select_related("patient", "service__organization", "referred_by"),
-            referral_id,
-            patient_path="patient",
-        )
+        referral, _ = referral_for_user(request.user, referral_id)
         self.audit_read(referral, referral.patient_id)
         return self.respond(fhir.service_request_resource(referral))
 
@@ -436,7 +434,7 @@ class ServiceRequestReadView(FHIRView):
 class ServiceRequestSearchView(FHIRView):
     def get(self, request):
         access = self.searched_patient()
-        referrals = [] if access is None else _referrals(access.patient.pk)
+        referrals = [] if access is None else _referrals(access)
         return self.searchset(
             "ServiceRequest",
             access,
@@ -459,12 +457,7 @@ class TaskReadView(FHIRView):
             self.audit_read(handoff, handoff.patient_id)
             return self.respond(fhir.handoff_task_resource(handoff))
         if kind == "referral":
-            referral, access = access_item(
-                request.user,
-                Referral.objects.select_related("patient", "service__organization", "referred_by"),
-                raw_id,
-                patient_path="patient",
-            )
+            referral, _ = referral_for_user(request.user, raw_id)
             self.audit_read(referral, referral.patient_id)
             return self.respond(fhir.referral_task_resource(referral))
         raise Http404
@@ -480,6 +473,7 @@ class TaskSearchView(FHIRView):
                 (self.url(f"Task/handoff-{h.pk}"), fhir.handoff_task_resource(h)) for h in _handoffs(pid)
             ]
             entries += [
-                (self.url(f"Task/referral-{r.pk}"), fhir.referral_task_resource(r)) for r in _referrals(pid)
+                (self.url(f"Task/referral-{r.pk}"), fhir.referral_task_resource(r))
+                for r in _referrals(access)
             ]
         return self.searchset("Task", access, entries)

@@ -32,6 +32,7 @@ from careteam.permissions import (
 from patients.models import Patient
 from referrals import services as referral_services
 from referrals.models import Organization, Referral, Service
+from referrals.selectors import referrals_for
 
 from . import filters
 from . import serializers as s
@@ -287,6 +288,13 @@ class ReferralViewSet(PatientDataViewSet):
 
     def base_queryset(self):
         return Referral.objects.select_related("service")
+
+    def get_queryset(self):
+        """The referrals selector: also hides referrals made from a need in a sensitivity
+        category the caller may not see."""
+        if getattr(self, "swagger_fake_view", False):
+            return Referral.objects.none()
+        return referrals_for(self.request.user).select_related("service")
 
     def perform_service_create(self, data: dict):
         plan = data.pop("care_plan")

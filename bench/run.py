@@ -844,6 +844,40 @@ def compare(small: dict, big: dict) -> int:
     return misses
 
 
+def markdown(small: dict, big: dict) -> str:
+    """The figures as the tables of bench/results.md."""
+    by_name = {r["name"]: r for r in small["results"]}
+    lines = [
+        "| operation | queries | p50 | p95 | p99 | pages | db ms | cpu ms | floor p50 | ratio "
+        "| p50 at 10k | growth | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in big["results"]:
+        if not r["available"]:
+            lines.append(f"| {r['name']} | not available: {r['note']} |" + " |" * 11)
+            continue
+        s = by_name.get(r["name"]) or {}
+        growth = r["p50"] / s["p50"] if s.get("p50") else None
+        verdict = list(r["misses"])
+        if growth and growth > GROWTH_TARGET:
+            verdict.append(f"grows {growth:.2f}x")
+        if s.get("available") and s["queries_min"] != r["queries_min"]:
+            verdict.append(f"queries {s['queries_min']} -> {r['queries_min']}")
+        q = (
+            f"{r['queries_min']}"
+            if r["queries_min"] == r["queries_max"]
+            else f"{r['queries_min']}-{r['queries_max']}"
+        )
+        ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else "-"
+        lines.append(
+            f"| {r['name']} | {q} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r.get('buffers') or 0} "
+            f"| {fmt(r.get('db_ms'), '.1f').strip()} | {fmt(r.get('cpu_p50'), '.1f').strip()} "
+            f"| {fmt(r.get('floor_p50'), '.2f').strip()} | {ratio} | {fmt(s.get('p50'), '.1f').strip()} "
+            f"| {fmt(growth, '.2f').strip()}x | {'; '.join(verdict) or 'met'} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", action="append", help="database name (repeat to compare sizes, small first)")
@@ -867,7 +901,9 @@ def main(argv: list[str] | None = None) -> int:
         small, big = (json.loads(p.read_text()) for p in args.compare)
         print_table(small)
         print_table(big)
-        return 1 if compare(small, big) else 0
+        misses = compare(small, big)
+        print("\n" + markdown(small, big))
+        return 1 if misses else 0
     dbs = args.db or ["careteam_bench"]
     if len(dbs) == 1:
         run_one(dbs[0], args.requests, args.warmup, only, args.json, args.no_sweep, args.nice)
@@ -898,7 +934,9 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(json.loads(out.read_text()))
             if args.json:
                 args.json.with_name(f"{args.json.stem}-{db}.json").write_text(out.read_text())
-    return 1 if compare(reports[0], reports[-1]) else 0
+    misses = compare(reports[0], reports[-1])
+    print("\n" + markdown(reports[0], reports[-1]))
+    return 1 if misses else 0
 
 
 if __name__ == "__main__":

@@ -242,8 +242,9 @@ class SweepResult:
 
 def reminders_sweep(*, now: dt.datetime | None = None) -> SweepResult:
     """Create every reminder that is due (each once) and enqueue their emails; then
-    re-enqueue emails that are still unsent after the grace period. One statement per
-    rule plus one for the re-enqueue: the query count does not depend on how much is due."""
+    re-enqueue emails that are still unsent after the grace period. A fixed number of
+    statements (one INSERT per rule, one SELECT for the re-enqueue, and their SET and
+    transaction bookkeeping): the query count does not depend on how much is due."""
     now = now or timezone.now()
     params = {
         "now": now,

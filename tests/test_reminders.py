@@ -277,3 +277,8 @@ def test_requeue_takes_only_unsent_emails_past_the_grace_period(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert emails_requeue() == 1
     assert len(callbacks) == 1  # one publish, after commit
+
+
+def test_beat_runs_exactly_one_sweep_every_minute(settings):
+    sweeps = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "careteam.reminders_sweep"]
+    assert [e["schedule"] for e in sweeps] == [60]

@@ -555,3 +555,28 @@ def test_nul_characters_answer_400_not_a_server_error(world):
         format="json",
     )
     assert response.status_code == 400 and "owner_discipline" in response.json()
+
+
+def test_activity_does_not_reveal_linked_needs_the_caller_may_not_see(world):
+    world.behavioural_health.allowed_disciplines.set([f.discipline("behavioural-health")])
+    hidden = f.NeedFactory(care_plan=world.plan, sensitivity=world.behavioural_health)
+    plain = f.NeedFactory(care_plan=world.plan)
+    activity = f.ActivityFactory(care_plan=world.plan)
+    activity.needs.set([hidden, plain])
+    assert client_for(world.pharmacist).get(f"/api/v1/activities/{activity.pk}/").json()["needs"] == [
+        plain.pk
+    ]
+    seen = client_for(world.case_manager).get(f"/api/v1/activities/{activity.pk}/").json()["needs"]
+    assert sorted(seen) == sorted([hidden.pk, plain.pk])
+
+
+def test_relinking_needs_keeps_links_to_needs_the_caller_cannot_see(world):
+    world.behavioural_health.allowed_disciplines.set([f.discipline("behavioural-health")])
+    hidden = f.NeedFactory(care_plan=world.plan, sensitivity=world.behavioural_health)
+    old, new = f.NeedFactory(care_plan=world.plan), f.NeedFactory(care_plan=world.plan)
+    activity = f.ActivityFactory(care_plan=world.plan)
+    activity.needs.set([hidden, old])
+    changed = patch(client_for(world.lead), f"/api/v1/activities/{activity.pk}/", {"needs": [new.pk]}, 1)
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["needs"] == [new.pk]
+    assert set(activity.needs.values_list("pk", flat=True)) == {hidden.pk, new.pk}

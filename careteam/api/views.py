@@ -27,6 +27,7 @@ from careteam.permissions import (
     access_patient_by_id,
     patient_access,
     patients_for,
+    restrict,
     team_patients_for,
 )
 from patients.models import Patient
@@ -100,6 +101,11 @@ class PlanItemViewSet(PatientDataViewSet):
         )
 
     def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        if "needs" in data:
+            # a new list of linked needs replaces only those the caller can see: links to
+            # sensitive needs hidden from them stay
+            hidden = Need.objects.filter(activities=obj).exclude(access.sensitivity_q())
+            data["needs"] = [*data["needs"], *hidden]
         return plan_services.item_update(
             access=access,
             item=obj,
@@ -189,11 +195,15 @@ class ActivityViewSet(PlanItemViewSet):
     create_service = staticmethod(plan_services.activity_create)
 
     def base_queryset(self):
+        # linked needs the caller may not see (sensitive) are left out, as in the editor
+        visible_needs = restrict(
+            Need.objects.only("id"), self.request.user, patient_path="care_plan__patient"
+        )
         return Activity.objects.select_related(
             "care_plan", "owner_discipline", "sensitivity"
         ).prefetch_related(
             Prefetch("goals", queryset=Goal.objects.only("id")),
-            Prefetch("needs", queryset=Need.objects.only("id")),
+            Prefetch("needs", queryset=visible_needs),
         )
 
 

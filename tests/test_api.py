@@ -580,3 +580,14 @@ def test_relinking_needs_keeps_links_to_needs_the_caller_cannot_see(world):
     assert changed.status_code == 200, changed.content
     assert changed.json()["needs"] == [new.pk]
     assert set(activity.needs.values_list("pk", flat=True)) == {hidden.pk, new.pk}
+
+
+def test_browser_session_works_for_the_api_as_well_as_tokens(world):
+    f.NeedFactory(care_plan=world.plan)
+    f.ActivityFactory(care_plan=world.plan)
+    client = APIClient()
+    client.force_login(world.nurse)
+    for url in ("/api/v1/needs/", "/api/v1/activities/", "/api/v1/patients/"):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content)
+        assert response.json()["count"] == 1

@@ -111,6 +111,7 @@ class Bench:
         self.results: list[Result] = []
         self.explain = True
         self.exclude: set[str] = set()
+        self.sweep_runs = 3
 
     def explain_queries(self, res: Result, captured: list[dict]) -> None:
         """Sum pages touched and execution time over the read queries of one request."""
@@ -713,8 +714,8 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
             return result
 
         old = bench.warmup
-        bench.warmup = 1
-        res = bench.measure("reminder sweep", "sweep", sweep, requests=5)
+        bench.warmup = 0  # a sweep of the whole database warms itself
+        res = bench.measure("reminder sweep", "sweep", sweep, requests=bench.sweep_runs)
         bench.warmup = old
         if res is not None:
             res.note = f"steady state over {ctx['sizes']['handoffs']:,} handoffs, rolled back each time"
@@ -731,6 +732,7 @@ def run_one(
     out: Path | None,
     no_sweep: bool = False,
     nice: int = 0,
+    sweep_runs: int = 3,
 ) -> dict:
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
@@ -751,6 +753,7 @@ def run_one(
         os.setpriority(os.PRIO_PROCESS, backend, os.getpriority(os.PRIO_PROCESS, 0))
     if no_sweep:
         bench.exclude.add("reminder sweep")
+    bench.sweep_runs = sweep_runs
     ctx = personas(bench)
     load = os.getloadavg()
     print(
@@ -886,6 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated operation names")
     parser.add_argument("--json", type=Path, help="write the results here (one database)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the reminder sweep")
+    parser.add_argument("--sweep-runs", type=int, default=3, help="timed steady-state sweeps")
     parser.add_argument(
         "--nice",
         type=int,
@@ -906,7 +910,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if misses else 0
     dbs = args.db or ["careteam_bench"]
     if len(dbs) == 1:
-        run_one(dbs[0], args.requests, args.warmup, only, args.json, args.no_sweep, args.nice)
+        run_one(
+            dbs[0], args.requests, args.warmup, only, args.json, args.no_sweep, args.nice, args.sweep_runs
+        )
         return 0
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -930,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
                 cmd.append("--no-sweep")
             if args.nice:
                 cmd += ["--nice", str(args.nice)]
+            cmd += ["--sweep-runs", str(args.sweep_runs)]
             subprocess.run(cmd, check=True)  # noqa: S603 - our own script
             reports.append(json.loads(out.read_text()))
             if args.json:

@@ -591,3 +591,19 @@ def test_browser_session_works_for_the_api_as_well_as_tokens(world):
         response = client.get(url)
         assert response.status_code == 200, (url, response.content)
         assert response.json()["count"] == 1
+
+
+def test_a_change_the_database_refuses_answers_409_and_writes_nothing(world):
+    """Cancelling a never-sent referral: whatever the rules decide, never a server error
+    and never half a change."""
+    referral = f.ReferralFactory(patient=world.patient, care_plan=world.plan, referred_by=world.case_manager)
+    response = patch(
+        client_for(world.case_manager),
+        f"/api/v1/referrals/{referral.pk}/",
+        {"status": "cancelled", "outcome": "declined", "note": "Patient declined"},
+        1,
+    )
+    assert response.status_code in (200, 400, 409), response.content
+    if response.status_code != 200:
+        referral.refresh_from_db()
+        assert (referral.status, referral.version, referral.events.count()) == ("draft", 1, 0)

@@ -207,3 +207,36 @@ def test_catalog_notification_and_audit_lists_query_count_does_not_grow(
     with django_assert_max_num_queries(len(five.captured_queries)):
         page = client.get(_url(basename))
     assert len(page.json()["results"]) == 50
+
+
+# ---------------------------------------------------------------------------
+# Optimistic concurrency on every writable endpoint
+# ---------------------------------------------------------------------------
+CHANGES = {
+    "api-care-plan": {"title": "Changed"},
+    "api-goal": {"description": "Changed"},
+    "api-need": {"description": "Changed"},
+    "api-activity": {"title": "Changed"},
+    "api-team-membership": {"status": "suspended"},
+    "api-handoff": {"status": "cancelled", "reason": "Not needed"},
+    "api-referral": {"status": "entered-in-error", "note": "Duplicate"},
+}
+
+
+@pytest.mark.parametrize("basename", sorted(CHANGES))
+def test_stale_or_missing_if_match_changes_nothing_and_the_current_one_succeeds(world, basename):
+    obj = MAKERS[basename](world, world.patient, world.plan)
+    model = type(obj)
+    model.objects.filter(pk=obj.pk).update(version=2)  # someone else saved meanwhile
+    before = model.objects.filter(pk=obj.pk).values().get()
+    client = _client(world, "case_manager")
+    url = _url(basename, obj.pk)
+    change = CHANGES[basename]
+    stale = client.patch(url, change, format="json", HTTP_IF_MATCH='W/"1"')
+    assert stale.status_code == 412, stale.content
+    assert stale["ETag"] == 'W/"2"'
+    assert client.patch(url, change, format="json").status_code == 428
+    assert model.objects.filter(pk=obj.pk).values().get() == before
+    current = client.patch(url, change, format="json", HTTP_IF_MATCH=stale["ETag"])
+    assert current.status_code == 200, current.content
+    assert current["ETag"] == 'W/"3"'

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -82,7 +83,16 @@ def translate(exc: Exception) -> Exception:
         return exceptions.PermissionDenied(str(exc) or None)
     if isinstance(exc, Http404):
         return exceptions.NotFound("Not found.")
+    if isinstance(exc, IntegrityError):
+        # A database constraint refused the change (the services check first; this is the
+        # backstop): the transaction was rolled back, so nothing was written.
+        return Conflict(f"The change conflicts with the record's current state: {_constraint(exc)}.")
     return exc
+
+
+def _constraint(exc: IntegrityError) -> str:
+    diag = getattr(getattr(exc, "__cause__", None), "diag", None)
+    return getattr(diag, "constraint_name", None) or "a database rule"
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -7,8 +7,10 @@ with objects of each scenario. A URL without a rule, or with a keyword the matri
 fill, fails with a message naming it. Besides the status code, every response body is
 searched for things the role may not see (the other patient's MRN and name, the team
 patient's for non-members, sensitive item texts for disciplines the policy does not
-allow), and every refused POST is checked to have written nothing (PostgreSQL's
-per-transaction tuple counters, audit and session tables excepted).
+allow), every refused POST is checked to have written nothing (PostgreSQL's
+per-transaction tuple counters, audit and session tables excepted), every read of patient
+data must leave an audit event and every refusal a denial event, and list pages must
+not change at all when items the role may not see are added (counts).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from django.utils import timezone
 
 from careplans.models import Note
 from careteam import services as team_services
-from careteam.models import BreakGlassAccess, Notification, TeamMembership
+from careteam.models import AuditEvent, BreakGlassAccess, Notification, TeamMembership
 from patients.models import Patient
 from tests import factories as f
 from tests.permission_rules import PREFIX_RULES, RULES
@@ -414,19 +416,22 @@ def _tuple_writes() -> dict[str, int]:
 
 
 def _request(client: Client, method: str, url: str):
-    """One request whose effects are rolled back, and (for POST) the tables it wrote to."""
+    """One request whose effects are rolled back: the response (or the crash), the tables
+    a POST wrote to, and the outcomes of the audit events it wrote."""
     post = method == "POST"
     with transaction.atomic():
         before = _tuple_writes() if post else {}
+        last_event = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         try:
             response = client.post(url, {}) if post else client.get(url)
         except Exception as exc:  # noqa: BLE001 - a crash is a finding, reported below
             transaction.set_rollback(True)
-            return None, f"{type(exc).__name__}: {exc}", {}
+            return None, f"{type(exc).__name__}: {exc}", {}, set()
         after = _tuple_writes() if post else {}
+        audited = set(AuditEvent.objects.filter(pk__gt=last_event).values_list("outcome", flat=True))
         transaction.set_rollback(True)
     wrote = {t: after[t] - before.get(t, 0) for t in after if after[t] != before.get(t, 0)}
-    return response, None, wrote
+    return response, None, wrote, audited
 
 
 def _status_ok(response, allowed: set, login_url: str) -> bool:
@@ -506,7 +511,7 @@ def test_permission_matrix(world, capsys):
                 url = reverse(route.name, kwargs=kwargs)
                 for method in methods:
                     allowed = expected(route.rule, role, scenario, method, target)
-                    response, crash, wrote = _request(m.clients[role], method, url)
+                    response, crash, wrote, audited = _request(m.clients[role], method, url)
                     cases += 1
                     where = f"{method} {url} [{route.name}: {route.rule}] as {role} ({scenario})"
                     if crash:
@@ -519,6 +524,12 @@ def test_permission_matrix(world, capsys):
                         )
                     if method == "POST" and wrote and "ok" not in allowed:
                         failures.append(f"{where}: refused yet wrote to {sorted(wrote)}")
+                    if route.rule in PATIENT_RULES and role != "anonymous":
+                        code = response.status_code
+                        if code in (403, 404) and "denied" not in audited:
+                            failures.append(f"{where}: refused ({code}) but no denial was audited")
+                        if code == 200 and method == "GET" and "allowed" not in audited:
+                            failures.append(f"{where}: read but not audited")
                     body = b"" if getattr(response, "streaming", False) else response.content
                     text = body.decode("utf-8", "replace")
                     leaked = [t for t in leaks if t in text]

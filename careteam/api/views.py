@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from careplans import services as plan_services
 from careplans.models import Activity, CarePlan, Goal, Need
+from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.concurrency import lock_for_update
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
@@ -263,7 +264,7 @@ class HandoffViewSet(PatientDataViewSet):
     def perform_service_create(self, data: dict):
         patient = data.pop("patient")
         access_patient_by_id(self.request.user, patient.pk, for_write=True)
-        return team_services.handoff_create(
+        return handoff_services.handoff_create(
             from_user=self.request.user, patient=patient, request=self.request, **data
         )
 
@@ -273,7 +274,7 @@ class HandoffViewSet(PatientDataViewSet):
     def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
         # the handoff services take no version: check it under the same row lock
         lock_for_update(obj, version)
-        return team_services.handoff_set_status(
+        return handoff_services.handoff_set_status(
             handoff=obj,
             user=self.request.user,
             status=data["status"],

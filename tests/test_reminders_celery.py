@@ -43,7 +43,9 @@ class Worker:
     """A `celery -A careteam worker` subprocess on its own queue, against the test database,
     writing emails to files (one file per sent message) in `mail_dir`."""
 
-    def __init__(self, *, broker: str, queue: str, mail_dir: Path, extra_env: dict | None = None):
+    def __init__(
+        self, *, broker: str, queue: str, mail_dir: Path, extra_env: dict | None = None, pool: str = "solo"
+    ):
         db = connection.settings_dict
         self.env = dict(os.environ)
         self.env.update(
@@ -56,13 +58,16 @@ class Worker:
             **(extra_env or {}),
         )
         self.queue = queue
+        self.pool = pool
         self.proc: subprocess.Popen | None = None
+        # the worker's own output, next to the emails, for a failing run to be read
+        self.log = (mail_dir.parent / f"worker-{uuid.uuid4().hex[:6]}.log").open("w")
 
     def start(self) -> Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "careteam", "worker", "-Q", self.queue, "-c", "1",
-             "-P", "solo", "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "-P", self.pool, "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         return self
 
@@ -70,6 +75,7 @@ class Worker:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self.log.close()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -78,6 +84,7 @@ class Worker:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log.close()
 
 
 @contextlib.contextmanager
@@ -162,6 +169,18 @@ def _due_handoffs(world, n: int) -> list[Handoff]:
     return made
 
 
+def _mid_task() -> bool:
+    """A notification row locked by a worker: it is inside the send, before the commit."""
+    with transaction.atomic():
+        free = set(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(email_sent_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        unsent = set(Notification.objects.filter(email_sent_at__isnull=True).values_list("pk", flat=True))
+    return bool(unsent - free)
+
+
 def _sweep_committed() -> None:
     """Run one sweep as the beat would: its own transaction, emails enqueued on commit."""
     with transaction.atomic():
@@ -225,24 +244,41 @@ def test_worker_killed_mid_task_and_restarted_delivers_each_email_exactly_once(
     first = Worker(broker=main_redis, queue=queue, mail_dir=tmp_path, extra_env=slow).start()
     workers.append(first)
 
-    def mid_task() -> bool:
-        # a notification row locked by the worker = it is inside the send, before the commit
-        with transaction.atomic():
-            free = set(
-                Notification.objects.select_for_update(skip_locked=True)
-                .filter(email_sent_at__isnull=True)
-                .values_list("pk", flat=True)
-            )
-            unsent = set(Notification.objects.filter(email_sent_at__isnull=True).values_list("pk", flat=True))
-        return bool(unsent - free)
-
-    _wait(mid_task, 30, "the worker to be mid-task")
+    _wait(_mid_task, 30, "the worker to be mid-task")
     first.kill()
+    # Redis hands a dead consumer's message out again once it is older than the visibility
+    # timeout, and a worker scans for such messages as it starts (then rarely): restart
+    # after that, as a supervisor restarting a crashed worker would.
+    time.sleep(int(slow["CELERY_VISIBILITY_TIMEOUT"]) + 1)
     second = Worker(broker=main_redis, queue=queue, mail_dir=tmp_path, extra_env=slow).start()
     workers.append(second)
     _wait(lambda: _unsent() == 0, 60, "every email after the restart")
     emailed = _emails(tmp_path)
     assert sorted(emailed) == sorted(str(pk) for pk in ids)  # each exactly once
+
+
+def test_pool_process_killed_mid_task_is_redelivered_at_once_and_emails_once(
+    world, main_redis, queue, workers, tmp_path
+):
+    """acks_late + task_reject_on_worker_lost: the parent sees its child die and puts the
+    message back on the queue, no visibility timeout needed."""
+    _due_handoffs(world, 2)
+    _sweep_committed()
+    ids = set(Notification.objects.values_list("pk", flat=True))
+    worker = Worker(
+        broker=main_redis,
+        queue=queue,
+        mail_dir=tmp_path,
+        extra_env={"CARETEAM_EMAIL_TEST_DELAY": "1.5"},
+        pool="prefork",
+    ).start()
+    workers.append(worker)
+    _wait(_mid_task, 30, "the pool process to be mid-task")
+    children = subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True, text=True).stdout
+    for pid in children.split():
+        os.kill(int(pid), signal.SIGKILL)
+    _wait(lambda: _unsent() == 0, 60, "every email after the pool process died")
+    assert sorted(_emails(tmp_path)) == sorted(str(pk) for pk in ids)
 
 
 def test_redis_restart_loses_nothing(world, queue, workers, tmp_path, settings, caplog):

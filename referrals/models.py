@@ -233,6 +233,9 @@ class ReferralStatus(models.TextChoices):
     ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
 
 
+# Statuses a referral may hold without ever having been sent.
+UNSENT_STATUSES = ["draft", "cancelled", "entered-in-error"]
+
 REFERRAL_TRANSITIONS = {
     "draft": {"requested", "cancelled", "entered-in-error"},
     "requested": {"accepted", "rejected", "cancelled", "failed", "entered-in-error"},
@@ -308,12 +311,14 @@ class Referral(models.Model):
                 condition=Q(status__in=ReferralStatus.values), name="referral_status_valid"
             ),
             models.CheckConstraint(
-                condition=Q(status="draft") | Q(status="entered-in-error") | Q(consent__isnull=False),
+                # A draft, or a draft cancelled or entered in error before it was sent, has
+                # neither consent nor a send time; every referral that went out has both.
+                condition=Q(status__in=UNSENT_STATUSES) | Q(consent__isnull=False),
                 name="referral_sent_with_consent",
                 violation_error_message="A referral cannot be sent without the patient's recorded consent.",
             ),
             models.CheckConstraint(
-                condition=Q(status="draft") | Q(status="entered-in-error") | Q(sent_at__isnull=False),
+                condition=Q(status__in=UNSENT_STATUSES) | Q(sent_at__isnull=False),
                 name="referral_sent_has_sent_at",
             ),
         ]

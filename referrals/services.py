@@ -80,7 +80,10 @@ def referral_create(
 
 
 @transaction.atomic
-def referral_send(*, access: PatientAccess, referral: Referral, by: User, request=None) -> Referral:
+def referral_send(
+    *, access: PatientAccess, referral: Referral, by: User, note: str = "", request=None
+) -> Referral:
+    """Send a draft (or a draft cancelled before it went out, reopened with a note)."""
     access.require_edit()
     referral = lock_for_update(referral, None)
     service = referral.service
@@ -100,9 +103,13 @@ def referral_send(*, access: PatientAccess, referral: Referral, by: User, reques
     referral.status = ReferralStatus.REQUESTED
     referral.consent = consent
     referral.sent_at = timezone.now()
+    referral.closed_at = None
+    referral.outcome = ""
+    if note:
+        referral.status_reason = note
     referral.version += 1
     referral.save()
-    _log(referral, by=by, from_status=from_status)
+    _log(referral, by=by, from_status=from_status, note=note)
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -130,15 +137,19 @@ def referral_set_status(
     or close the loop with an outcome, which updates the need in the plan."""
     access.require_edit()
     referral = lock_for_update(referral, expected_version)
-    if status == ReferralStatus.REQUESTED and referral.status == ReferralStatus.DRAFT:
-        return referral_send(access=access, referral=referral, by=by, request=request)
     check_transition(REFERRAL_TRANSITIONS, referral.status, status)
+    never_sent = referral.sent_at is None
     closing = status in REFERRAL_CLOSED_STATUSES and status != "entered-in-error"
     reopening = referral.status in REFERRAL_CLOSED_STATUSES
-    if closing and not outcome:
+    # A draft cancelled before it went out closes no loop: no outcome is asked for.
+    if closing and not outcome and not never_sent:
         raise ValidationError({"outcome": "Record the outcome to close the referral."})
     if reopening and not note.strip():
         raise ValidationError({"note": "Say why the referral is reopened."})
+    if status == ReferralStatus.REQUESTED and never_sent:
+        # Sending for the first time (a draft, or a cancelled draft reopened): the
+        # consent and service checks of sending apply.
+        return referral_send(access=access, referral=referral, by=by, note=note, request=request)
     now = timezone.now()
     from_status = referral.status
     referral.status = status

@@ -104,6 +104,38 @@ def test_a_draft_can_be_saved_without_consent_and_sent_once_consent_is_recorded(
     assert referral.status == "requested" and referral.consent is not None
 
 
+def test_a_draft_never_sent_can_be_cancelled_and_reopened_through_the_consent_check(client, world, food):
+    client.force_login(world.nurse)
+    post_referral(client, world, food, send="")
+    referral = Referral.objects.get()
+    response = set_status(client, referral, "cancelled")
+    referral.refresh_from_db()
+    assert response.status_code == 302, response.content
+    assert referral.status == "cancelled" and referral.sent_at is None and referral.consent is None
+    refused = set_status(client, referral, "requested", note="Patient changed their mind")
+    assert refused.status_code == 422 and b"consent" in refused.content
+    referral.refresh_from_db()
+    assert referral.status == "cancelled"
+    f.ConsentFactory(patient=world.patient)
+    assert set_status(client, referral, "requested", note="Patient changed their mind").status_code == 302
+    referral.refresh_from_db()
+    assert referral.status == "requested" and referral.sent_at and referral.consent is not None
+    assert referral.closed_at is None and referral.events.last().note == "Patient changed their mind"
+
+
+def test_a_draft_is_cancelled_through_the_api_with_its_version(client, world, food):
+    client.force_login(world.nurse)
+    post_referral(client, world, food, send="")
+    referral = Referral.objects.get()
+    url = f"/api/v1/referrals/{referral.pk}/"
+    etag = client.get(url).headers["ETag"]
+    response = client.patch(
+        url, {"status": "cancelled"}, content_type="application/json", headers={"If-Match": etag}
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+
+
 def test_a_referral_to_an_inactive_service_is_refused_with_the_reason(client, world, food, consent):
     food.status = "temporarily closed"
     food.save()

@@ -394,8 +394,9 @@ class NotificationKind(models.TextChoices):
 
 
 class Notification(models.Model):
+    # no index of its own: the unique key and the inbox index both start with the recipient
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
     )
     kind = models.CharField(max_length=40, choices=NotificationKind.choices)
     patient = models.ForeignKey(
@@ -421,6 +422,10 @@ class Notification(models.Model):
         ]
         indexes = [
             models.Index(fields=["recipient", "read_at"], name="notification_inbox_idx"),
+            # the sweep's "already reminded?" probe (careteam.reminders._insert_sql)
+            models.Index(
+                fields=["object_id", "object_type", "kind", "due_moment"], name="notification_object_idx"
+            ),
             models.Index(
                 fields=["created_at"], name="notification_unsent_idx", condition=Q(email_sent_at__isnull=True)
             ),

@@ -11,6 +11,9 @@ Why it is built this way:
 - The due moment is computed from the object (created_at + threshold, due_at, due_date,
   review_due, sent_at + expected response days), never from "now", so a sweep that was
   down for an hour creates exactly the reminders it missed, each once.
+- Objects already reminded for this due moment are skipped before anything is locked
+  (an index probe per due object), so a sweep's cost follows what became due, not the
+  backlog of overdue objects in the whole database.
 - Source rows are claimed with `FOR UPDATE ... SKIP LOCKED`: a concurrent sweep (or a
   clinician accepting that very handoff) is not waited for; whatever is skipped is
   picked up by the next minute's sweep.
@@ -111,11 +114,14 @@ class Rule:
     lock: str
     due_sql: str
     recipients_sql: str
+    # the due moment as an expression over the source row (also selected as due_moment)
+    due_moment: str
 
 
 RULES: tuple[Rule, ...] = (
     Rule(
         kind=NotificationKind.HANDOFF_UNACKNOWLEDGED,
+        due_moment="h.created_at + %(ack)s",
         object_type="careteam.handoff",
         lock="h",
         due_sql=f"""
@@ -129,6 +135,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.HANDOFF_DUE_SOON,
+        due_moment="h.due_at - %(soon)s",
         object_type="careteam.handoff",
         lock="h",
         # Only while it is still before the due time: once overdue, the escalation speaks.
@@ -144,6 +151,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.HANDOFF_OVERDUE_ESCALATION,
+        due_moment="h.due_at",
         object_type="careteam.handoff",
         lock="h",
         due_sql=f"""
@@ -156,6 +164,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.ACTIVITY_OVERDUE,
+        due_moment="((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s)",
         object_type="careplans.activity",
         lock="a",
         # Due at the start of the day after its due date, in the site's time zone.
@@ -178,6 +187,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.PLAN_REVIEW_DUE,
+        due_moment="(cp.review_due::timestamp AT TIME ZONE %(tz)s)",
         object_type="careplans.careplan",
         lock="cp",
         due_sql=f"""
@@ -191,6 +201,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.REFERRAL_NO_RESPONSE,
+        due_moment="r.sent_at + s.expected_response_days * interval '1 day'",
         object_type="referrals.referral",
         lock="r",
         due_sql=f"""
@@ -209,9 +220,21 @@ RULES: tuple[Rule, ...] = (
 
 
 def _insert_sql(rule: Rule) -> str:
+    """The rule's INSERT. Objects whose reminder for this due moment already exists (for
+    anyone) are skipped before they are locked, by the `notification_object_idx` probe: the
+    steady-state sweep then reads only what became due since the last one, instead of
+    re-locking the whole backlog of overdue objects every minute and letting the unique
+    key discard it. The probe leads with the object id, so it never visits the rows this
+    statement inserts for other objects. (Consequence: a colleague who joins the team
+    after a reminder went out is not sent it; the unique key still decides the rest.)"""
     return f"""
         WITH d AS MATERIALIZED (
             {rule.due_sql}
+              AND NOT EXISTS (
+                  SELECT 1 FROM careteam_notification n
+                  WHERE n.object_id = {rule.lock}.id AND n.object_type = %(object_type)s
+                    AND n.kind = %(kind)s AND n.due_moment = {rule.due_moment}
+              )
             FOR UPDATE OF {rule.lock} SKIP LOCKED
         ), t AS (
             {rule.recipients_sql}

@@ -139,6 +139,34 @@ def test_overdue_activity_reminds_its_assignee_and_unassigned_reminds_the_owning
     assert got == {(world.pharmacist.pk, assigned.pk), (world.nurse.pk, unassigned.pk)}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_next_sweep_neither_locks_nor_repeats_what_was_already_reminded(world):
+    """The steady-state sweep skips overdue objects already reminded for their due moment
+    before locking them, so a clinician saving such an activity while the sweep runs is
+    not queued behind it; a new due date is a new due moment and a new reminder."""
+    from careplans.models import Activity
+
+    def row_locker() -> int:
+        # a row lock leaves the locker's transaction id in the row version's xmax (each sweep
+    # commits here, so a later UPDATE writes a version with none)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT xmax::text::bigint FROM careplans_activity WHERE id = %s", [activity.pk])
+            return cursor.fetchone()[0]
+
+    yesterday = timezone.localdate() - dt.timedelta(days=1)
+    activity = f.ActivityFactory(care_plan=world.plan, assigned_to=world.nurse, due_date=yesterday)
+    assert reminders_sweep().created[NotificationKind.ACTIVITY_OVERDUE] == 1
+    assert row_locker() != 0  # the first sweep claimed it
+    Activity.objects.filter(pk=activity.pk).update(title=activity.title)  # a fresh row version
+    assert row_locker() == 0
+    assert reminders_sweep().total == 0
+    assert row_locker() == 0  # the next sweep did not touch it
+    activity.due_date = yesterday - dt.timedelta(days=1)
+    activity.save()
+    assert reminders_sweep().created[NotificationKind.ACTIVITY_OVERDUE] == 1
+    assert _reminders(NotificationKind.ACTIVITY_OVERDUE).count() == 2
+
+
 def test_sensitive_activity_reminder_never_goes_to_a_discipline_the_policy_excludes(world):
     yesterday = timezone.localdate() - dt.timedelta(days=1)
     f.ActivityFactory(

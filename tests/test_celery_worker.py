@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from careteam.tasks import ping
+from tests.processes import worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,13 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
     """Start `celery -A careteam worker` against the same broker and test database."""
-    from django.db import connection
 
     env = dict(os.environ)
-    db = connection.settings_dict
-    env["DATABASE_URL"] = (
-        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
+    env["DATABASE_URL"] = worker_database_url()
     env["DEBUG"] = "true"
     queue = f"test-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from careteam import handoffs as handoff_services
@@ -25,6 +25,7 @@ from careteam.celery import app
 from careteam.models import Handoff, Notification, NotificationKind
 from careteam.reminders import reminders_sweep
 from careteam.tasks import reminders_sweep as reminders_sweep_task
+from tests.processes import worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -46,11 +47,10 @@ class Worker:
     def __init__(
         self, *, broker: str, queue: str, mail_dir: Path, extra_env: dict | None = None, pool: str = "solo"
     ):
-        db = connection.settings_dict
         self.env = dict(os.environ)
         self.env.update(
             DEBUG="true",
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            DATABASE_URL=worker_database_url(),
             REDIS_URL=broker,
             EMAIL_URL=f"filemail:///{mail_dir}",  # absolute path: four slashes in all
             CONN_MAX_AGE="0",

@@ -277,6 +277,24 @@ def test_editor_query_count_does_not_grow_with_items(client, world, django_asser
     assert len(response.context["editor"].activities) == 10
 
 
+def test_the_add_forms_are_fetched_when_their_section_opens(client, world):
+    client.force_login(world.nurse)
+    url = reverse("careplans:goal_create", kwargs={"plan_id": world.plan.pk})
+    page = client.get(_editor(world)).content.decode()
+    assert 'name="new-goal-description"' not in page and f'hx-get="{url}"' in page
+    fields = client.get(url, **HX)
+    assert fields.status_code == 200 and 'name="new-goal-description"' in fields.content.decode()
+    assert b"<html" not in fields.content
+    # without JavaScript the same URL opens the editor with the form open
+    assert 'name="new-goal-description"' in client.get(url).content.decode()
+    # a reader with emergency access gets no form, a stranger not even the plan
+    team_services.break_glass_open(user=world.outsider, patient=world.patient, reason="Unconscious in ED")
+    client.force_login(world.outsider)
+    assert client.get(url, **HX).status_code == 403
+    client.force_login(f.UserFactory())
+    assert client.get(url, **HX).status_code == 404
+
+
 def test_adding_a_goal_with_bad_input_shows_errors_by_the_field_and_keeps_the_input(client, world):
     client.force_login(world.nurse)
     url = reverse("careplans:goal_create", kwargs={"plan_id": world.plan.pk})

@@ -225,16 +225,20 @@ def _insert_sql(rule: Rule) -> str:
     steady-state sweep then reads only what became due since the last one, instead of
     re-locking the whole backlog of overdue objects every minute and letting the unique
     key discard it. The probe leads with the object id, so it never visits the rows this
-    statement inserts for other objects. (Consequence: a colleague who joins the team
+    statement inserts for other objects. It is written as a scalar subquery, not NOT
+    EXISTS, so that it stays one index probe per due object whatever the statistics say:
+    right after a large catch-up the table's statistics still say "empty", and an anti-join
+    planned on them rescans the whole notification table for every due object. (Consequence: a colleague who joins the team
     after a reminder went out is not sent it; the unique key still decides the rest.)"""
     return f"""
         WITH d AS MATERIALIZED (
             {rule.due_sql}
-              AND NOT EXISTS (
+              AND (
                   SELECT 1 FROM careteam_notification n
                   WHERE n.object_id = {rule.lock}.id AND n.object_type = %(object_type)s
                     AND n.kind = %(kind)s AND n.due_moment = {rule.due_moment}
-              )
+                  LIMIT 1
+              ) IS NULL
             FOR UPDATE OF {rule.lock} SKIP LOCKED
         ), t AS (
             {rule.recipients_sql}

@@ -16,6 +16,16 @@ from careteam.reference import ensure_reference_data
 from tests import factories as f
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Django empties the tables between transactional tests with TRUNCATE, which the audit
+    table refuses (careteam/migrations/0005) unless the session says otherwise."""
+    from django.conf import settings
+
+    options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c careteam.allow_audit_truncate=on".strip()
+
+
 @pytest.fixture(autouse=True)
 def _plain_http(settings):
     """Tests speak plain HTTP to the test server; production keeps the TLS settings."""

@@ -566,6 +566,26 @@ def test_audit_rows_cannot_be_updated_or_deleted_with_raw_sql(event):
     assert AuditEvent.objects.filter(pk=event.pk, username="nurse1").exists()
 
 
+def test_audit_rows_cannot_be_truncated(event):
+    # the application's connections carry no permission to truncate (only the test flush does)
+    app = connection.copy()
+    app.settings_dict = {**connection.settings_dict, "OPTIONS": {}}
+    try:
+        with app.cursor() as cursor:
+            cursor.execute("SELECT current_setting('careteam.allow_audit_truncate', true)")
+            assert cursor.fetchone()[0] in (None, "")
+    finally:
+        app.close()
+    with (
+        pytest.raises(DatabaseError, match="TRUNCATE refused"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL careteam.allow_audit_truncate = off")
+        cursor.execute("TRUNCATE careteam_auditevent")
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
 def test_deleting_a_patient_leaves_its_audit_rows(world, event):
     team_patient = world.patient
     Patient.objects.filter(pk=world.other_patient.pk).delete()

@@ -204,7 +204,7 @@ class ActivityViewSet(PlanItemViewSet):
             "care_plan", "owner_discipline", "sensitivity"
         ).prefetch_related(
             Prefetch("goals", queryset=Goal.objects.only("id")),
-            Prefetch("needs", queryset=visible_needs),
+            Prefetch("needs", queryset=visible_needs, to_attr="visible_needs"),
         )
 
 

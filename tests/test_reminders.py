@@ -148,7 +148,7 @@ def test_next_sweep_neither_locks_nor_repeats_what_was_already_reminded(world):
 
     def row_locker() -> int:
         # a row lock leaves the locker's transaction id in the row version's xmax (each sweep
-    # commits here, so a later UPDATE writes a version with none)
+        # commits here, so a later UPDATE writes a version with none)
         with connection.cursor() as cursor:
             cursor.execute("SELECT xmax::text::bigint FROM careplans_activity WHERE id = %s", [activity.pk])
             return cursor.fetchone()[0]

@@ -169,7 +169,7 @@ def referral_set_status(
     referral.version += 1
     referral.save()
     _log(referral, by=by, from_status=from_status, note=note)
-    if closing and referral.need_id is not None:
+    if closing and referral.outcome and referral.need_id is not None:
         _update_need_from_outcome(access=access, referral=referral, by=by)
     audit(
         user=by,

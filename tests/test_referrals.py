@@ -104,14 +104,17 @@ def test_a_draft_can_be_saved_without_consent_and_sent_once_consent_is_recorded(
     assert referral.status == "requested" and referral.consent is not None
 
 
-def test_a_draft_never_sent_can_be_cancelled_and_reopened_through_the_consent_check(client, world, food):
+def test_a_draft_never_sent_can_be_cancelled_and_reopened_through_the_consent_check(
+    client, world, food, need
+):
     client.force_login(world.nurse)
-    post_referral(client, world, food, send="")
+    post_referral(client, world, food, need, send="")
     referral = Referral.objects.get()
     response = set_status(client, referral, "cancelled")
     referral.refresh_from_db()
     assert response.status_code == 302, response.content
     assert referral.status == "cancelled" and referral.sent_at is None and referral.consent is None
+    assert not Note.objects.filter(need=need).exists()  # no loop was open: nothing to report on the need
     refused = set_status(client, referral, "requested", note="Patient changed their mind")
     assert refused.status_code == 422 and b"consent" in refused.content
     referral.refresh_from_db()

@@ -20,6 +20,7 @@ more than 1.5x from the small to the big database.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -755,6 +756,8 @@ def run_one(
         bench.exclude.add("reminder sweep")
     bench.sweep_runs = sweep_runs
     ctx = personas(bench)
+    # as careteam/wsgi.py does in each worker once the app is loaded
+    gc.freeze()
     load = os.getloadavg()
     print(
         f"database {db}: {ctx['sizes']}; case manager {ctx['cm'].username} "

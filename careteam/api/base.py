@@ -169,9 +169,12 @@ class PatientDataViewSet(
         return self.render(self.reload(obj))
 
     def reload(self, obj):
-        """The saved object as lists show it (related rows loaded); the service's copy if
-        the change took it out of the caller's sight (e.g. they ended their own role)."""
-        return self.get_queryset().filter(pk=obj.pk).first() or obj
+        """The saved object as lists show it (related rows loaded, and the related rows the
+        caller may not see left out by `base_queryset`). Not filtered by patient again: the
+        caller was just allowed to write this very object, and the answer is that object
+        whether or not the change took it out of their sight (e.g. they ended their own
+        role); filtering would recompute their whole visible set for one row."""
+        return self.base_queryset().filter(pk=obj.pk).first() or obj
 
     def check_can_change(self, access: PatientAccess, obj) -> None:
         access.require_edit(obj)

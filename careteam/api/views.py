@@ -28,7 +28,7 @@ from careteam.permissions import (
     access_patient_by_id,
     patient_access,
     patients_for,
-    restrict,
+    sensitivity_visible_q,
     team_patients_for,
 )
 from patients.models import Patient
@@ -196,9 +196,11 @@ class ActivityViewSet(PlanItemViewSet):
     create_service = staticmethod(plan_services.activity_create)
 
     def base_queryset(self):
-        # linked needs the caller may not see (sensitive) are left out, as in the editor
-        visible_needs = restrict(
-            Need.objects.only("id"), self.request.user, patient_path="care_plan__patient"
+        # linked needs the caller may not see (sensitive) are left out, as in the editor;
+        # they are needs of the same plan as an activity the caller may read, so the
+        # sensitivity policy is the one filter left to apply
+        visible_needs = Need.objects.only("id").filter(
+            sensitivity_visible_q(self.request.user, "care_plan__patient")
         )
         return Activity.objects.select_related(
             "care_plan", "owner_discipline", "sensitivity"

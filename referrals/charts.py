@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ROW = 26
-LABEL_WIDTH = 220
+LABEL_WIDTH = 250  # room for 30 characters at 13 px
 BAR_WIDTH = 360
 VALUE_WIDTH = 70
 

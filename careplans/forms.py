@@ -10,6 +10,7 @@ from careteam.permissions import PatientAccess
 
 from .models import (
     CAREPLAN_TRANSITIONS,
+    STATUS_REASON_MAX_LENGTH,
     Activity,
     CarePlan,
     CarePlanStatus,
@@ -148,7 +149,7 @@ class StatusForm(forms.Form):
     """Move an item to one of its legal next statuses."""
 
     status = forms.CharField(max_length=20)
-    status_reason = forms.CharField(max_length=300, required=False)
+    status_reason = forms.CharField(max_length=STATUS_REASON_MAX_LENGTH, required=False)
     expected_version = forms.IntegerField()
 
 
@@ -166,8 +167,21 @@ class CarePlanForm(VersionedForm):
 
     class Meta:
         model = CarePlan
-        fields = ["title", "description", "period_start", "period_end", "review_due", "status"]
-        labels = {"period_start": "Starts", "period_end": "Ends", "review_due": "Review due"}
+        fields = [
+            "title",
+            "description",
+            "period_start",
+            "period_end",
+            "review_due",
+            "status",
+            "status_reason",
+        ]
+        labels = {
+            "period_start": "Starts",
+            "period_end": "Ends",
+            "review_due": "Review due",
+            "status_reason": "Reason for a status change",
+        }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
             "period_start": DATE,
@@ -179,6 +193,7 @@ class CarePlanForm(VersionedForm):
         super().__init__(*args, **kwargs)
         if not self.access.can_edit_any:
             del self.fields["status"]
+            del self.fields["status_reason"]
         else:
             current = self.instance.status
             legal = CAREPLAN_TRANSITIONS.get(current, set())

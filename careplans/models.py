@@ -6,10 +6,33 @@ from __future__ import annotations
 import datetime as dt
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
+
+# Longest texts accepted (forms, API and services alike): a goal or a need is a sentence
+# or a short paragraph, a description a few paragraphs; a pasted document is refused with
+# a clear error instead of widening every page that shows it.
+STATEMENT_MAX_LENGTH = 2000
+TEXT_MAX_LENGTH = 5000
+STATUS_REASON_MAX_LENGTH = 300
+# a change to one of these statuses says why (kept with the item and shown in history)
+STATUSES_NEEDING_REASON = frozenset({"entered-in-error", "cancelled", "revoked"})
+
+
+def limited_text(max_length: int, **kwargs) -> models.TextField:
+    """A TextField whose length is checked in forms, serializers and full_clean()."""
+    return models.TextField(max_length=max_length, validators=[MaxLengthValidator(max_length)], **kwargs)
+
+
+def status_reason_field() -> models.CharField:
+    return models.CharField(
+        max_length=STATUS_REASON_MAX_LENGTH,
+        blank=True,
+        help_text="Why the status last changed (required for entered in error and cancelled).",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -44,8 +67,9 @@ class CarePlanIntent(models.TextChoices):
 class CarePlan(models.Model):
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="care_plans")
     title = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = limited_text(TEXT_MAX_LENGTH, blank=True)
     status = models.CharField(max_length=20, choices=CarePlanStatus.choices, default=CarePlanStatus.DRAFT)
+    status_reason = status_reason_field()
     intent = models.CharField(max_length=10, choices=CarePlanIntent.choices, default=CarePlanIntent.PLAN)
     period_start = models.DateField(default=timezone.localdate)
     period_end = models.DateField(null=True, blank=True)
@@ -146,7 +170,7 @@ class GoalAchievement(models.TextChoices):
 
 class Goal(models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="goals")
-    description = models.TextField()
+    description = limited_text(STATEMENT_MAX_LENGTH)
     expressed_by = models.CharField(max_length=10, choices=ExpressedBy.choices, default=ExpressedBy.CLINICIAN)
     priority = models.CharField(max_length=20, choices=GoalPriority.choices, default=GoalPriority.MEDIUM)
     owner_discipline = models.ForeignKey(
@@ -159,6 +183,7 @@ class Goal(models.Model):
         max_length=20, choices=GoalLifecycle.choices, default=GoalLifecycle.PROPOSED
     )
     achievement_status = models.CharField(max_length=20, choices=GoalAchievement.choices, blank=True)
+    status_reason = status_reason_field()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -235,9 +260,10 @@ class Need(models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="needs")
     domain = models.CharField(max_length=15, choices=NeedDomain.choices)
     category = models.CharField(max_length=20, choices=NeedCategory.choices)
-    description = models.TextField()
+    description = limited_text(STATEMENT_MAX_LENGTH)
     is_barrier = models.BooleanField(default=False, help_text="Stands in the way of a goal.")
     status = models.CharField(max_length=20, choices=NeedStatus.choices, default=NeedStatus.ACTIVE)
+    status_reason = status_reason_field()
     sensitivity = models.ForeignKey(
         "careteam.SensitivityCategory",
         on_delete=models.PROTECT,
@@ -299,7 +325,7 @@ ACTIVITY_OPEN_STATUSES = ("not-started", "scheduled", "in-progress", "on-hold")
 class Activity(models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="activities")
     title = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = limited_text(TEXT_MAX_LENGTH, blank=True)
     goals = models.ManyToManyField(Goal, blank=True, related_name="activities")
     needs = models.ManyToManyField(Need, blank=True, related_name="activities")
     owner_discipline = models.ForeignKey("careteam.Discipline", on_delete=models.PROTECT, related_name="+")
@@ -313,7 +339,7 @@ class Activity(models.Model):
     status = models.CharField(
         max_length=20, choices=ActivityStatus.choices, default=ActivityStatus.NOT_STARTED
     )
-    status_reason = models.CharField(max_length=300, blank=True)
+    status_reason = status_reason_field()
     due_date = models.DateField(null=True, blank=True)
     sensitivity = models.ForeignKey(
         "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -370,7 +396,7 @@ class Note(models.Model):
         Activity, on_delete=models.CASCADE, null=True, blank=True, related_name="notes"
     )
     kind = models.CharField(max_length=10, choices=NoteKind.choices, default=NoteKind.COMMENT)
-    text = models.TextField()
+    text = limited_text(TEXT_MAX_LENGTH)
     sensitivity = models.ForeignKey(
         "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -21,6 +21,7 @@ from .models import (
     CAREPLAN_TRANSITIONS,
     GOAL_TRANSITIONS,
     NEED_TRANSITIONS,
+    STATUSES_NEEDING_REASON,
     Activity,
     CarePlan,
     CarePlanStatus,
@@ -38,7 +39,16 @@ STATUS_MACHINES: dict[type[Model], tuple[str, dict]] = {
 }
 # fields a client may change per model (status goes through the machine)
 EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
-    CarePlan: ("title", "description", "intent", "period_start", "period_end", "review_due", "status"),
+    CarePlan: (
+        "title",
+        "description",
+        "intent",
+        "period_start",
+        "period_end",
+        "review_due",
+        "status",
+        "status_reason",
+    ),
     Goal: (
         "description",
         "expressed_by",
@@ -49,8 +59,9 @@ EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
         "target_due",
         "lifecycle_status",
         "achievement_status",
+        "status_reason",
     ),
-    Need: ("domain", "category", "description", "is_barrier", "status", "sensitivity"),
+    Need: ("domain", "category", "description", "is_barrier", "status", "status_reason", "sensitivity"),
     Activity: (
         "title",
         "description",
@@ -62,6 +73,19 @@ EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
         "sensitivity",
     ),
 }
+
+
+def _check_reason(item: Model, status_field: str, changes: dict[str, Any]) -> None:
+    """Entering an item in error or cancelling it says why: the reason is stored with the
+    item and shown in its history."""
+    new = changes[status_field]
+    if new == getattr(item, status_field) or new not in STATUSES_NEEDING_REASON:
+        return
+    reason = (changes.get("status_reason") or "").strip()
+    if not reason:
+        label = dict(type(item)._meta.get_field(status_field).choices).get(new, new)
+        raise ValidationError({"status_reason": f"Say why this is changed to “{label}”."})
+    changes["status_reason"] = reason
 
 
 def _full_clean(instance: Model, exclude: list[str] | None = None) -> None:
@@ -222,6 +246,7 @@ def item_update(
     status_field, machine = STATUS_MACHINES[model]
     if status_field in changes:
         check_transition(machine, getattr(fresh, status_field), changes[status_field], label=status_field)
+        _check_reason(fresh, status_field, changes)
     changed = apply_changes(fresh, changes)
     if not changed and not m2m:
         return fresh

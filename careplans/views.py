@@ -333,7 +333,7 @@ def _status(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
         return _render_item(request, item, access, status=422, error="Choose a status.")
     field_name = selectors.STATUS_FIELDS[kind.model][0]
     changes = {field_name: form.cleaned_data["status"]}
-    if kind.model is Activity and form.cleaned_data["status_reason"]:
+    if form.cleaned_data["status_reason"]:
         changes["status_reason"] = form.cleaned_data["status_reason"]
     try:
         saved = services.item_update(

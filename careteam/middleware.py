@@ -11,7 +11,8 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
+from django.utils.cache import patch_vary_headers
 
 from .audit import audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
@@ -99,4 +100,50 @@ class PatientAuditMiddleware:
         response = self.get_response(request)
         if response.status_code in (200, 403, 404):
             audit_request(request, status_code=response.status_code)
+        return response
+
+
+class HtmxHistoryMiddleware:
+    """Every htmx page restores as a full page.
+
+    A page answers an htmx request with a fragment and a plain request with the whole
+    page at the same URL (the worklist's search pushes its URL). Two things go wrong on
+    Back without this: the browser's cache hands back the fragment it stored for the
+    URL, and htmx's own history restore (`HX-History-Restore-Request`) asks with
+    `HX-Request` and gets a fragment. So every response says it varies on `HX-Request`,
+    and a history restore is answered as a plain request (django-htmx then sees no htmx
+    request and every view renders the full page). Must come before HtmxMiddleware."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.META.get("HTTP_HX_HISTORY_RESTORE_REQUEST") == "true":
+            request.META.pop("HTTP_HX_REQUEST", None)
+        response = self.get_response(request)
+        patch_vary_headers(response, ("HX-Request",))
+        return response
+
+
+class ProductErrorPagesMiddleware:
+    """The product's own 404 and 500 pages while DEBUG is on (`TECHNICAL_ERROR_PAGES`
+    false, as `./dev.py run` sets it): demo runs keep DEBUG's static files, dev secret and
+    relaxed cookies but never show Django's debug pages, which list every URL or print a
+    traceback and settings to whoever clicks. With DEBUG off Django renders these
+    templates itself. An HTML 404 or 500 is answered with the product's page (JSON
+    answers of the API are left alone); Django has already logged a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.active = settings.DEBUG and not settings.TECHNICAL_ERROR_PAGES
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            self.active
+            and response.status_code in (404, 500)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            template = f"{response.status_code}.html"
+            return render(request, template, status=response.status_code)
         return response

@@ -26,6 +26,9 @@ ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else []
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# With DEBUG on, Django's debug 404/500 pages (URL list, traceback, settings) instead of
+# the product's own. `./dev.py run` turns them off so a demo looks like the product.
+TECHNICAL_ERROR_PAGES = env.bool("TECHNICAL_ERROR_PAGES", default=DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -58,8 +61,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # the product's 404/500 pages also while DEBUG is on, unless TECHNICAL_ERROR_PAGES
+    "careteam.middleware.ProductErrorPagesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # before HtmxMiddleware: a history restore is answered as a full page
+    "careteam.middleware.HtmxHistoryMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "careteam.middleware.IdleSessionTimeoutMiddleware",
@@ -157,6 +164,8 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
 # ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# "2 Dec 2026, 06:32" on every page (careteam/formats/)
+FORMAT_MODULE_PATH = ["careteam.formats"]
 USE_I18N = True
 USE_TZ = True
 

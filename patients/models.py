@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Upper
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
@@ -28,17 +29,41 @@ class AdministrativeGender(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+def mrn_key(expression) -> Func:
+    """An MRN reduced to its letters and digits, upper case: "mrn-4100 " -> "MRN4100"."""
+    return Func(Upper(expression), Value("[^A-Z0-9]"), Value(""), Value("g"), function="regexp_replace")
+
+
+def mrn_digits(expression) -> Func:
+    """The digits of an MRN: "MRN-4100" -> "4100"."""
+    return Func(expression, Value("[^0-9]"), Value(""), Value("g"), function="regexp_replace")
+
+
+# typed digits shorter than this are not taken for an MRN (a "4" would match thousands)
+MRN_MIN_DIGITS = 3
+
+
 class PatientQuerySet(models.QuerySet):
     def search(self, text: str) -> PatientQuerySet:
-        """Name or MRN contains the text (trigram indexes keep this fast)."""
+        """Name or MRN contains the text (trigram indexes keep this fast). An MRN matches
+        however it is typed: with or without its prefix, dashes, spaces or case
+        ("4100", "mrn4100" and "MRN-4100" all find MRN-4100; expression indexes)."""
         text = (text or "").strip()
         if not text:
             return self
+        key = re.sub(r"[^A-Z0-9]", "", text.upper())
         q = Q(mrn__iexact=text) | Q(family_name__icontains=text) | Q(given_name__icontains=text)
+        qs = self
+        if key:
+            qs = qs.alias(mrn_key=mrn_key(F("mrn")))
+            q |= Q(mrn_key=key)
+            if key.isdigit() and len(key) >= MRN_MIN_DIGITS:
+                qs = qs.alias(mrn_digits=mrn_digits(F("mrn")))
+                q |= Q(mrn_digits=key)
         parts = text.split()
         if len(parts) > 1:
             q |= Q(given_name__icontains=parts[0], family_name__icontains=parts[-1])
-        return self.filter(q)
+        return qs.filter(q)
 
 
 class Patient(models.Model):
@@ -85,6 +110,8 @@ class Patient(models.Model):
             models.Index(Upper("family_name"), Upper("given_name"), name="patient_name_idx"),
             GinIndex(OpClass(Upper("family_name"), name="gin_trgm_ops"), name="patient_family_trgm"),
             GinIndex(OpClass(Upper("given_name"), name="gin_trgm_ops"), name="patient_given_trgm"),
+            models.Index(mrn_key(F("mrn")), name="patient_mrn_key_idx"),
+            models.Index(mrn_digits(F("mrn")), name="patient_mrn_digits_idx"),
         ]
 
     def __str__(self) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from django import forms
+from django.conf.locale import LANG_INFO
 
 from .models import (
     REFERRAL_CLOSED_STATUSES,
@@ -17,6 +19,44 @@ from .models import (
 )
 from .selectors import CatalogFilters
 
+# names people type that Django's table spells differently
+EXTRA_LANGUAGE_NAMES = {
+    "chinese": "zh",
+    "mandarin": "zh",
+    "cantonese": "yue",
+    "tagalog": "tl",
+    "filipino": "fil",
+    "haitian creole": "ht",
+    "creole": "ht",
+    "somali": "so",
+    "amharic": "am",
+    "tigrinya": "ti",
+    "hmong": "hmn",
+    "navajo": "nv",
+    "american sign language": "ase",
+    "asl": "ase",
+    "farsi": "fa",
+    "punjabi": "pa",
+}
+
+
+@functools.cache
+def _language_names() -> dict[str, str]:
+    names = dict(EXTRA_LANGUAGE_NAMES)
+    for code, info in LANG_INFO.items():
+        if "name" not in info:
+            continue  # a fallback entry
+        for name in (info["name"], info.get("name_local", "")):
+            if name:
+                names.setdefault(name.lower(), code.split("-")[0] if "-" in code and len(code) > 5 else code)
+    return names
+
+
+def language_code(name: str) -> str | None:
+    """'Spanish' -> 'es'; None for a name no table knows."""
+    return _language_names().get(" ".join(name.split()).lower())
+
+
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 PRIORITIES = [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")]
 
@@ -25,7 +65,10 @@ class CatalogSearchForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=200)
     category = forms.ChoiceField(label="Category", required=False)
     language = forms.CharField(
-        label="Language", required=False, max_length=12, help_text="A language code, e.g. en, es, zh"
+        label="Language",
+        required=False,
+        max_length=40,
+        help_text="A language name or code, e.g. Spanish, Vietnamese, es",
     )
     free = forms.BooleanField(label="Free only", required=False)
     area = forms.CharField(label="Service area", required=False, max_length=100)
@@ -43,10 +86,20 @@ class CatalogSearchForm(forms.Form):
         self.term_ids = {code: pk for code, _, pk in terms}
 
     def clean_language(self) -> str:
-        value = self.cleaned_data["language"].strip().lower()
-        if value and not LANGUAGE_RE.match(value):
-            raise forms.ValidationError("Use a language code such as en, es or zh-hant.")
-        return value
+        """A BCP-47 code ("es") or a language's name in English or in itself ("Spanish",
+        "español"), stored and searched as the code."""
+        value = " ".join(self.cleaned_data["language"].split()).lower()
+        if not value:
+            return ""
+        code = language_code(value)
+        if code is None and LANGUAGE_RE.match(value):
+            code = value
+        if code is None:
+            raise forms.ValidationError(
+                f"“{self.cleaned_data['language'].strip()}” is not a language we know: "
+                "type its name (Spanish) or its code (es)."
+            )
+        return code
 
     def filters(self) -> CatalogFilters:
         data = self.cleaned_data
@@ -77,7 +130,7 @@ class ReferralForm(forms.Form):
 class ReferralStatusForm(forms.Form):
     """Record the service's answer (on its behalf), progress, closing or reopening."""
 
-    status = forms.ChoiceField(label="New status")
+    status = forms.ChoiceField(label="New status", error_messages={"required": "Choose the new status."})
     outcome = forms.ChoiceField(
         label="Outcome (to close)", required=False, choices=[("", "—"), *ReferralOutcome.choices]
     )
@@ -90,9 +143,11 @@ class ReferralStatusForm(forms.Form):
         targets = sorted(REFERRAL_TRANSITIONS.get(referral.status, set()))
         if referral.status == ReferralStatus.DRAFT:
             targets = [t for t in targets if t != ReferralStatus.REQUESTED] + [ReferralStatus.REQUESTED]
-        self.fields["status"].choices = [(t, labels[t]) for t in targets]
+        # nothing preselected: a save without choosing must not record "Accepted"
+        self.fields["status"].choices = [("", "Choose…")] + [(t, labels[t]) for t in targets]
         self.fields["version"].initial = referral.version
         self.reopening = referral.status in REFERRAL_CLOSED_STATUSES
+        self.has_targets = bool(targets)
 
 
 class DateRangeForm(forms.Form):

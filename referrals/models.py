@@ -25,6 +25,12 @@ class TaxonomyTerm(models.Model):
     code = models.CharField(max_length=60, blank=True)
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True)
+    synonyms = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Other words people search with (rides, bus, driver for Transportation).",
+    )
     taxonomy = models.CharField(max_length=100, default="careteam", help_text="Name of the taxonomy")
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
@@ -251,6 +257,8 @@ REFERRAL_TRANSITIONS = {
 }
 REFERRAL_CLOSED_STATUSES = ("rejected", "cancelled", "failed", "completed", "entered-in-error")
 REFERRAL_OPEN_STATUSES = ("requested", "accepted", "in-progress", "on-hold")
+# a second referral to the same service for the same need is refused while one of these stands
+REFERRAL_DUPLICATE_STATUSES = ("draft", *REFERRAL_OPEN_STATUSES)
 
 
 class ReferralOutcome(models.TextChoices):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import (
     Aggregate,
     Count,
@@ -17,6 +17,8 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    TextField,
+    Value,
 )
 from django.http import Http404
 from django.utils import timezone
@@ -24,7 +26,7 @@ from django.utils import timezone
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff
 from careteam.permissions import PatientAccess, access_item, restrict, sensitivity_visible_q
 
-from .models import REFERRAL_CLOSED_STATUSES, Referral, Service, ServiceStatus
+from .models import REFERRAL_CLOSED_STATUSES, Referral, Service, ServiceStatus, TaxonomyTerm
 
 
 # ---------------------------------------------------------------------------
@@ -64,12 +66,28 @@ def service_search(filters: CatalogFilters) -> QuerySet[Service]:
         qs = qs.filter(service_area__icontains=filters.area)
     if filters.text:
         query = SearchQuery(filters.text, search_type="websearch", config="english")
+        through = Service.categories.through
+        in_matching_category = Exists(
+            through.objects.filter(service_id=OuterRef("pk"), taxonomyterm_id__in=matching_terms(query))
+        )
         return (
-            qs.filter(search_vector=query)
+            qs.filter(Q(search_vector=query) | in_matching_category)
             .annotate(rank=SearchRank(F("search_vector"), query))
             .order_by("-rank", "name", "id")
         )
     return qs.order_by("name", "id")
+
+
+def matching_terms(query: SearchQuery) -> QuerySet:
+    """Ids of the taxonomy terms whose name, description or synonyms match a text search
+    ("transport" finds Transportation, "rides" finds it through its synonyms)."""
+    document = SearchVector(
+        "name",
+        "description",
+        Func(F("synonyms"), Value(" "), function="array_to_string", output_field=TextField()),
+        config="english",
+    )
+    return TaxonomyTerm.objects.annotate(document=document).filter(document=query).values("pk")
 
 
 # ---------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from careteam.concurrency import lock_for_update
 from careteam.models import AuditAction, User
 from careteam.permissions import PatientAccess
 from careteam.statemachine import check_transition
-from patients.models import Consent, ConsentScope
+from patients.models import Consent, ConsentScope, Patient
 
 from .models import (
     REFERRAL_CLOSED_STATUSES,
+    REFERRAL_DUPLICATE_STATUSES,
     REFERRAL_TRANSITIONS,
     Referral,
     ReferralEvent,
@@ -28,6 +29,26 @@ from .models import (
 def _log(referral: Referral, *, by: User, from_status: str, note: str = "") -> None:
     ReferralEvent.objects.create(
         referral=referral, from_status=from_status, to_status=referral.status, by=by, note=note
+    )
+
+
+def open_duplicate(*, patient, service, need, exclude=None) -> Referral | None:
+    """An open referral (a draft or not yet closed) of this patient to this service for
+    the same need (or, without a need, for no particular need)."""
+    qs = Referral.objects.filter(
+        patient=patient, service=service, need=need, status__in=REFERRAL_DUPLICATE_STATUSES
+    )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    return qs.select_related("referred_by").order_by("-created_at").first()
+
+
+def duplicate_message(referral: Referral) -> str:
+    when = referral.sent_at or referral.created_at
+    return (
+        f"An open referral to this service for the same need already exists (referral #{referral.pk}, "
+        f"{referral.get_status_display().lower()}, by {referral.referred_by.display_name}, "
+        f"{timezone.localtime(when):%-d %b %Y}). Update that one instead of sending another."
     )
 
 
@@ -63,6 +84,12 @@ def referral_create(
         errors["priority"] = "Priority is routine, urgent or asap."
     if errors:
         raise ValidationError(errors)
+    # one open referral per service and need: the patient's row is the lock, so a second
+    # Save (Back and Save again, a double click, another tab) waits here and is refused
+    Patient.objects.select_for_update().filter(pk=access.patient.pk).first()
+    duplicate = open_duplicate(patient=access.patient, service=service, need=need)
+    if duplicate is not None:
+        raise ValidationError({"service": duplicate_message(duplicate)})
     referral = Referral.objects.create(
         patient=access.patient,
         care_plan=plan,
@@ -229,6 +256,7 @@ def referral_close(
     )
 
 
+@transaction.atomic
 def referral_reopen(
     *,
     access: PatientAccess,
@@ -242,6 +270,12 @@ def referral_reopen(
     """Reopen a closed referral; the note saying why is required and kept in the log."""
     if referral.status not in REFERRAL_CLOSED_STATUSES:
         raise ValidationError({"status": "Only a closed referral can be reopened."})
+    Patient.objects.select_for_update().filter(pk=access.patient.pk).first()
+    duplicate = open_duplicate(
+        patient=access.patient, service=referral.service, need=referral.need, exclude=referral
+    )
+    if duplicate is not None:
+        raise ValidationError({"status": duplicate_message(duplicate)})
     return referral_set_status(
         access=access,
         referral=referral,

@@ -29,9 +29,10 @@ from careteam.permissions import access_item
 
 from . import charts, hsds, selectors, services
 from .forms import CatalogSearchForm, DateRangeForm, HsdsImportForm, ReferralForm, ReferralStatusForm
-from .models import Service, ServiceStatus, TaxonomyTerm
+from .models import ReferralStatus, Service, ServiceStatus, TaxonomyTerm
 
 PAGE_SIZE = 20
+STATUS_LABELS = dict(ReferralStatus.choices)
 
 
 def _add_errors(form, exc: ValidationError) -> None:
@@ -185,10 +186,15 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
             request=request,
             detail="new referral",
         )
+    duplicate = None
+    if chosen is not None:
+        chosen_need = next((n for n in needs if str(n.pk) == str(form["need"].value() or "")), None)
+        duplicate = services.open_duplicate(patient=plan.patient, service=chosen, need=chosen_need)
     context = {
         "plan": plan,
         "patient": plan.patient,
         "form": form,
+        "duplicate": duplicate,
         "search_form": search_form,
         "page": page,
         "query": _query_without_page(request),
@@ -311,7 +317,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "form": form,
         "metrics": metrics,
         "status_chart": charts.bar_chart(
-            [(r["status"], r["n"]) for r in metrics.by_status], unit="", title="Referrals by status"
+            [(STATUS_LABELS.get(r["status"], r["status"]), r["n"]) for r in metrics.by_status],
+            unit="",
+            title="Referrals by status",
         ),
         "service_chart": charts.paired_bar_chart(
             [(r["service__name"], r["accept_p50"], r["close_p50"]) for r in metrics.by_service],

@@ -9,6 +9,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from careplans.models import (
+    STATEMENT_MAX_LENGTH,
+    STATUS_REASON_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
     Activity,
     ActivityStatus,
     CarePlan,
@@ -214,6 +217,7 @@ class CarePlanSerializer(serializers.ModelSerializer):
             "title",
             "description",
             "status",
+            "status_reason",
             "intent",
             "period_start",
             "period_end",
@@ -230,7 +234,9 @@ class CarePlanSerializer(serializers.ModelSerializer):
 class CarePlanCreateSerializer(serializers.Serializer):
     patient = RestrictedPrimaryKeyField(model=Patient, patient_path="pk")
     title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
     status = serializers.ChoiceField(choices=CarePlanStatus.choices, default=CarePlanStatus.DRAFT)
     intent = serializers.ChoiceField(choices=CarePlanIntent.choices, default=CarePlanIntent.PLAN)
     period_start = serializers.DateField(required=False, allow_null=True)
@@ -240,8 +246,11 @@ class CarePlanCreateSerializer(serializers.Serializer):
 
 class CarePlanUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=CarePlanStatus.choices, required=False)
+    status_reason = serializers.CharField(
+        max_length=STATUS_REASON_MAX_LENGTH, required=False, allow_blank=True
+    )
     intent = serializers.ChoiceField(choices=CarePlanIntent.choices, required=False)
     period_start = serializers.DateField(required=False)
     period_end = serializers.DateField(required=False, allow_null=True)
@@ -273,6 +282,7 @@ class GoalSerializer(serializers.ModelSerializer):
             "target_due",
             "lifecycle_status",
             "achievement_status",
+            "status_reason",
             "version",
             "created_at",
             "updated_at",
@@ -286,7 +296,10 @@ class GoalSerializer(serializers.ModelSerializer):
 
 
 class GoalWriteSerializer(serializers.Serializer):
-    description = serializers.CharField()
+    description = serializers.CharField(max_length=STATEMENT_MAX_LENGTH)
+    status_reason = serializers.CharField(
+        max_length=STATUS_REASON_MAX_LENGTH, required=False, allow_blank=True
+    )
     expressed_by = serializers.ChoiceField(
         choices=Goal._meta.get_field("expressed_by").choices, required=False
     )
@@ -306,7 +319,7 @@ class GoalCreateSerializer(GoalWriteSerializer):
 
 
 class GoalUpdateSerializer(GoalWriteSerializer):
-    description = serializers.CharField(required=False)
+    description = serializers.CharField(max_length=STATEMENT_MAX_LENGTH, required=False)
 
 
 class NeedSerializer(serializers.ModelSerializer):
@@ -327,6 +340,7 @@ class NeedSerializer(serializers.ModelSerializer):
             "description",
             "is_barrier",
             "status",
+            "status_reason",
             "sensitivity",
             "goals",
             "version",
@@ -339,9 +353,12 @@ class NeedSerializer(serializers.ModelSerializer):
 class NeedWriteSerializer(serializers.Serializer):
     domain = serializers.ChoiceField(choices=Need._meta.get_field("domain").choices)
     category = serializers.ChoiceField(choices=Need._meta.get_field("category").choices)
-    description = serializers.CharField()
+    description = serializers.CharField(max_length=STATEMENT_MAX_LENGTH)
     is_barrier = serializers.BooleanField(required=False)
     status = serializers.ChoiceField(choices=Need._meta.get_field("status").choices, required=False)
+    status_reason = serializers.CharField(
+        max_length=STATUS_REASON_MAX_LENGTH, required=False, allow_blank=True
+    )
     sensitivity = sensitivity_field()
     goals = serializers.ListField(
         child=RestrictedPrimaryKeyField(model=Goal, patient_path="care_plan__patient"),
@@ -357,7 +374,7 @@ class NeedCreateSerializer(NeedWriteSerializer):
 class NeedUpdateSerializer(NeedWriteSerializer):
     domain = serializers.ChoiceField(choices=Need._meta.get_field("domain").choices, required=False)
     category = serializers.ChoiceField(choices=Need._meta.get_field("category").choices, required=False)
-    description = serializers.CharField(required=False)
+    description = serializers.CharField(max_length=STATEMENT_MAX_LENGTH, required=False)
 
 
 @extend_schema_field({"type": "array", "items": {"type": "integer"}, "readOnly": True})
@@ -413,13 +430,15 @@ class ActivitySerializer(serializers.ModelSerializer):
 
 class ActivityWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True)
     owner_discipline = discipline_field()
     assigned_to = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.filter(is_active=True), required=False, allow_null=True
     )
     status = serializers.ChoiceField(choices=ActivityStatus.choices, required=False)
-    status_reason = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    status_reason = serializers.CharField(
+        max_length=STATUS_REASON_MAX_LENGTH, required=False, allow_blank=True
+    )
     due_date = serializers.DateField(required=False, allow_null=True)
     sensitivity = sensitivity_field()
     goals = serializers.ListField(

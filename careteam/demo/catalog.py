@@ -1,17 +1,18 @@
 """A demo catalog of community services (fictional organisations, realistic offers)."""
 
+# code, name, synonyms (what people type when they look for it)
 TAXONOMY = [
-    ("transportation", "Transportation"),
-    ("food", "Food"),
-    ("housing", "Housing"),
-    ("home-health", "Home health"),
-    ("behavioural-health", "Behavioural health"),
-    ("financial-aid", "Financial aid"),
-    ("caregiver-support", "Caregiver support"),
-    ("language", "Language and interpretation"),
-    ("medical-equipment", "Medical equipment"),
-    ("social-connection", "Social connection"),
-    ("medication-assistance", "Medication assistance"),
+    ("transportation", "Transportation", ["transport", "rides", "ride", "driver", "bus", "taxi", "travel"]),
+    ("food", "Food", ["meals", "groceries", "pantry", "nutrition", "hunger"]),
+    ("housing", "Housing", ["shelter", "rent", "homeless", "accommodation"]),
+    ("home-health", "Home health", ["home care", "nursing", "home visits"]),
+    ("behavioural-health", "Behavioural health", ["mental health", "counselling", "behavioral", "therapy"]),
+    ("financial-aid", "Financial aid", ["money", "benefits", "bills", "utilities"]),
+    ("caregiver-support", "Caregiver support", ["respite", "carer", "family support"]),
+    ("language", "Language and interpretation", ["interpreter", "translation", "translator"]),
+    ("medical-equipment", "Medical equipment", ["wheelchair", "walker", "mobility aids", "supplies"]),
+    ("social-connection", "Social connection", ["loneliness", "isolation", "companionship", "befriending"]),
+    ("medication-assistance", "Medication assistance", ["prescriptions", "pharmacy", "medicines"]),
 ]
 
 # organisation, [(service name, categories, description, languages, free, area, response days)]

@@ -99,8 +99,10 @@ class Command(BaseCommand):
     # -- catalog -------------------------------------------------------------
     def _catalog(self) -> dict[str, Service]:
         terms = {}
-        for code, name in TAXONOMY:
-            terms[code], _ = TaxonomyTerm.objects.get_or_create(code=code, defaults={"name": name})
+        for code, name, synonyms in TAXONOMY:
+            terms[code], _ = TaxonomyTerm.objects.update_or_create(
+                code=code, defaults={"name": name, "synonyms": synonyms}
+            )
         services = {}
         today = timezone.localdate()
         for org_name, org_description, offers in CATALOG:

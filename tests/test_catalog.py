@@ -104,7 +104,7 @@ def test_full_text_search_ranks_the_name_above_the_description(clinician, catalo
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("language=e1", "is not a language we know: type its name (Spanish) or its code (es).".encode()),
+        ("language=e1", b"is not a language we know: type its name (Spanish) or its code (es)."),
         ("category=unicorns", b"Select a valid choice. unicorns is not one of the available choices."),
         ("status=closed", b"Select a valid choice."),
         ("page=0", b"Ensure this value is greater than or equal to 1."),

@@ -6,6 +6,7 @@
     ./dev.py manage  <manage.py args...>                any manage.py command
     ./dev.py smoke                                      start, seed, one request, stop (CI)
     ./dev.py setup                                      only create .venv and install
+    ./dev.py screenshots                                copy build/screenshots to docs/screenshots
 
 Every command first makes sure `.venv` exists and holds the dependencies of
 pyproject.toml (`pip install -e '.[embedded,dev]'`, repeated only when pyproject.toml
@@ -668,9 +669,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
 
 
 class Child:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], color: str):
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], color: str, ready_marker: bytes | None = None
+    ):
         self.name = name
         self.cmd = cmd
+        self.ready_marker = ready_marker
+        self.ready = threading.Event()
         label = f"{name:<6}|"
         self.prefix = (f"{color}{label}\033[0m " if _tty() else f"{label} ").encode()
         self.proc = subprocess.Popen(
@@ -692,6 +697,9 @@ class Child:
         for line in iter(self.proc.stdout.readline, b""):
             out.write(self.prefix + line)
             out.flush()
+            if self.ready_marker is not None and self.ready_marker in line:
+                self.ready.set()
+        self.ready.set()  # it ended: nobody waits for it any longer
 
     def signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -807,6 +815,12 @@ def cmd_run(opts) -> int:
 
 def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
     env = child_env(services)
+    # a demo looks like the product: its own 404/500 pages (DEBUG stays on for static
+    # files and the dev secret), and emails written to files instead of the console
+    env.setdefault("TECHNICAL_ERROR_PAGES", "false")
+    mail_dir = data_dir / "mail"
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("EMAIL_URL", f"filemail://{mail_dir}")
     log("applying migrations (manage.py migrate)")
     if manage(["migrate", "--noinput"], env)[0] != 0:
         die("manage.py migrate failed")
@@ -823,12 +837,12 @@ def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
     children.append(Child("web", web, env, COLORS[0]))
     worker = [py, "-m", "celery", "-A", "careteam", "worker", "-l", "info",
               "-n", f"careteam-dev-{os.getpid()}@%h"]  # fmt: skip
-    children.append(Child("worker", worker, env, COLORS[1]))
+    children.append(Child("worker", worker, env, COLORS[1], ready_marker=b" ready."))
     if may_beat:
         # Exactly one beat: a second one would enqueue every periodic task twice.
         beat = [py, "-m", "celery", "-A", "careteam", "beat", "-l", "info",
                 "-s", str(data_dir / "celery" / "beat-schedule")]  # fmt: skip
-        children.append(Child("beat", beat, env, COLORS[2]))
+        children.append(Child("beat", beat, env, COLORS[2], ready_marker=b"beat: Starting"))
     else:
         log("another `dev.py run` on this data dir already runs celery beat; not starting one")
 
@@ -836,7 +850,8 @@ def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
     if not _wait_http(opts.host, opts.port, children, timeout=120):
         died = [c.name for c in children if c.proc.poll() is not None]
         die(f"the app did not come up ({', '.join(died) or 'timeout'}); see the output above")
-    _banner(url, seed_output, services)
+    _wait_ready(children, timeout=60)
+    _banner(url, seed_output, services, mail_dir)
     state_file.write_text(json.dumps({"pid": os.getpid(), "url": url, **services.env}, indent=2))
     while True:
         for child in children:
@@ -847,7 +862,17 @@ def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
         time.sleep(0.5)
 
 
-def _banner(url: str, seed_output: str, services: Services) -> None:
+def _wait_ready(children: list[Child], timeout: float) -> None:
+    """Wait until the worker and beat have said they are up, so their start-up lines come
+    before the banner and the banner is the last thing on the screen."""
+    deadline = time.monotonic() + timeout
+    for child in children:
+        if child.ready_marker is None:
+            continue
+        child.ready.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _banner(url: str, seed_output: str, services: Services, mail_dir: Path | None = None) -> None:
     bar = "=" * 72
     lines = [bar, f"  CareTeam is running at  {url}", ""]
     # seed_demo prints the demo logins; drop the start-up chatter of django-axes.
@@ -857,6 +882,8 @@ def _banner(url: str, seed_output: str, services: Services) -> None:
     db = "embedded PostgreSQL" if services.pg else "DATABASE_URL"
     rd = "embedded Redis" if services.redis else "REDIS_URL"
     lines += [f"  Database: {db}   Broker: {rd}   (web + celery worker + beat)"]
+    if mail_dir is not None:
+        lines += [f"  Emails are written to {_rel(mail_dir)}/ (one file per message)."]
     lines += ["  Press Ctrl-C to stop everything.", bar]
     print("\n".join(lines), flush=True)
 
@@ -875,6 +902,19 @@ def cmd_test(pytest_args: list[str], data_dir: Path) -> int:
         _shield_signals()
     log(f"pytest exited with code {rc}")
     return rc
+
+
+def cmd_screenshots() -> int:
+    """Copy the browser tests' screenshots into the tracked docs/ folder, on purpose."""
+    source, target = ROOT / "build" / "screenshots", ROOT / "docs" / "screenshots"
+    shots = sorted(source.glob("*.png"))
+    if not shots:
+        die("no screenshots in build/screenshots: run ./dev.py test tests/browser first")
+    target.mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        shutil.copy2(shot, target / shot.name)
+    log(f"copied {len(shots)} screenshots to {_rel(target)}/ (review and commit them)")
+    return 0
 
 
 def cmd_manage(args: list[str], data_dir: Path) -> int:
@@ -1046,11 +1086,16 @@ def main(argv: list[str]) -> int:
     sub.add_parser("manage", help="run a manage.py command", add_help=False)
     sub.add_parser("smoke", help="embedded servers, migrate, seed, one request, stop")
     sub.add_parser("setup", help="only create .venv and install the dependencies")
+    sub.add_parser(
+        "screenshots", help="publish build/screenshots (from the browser tests) to docs/screenshots"
+    )
 
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "screenshots":
+        return cmd_screenshots()
     if command not in ("run", "test", "manage", "smoke", "setup"):
         parser.parse_args(argv)  # prints the usage error
         return 2

@@ -278,3 +278,20 @@ def test_short_digit_strings_do_not_match_mrns(client, world):
     world.patient.save()
     client.force_login(world.nurse)
     assert b"Team, Alice" not in client.get(reverse("worklist"), {"q": "41"}).content
+
+
+def test_an_expected_403_is_logged_without_a_traceback():
+    import logging
+
+    from careteam.logfilters import ClientErrorWithoutTraceback
+
+    try:
+        raise PermissionError("no")
+    except PermissionError:
+        import sys
+
+        record = logging.LogRecord("django.request", logging.WARNING, "", 0, "Forbidden", (), sys.exc_info())
+    record.status_code = 403
+    assert ClientErrorWithoutTraceback().filter(record) and record.exc_info is None
+    record.status_code, record.exc_info = 500, (ValueError, ValueError("x"), None)
+    assert ClientErrorWithoutTraceback().filter(record) and record.exc_info is not None

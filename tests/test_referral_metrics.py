@@ -151,7 +151,8 @@ def test_the_dashboard_page_plots_the_figures_in_svg(client, world, known, djang
     body = response.content.decode()
     assert body.count("<svg") == 4
     assert "Service A" in body and "Org X" in body
-    assert "<td>2.5</td><td>3.7</td><td>20.0</td><td>28.0</td>" in body
+    # turnaround in days (2.5, 3.7, 20 and 28 hours)
+    assert "<td>0.1 days</td><td>0.2 days</td><td>0.8 days</td><td>1.2 days</td>" in body
     assert "Overdue: 1" in body
 
 

@@ -1,6 +1,6 @@
 """Browser tests: Playwright (sync API) driving Debian's Chromium against pytest-django's
 live server, with a care team whose plan looks like a real one (the screenshots in
-docs/screenshots/ are taken from it)."""
+build/screenshots/, published to docs/screenshots/ by `./dev.py screenshots`, are taken from it)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "correct-horse-battery-staple"  # tests.factories.UserFactory's
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Test runs never touch tracked files: screenshots go to build/screenshots, and
+# `./dev.py screenshots` copies them to docs/screenshots when they should be published.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from careteam.models import Discipline, SensitivityCategory, TeamMembership, Use
 from careteam.permissions import PatientAccess, history_rows
 
 from .models import (
+    ACTIVITY_OPEN_STATUSES,
     ACTIVITY_TRANSITIONS,
     GOAL_TRANSITIONS,
     NEED_TRANSITIONS,
@@ -329,3 +330,49 @@ def snapshot_diff(old: Snapshot, new: Snapshot) -> list[dict[str, Any]]:
             if fields:
                 result.append({"kind": key[0], "label": b["label"], "type": "changed", "fields": fields})
     return result
+
+
+# ---------------------------------------------------------------------------
+# The printed plan (team and family versions)
+# ---------------------------------------------------------------------------
+LIVE_GOAL_STATUSES = ("proposed", "planned", "accepted", "active", "on-hold")
+LIVE_NEED_STATUSES = ("active", "recurrence")
+FAMILY_GOAL_STATUSES = ("accepted", "active", "on-hold")
+
+
+@dataclass
+class PrintedPlan:
+    plan: CarePlan
+    audience: str  # "team" or "family"
+    include_sensitive: bool
+    goals: list = field(default_factory=list)
+    needs: list = field(default_factory=list)
+    activities: list = field(default_factory=list)
+    team: list = field(default_factory=list)
+    caregivers: list = field(default_factory=list)
+
+
+def printed_plan(
+    access: PatientAccess, plan: CarePlan, *, audience: str, include_sensitive: bool
+) -> PrintedPlan:
+    """What the print view and the PDF show: the live items the viewer may see (the
+    sensitivity rule of the permissions module first), the patient's own goals first.
+    The family version leaves out needs, and sensitive activities unless chosen."""
+    printed = PrintedPlan(plan=plan, audience=audience, include_sensitive=include_sensitive)
+    goal_statuses = FAMILY_GOAL_STATUSES if audience == "family" else LIVE_GOAL_STATUSES
+    printed.goals = list(goals_for(access, plan).filter(lifecycle_status__in=goal_statuses))
+    activities = activities_for(access, plan).filter(status__in=ACTIVITY_OPEN_STATUSES)
+    needs = needs_for(access, plan).filter(status__in=LIVE_NEED_STATUSES)
+    if not include_sensitive:
+        activities = activities.filter(sensitivity__isnull=True)
+        needs = needs.filter(sensitivity__isnull=True)
+    printed.activities = list(activities)
+    printed.needs = list(needs) if audience == "team" else []
+    printed.team = list(
+        TeamMembership.objects.current()
+        .filter(patient=plan.patient)
+        .select_related("user", "discipline")
+        .order_by("role", "discipline__name", "user__last_name")
+    )
+    printed.caregivers = list(plan.patient.caregivers.all())
+    return printed

@@ -586,3 +586,76 @@ def plan_history(request: HttpRequest, plan_id: int) -> HttpResponse:
             }
     context["errors"] = errors
     return render(request, "careplans/history.html", context, status=400 if errors else 200)
+
+
+# ---------------------------------------------------------------------------
+# Print view and PDF
+# ---------------------------------------------------------------------------
+AUDIENCES = {"team": "For the care team", "family": "For the patient and family"}
+
+
+def _printed(request: HttpRequest, plan_id: int, *, as_pdf: bool):
+    plan, access = _plan(request, plan_id)
+    audience = request.GET.get("version", "team")
+    if audience not in AUDIENCES:
+        return (
+            plan,
+            access,
+            None,
+            render(
+                request,
+                "careplans/forbidden.html",
+                {"message": "Choose the team version or the family version."},
+                status=400,
+            ),
+        )
+    include_sensitive = request.GET.get("sensitive") == "1"
+    printed = selectors.printed_plan(access, plan, audience=audience, include_sensitive=include_sensitive)
+    audit(
+        user=request.user,
+        action=AuditAction.EXPORT,
+        obj=plan,
+        patient=access.patient,
+        request=request,
+        detail=f"{'pdf' if as_pdf else 'print'} {audience}{' with sensitive items' if include_sensitive else ''}",
+    )
+    context = {
+        "printed": printed,
+        "plan": plan,
+        "patient": plan.patient,
+        "access": access,
+        "audience_label": AUDIENCES[audience],
+        "printed_at": timezone.now(),
+        "as_pdf": as_pdf,
+    }
+    return plan, access, context, None
+
+
+@login_required
+@require_GET
+def plan_print(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """The plan to print: no buttons or forms, goals first, who does what by when, contacts."""
+    _, _, context, error = _printed(request, plan_id, as_pdf=False)
+    if error is not None:
+        return error
+    return render(request, "careplans/print.html", context)
+
+
+@login_required
+@require_GET
+def plan_pdf(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """The same page as a PDF (WeasyPrint)."""
+    from django.contrib.staticfiles import finders
+    from weasyprint import CSS, HTML
+
+    plan, _, context, error = _printed(request, plan_id, as_pdf=True)
+    if error is not None:
+        return error
+    html = render(request, "careplans/print.html", context).content.decode()
+    stylesheet = CSS(filename=finders.find("css/print.css"))
+    pdf = HTML(string=html).write_pdf(stylesheets=[stylesheet])
+    response = HttpResponse(pdf, content_type="application/pdf")
+    name = f"care-plan-{plan.pk}-{context['printed'].audience}.pdf"
+    response["Content-Disposition"] = f'inline; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response

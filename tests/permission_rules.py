@@ -58,6 +58,8 @@ RULES: dict[str, str] = {
     "team_role_end": "team-manage",
     "careplans:plan_editor": "patient-read",
     "careplans:plan_history": "patient-read",
+    "careplans:plan_print": "patient-read",
+    "careplans:plan_pdf": "patient-read",
     "careplans:plan_edit": "patient-write",
     "plan_create": "patient-write",
     "careplans:goal_create": "patient-write",

@@ -295,3 +295,118 @@ def test_an_expected_403_is_logged_without_a_traceback():
     assert ClientErrorWithoutTraceback().filter(record) and record.exc_info is None
     record.status_code, record.exc_info = 500, (ValueError, ValueError("x"), None)
     assert ClientErrorWithoutTraceback().filter(record) and record.exc_info is not None
+
+
+# ---------------------------------------------------------------------------
+# Print view and PDF
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def printable(world):
+    f.GoalFactory(care_plan=world.plan, description="Walk to church on Sundays", expressed_by="patient")
+    f.GoalFactory(care_plan=world.plan, description="HbA1c below 7.5", lifecycle_status="active")
+    f.ActivityFactory(care_plan=world.plan, title="Teach insulin pen", assigned_to=world.nurse)
+    f.ActivityFactory(
+        care_plan=world.plan, title="Counselling for low mood", sensitivity=world.behavioural_health
+    )
+    f.NeedFactory(care_plan=world.plan, description="Low mood PHQ-9 14", sensitivity=world.behavioural_health)
+    return world
+
+
+def test_the_print_view_has_goals_first_no_controls_and_is_audited(client, printable):
+    world = printable
+    client.force_login(world.case_manager)
+    page = client.get(reverse("careplans:plan_print", kwargs={"plan_id": world.plan.pk})).content.decode()
+    assert "<form" not in page and "<button" not in page
+    assert (
+        page.index('id="print-goals"')
+        < page.index('id="print-activities"')
+        < page.index('id="print-contacts"')
+    )
+    assert "Teach insulin pen" in page and world.nurse.display_name in page
+    from careteam.models import AuditEvent
+
+    assert AuditEvent.objects.filter(user=world.case_manager, action="export", detail="print team").exists()
+
+
+def test_the_family_version_leaves_out_sensitive_items_unless_chosen(client, printable):
+    world = printable
+    client.force_login(world.behavioural)  # may see the behavioural-health items
+    url = reverse("careplans:plan_print", kwargs={"plan_id": world.plan.pk})
+    family = client.get(url, {"version": "family"}).content.decode()
+    assert "Walk to church on Sundays" in family
+    assert "Counselling for low mood" not in family and "PHQ-9" not in family
+    chosen = client.get(url, {"version": "family", "sensitive": "1"}).content.decode()
+    assert "Counselling for low mood" in chosen
+
+
+def test_sensitive_items_never_print_for_someone_who_may_not_see_them(client, printable):
+    world = printable
+    client.force_login(world.pharmacist)
+    url = reverse("careplans:plan_print", kwargs={"plan_id": world.plan.pk})
+    page = client.get(url, {"version": "team", "sensitive": "1"}).content.decode()
+    assert "Counselling for low mood" not in page and "PHQ-9" not in page
+
+
+def test_the_pdf_holds_the_goals_and_not_the_sensitive_ones(client, printable):
+    from io import BytesIO
+
+    world = printable
+    client.force_login(world.behavioural)
+    response = client.get(
+        reverse("careplans:plan_pdf", kwargs={"plan_id": world.plan.pk}), {"version": "family"}
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+    text = _pdf_text(BytesIO(response.content))
+    assert "Walk to church on Sundays" in text
+    assert "Counselling for low mood" not in text
+
+
+def test_an_outsider_gets_404_for_the_print_view_and_the_pdf(client, printable):
+    world = printable
+    client.force_login(world.outsider)
+    for name in ("careplans:plan_print", "careplans:plan_pdf"):
+        assert client.get(reverse(name, kwargs={"plan_id": world.plan.pk})).status_code == 404
+
+
+def test_an_unknown_print_version_is_a_400(client, world):
+    client.force_login(world.nurse)
+    url = reverse("careplans:plan_print", kwargs={"plan_id": world.plan.pk})
+    assert client.get(url, {"version": "everyone"}).status_code == 400
+
+
+def _pdf_text(stream) -> str:
+    """The text of a WeasyPrint PDF: its content streams, inflated, with the glyph runs
+    mapped back through the ToUnicode tables would be exact; the plain decoded strings
+    are enough here because WeasyPrint writes ActualText-free hex runs per font subset."""
+    import re
+    import zlib
+
+    data = stream.getvalue()
+    text = []
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            text.append(zlib.decompress(raw).decode("latin-1"))
+        except zlib.error:
+            continue
+    return _decode_runs("\n".join(text), data)
+
+
+def _decode_runs(content: str, data: bytes) -> str:
+    import re
+    import zlib
+
+    # ToUnicode CMaps: <glyph> <unicode> pairs
+    mapping: dict[str, str] = {}
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            cmap = zlib.decompress(raw).decode("latin-1")
+        except zlib.error:
+            continue
+        for glyph, uni in re.findall(r"<([0-9a-fA-F]+)>\s*<([0-9a-fA-F]+)>", cmap):
+            mapping.setdefault(glyph.lower(), bytes.fromhex(uni).decode("utf-16-be", "ignore"))
+    out = []
+    for run in re.findall(r"<([0-9a-fA-F]+)>", content):
+        width = 4 if len(run) % 4 == 0 else 2
+        out.append("".join(mapping.get(run[i : i + width].lower(), "") for i in range(0, len(run), width)))
+    return "".join(out)

@@ -90,3 +90,18 @@ def test_back_after_a_worklist_search_shows_the_full_page(new_page, live_server,
     # and again after a reload of a cached entry
     page.reload()
     expect(page.get_by_role("heading", name="My patients")).to_be_visible()
+
+
+def test_the_print_view_in_chromium(new_page, live_server, clinic):
+    world = clinic
+    page = new_page(world.case_manager)
+    page.goto(f"{live_server.url}/plans/{world.plan.pk}/")
+    page.get_by_role("link", name="for the patient and family").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("care plan")
+    assert page.locator("button, form, input, select").count() == 0
+    headings = page.locator("h2").all_inner_texts()
+    assert headings.index("Your goals") < headings.index("Who is doing what, and when")
+    expect(page.get_by_text("Walk to church on Sundays without stopping")).to_be_visible()
+    expect(page.get_by_text("PHQ-9")).to_have_count(0)
+    page.emulate_media(media="print")
+    screenshot(page, "print-family")

@@ -250,7 +250,7 @@ def make_clinicians(count: int) -> list[Clinician]:
     """The care teams of the first patients with a full team, until `count` clinicians:
     every one of them shares patients (and so activities) with several others."""
     from django.test import Client as DjangoClient
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from careplans.models import Activity, CarePlan
     from careteam.models import TeamMembership, User
@@ -293,13 +293,13 @@ def make_clinicians(count: int) -> list[Clinician]:
                     editable.append(act.pk)
         web = DjangoClient()
         web.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
-        token, _ = Token.objects.get_or_create(user=user)
+        _, token_key = AuthToken.objects.create(user=user)
         clinicians.append(
             Clinician(
                 user_id=user.pk,
                 username=user.username,
                 session=web.cookies["sessionid"].value,
-                token=token.key,
+                token=token_key,
                 patients=patients,
                 plans=plans,
                 editable=editable,

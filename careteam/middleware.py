@@ -14,6 +14,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
+from . import twofactor
 from .audit import audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
@@ -52,6 +53,22 @@ class IdleSessionTimeoutMiddleware:
         if user is not None and user.is_authenticated and self.KEY not in request.session:
             request.session[self.KEY] = int(time.time())
         return response
+
+
+class TwoFactorMiddleware:
+    """A signed-in session whose account needs a second factor (REQUIRE_2FA) but which
+    was not verified with one (a session from before the setting, or made by other means
+    than the sign-in pages) is signed out. Costs no query while REQUIRE_2FA is off."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if settings.REQUIRE_2FA:
+            user = request.user
+            if user.is_authenticated and not user.is_verified() and twofactor.required_for(user):
+                logout(request)
+        return self.get_response(request)
 
 
 class PatientAuditMiddleware:

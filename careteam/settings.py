@@ -40,13 +40,17 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "django_htmx",
+    "csp",
     "simple_history",
     "careteam.apps.CareTeamConfig",
     "patients.apps.PatientsConfig",
@@ -56,11 +60,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # a session that skipped a required second factor is not signed in
+    "careteam.middleware.TwoFactorMiddleware",
     # the product's 404/500 pages also while DEBUG is on, unless TECHNICAL_ERROR_PAGES
     "careteam.middleware.ProductErrorPagesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -141,6 +149,14 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 
+# Two-factor sign-in (careteam/twofactor.py): required for staff roles (clinicians and
+# administrators) when on; production default on, `./dev.py run` (DEBUG) and tests off.
+REQUIRE_2FA = env.bool("REQUIRE_2FA", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CareTeam")
+# each wrong code doubles the wait before the next try on that device (1, 2, 4 ... s)
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=15 * 60)  # seconds
 SESSION_COOKIE_HTTPONLY = True
@@ -156,6 +172,28 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The CSRF cookie is not readable by scripts: pages carry the token (forms' hidden field;
+# htmx sends it from <body hx-headers>; Swagger UI from its page).
+CSRF_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy (django-csp) on every response: scripts and styles only from
+# our own static files, no inline script, style or event handler, no eval, no framing,
+# forms post only to us. Catalog links (HSDS) are checked at entry (careteam/validators.py);
+# this is the second line.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -229,13 +267,27 @@ HANDOFF_DUE_SOON_MINUTES = env.int("HANDOFF_DUE_SOON_MINUTES", default=60)
 NOTIFICATION_EMAIL_GRACE_SECONDS = env.int("NOTIFICATION_EMAIL_GRACE_SECONDS", default=300)
 NOTIFICATION_EMAIL_RETRY_HOURS = env.int("NOTIFICATION_EMAIL_RETRY_HOURS", default=24)
 
+# API tokens (django-rest-knox, careteam/api/auth.py): one per signed-in client, stored as
+# a digest, lapsing after API_TOKEN_IDLE_MINUTES without use and at the latest
+# API_TOKEN_MAX_HOURS after they were issued.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(minutes=env.int("API_TOKEN_IDLE_MINUTES", default=60)),
+    "AUTO_REFRESH": True,
+    "AUTO_REFRESH_MAX_TTL": timedelta(hours=env.int("API_TOKEN_MAX_HOURS", default=12)),
+    # a token's expiry is rewritten at most once a minute, not on every request
+    "MIN_REFRESH_INTERVAL": 60,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+# signing in from one client more keeps only this many newest tokens of the account
+API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=10)
+
 # ---------------------------------------------------------------------------
 # REST framework / OpenAPI
 # ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "careteam.api.auth.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [

@@ -3,14 +3,20 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 
-from . import views
+from . import views, views_twofactor
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views_twofactor.SignInView.as_view(), name="login"),
+    path("accounts/two-factor/", views_twofactor.manage, name="two_factor"),
+    path("accounts/two-factor/verify/", views_twofactor.verify, name="two_factor_verify"),
+    path("accounts/two-factor/setup/", views_twofactor.setup, name="two_factor_setup"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # administrators sign in through the same pages as everyone (second factor included)
+    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
     path("patients/", include("patients.urls")),
     path("plans/", include("careplans.urls")),

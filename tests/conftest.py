@@ -33,6 +33,7 @@ def _plain_http(settings):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     settings.AXES_ENABLED = True
+    settings.REQUIRE_2FA = False  # tests that need two-factor sign-in turn it on
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 
 

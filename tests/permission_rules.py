@@ -47,6 +47,11 @@ RULES: dict[str, str] = {
     "health": "public",
     "login": "public",
     "logout": "login",
+    # two-factor sign-in: the code and enrolment pages serve a pending sign-in (anyone
+    # else is sent back to the sign-in page); the settings page is the caller's own
+    "two_factor_verify": "public",
+    "two_factor_setup": "public",
+    "two_factor": "login",
     # security (break-the-glass and audit)
     "security:emergency_access": "login",
     "security:patient_access_log": "patient-audit",

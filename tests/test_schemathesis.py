@@ -11,7 +11,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -54,9 +54,9 @@ def api_data(world, settings, wsgi_keeps_test_connection):
     activity = f.ActivityFactory(care_plan=world.plan, owner_discipline=f.discipline("case-management"))
     handoff = f.HandoffFactory(patient=world.patient, from_user=world.nurse, to_user=world.case_manager)
     referral = f.ReferralFactory(patient=world.patient, care_plan=world.plan, referred_by=world.case_manager)
-    token = Token.objects.create(user=world.case_manager)
+    _, token = AuthToken.objects.create(user=world.case_manager)
     return {
-        "token": token.key,
+        "token": token,
         "ids": {
             "patient_id": world.patient.pk,
             "plan_id": world.plan.pk,

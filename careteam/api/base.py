@@ -10,7 +10,7 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import mixins, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
@@ -18,6 +18,7 @@ from careteam.audit import audit
 from careteam.models import AuditAction
 from careteam.permissions import PatientAccess, patient_access, restrict
 
+from .auth import ApiTokenAuthentication
 from .errors import PreconditionFailed, PreconditionRequired, api_exception_handler
 
 IF_MATCH = OpenApiParameter(
@@ -58,7 +59,7 @@ class ApiViewMixin:
 
     parser_classes = [JSONParser]
     # Token first: an unauthenticated call answers 401 with WWW-Authenticate: Token.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
 
     def get_exception_handler(self):
         return api_exception_handler

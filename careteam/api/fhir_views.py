@@ -10,7 +10,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -30,6 +30,7 @@ from referrals.models import Referral
 from referrals.selectors import referral_for_user
 
 from . import fhir
+from .auth import ApiTokenAuthentication
 from .errors import api_exception_handler
 
 MAX_SEARCH = 50
@@ -75,7 +76,7 @@ def fhir_exception_handler(exc, context):
 class FHIRView(APIView):
     renderer_classes = [FHIRRenderer, JSONRenderer]
     parser_classes = [FHIRParser, JSONParser]
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
 
     def get_exception_handler(self):
         return fhir_exception_handler

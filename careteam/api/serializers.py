@@ -58,6 +58,12 @@ class _TemplatedUrl:
             self._url_template = cache
         return cache[2].replace(self._SENTINEL, str(pk))
 
+    def to_representation(self, value):
+        # DRF's Hyperlink is a str subclass; a plain str is what JSON, the Location header
+        # and WSGI servers (wsgiref refuses anything else in a header) expect
+        url = super().to_representation(value)
+        return None if url is None else str.__str__(url)
+
 
 class _Link(_TemplatedUrl, serializers.HyperlinkedRelatedField):
     pass
@@ -766,7 +772,18 @@ class AuditEventSerializer(serializers.ModelSerializer):
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, style={"input_type": "password"}, trim_whitespace=False)
+    otp = serializers.CharField(
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        help_text="The current code of the authenticator app (or a recovery code): required for "
+        "accounts with two-factor sign-in.",
+    )
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="Send as `Authorization: Token <token>` or `Bearer <token>`.")
+    expiry = serializers.DateTimeField(
+        help_text="Lapses at this time unless used before (each use extends it)."
+    )
+    max_expiry = serializers.DateTimeField(help_text="Lapses at this time at the latest, used or not.")

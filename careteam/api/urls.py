@@ -1,7 +1,7 @@
 """REST API (/api/v1/), OpenAPI schema and docs, and FHIR R4 (/fhir/)."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from . import fhir_views as fv
@@ -30,7 +30,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(),
         name="api-schema",
     ),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # FHIR R4
     path("fhir/metadata", fv.MetadataView.as_view(), name="fhir-metadata"),
     path("fhir/Patient", fv.PatientSearchView.as_view(), name="fhir-patient-search"),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from knox.models import AuthToken
 from rest_framework import permissions, serializers, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.authtoken.models import Token
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +20,7 @@ from careplans import services as plan_services
 from careplans.models import Activity, CarePlan, Goal, Need
 from careteam import handoffs as handoff_services
 from careteam import services as team_services
+from careteam import twofactor
 from careteam.concurrency import lock_for_update
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
 from careteam.notifications import notification_mark_read, notifications_for
@@ -38,6 +39,7 @@ from referrals.selectors import referrals_for
 
 from . import filters
 from . import serializers as s
+from .auth import ApiTokenAuthentication, token_issue
 from .base import ETAG, IF_MATCH, ApiViewMixin, PatientDataViewSet
 
 
@@ -409,11 +411,12 @@ class AuditEventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 # Tokens
 # ---------------------------------------------------------------------------
 class TokenView(ApiViewMixin, APIView):
-    """Exchange a username and password for an API token; DELETE revokes the caller's
-    token (every client using it must sign in again). Failed attempts count towards the
-    same lockout as the sign-in page."""
+    """Exchange a username and password (and, for accounts with two-factor sign-in, a
+    one-time code) for an API token of this client; DELETE revokes the token the call
+    was made with (other clients keep theirs). Failed attempts count towards the same
+    lockout as the sign-in page; successful ones are audited."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -436,21 +439,30 @@ class TokenView(ApiViewMixin, APIView):
     def post(self, request):
         data = s.TokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
         user = authenticate(
-            request=request._request,
-            username=data.validated_data["username"],
-            password=data.validated_data["password"],
+            request=request._request, username=username, password=data.validated_data["password"]
         )
         if user is None or not user.is_active:
             return Response(
                 {"detail": "Unable to sign in with those credentials."}, status=status.HTTP_400_BAD_REQUEST
             )
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        if twofactor.needs_second_factor(user):
+            problem = twofactor.check_api_code(
+                user, data.validated_data.get("otp", ""), request=request._request
+            )
+            if problem is not None:
+                return Response({"otp": [problem.message]}, status=problem.status)
+        token, key = token_issue(user=user, request=request)
+        return Response({"token": key, "expiry": token.expiry, "max_expiry": token.max_expiry})
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request):
-        Token.objects.filter(user=request.user).delete()
+        if isinstance(request.auth, AuthToken):
+            request.auth.delete()
+        else:
+            # signed in with the browser session: that session's user revokes every token
+            AuthToken.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -8,3 +8,12 @@ document.addEventListener("click", function (event) {
   var open = bar.classList.toggle("open");
   button.setAttribute("aria-expanded", open ? "true" : "false");
 });
+
+// <a data-history-back href="fallback">: back to the previous page when there is one
+document.addEventListener("click", function (event) {
+  var link = event.target.closest("a[data-history-back]");
+  if (link && window.history.length > 1) {
+    event.preventDefault();
+    window.history.back();
+  }
+});

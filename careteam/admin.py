@@ -4,6 +4,7 @@ sees patient data only for patients whose team they are on."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Q
 
 from . import permissions
 from .models import (
@@ -74,9 +75,23 @@ class AuditEventAdmin(admin.ModelAdmin):
         "source_ip",
     )
     list_filter = ("action", "outcome", ("at", admin.DateFieldListFilter))
-    search_fields = ("username", "=patient_id", "object_type", "=object_id")
+    # username, object type, or an exact object or patient id (get_search_results)
+    search_fields = ("username", "object_type")
+    search_help_text = "A username, an object type, or an exact object or patient id."
     date_hierarchy = "at"
     show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        """patient is a foreign key: Django's "=patient_id" search builds an iexact lookup
+        on it, which fails for every term. Ids are matched exactly, and only when the
+        term is a number that fits the column."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        q = Q(username__icontains=term) | Q(object_type__icontains=term) | Q(object_id=term[:64])
+        if term.isdigit() and len(term) < 19:
+            q |= Q(patient_id=int(term))
+        return queryset.filter(q), False
 
     def has_add_permission(self, request):
         return False

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
@@ -53,6 +53,27 @@ class IdleSessionTimeoutMiddleware:
         if user is not None and user.is_authenticated and self.KEY not in request.session:
             request.session[self.KEY] = int(time.time())
         return response
+
+
+class HostileInputMiddleware:
+    """Query parameters holding a NUL character (which no PostgreSQL text can hold, and no
+    legitimate client sends) answer 400, in JSON for the API and FHIR."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if (
+            "%00" in query
+            or "\x00" in query
+            or any("\x00" in k or "\x00" in v for k, v in request.GET.items())
+        ):
+            message = "Query parameters may not contain NUL characters."
+            if request.path.startswith(("/api/", "/fhir/")):
+                return JsonResponse({"detail": message}, status=400)
+            return HttpResponseBadRequest(message, content_type="text/plain")
+        return self.get_response(request)
 
 
 class TwoFactorMiddleware:

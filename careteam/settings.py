@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # a NUL in the query string answers 400 before any view or database sees it
+    "careteam.middleware.HostileInputMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -281,6 +283,13 @@ REST_KNOX = {
 # signing in from one client more keeps only this many newest tokens of the account
 API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=10)
 
+# Hostile input: an HSDS upload (a zip is counted as it expands), FHIR $import bundles,
+# FHIR search pages
+HSDS_IMPORT_MAX_BYTES = env.int("HSDS_IMPORT_MAX_BYTES", default=50_000_000)
+HSDS_IMPORT_MAX_FILES = env.int("HSDS_IMPORT_MAX_FILES", default=50)
+FHIR_IMPORT_MAX_ENTRIES = env.int("FHIR_IMPORT_MAX_ENTRIES", default=500)
+FHIR_SEARCH_MAX_COUNT = env.int("FHIR_SEARCH_MAX_COUNT", default=200)
+
 # ---------------------------------------------------------------------------
 # REST framework / OpenAPI
 # ---------------------------------------------------------------------------
@@ -290,6 +299,7 @@ REST_FRAMEWORK = {
         "careteam.api.auth.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["careteam.api.parsers.SafeJSONParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",

@@ -34,6 +34,8 @@ import jsonschema
 from django.db import transaction
 from django.utils.dateparse import parse_date, parse_datetime
 
+from careteam.validators import link_allowed, validate_link
+
 from .models import Location, Organization, Service, ServiceAtLocation, ServiceStatus, TaxonomyTerm
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "hsds_schema"
@@ -386,7 +388,7 @@ def read_csv_package(folder: Path) -> tuple[list[_Item], list[Problem], list[Pro
                         if column not in scalars or value is None or value == "":
                             continue
                         try:
-                            obj[column] = _convert(value, scalars[column])
+                            obj[column] = _convert(csv_cell_restore(value), scalars[column])
                         except ValueError:
                             row_problems.append(f"{column} must be a {scalars[column]}, not {value!r}")
                     for column in required:
@@ -656,6 +658,9 @@ class _Writer:
                 value = str(value)
                 if model_field.max_length and len(value) > model_field.max_length:
                     self._fail(item, f"{name} is longer than {model_field.max_length} characters")
+                if validate_link in model_field.validators and not link_allowed(value):
+                    self._fail(item, f"{name} {value[:80]!r} is not an http(s), mailto or tel link")
+                    value = ""
             elif model_field.get_internal_type() in ("PositiveSmallIntegerField", "PositiveIntegerField"):
                 if not isinstance(value, int | float) or value < 0 or int(value) != value or value > 32767:
                     self._fail(item, f"{name} must be a whole number from 0, not {value!r}")
@@ -1198,12 +1203,29 @@ def datapackage() -> dict:
     }
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection):
+# exported with a leading apostrophe, which the import takes off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_cell_restore(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
+
+
 def rows_to_csv(table: str, rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=csv_columns(table), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 

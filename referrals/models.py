@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from careteam.validators import validate_link
+
 
 # ---------------------------------------------------------------------------
 # Catalog (HSDS)
@@ -39,7 +41,7 @@ class TaxonomyTerm(models.Model):
     taxonomy_id_ref = models.UUIDField(
         null=True, blank=True, help_text="HSDS taxonomy_id: the taxonomy this term comes from."
     )
-    term_uri = models.CharField(max_length=500, blank=True)
+    term_uri = models.CharField(max_length=500, blank=True, validators=[validate_link])
     details = models.JSONField(
         default=dict, blank=True, help_text="HSDS sub-records kept as documents (taxonomy_detail, metadata)."
     )
@@ -70,14 +72,14 @@ class Organization(models.Model):
     alternate_name = models.CharField(max_length=250, blank=True)
     description = models.TextField(blank=True)
     email = models.EmailField(blank=True)
-    website = models.URLField(blank=True)
+    website = models.URLField(blank=True, validators=[validate_link])
     phone = models.CharField(max_length=40, blank=True)
     tax_id = models.CharField(max_length=40, blank=True)
     year_incorporated = models.PositiveSmallIntegerField(null=True, blank=True)
     legal_status = models.CharField(max_length=100, blank=True)
     tax_status = models.CharField(max_length=100, blank=True)
-    logo = models.CharField(max_length=500, blank=True)
-    uri = models.CharField(max_length=500, blank=True)
+    logo = models.CharField(max_length=500, blank=True, validators=[validate_link])
+    uri = models.CharField(max_length=500, blank=True, validators=[validate_link])
     parent_organization_id = models.UUIDField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,7 +109,7 @@ class Service(models.Model):
     name = models.CharField(max_length=250)
     alternate_name = models.CharField(max_length=250, blank=True)
     description = models.TextField(blank=True)
-    url = models.URLField(blank=True)
+    url = models.URLField(blank=True, validators=[validate_link])
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=40, blank=True)
     status = models.CharField(max_length=20, choices=ServiceStatus.choices, default=ServiceStatus.ACTIVE)
@@ -193,7 +195,7 @@ class Location(models.Model):
     country = models.CharField(max_length=2, default="US")
     latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
-    url = models.CharField(max_length=500, blank=True)
+    url = models.CharField(max_length=500, blank=True, validators=[validate_link])
     alternate_name = models.CharField(max_length=250, blank=True)
     transportation = models.TextField(blank=True)
     external_identifier = models.CharField(max_length=100, blank=True)

@@ -3,6 +3,7 @@ status changes along the Gravity SDOH Task machine, close with an outcome, reope
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -290,6 +291,37 @@ def referral_reopen(
 # ---------------------------------------------------------------------------
 # Catalog import from an upload (the admin's form)
 # ---------------------------------------------------------------------------
+def _unzip_csv_package(archive, folder, name: str) -> None:
+    """The CSV files of an uploaded zip, copied in chunks and counted as they expand (the
+    sizes a zip declares may lie): more than HSDS_IMPORT_MAX_FILES members or
+    HSDS_IMPORT_MAX_BYTES uncompressed is refused before it fills the disk."""
+    from pathlib import Path
+
+    from . import hsds
+
+    members = archive.infolist()
+    if len(members) > settings.HSDS_IMPORT_MAX_FILES:
+        raise hsds.HsdsImportError(
+            [hsds.Problem(name, None, f"more than {settings.HSDS_IMPORT_MAX_FILES} files in the zip")]
+        )
+    budget = settings.HSDS_IMPORT_MAX_BYTES
+    too_big = hsds.HsdsImportError(
+        [hsds.Problem(name, None, f"expands to more than {budget // 1_000_000} MB; split the catalog")]
+    )
+    for member in members:
+        base = Path(member.filename).name  # never a path outside the folder
+        if not base.lower().endswith(".csv") or member.is_dir():
+            continue
+        if member.file_size > budget:
+            raise too_big
+        with archive.open(member) as source, open(folder / base, "wb") as target:
+            while chunk := source.read(64 * 1024):
+                budget -= len(chunk)
+                if budget < 0:
+                    raise too_big
+                target.write(chunk)
+
+
 def catalog_import_upload(*, upload, kind: str | None = None, by: User, request=None):
     """Import an uploaded HSDS JSON file or a zip of the CSV package. Nothing is written
     unless every row validates (raises referrals.hsds.HsdsImportError)."""
@@ -302,16 +334,17 @@ def catalog_import_upload(*, upload, kind: str | None = None, by: User, request=
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         name = Path(upload.name).name
+        if (upload.size or 0) > settings.HSDS_IMPORT_MAX_BYTES:
+            raise hsds.HsdsImportError(
+                [hsds.Problem(name, None, f"larger than {settings.HSDS_IMPORT_MAX_BYTES // 1_000_000} MB")]
+            )
         if name.lower().endswith(".zip"):
             try:
                 archive = zipfile.ZipFile(upload)
             except zipfile.BadZipFile:
                 raise hsds.HsdsImportError([hsds.Problem(name, None, "not a zip file")]) from None
             with archive:
-                for member in archive.infolist():
-                    base = Path(member.filename).name  # never a path outside the folder
-                    if base.lower().endswith(".csv") and not member.is_dir():
-                        (folder / base).write_bytes(archive.read(member))
+                _unzip_csv_package(archive, folder, name)
             result = hsds.import_path(folder)
         else:
             path = folder / name

@@ -11,7 +11,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import mixins, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from careteam.audit import audit
@@ -20,6 +19,7 @@ from careteam.permissions import PatientAccess, patient_access, restrict
 
 from .auth import ApiTokenAuthentication
 from .errors import PreconditionFailed, PreconditionRequired, api_exception_handler
+from .parsers import SafeJSONParser
 
 IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -57,7 +57,7 @@ def expected_version(request) -> int:
 class ApiViewMixin:
     """Error translation and JSON-only bodies for every API view."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     # Token first: an unauthenticated call answers 401 with WWW-Authenticate: Token.
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
 

@@ -11,7 +11,6 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +31,7 @@ from referrals.selectors import referral_for_user
 from . import fhir
 from .auth import ApiTokenAuthentication
 from .errors import api_exception_handler
+from .parsers import SafeJSONParser
 
 MAX_SEARCH = 50
 CODES = {
@@ -53,7 +53,7 @@ class FHIRRenderer(JSONRenderer):
     format = "fhir"
 
 
-class FHIRParser(JSONParser):
+class FHIRParser(SafeJSONParser):
     media_type = fhir.FHIR_JSON
 
 
@@ -75,7 +75,7 @@ def fhir_exception_handler(exc, context):
 @extend_schema(exclude=True)
 class FHIRView(APIView):
     renderer_classes = [FHIRRenderer, JSONRenderer]
-    parser_classes = [FHIRParser, JSONParser]
+    parser_classes = [FHIRParser, SafeJSONParser]
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
 
     def get_exception_handler(self):

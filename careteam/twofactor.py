@@ -94,7 +94,7 @@ def verify(user, code: str, *, request, device=None):
         return LOCKED if is_locked(user, request) else Refusal("That code is not valid.")
     allowed, info = device.verify_is_allowed()
     if not allowed:
-        return Refusal("Too many wrong codes: wait a little and try again.", 429)
+        return Refusal("Too many wrong codes: wait a few seconds and try again.")
     if device.verify_token(code):
         return device
     _failed(user, request)

@@ -1,12 +1,15 @@
-"""Forms of the worklist filters and the case manager's team tools."""
+"""Forms of the worklist filters, enrolment and the case manager's team tools."""
 
 from __future__ import annotations
 
 from django import forms
+from django.core.validators import MaxLengthValidator
+from django.utils import timezone
 
 from careplans.models import CarePlanStatus
 from careteam.models import Discipline, TeamRole, User
 
+from .models import Patient
 from .selectors import NO_PLAN
 
 PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
@@ -90,3 +93,86 @@ class MembershipEndForm(forms.Form):
     end_date = forms.DateField(
         label="Ends on", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+# ---------------------------------------------------------------------------
+# Enrolment
+# ---------------------------------------------------------------------------
+def language_choices() -> list[tuple[str, str]]:
+    """Language names (Django's LANG_INFO, maintained with Django) keyed by BCP-47 code."""
+    from django.conf.locale import LANG_INFO
+
+    names = {
+        code: f"{info['name']} ({info['name_local']})" if info["name_local"] != info["name"] else info["name"]
+        for code, info in LANG_INFO.items()
+        if "name" in info
+    }
+    return sorted(names.items(), key=lambda item: item[1].casefold())
+
+
+class PatientEnrolForm(forms.ModelForm):
+    mrn = forms.CharField(
+        label="MRN",
+        required=False,
+        max_length=40,
+        help_text="Leave empty to generate one.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    preferred_language = forms.ChoiceField(label="Preferred language", initial="en")
+    not_a_duplicate = forms.BooleanField(
+        label="None of these is my patient: enrol a new record", required=False
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "given_name",
+            "family_name",
+            "preferred_name",
+            "birth_date",
+            "gender",
+            "preferred_language",
+            "interpreter_needed",
+            "phone",
+            "email",
+            "address_line",
+            "city",
+            "state",
+            "postal_code",
+            "preferences",
+        ]
+        labels = {"gender": "Sex", "preferences": "What matters to me (in the patient’s words)"}
+        widgets = {
+            "birth_date": forms.DateInput(attrs={"type": "date"}),
+            "preferences": forms.Textarea(attrs={"rows": 4}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["preferred_language"].choices = language_choices()
+        # the MRN is declared, not a model field here: its uniqueness is the duplicate
+        # check's to explain (showing the record, or saying only that one exists)
+        self.order_fields([*self.Meta.fields[:5], "mrn"])
+        # what matters to the patient, in their words: a paragraph, not a document
+        self.fields["preferences"].validators.append(MaxLengthValidator(4000))
+        self.fields["preferences"].widget.attrs["maxlength"] = 4000
+
+    def clean_birth_date(self):
+        value = self.cleaned_data["birth_date"]
+        today = timezone.localdate()
+        if value > today:
+            raise forms.ValidationError("The birth date cannot be in the future.")
+        if value.year < 1890:
+            raise forms.ValidationError("Check the birth date: it is more than 130 years ago.")
+        return value
+
+    def clean_mrn(self):
+        from .services import normalise_mrn
+
+        return normalise_mrn(self.cleaned_data.get("mrn", ""))
+
+    def patient_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("not_a_duplicate", None)
+        return data

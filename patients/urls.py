@@ -8,6 +8,7 @@ from . import views
 
 urlpatterns = [
     path("", views.worklist, name="worklist"),
+    path("new/", views.patient_new, name="patient_new"),
     path("<int:patient_id>/", views.chart, name="patient_chart"),
     path("<int:patient_id>/plans/new/", views.plan_create, name="plan_create"),
     path("<int:patient_id>/team/add/", views.team_role_add, name="team_role_add"),

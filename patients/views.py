@@ -23,7 +23,8 @@ from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id
 
 from . import selectors
-from .forms import MembershipAddForm, MembershipEndForm, WorklistFilterForm
+from . import services as patient_services
+from .forms import MembershipAddForm, MembershipEndForm, PatientEnrolForm, WorklistFilterForm
 
 PAGE_SIZE = 25
 PLAN_STATUS_LABELS = dict(CarePlanStatus.choices)
@@ -93,6 +94,64 @@ def worklist(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "page": page, "query": query.urlencode(), "filtered": bool(filters)}
     template = "patients/_worklist_results.html" if request.htmx else "patients/worklist.html"
     return render(request, template, context, status=status)
+
+
+# ---------------------------------------------------------------------------
+# Enrolment
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_new(request: HttpRequest) -> HttpResponse:
+    """Enrol a patient: possible duplicates are shown before anything is created; the
+    enrolling clinician joins the team (case manager or lead) and lands on the chart."""
+    try:
+        discipline, role = patient_services.enrolment_role(request.user)
+    except PermissionDenied as exc:
+        # administrators without a discipline land back on their (empty) worklist
+        messages.error(request, str(exc))
+        return redirect("worklist")
+    form = PatientEnrolForm(request.POST or None)
+    duplicates = None
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.is_valid():
+            data = form.cleaned_data
+            duplicates = selectors.possible_duplicates(
+                request.user,
+                mrn=data["mrn"],
+                given_name=data["given_name"],
+                family_name=data["family_name"],
+                birth_date=data["birth_date"],
+            )
+            if duplicates.mrn_taken:
+                form.add_error("mrn", "A patient with this MRN already exists.")
+            elif duplicates and not data["not_a_duplicate"]:
+                form.add_error(
+                    "not_a_duplicate",
+                    "Check the possible duplicates below; tick this box if none of them is this patient.",
+                )
+            else:
+                try:
+                    patient, membership = patient_services.patient_enrol(
+                        by=request.user, data=form.patient_data(), request=request
+                    )
+                except ValidationError as exc:
+                    _add_errors(form, exc)
+                else:
+                    messages.success(
+                        request,
+                        f"{patient.full_name} is enrolled (MRN {patient.mrn}); you are on the team as "
+                        f"{membership.get_role_display()}.",
+                    )
+                    return redirect("patient_chart", patient_id=patient.pk)
+    context = {
+        "form": form,
+        "duplicates": duplicates,
+        "role_label": ROLE_LABELS[role],
+        "discipline": discipline,
+    }
+    return render(request, "patients/patient_new.html", context, status=status)
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,7 @@ RULES: dict[str, str] = {
     "security:audit_log": "audit-admin",
     # clinicians' pages: worklist, chart, team tools, the plan editor and its history
     "worklist": "login",
+    "patient_new": "login",
     "patient_chart": "patient-read",
     "team_role_add": "team-manage",
     "team_role_end": "team-manage",

@@ -409,3 +409,237 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+# ---------------------------------------------------------------------------
+# Screening instruments (FHIR Questionnaire) and their rules
+# ---------------------------------------------------------------------------
+class QuestionnaireStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class Questionnaire(models.Model):
+    """One version of a screening instrument: the FHIR R4 Questionnaire as shipped or
+    imported, kept whole; `code` is its LOINC panel code. Versions are never edited in
+    place: an import of a new version adds a row."""
+
+    url = models.CharField(max_length=300)
+    version = models.CharField(max_length=40)
+    name = models.CharField(max_length=100)
+    title = models.CharField(max_length=200)
+    code = models.CharField(max_length=40, blank=True, help_text="LOINC code of the panel")
+    status = models.CharField(
+        max_length=10, choices=QuestionnaireStatus.choices, default=QuestionnaireStatus.ACTIVE
+    )
+    resource = models.JSONField(help_text="The FHIR R4 Questionnaire")
+    scoring = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"items": [linkIds], "bands": [[min, max, label]], "label": "PHQ-9 total"}',
+    )
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Responses and the needs they propose are filed in this category.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["url", "version"], name="questionnaire_url_version_unique"),
+            models.CheckConstraint(
+                condition=Q(status__in=QuestionnaireStatus.values), name="questionnaire_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.version}"
+
+
+class ScreeningRule(models.Model):
+    """A positive-screen rule kept with its questionnaire: when any condition holds (the
+    item `link_id` answered with one of its `codes`), or the total score reaches
+    `min_score`, propose a need of this category and domain. `urgent` raises a safety
+    handoff to the case manager."""
+
+    questionnaire = models.ForeignKey(Questionnaire, on_delete=models.CASCADE, related_name="rules")
+    key = models.SlugField(max_length=60)
+    category = models.CharField(max_length=20, choices=NeedCategory.choices)
+    domain = models.CharField(max_length=15, choices=NeedDomain.choices)
+    description = models.CharField(max_length=300)
+    conditions = models.JSONField(
+        default=list, blank=True, help_text='[{"link_id": "food-1", "codes": [...]}]'
+    )
+    min_score = models.IntegerField(null=True, blank=True)
+    urgent = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["questionnaire_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["questionnaire", "key"], name="screening_rule_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.questionnaire.name}: {self.key}"
+
+
+class AnsweredBy(models.TextChoices):
+    STAFF = "staff", "Staff"
+    PATIENT = "patient", "Patient"
+    CAREGIVER = "caregiver", "Caregiver"
+
+
+class ResponseStatus(models.TextChoices):
+    """FHIR QuestionnaireResponse.status."""
+
+    IN_PROGRESS = "in-progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    AMENDED = "amended", "Amended"
+    ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
+    STOPPED = "stopped", "Stopped"
+
+
+class QuestionnaireResponse(models.Model):
+    """One screening of one patient: the answers (linkId -> list of values), who answered
+    and when, the score and its band. In progress until completed; resumable."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="screenings")
+    care_plan = models.ForeignKey(
+        CarePlan, on_delete=models.SET_NULL, null=True, blank=True, related_name="screenings"
+    )
+    questionnaire = models.ForeignKey(Questionnaire, on_delete=models.PROTECT, related_name="responses")
+    status = models.CharField(
+        max_length=20, choices=ResponseStatus.choices, default=ResponseStatus.IN_PROGRESS
+    )
+    answers = models.JSONField(default=dict, blank=True)
+    answered_by = models.CharField(max_length=10, choices=AnsweredBy.choices, default=AnsweredBy.STAFF)
+    answerer_name = models.CharField(max_length=200, blank=True, help_text="The caregiver's name")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    score = models.IntegerField(null=True, blank=True)
+    band = models.CharField(max_length=60, blank=True)
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    authored_at = models.DateTimeField(default=timezone.now, help_text="Last saved")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ResponseStatus.values), name="response_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(answered_by__in=AnsweredBy.values), name="response_answered_by_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "status"], name="response_patient_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.questionnaire.title} for {self.patient_id}"
+
+
+class ProposalStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    ACCEPTED = "accepted", "Accepted"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class ProposedNeed(models.Model):
+    """A need a positive screening proposes; the clinician accepts it into the plan (a
+    Need through the care-plan services) or dismisses it with a reason."""
+
+    response = models.ForeignKey(QuestionnaireResponse, on_delete=models.CASCADE, related_name="proposals")
+    rule = models.ForeignKey(ScreeningRule, on_delete=models.PROTECT, related_name="+")
+    category = models.CharField(max_length=20, choices=NeedCategory.choices)
+    domain = models.CharField(max_length=15, choices=NeedDomain.choices)
+    description = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED)
+    reason = models.CharField(max_length=300, blank=True)
+    need = models.OneToOneField(
+        Need, on_delete=models.SET_NULL, null=True, blank=True, related_name="proposal"
+    )
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["response_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "rule"], name="one_proposal_per_rule"),
+            models.CheckConstraint(
+                condition=Q(status__in=ProposalStatus.values), name="proposal_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+# ---------------------------------------------------------------------------
+# Plan templates (FHIR PlanDefinition + ActivityDefinition)
+# ---------------------------------------------------------------------------
+class PlanTemplate(models.Model):
+    """One version of a plan template: goals, needs and activities with relative due
+    dates, as `content` = {"goals": [...], "needs": [...], "activities": [...]}; every
+    item carries a `key` that stays the same across versions, so a newer version adds
+    only the items the plan does not have yet."""
+
+    slug = models.SlugField(max_length=80)
+    version = models.PositiveIntegerField(default=1)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=10, choices=QuestionnaireStatus.choices, default=QuestionnaireStatus.ACTIVE
+    )
+    content = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title", "-version"]
+        permissions = [("manage_clinical_content", "Can manage plan templates and screening instruments")]
+        constraints = [
+            models.UniqueConstraint(fields=["slug", "version"], name="plan_template_slug_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.version}"
+
+
+class TemplateItem(models.Model):
+    """What a template put into a plan: one row per (plan, template, item key). The unique
+    key makes applying idempotent and concurrent applies add each item once."""
+
+    care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="template_items")
+    template_slug = models.SlugField(max_length=80)
+    template_version = models.PositiveIntegerField()
+    item_key = models.CharField(max_length=80)
+    kind = models.CharField(max_length=10)  # goal, need, activity
+    goal = models.ForeignKey(Goal, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    need = models.ForeignKey(Need, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    activity = models.ForeignKey(Activity, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    applied_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["care_plan_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["care_plan", "template_slug", "kind", "item_key"], name="one_template_item_per_plan"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template_slug} v{self.template_version} {self.kind} {self.item_key}"

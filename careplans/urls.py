@@ -3,7 +3,7 @@ and the history. Item URLs carry only the item's id; its plan comes from the ite
 
 from django.urls import path
 
-from . import views
+from . import views, views_screening
 
 app_name = "careplans"
 urlpatterns = [
@@ -16,6 +16,14 @@ urlpatterns = [
     path("<int:plan_id>/needs/new/", views.need_create, name="need_create"),
     path("<int:plan_id>/activities/new/", views.activity_create, name="activity_create"),
     path("<int:plan_id>/notes/new/", views.note_create, name="note_create"),
+    path("<int:plan_id>/templates/", views_screening.plan_templates_view, name="plan_templates"),
+    path("screening/patient/<int:patient_id>/", views_screening.screening_start, name="screening_start"),
+    path("screenings/<int:screening_id>/", views_screening.screening_detail, name="screening_detail"),
+    path(
+        "screenings/<int:screening_id>/proposals/",
+        views_screening.screening_proposals,
+        name="screening_proposals",
+    ),
     path("goals/<int:goal_id>/", views.goal_detail, name="goal_detail"),
     path("goals/<int:goal_id>/edit/", views.goal_edit, name="goal_edit"),
     path("goals/<int:goal_id>/status/", views.goal_status, name="goal_status"),

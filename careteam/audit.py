@@ -28,12 +28,14 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "need_id": ("careplans.Need", "care_plan__patient_id"),
     "activity_id": ("careplans.Activity", "care_plan__patient_id"),
     "note_id": ("careplans.Note", "care_plan__patient_id"),
+    "screening_id": ("careplans.QuestionnaireResponse", "patient_id"),
     "membership_id": ("careteam.TeamMembership", "patient_id"),
     "handoff_id": ("careteam.Handoff", "patient_id"),
     "referral_id": ("referrals.Referral", "patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
+    "screening_id",
     "note_id",
     "activity_id",
     "need_id",

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from careplans import services as plan_services
 from careplans.forms import CarePlanCreateForm
 from careplans.models import CarePlanStatus
+from careplans.screening import screenings_for
 from careteam import services as team_services
 from careteam.audit import AuditAction, audit
 from careteam.concurrency import StaleVersionError
@@ -174,6 +175,7 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         "patient": access.patient,
         "access": access,
         "language": _language(access.patient.preferred_language),
+        "screenings": list(screenings_for(access)[:5]),
         **_links(),
     }
     if access.can_manage_team:
@@ -213,6 +215,7 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
         "access": access,
         "plan_form": form,
         "language": _language(access.patient.preferred_language),
+        "screenings": list(screenings_for(access)[:5]),
         **_links(),
     }
     if access.can_manage_team:

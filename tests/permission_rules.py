@@ -4,7 +4,7 @@ fails for any URL that has no rule here, so a new page cannot ship without one.
 URL keyword arguments follow one convention so the matrix can fill them with objects
 inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
 activity_id, note_id, membership_id, handoff_id, referral_id, service_id,
-organization_id, notification_id (and `pk` is not used for patient data).
+organization_id, notification_id, screening_id (and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
 anonymous, admin (superuser not on the team), outsider clinician, former member (end
@@ -81,6 +81,12 @@ RULES: dict[str, str] = {
     "careplans:goal_status": "item-write",
     "careplans:need_status": "item-write",
     "careplans:activity_status": "item-write",
+    # screening (sensitive instruments hidden like sensitive items) and plan templates
+    # (preview for every member, apply by the case manager and the plan lead)
+    "careplans:screening_start": "patient-write",
+    "careplans:screening_detail": "patient-write",
+    "careplans:screening_proposals": "patient-write",
+    "careplans:plan_templates": "team-manage",
     # community referrals: catalog search, referrals from a plan or need, lifecycle,
     # the turnaround dashboard (scoped to visible patients), HSDS import/export
     "referrals:list": "login",

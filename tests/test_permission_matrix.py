@@ -55,6 +55,7 @@ PATIENT_RULES = {"patient-read", "patient-write", "item-write", "team-manage", "
 WRITE_RULES = {"patient-write", "item-write", "team-manage"}
 # URL keywords naming patient data, most specific first: the first present is the target
 PATIENT_KWARGS = (
+    "screening_id",
     "note_id",
     "activity_id",
     "need_id",
@@ -65,7 +66,7 @@ PATIENT_KWARGS = (
     "plan_id",
     "patient_id",
 )
-SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id"}
+SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id"}
 # members of this team are interchangeable for another team's objects: a few of them do
 OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager"}
 # rules that show no patient data: a few roles suffice
@@ -210,7 +211,14 @@ def build(world) -> Matrix:
         note = Note.objects.create(
             care_plan=plan, text=f"{prefix}-NOTE", author=author, sensitivity=sensitivity
         )
-        return {"goal_id": goal, "need_id": need, "activity_id": activity, "note_id": note}
+        screening = _screening(patient, plan, author, sensitivity)
+        return {
+            "goal_id": goal,
+            "need_id": need,
+            "activity_id": activity,
+            "note_id": note,
+            "screening_id": screening,
+        }
 
     service = f.ServiceFactory(name="Matrix Meals on Wheels")
     team = {
@@ -265,6 +273,10 @@ def build(world) -> Matrix:
             due_moment=timezone.now(),
             title="A handoff for you",
         )
+    sensitive_author = world.behavioural
+    type(sensitive["screening_id"]).objects.filter(pk=sensitive["screening_id"].pk).update(
+        author=sensitive_author
+    )
     for bag in (team, other, sensitive):
         for obj in bag.values():
             obj.refresh_from_db()
@@ -275,6 +287,22 @@ def build(world) -> Matrix:
             client.force_login(user)
         matrix.clients[role] = client
     return matrix
+
+
+def _screening(patient, plan, author, sensitivity):
+    """An in-progress screening: a sensitive one uses the PHQ-9 (behavioural health)."""
+    from careplans.models import Questionnaire, QuestionnaireResponse
+    from careplans.screening import ensure_shipped_questionnaires
+
+    ensure_shipped_questionnaires()
+    name = "PHQ_9" if sensitivity is not None else "HUNGER_VITAL_SIGN"
+    return QuestionnaireResponse.objects.create(
+        patient=patient,
+        care_plan=plan,
+        questionnaire=Questionnaire.objects.filter(name=name).latest("id"),
+        author=author,
+        sensitivity=sensitivity,
+    )
 
 
 def _text_field(obj) -> str:

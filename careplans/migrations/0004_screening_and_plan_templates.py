@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('careplans', '0002_initial'),
+        ('careplans', '0003_reasons_and_text_limits'),
         ('careteam', '0005_audit_truncate_guard'),
         ('patients', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

@@ -825,6 +825,7 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
             {
                 "care_plan_id": "p.id",
                 "kind": "CASE WHEN p.id % 7 = 0 THEN 'proposal' ELSE 'comment' END",
+                "status": "CASE WHEN p.id % 7 = 0 THEN 'open' ELSE '' END",
                 "text": "'Spoke with the patient and daughter; agreed to try the new schedule.'",
                 "created_at": "now() - (random() * interval '200 days')",
                 "activity_id": "NULL",

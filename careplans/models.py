@@ -388,7 +388,20 @@ class NoteKind(models.TextChoices):
     PROPOSAL = "proposal", "Proposed change"
 
 
+class NoteStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+
+
+NOTE_TRANSITIONS = {"open": {"accepted", "declined"}, "accepted": set(), "declined": set()}
+
+
 class Note(models.Model):
+    """A comment, or a proposed change (`changes`: field -> {"from", "to"} as stored
+    values) that the item's owner accepts (applied through the normal service) or
+    declines with a reason."""
+
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="notes")
     goal = models.ForeignKey(Goal, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
     need = models.ForeignKey(Need, on_delete=models.CASCADE, null=True, blank=True, related_name="notes")
@@ -402,13 +415,40 @@ class Note(models.Model):
     )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # proposals only
+    changes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=NoteStatus.choices, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
-        constraints = [models.CheckConstraint(condition=~Q(text=""), name="note_text_required")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="note_text_required"),
+            models.CheckConstraint(
+                condition=Q(kind="comment", status="") | Q(kind="proposal", status__in=NoteStatus.values),
+                name="note_proposal_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="declined") | ~Q(decision_reason=""),
+                name="note_decline_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["activity"], name="note_open_activity_idx", condition=Q(status="open")),
+            models.Index(fields=["goal"], name="note_open_goal_idx", condition=Q(status="open")),
+        ]
 
     def __str__(self) -> str:
         return self.text[:60]
+
+    @property
+    def target(self):
+        """The goal, need or activity the note is on (None: on the plan itself)."""
+        return self.goal or self.need or self.activity
 
 
 # ---------------------------------------------------------------------------

@@ -391,6 +391,16 @@ class NotificationKind(models.TextChoices):
     PLAN_REVIEW_DUE = "plan-review-due", "Care plan review due"
     REFERRAL_NO_RESPONSE = "referral-no-response", "Referral without response"
     BREAK_GLASS = "break-glass", "Emergency access to your patient"
+    # the sender's side of a handoff: every answer, and its due time passing
+    HANDOFF_ACCEPTED = "handoff-accepted", "Your handoff was accepted"
+    HANDOFF_REJECTED = "handoff-rejected", "Your handoff was rejected"
+    HANDOFF_COMPLETED = "handoff-completed", "Your handoff was completed"
+    HANDOFF_SENT_OVERDUE = "handoff-sent-overdue", "Your handoff is overdue"
+    # comments and proposals on plan items
+    NOTE_COMMENT = "note-comment", "Comment on your item"
+    NOTE_PROPOSAL = "note-proposal", "Change proposed to your item"
+    NOTE_MENTION = "note-mention", "You were mentioned"
+    PROPOSAL_DECIDED = "proposal-decided", "Your proposal was answered"
 
 
 class Notification(models.Model):
@@ -408,6 +418,11 @@ class Notification(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     url = models.CharField(max_length=300, blank=True)
+    # the sensitivity of the item it names: its text is shown only while the recipient
+    # may still see items of that category (careteam.notifications.notifications_for)
+    sensitivity = models.ForeignKey(
+        SensitivityCategory, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     email_sent_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)

@@ -8,7 +8,7 @@ import datetime as dt
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .audit import audit
@@ -23,6 +23,7 @@ from .models import (
     TeamRole,
     User,
 )
+from .notifications import handoff_notifications_mark_read, notify_handoff_answered, notify_handoff_received
 from .permissions import restrict
 from .statemachine import check_transition
 
@@ -106,8 +107,6 @@ def handoff_create(
     _handoff_validate(handoff)
     handoff.save()
     audit(user=from_user, action=AuditAction.CREATE, obj=handoff, patient=patient, request=request)
-    from .notifications import notify_handoff_received
-
     notify_handoff_received(handoff=handoff)
     return handoff
 
@@ -126,7 +125,11 @@ def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
 def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
     """Acknowledge a handoff. For a discipline queue the first acceptance wins; a later
     one gets 'already accepted by X'."""
-    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("accepted_by").get(pk=handoff.pk)
+    handoff = (
+        Handoff.objects.select_for_update(of=("self",))
+        .select_related("accepted_by", "from_user", "patient")
+        .get(pk=handoff.pk)
+    )
     if handoff.status != HandoffStatus.REQUESTED and handoff.accepted_by_id is not None:
         who = "you" if handoff.accepted_by_id == user.pk else handoff.accepted_by.display_name
         raise ValidationError(
@@ -151,12 +154,15 @@ def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
         request=request,
         detail="accepted",
     )
+    # a queue handoff taken by one colleague waits for nobody else
+    handoff_notifications_mark_read(handoff=handoff)
+    notify_handoff_answered(handoff=handoff, by=user, answer="accepted", at=now)
     return handoff
 
 
 @transaction.atomic
 def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -> Handoff:
-    handoff = Handoff.objects.select_for_update().get(pk=handoff.pk)
+    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("from_user", "patient").get(pk=handoff.pk)
     if not (reason or "").strip():
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
     if not _handoff_receiver_ok(handoff, user):
@@ -175,6 +181,8 @@ def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -
         request=request,
         detail="rejected",
     )
+    handoff_notifications_mark_read(handoff=handoff)
+    notify_handoff_answered(handoff=handoff, by=user, answer="rejected", at=handoff.acknowledged_at)
     return handoff
 
 
@@ -183,7 +191,7 @@ def handoff_set_status(
     *, handoff: Handoff, user: User, status: str, reason: str = "", request=None
 ) -> Handoff:
     """Start, complete or cancel. The receiver works it; the sender (or case manager) cancels."""
-    handoff = Handoff.objects.select_for_update().get(pk=handoff.pk)
+    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("from_user", "patient").get(pk=handoff.pk)
     if status == HandoffStatus.ACCEPTED:
         return handoff_accept(handoff=handoff, user=user, request=request)
     if status == HandoffStatus.REJECTED:
@@ -213,6 +221,11 @@ def handoff_set_status(
         request=request,
         detail=status,
     )
+    if status == HandoffStatus.COMPLETED:
+        handoff_notifications_mark_read(handoff=handoff, user=user)
+        notify_handoff_answered(handoff=handoff, by=user, answer="completed", at=handoff.completed_at)
+    elif status == HandoffStatus.CANCELLED:
+        handoff_notifications_mark_read(handoff=handoff)
     return handoff
 
 
@@ -239,6 +252,28 @@ def handoff_inbox(user) -> QuerySet:
             Q(to_user_id=user.pk) | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue)
         )
         .exclude(from_user_id=user.pk, to_user_id__isnull=False)
+        .order_by("due_at", "id")
+    )
+
+
+def handoffs_sent_by(user) -> QuerySet:
+    """Handoffs the user sent, of patients they may still see: open ones first (by due
+    time), then the answered ones, newest first."""
+    return (
+        handoffs_visible(user)
+        .filter(from_user_id=user.pk)
+        .annotate(
+            closed=Case(When(status__in=HANDOFF_OPEN_STATUSES, then=Value(0)), default=Value(1)),
+        )
+        .order_by("closed", Case(When(closed=0, then="due_at")), "-updated_at", "-id")
+    )
+
+
+def handoffs_accepted_by(user) -> QuerySet:
+    """Handoffs the user accepted and has not completed yet."""
+    return (
+        handoffs_visible(user)
+        .filter(accepted_by_id=user.pk, status__in=(HandoffStatus.ACCEPTED, HandoffStatus.IN_PROGRESS))
         .order_by("due_at", "id")
     )
 

@@ -16,7 +16,12 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import Notification, NotificationKind, TeamMembership, TeamRole
-from .permissions import patient_visible_q, team_patients_for
+from .permissions import (
+    patient_visible_q,
+    sensitivity_visible_q,
+    team_members_who_may_see,
+    team_patients_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ def notify(
     title: str,
     body: str = "",
     url: str = "",
+    sensitivity_id: int | None = None,
 ) -> Notification | None:
     """Create the notification unless it exists, and enqueue its email after commit.
     Returns it if created now, else None. Callers notify only people who can see the
@@ -45,7 +51,13 @@ def notify(
             object_type=obj._meta.label_lower,
             object_id=obj.pk,
             due_moment=due_moment,
-            defaults={"patient_id": patient_id, "title": title[:200], "body": body, "url": url},
+            defaults={
+                "patient_id": patient_id,
+                "title": title[:200],
+                "body": body,
+                "url": url,
+                "sensitivity_id": sensitivity_id,
+            },
         )
         if created:
             from .reminders import enqueue_emails
@@ -67,6 +79,16 @@ def notify_break_glass(*, grant) -> None:
         )
 
 
+def _quoted(text: str, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return f"“{text[: limit - 1]}…”" if len(text) > limit else f"“{text}”"
+
+
+def handoff_label(handoff) -> str:
+    """How a notification names a handoff: its situation, quoted."""
+    return f"handoff {_quoted(handoff.situation)}"
+
+
 def notify_handoff_received(*, handoff) -> int:
     """Tell the receiver (or everyone of the target discipline on the team) about a new
     handoff. Only current team members are addressed, so nobody learns of a patient they
@@ -84,21 +106,93 @@ def notify_handoff_received(*, handoff) -> int:
             obj=handoff,
             patient_id=handoff.patient_id,
             due_moment=handoff.created_at,
-            title=f"New handoff from {handoff.from_user.display_name}: {handoff.patient}"[:200],
+            title=(
+                f"New {handoff_label(handoff)} from {handoff.from_user.display_name} ({handoff.patient})"
+            ),
             url=f"/team/handoffs/{handoff.pk}/",
         )
         sent += created is not None
     return sent
 
 
+HANDOFF_ANSWER_KINDS = {
+    "accepted": NotificationKind.HANDOFF_ACCEPTED,
+    "rejected": NotificationKind.HANDOFF_REJECTED,
+    "completed": NotificationKind.HANDOFF_COMPLETED,
+}
+
+
+def notify_handoff_answered(*, handoff, by, answer: str, at: dt.datetime) -> Notification | None:
+    """Close the sender's loop: their handoff was accepted, rejected (with the reason) or
+    completed. Only while the sender is still on the patient's team."""
+    if handoff.from_user_id == by.pk:
+        return None
+    if not team_members_who_may_see(handoff.patient_id).filter(pk=handoff.from_user_id).exists():
+        return None
+    title = f"{handoff_label(handoff).capitalize()} was {answer} by {by.display_name} ({handoff.patient})"
+    if answer == "rejected" and handoff.status_reason:
+        title = f"{title}: {handoff.status_reason}"
+    return notify(
+        recipient=handoff.from_user,
+        kind=HANDOFF_ANSWER_KINDS[answer],
+        obj=handoff,
+        patient_id=handoff.patient_id,
+        due_moment=at,
+        title=title,
+        body=handoff.status_reason if answer == "rejected" else "",
+        url=f"/team/handoffs/{handoff.pk}/",
+    )
+
+
+# notifications that ask the receiver to act on a handoff: read once it is answered
+HANDOFF_WAITING_KINDS = (
+    NotificationKind.HANDOFF_RECEIVED,
+    NotificationKind.HANDOFF_UNACKNOWLEDGED,
+    NotificationKind.HANDOFF_DUE_SOON,
+)
+
+
+def handoff_notifications_mark_read(*, handoff, user=None) -> int:
+    """The handoff was acted on: its "new handoff" reminders are read (the actor's, or
+    without a user everyone's: a queue handoff one colleague accepted waits for no one)."""
+    qs = Notification.objects.filter(
+        object_type=handoff._meta.label_lower,
+        object_id=handoff.pk,
+        kind__in=HANDOFF_WAITING_KINDS,
+        read_at__isnull=True,
+    )
+    if user is not None:
+        qs = qs.filter(recipient_id=user.pk)
+    return qs.update(read_at=timezone.now())
+
+
 # ---------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------
 def notifications_for(user) -> QuerySet:
-    """The user's own notifications, hiding any about a patient they can no longer see."""
-    return Notification.objects.filter(recipient_id=user.pk).filter(
-        Q(patient__isnull=True) | patient_visible_q(user, "patient")
+    """The user's own notifications, hiding any about a patient they can no longer see
+    and any naming an item of a sensitivity they may no longer see."""
+    user = getattr(user, "_wrapped", user)
+    return (
+        Notification.objects.filter(recipient_id=user.pk)
+        .filter(Q(patient__isnull=True) | patient_visible_q(user, "patient"))
+        .filter(Q(sensitivity__isnull=True) | sensitivity_visible_q(user, "patient", "sensitivity"))
     )
+
+
+def unread_count(user) -> int:
+    """The number in the nav's Inbox link."""
+    return notifications_for(user).filter(read_at__isnull=True).count()
+
+
+def notification_open(*, user, notification_id) -> Notification:
+    """One of the user's notifications, marked read (Notification.DoesNotExist if it is
+    not theirs or no longer visible to them)."""
+    n = notifications_for(user).get(pk=int(notification_id))
+    if n.read_at is None:
+        n.read_at = timezone.now()
+        Notification.objects.filter(pk=n.pk, read_at__isnull=True).update(read_at=n.read_at)
+    return n
 
 
 def notification_mark_read(*, user, notification_id: int | None = None) -> int:
@@ -121,7 +215,8 @@ def notification_email_send(*, notification_id: int) -> bool:
     """Send the notification's email unless it was sent already. The row is locked while
     sending, so a redelivered or duplicate task waits and then finds `email_sent_at` set.
     A worker killed before the commit rolls back and the redelivered task sends it.
-    The email names no patient: it only says there is something to read in CareTeam."""
+    The email names no patient and carries no clinical text: it says what kind of thing
+    there is to read and links to it (SITE_URL), behind the sign-in."""
     if Notification.objects.filter(pk=notification_id, email_sent_at__isnull=False).exists():
         return False
     with transaction.atomic():
@@ -141,12 +236,12 @@ def notification_email_send(*, notification_id: int) -> bool:
             return False
         if delay := _test_delay():
             time.sleep(delay)
-        inbox = f"{getattr(settings, 'SITE_URL', '')}/team/inbox/"
+        link = f"{settings.SITE_URL}/team/notifications/{n.pk}/"
         EmailMessage(
             subject=f"CareTeam: {n.get_kind_display()}",
             body=(
                 f"You have a new notification in CareTeam: {n.get_kind_display()}.\n"
-                f"Sign in to read it: {inbox}\n"
+                f"Sign in to read it: {link}\n"
             ),
             to=[user.email],
             # lets a mail system drop a duplicate should a worker die between send and commit

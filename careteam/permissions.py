@@ -168,6 +168,27 @@ def sensitivity_visible_q(user, patient_ref: str, sensitivity_ref: str = "sensit
     return Q(**{f"{sensitivity_ref}__isnull": True}) | by_team_role | by_break_glass
 
 
+def team_members_who_may_see(patient_id: int, sensitivity_id: int | None = None) -> QuerySet:
+    """Active users on the patient's team today (guardian grant and current membership)
+    who may see an item of this sensitivity: whom a notification about it may reach."""
+    on_team = TeamMembership.objects.current().filter(user_id=OuterRef("pk"), patient_id=patient_id)
+    granted = PatientUserObjectPermission.objects.filter(
+        user_id=OuterRef("pk"),
+        content_object_id=patient_id,
+        permission__codename=VIEW_PATIENT,
+        permission__content_type__app_label="patients",
+    )
+    qs = User.objects.filter(is_active=True).filter(Exists(on_team), Exists(granted))
+    if sensitivity_id is not None:
+        allowed = SensitivityCategory.allowed_disciplines.through.objects.filter(
+            sensitivitycategory_id=sensitivity_id
+        ).values("discipline_id")
+        qs = qs.filter(
+            Exists(on_team.filter(Q(role=TeamRole.CASE_MANAGER) | Q(discipline_id__in=Subquery(allowed))))
+        )
+    return qs
+
+
 # ---------------------------------------------------------------------------
 # Restricted querysets: every list starts here
 # ---------------------------------------------------------------------------

@@ -88,6 +88,14 @@ _CAN_SEE = f"""
     )"""
 
 _PATIENT_NAME = "pt.family_name || ', ' || pt.given_name"
+# how a title names the item: a handoff by its situation, quoted and cut at 60 characters
+_SITUATION = "'“' || CASE WHEN length(h.situation) > 60 THEN left(h.situation, 59) || '…' ELSE h.situation END || '”'"
+
+
+def _days(expr: str) -> str:
+    """'1 day' / '3 days' for an integer SQL expression."""
+    return f"({expr})::text || CASE WHEN ({expr}) = 1 THEN ' day' ELSE ' days' END"
+
 
 # Who gets each reminder: each block selects the due rows `d` with a `recipient_id`. Plain
 # joins (no LATERAL), so the planner can hash-join a hundred thousand due rows.
@@ -127,7 +135,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
                    h.created_at + %(ack)s AS due_moment,
-                   'Handoff waiting for your acknowledgement: ' || {_PATIENT_NAME} AS title,
+                   'Handoff ' || {_SITUATION} || ' is waiting for you to accept it (' || {_PATIENT_NAME} || ')' AS title,
                    '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
             FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
             WHERE h.status = 'requested' AND h.created_at <= %(now)s - %(ack)s""",
@@ -142,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
                    h.due_at - %(soon)s AS due_moment,
-                   'Handoff due soon: ' || {_PATIENT_NAME} AS title,
+                   'Handoff ' || {_SITUATION} || ' is due soon (' || {_PATIENT_NAME} || ')' AS title,
                    '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
             FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
             WHERE h.status = ANY(%(handoff_open)s)
@@ -156,11 +164,27 @@ RULES: tuple[Rule, ...] = (
         lock="h",
         due_sql=f"""
             SELECT h.id AS object_id, h.patient_id, h.due_at AS due_moment,
-                   'Overdue handoff escalated: ' || {_PATIENT_NAME} AS title,
+                   'Handoff ' || {_SITUATION} || ' is overdue, escalated to you (' || {_PATIENT_NAME} || ')' AS title,
                    '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
             FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
             WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s""",
         recipients_sql=_CASE_MANAGER,
+    ),
+    Rule(
+        kind=NotificationKind.HANDOFF_SENT_OVERDUE,
+        due_moment="h.due_at",
+        object_type="careteam.handoff",
+        lock="h",
+        # the sender's loop: what they handed on is past its due time and not completed
+        due_sql=f"""
+            SELECT h.id AS object_id, h.patient_id, h.from_user_id, h.due_at AS due_moment,
+                   'Handoff ' || {_SITUATION} || ' you sent is overdue, '
+                   || CASE WHEN h.status = 'requested' THEN 'not accepted yet' ELSE 'not completed yet' END
+                   || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s""",
+        recipients_sql="SELECT d.*, d.from_user_id AS recipient_id FROM d",
     ),
     Rule(
         kind=NotificationKind.ACTIVITY_OVERDUE,
@@ -171,7 +195,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT a.id AS object_id, cp.patient_id, a.assigned_to_id, a.owner_discipline_id,
                    ((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Activity past its due date: ' || {_PATIENT_NAME} AS title,
+                   'Activity ''' || a.title || ''' is ' || {_days('%(today)s::date - a.due_date')} || ' overdue (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, a.sensitivity_id
             FROM careplans_activity a
             JOIN careplans_careplan cp ON cp.id = a.care_plan_id
@@ -193,7 +217,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT cp.id AS object_id, cp.patient_id,
                    (cp.review_due::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Care plan review due: ' || {_PATIENT_NAME} AS title,
+                   'Review of care plan ''' || cp.title || ''' is ' || CASE WHEN cp.review_due = %(today)s THEN 'due today' ELSE {_days('%(today)s::date - cp.review_due')} || ' overdue' END || ' (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM careplans_careplan cp JOIN patients_patient pt ON pt.id = cp.patient_id
             WHERE cp.status = 'active' AND cp.review_due <= %(today)s""",
@@ -207,7 +231,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
                    r.sent_at + s.expected_response_days * interval '1 day' AS due_moment,
-                   'Referral without response: ' || {_PATIENT_NAME} AS title,
+                   'Referral to ''' || s.name || ''' has had no reply for ' || {_days('extract(day FROM %(now)s - r.sent_at)::int')} || ' (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM referrals_referral r
             JOIN referrals_service s ON s.id = r.service_id
@@ -245,9 +269,9 @@ def _insert_sql(rule: Rule) -> str:
         )
         INSERT INTO careteam_notification
             (recipient_id, kind, patient_id, object_type, object_id, due_moment,
-             title, body, url, created_at, email_sent_at, read_at)
+             title, body, url, sensitivity_id, created_at, email_sent_at, read_at)
         SELECT t.recipient_id, %(kind)s, t.patient_id, %(object_type)s, t.object_id, t.due_moment,
-               left(t.title, 200), '', t.url, %(now)s, NULL, NULL
+               left(t.title, 200), '', t.url, t.sensitivity_id, %(now)s, NULL, NULL
         FROM t JOIN careteam_user u ON u.id = t.recipient_id AND u.is_active
         WHERE {_CAN_SEE}
         ON CONFLICT ON CONSTRAINT one_notification_per_reminder DO NOTHING

@@ -6,6 +6,7 @@ for local runs. Required in production: SECRET_KEY, DATABASE_URL, REDIS_URL, ALL
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +30,13 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # With DEBUG on, Django's debug 404/500 pages (URL list, traceback, settings) instead of
 # the product's own. `./dev.py run` turns them off so a demo looks like the product.
 TECHNICAL_ERROR_PAGES = env.bool("TECHNICAL_ERROR_PAGES", default=DEBUG)
+# The address people open CareTeam at: emails link to it (they carry no patient data,
+# only a link back). Required in production; a bare host or path is refused.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000" if DEBUG else "").rstrip("/")
+if not SITE_URL:
+    raise ImproperlyConfigured("SITE_URL must be set when DEBUG is off (e.g. https://careteam.example.org).")
+if urlsplit(SITE_URL).scheme not in ("http", "https") or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"SITE_URL must be an absolute http(s) address, not {SITE_URL!r}.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -300,6 +300,7 @@ def test_production_settings_pass_check_deploy():
             "DEBUG": "false",
             "SECRET_KEY": "k" * 20 + "Zq8#vLp2@xR7!mN4$wB9%tY6^cF3&hJ1*",
             "ALLOWED_HOSTS": "careteam.example.org",
+            "SITE_URL": "https://careteam.example.org",
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -341,3 +342,14 @@ def test_settings_refuse_to_start_without_a_secret_in_production():
 def test_settings_refuse_a_non_postgres_database():
     result = _manage("check", env_extra={"DEBUG": "true", "DATABASE_URL": "sqlite:///x.db"})
     assert result.returncode != 0 and "PostgreSQL only" in result.stderr
+
+
+def test_settings_refuse_to_start_without_a_site_url_in_production():
+    env = {"DEBUG": "false", "SECRET_KEY": "k" * 20 + "Zq8#vLp2@xR7!mN4$wB9%tY6^cF3&hJ1*", "SITE_URL": ""}
+    result = _manage("check", env_extra=env)
+    assert result.returncode != 0 and "SITE_URL must be set" in result.stderr
+
+
+def test_settings_refuse_a_site_url_that_is_not_an_absolute_address():
+    result = _manage("check", env_extra={"DEBUG": "true", "SITE_URL": "careteam.example.org"})
+    assert result.returncode != 0 and "SITE_URL must be an absolute" in result.stderr

@@ -118,9 +118,14 @@ def test_sweep_that_was_down_for_an_hour_catches_up_each_reminder_once(world):
     reminders_sweep()
     reminders_sweep()
     kinds = sorted(_reminders().filter(object_id=h.pk).values_list("kind", flat=True))
-    # acknowledgement reminder and escalation; "due soon" no longer makes sense once overdue
+    # acknowledgement reminder, escalation and the sender's notice; "due soon" no longer
+    # makes sense once overdue
     assert kinds == sorted(
-        [NotificationKind.HANDOFF_UNACKNOWLEDGED, NotificationKind.HANDOFF_OVERDUE_ESCALATION]
+        [
+            NotificationKind.HANDOFF_UNACKNOWLEDGED,
+            NotificationKind.HANDOFF_OVERDUE_ESCALATION,
+            NotificationKind.HANDOFF_SENT_OVERDUE,
+        ]
     )
 
 
@@ -222,7 +227,7 @@ def test_sweep_query_count_does_not_grow_with_the_number_due(world):
         _handoff(world, to_user=world.nurse, age_minutes=45, due_in_minutes=-5)
     with CaptureQueriesContext(connection) as many:
         result = reminders_sweep()
-    assert result.total == 50  # 25 acknowledgement reminders + 25 escalations
+    assert result.total == 75  # 25 acknowledgement reminders, 25 escalations, 25 to the sender
     assert len(many) == len(one)
 
 

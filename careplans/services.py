@@ -28,6 +28,8 @@ from .models import (
     Goal,
     Need,
     Note,
+    NoteKind,
+    ProposalStatus,
 )
 
 # the status field and its machine, per plan-item model
@@ -305,6 +307,8 @@ def note_add(
     if not text:
         raise ValidationError({"text": "Write the comment or proposal."})
     note = Note(care_plan=plan, author=by, text=text, kind=kind)
+    if kind == NoteKind.PROPOSAL:
+        note.status = ProposalStatus.OPEN
     if target is not None:
         if not access.can_see_sensitivity(getattr(target, "sensitivity_id", None)):
             raise ValidationError("No such item.")

@@ -162,7 +162,11 @@ def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
 
 @transaction.atomic
 def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -> Handoff:
-    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("from_user", "patient").get(pk=handoff.pk)
+    handoff = (
+        Handoff.objects.select_for_update(of=("self",))
+        .select_related("from_user", "patient")
+        .get(pk=handoff.pk)
+    )
     if not (reason or "").strip():
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
     if not _handoff_receiver_ok(handoff, user):
@@ -191,7 +195,11 @@ def handoff_set_status(
     *, handoff: Handoff, user: User, status: str, reason: str = "", request=None
 ) -> Handoff:
     """Start, complete or cancel. The receiver works it; the sender (or case manager) cancels."""
-    handoff = Handoff.objects.select_for_update(of=("self",)).select_related("from_user", "patient").get(pk=handoff.pk)
+    handoff = (
+        Handoff.objects.select_for_update(of=("self",))
+        .select_related("from_user", "patient")
+        .get(pk=handoff.pk)
+    )
     if status == HandoffStatus.ACCEPTED:
         return handoff_accept(handoff=handoff, user=user, request=request)
     if status == HandoffStatus.REJECTED:

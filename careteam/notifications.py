@@ -106,9 +106,7 @@ def notify_handoff_received(*, handoff) -> int:
             obj=handoff,
             patient_id=handoff.patient_id,
             due_moment=handoff.created_at,
-            title=(
-                f"New {handoff_label(handoff)} from {handoff.from_user.display_name} ({handoff.patient})"
-            ),
+            title=(f"New {handoff_label(handoff)} from {handoff.from_user.display_name} ({handoff.patient})"),
             url=f"/team/handoffs/{handoff.pk}/",
         )
         sent += created is not None
@@ -129,7 +127,7 @@ def notify_handoff_answered(*, handoff, by, answer: str, at: dt.datetime) -> Not
         return None
     if not team_members_who_may_see(handoff.patient_id).filter(pk=handoff.from_user_id).exists():
         return None
-    title = f"{handoff_label(handoff).capitalize()} was {answer} by {by.display_name} ({handoff.patient})"
+    title = f"Handoff {_quoted(handoff.situation)} was {answer} by {by.display_name} ({handoff.patient})"
     if answer == "rejected" and handoff.status_reason:
         title = f"{title}: {handoff.status_reason}"
     return notify(

@@ -89,7 +89,9 @@ _CAN_SEE = f"""
 
 _PATIENT_NAME = "pt.family_name || ', ' || pt.given_name"
 # how a title names the item: a handoff by its situation, quoted and cut at 60 characters
-_SITUATION = "'“' || CASE WHEN length(h.situation) > 60 THEN left(h.situation, 59) || '…' ELSE h.situation END || '”'"
+_SITUATION = (
+    "'“' || CASE WHEN length(h.situation) > 60 THEN left(h.situation, 59) || '…' ELSE h.situation END || '”'"
+)
 
 
 def _days(expr: str) -> str:
@@ -195,7 +197,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT a.id AS object_id, cp.patient_id, a.assigned_to_id, a.owner_discipline_id,
                    ((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Activity ''' || a.title || ''' is ' || {_days('%(today)s::date - a.due_date')} || ' overdue (' || {_PATIENT_NAME} || ')' AS title,
+                   'Activity ''' || a.title || ''' is ' || {_days("%(today)s::date - a.due_date")} || ' overdue (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, a.sensitivity_id
             FROM careplans_activity a
             JOIN careplans_careplan cp ON cp.id = a.care_plan_id
@@ -217,7 +219,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT cp.id AS object_id, cp.patient_id,
                    (cp.review_due::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Review of care plan ''' || cp.title || ''' is ' || CASE WHEN cp.review_due = %(today)s THEN 'due today' ELSE {_days('%(today)s::date - cp.review_due')} || ' overdue' END || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   'Review of care plan ''' || cp.title || ''' is ' || CASE WHEN cp.review_due = %(today)s THEN 'due today' ELSE {_days("%(today)s::date - cp.review_due")} || ' overdue' END || ' (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM careplans_careplan cp JOIN patients_patient pt ON pt.id = cp.patient_id
             WHERE cp.status = 'active' AND cp.review_due <= %(today)s""",
@@ -231,7 +233,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
                    r.sent_at + s.expected_response_days * interval '1 day' AS due_moment,
-                   'Referral to ''' || s.name || ''' has had no reply for ' || {_days('extract(day FROM %(now)s - r.sent_at)::int')} || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   'Referral to ''' || s.name || ''' has had no reply for ' || {_days("extract(day FROM %(now)s - r.sent_at)::int")} || ' (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM referrals_referral r
             JOIN referrals_service s ON s.id = r.service_id

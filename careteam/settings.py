@@ -108,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "careteam.context_processors.unread_notifications",
             ],
         },
     },
@@ -146,7 +147,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "worklist"
+LOGIN_REDIRECT_URL = "home"  # clinicians on to My work (careteam.views.home)
 LOGOUT_REDIRECT_URL = "login"
 
 # django-axes: lock the (username, IP) pair, never the username alone, so nobody can

@@ -5,6 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from patients import views as patient_views
+
 from . import views, views_twofactor
 
 urlpatterns = [
@@ -18,6 +20,7 @@ urlpatterns = [
     # administrators sign in through the same pages as everyone (second factor included)
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
+    path("work/", patient_views.my_work, name="my_work"),
     path("patients/", include("patients.urls")),
     path("plans/", include("careplans.urls")),
     path("team/", include("careteam.urls_team")),

@@ -8,6 +8,7 @@ app_name = "team"
 urlpatterns: list = [
     path("inbox/", views.inbox, name="inbox"),
     path("open-handoffs/", views.open_handoffs, name="open_handoffs"),
+    path("handoffs/sent/", views.handoffs_sent, name="handoffs_sent"),
     path("patients/<int:patient_id>/handoffs/new/", views.handoff_create, name="handoff_create"),
     path("handoffs/<int:handoff_id>/", views.handoff_detail, name="handoff_detail"),
     path("notifications/<int:notification_id>/", views.notification_detail, name="notification_detail"),

@@ -6,7 +6,10 @@ from django.shortcuts import redirect
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("worklist" if request.user.is_authenticated else "login")
+    """Clinicians (users with a discipline) land on My work; others on the worklist."""
+    if not request.user.is_authenticated:
+        return redirect("login")
+    return redirect("my_work" if request.user.disciplines.exists() else "worklist")
 
 
 def health(request: HttpRequest) -> JsonResponse:

@@ -13,13 +13,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import handoffs as handoff_services
 from .audit import AuditAction, audit
 from .forms import HandoffActionForm, HandoffForm
 from .models import HandoffStatus, Notification
-from .notifications import notification_mark_read, notifications_for
+from .notifications import notification_mark_read, notification_open, notifications_for
 from .permissions import access_item, access_patient_by_id
 
 INBOX_LIMIT = 100
@@ -196,12 +196,18 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def notification_detail(request: HttpRequest, notification_id: int) -> HttpResponse:
-    """One of my notifications; POST marks it read and opens what it is about."""
+    """Open one of my notifications: it marks itself read and leads to what it is about
+    (the link in the inbox and in the email)."""
     try:
-        n = notifications_for(request.user).get(pk=int(notification_id))
+        n = notification_open(user=request.user, notification_id=notification_id)
     except (Notification.DoesNotExist, ValueError):
         raise Http404("No such notification.") from None
-    if request.method == "POST":
-        notification_mark_read(user=request.user, notification_id=n.pk)
-        return redirect(target_url(n))
-    return render(request, "team/notification_detail.html", {"n": n, "target": target_url(n)})
+    return redirect(target_url(n))
+
+
+@login_required
+@require_GET
+def handoffs_sent(request: HttpRequest) -> HttpResponse:
+    """Handoffs I sent: open ones first by due time, then the answered ones."""
+    rows = list(handoff_services.handoffs_sent_by(request.user)[:INBOX_LIMIT])
+    return render(request, "team/handoffs_sent.html", {"handoffs": rows, "now": timezone.now()})

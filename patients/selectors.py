@@ -4,12 +4,14 @@ number of queries does not grow with the rows shown."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import (
     BooleanField,
     Case,
+    Exists,
     F,
     Func,
     IntegerField,
@@ -213,3 +215,168 @@ def possible_duplicates(user, *, mrn: str, given_name: str, family_name: str, bi
     if mrn and not any(p.mrn_match for p in found):
         check.hidden_mrn = Patient.objects.filter(mrn__iexact=mrn).exists()
     return check
+
+
+# ---------------------------------------------------------------------------
+# My work: what needs me across my patients, sorted by due time
+# ---------------------------------------------------------------------------
+WORK_LIMIT = 200
+WORK_KINDS = {
+    "activity": "Activities due",
+    "handoff-to-accept": "Handoffs to accept",
+    "handoff-accepted": "Handoffs I accepted",
+    "handoff-sent": "Handoffs I sent, unanswered",
+    "referral": "Referrals awaiting a reply",
+    "review": "Plan reviews due",
+}
+
+
+@dataclass
+class WorkRow:
+    kind: str
+    patient: Patient
+    what: str
+    due: Any  # date or datetime
+    owner: str
+    url: str
+    action: str  # the one-click action's label
+    post_action: str = ""  # a handoff button's action value, posted to `url`
+
+    @property
+    def sort_key(self):
+        due = self.due
+        if isinstance(due, dt.date) and not isinstance(due, dt.datetime):
+            due = timezone.make_aware(dt.datetime.combine(due, dt.time.min))
+        return due
+
+
+def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: int = 7) -> list[WorkRow]:
+    """Everything assigned to the user or their discipline's queue on their patients'
+    teams, due within `horizon_days` or overdue: one query per kind of work, whatever
+    the number of rows; each restricted by careteam.permissions."""
+    from django.urls import reverse
+
+    from careteam import handoffs as handoff_selectors
+
+    now = timezone.now()
+    today = timezone.localdate(now)
+    until = today + dt.timedelta(days=horizon_days)
+    rows: list[WorkRow] = []
+    wanted = lambda k: not kind or kind == k  # noqa: E731
+    if wanted("activity"):
+        mine_or_queue = Q(assigned_to_id=user.pk) | Q(
+            assigned_to__isnull=True,
+            owner_discipline_id__in=Subquery(
+                TeamMembership.objects.current()
+                .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
+                .values("discipline_id")
+            ),
+        )
+        acts = (
+            restrict(Activity.objects.all(), user, patient_path="care_plan__patient")
+            .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=until)
+            .filter(care_plan__status="active", care_plan__patient__in=team_patients_for(user))
+            .select_related("care_plan__patient", "owner_discipline", "assigned_to")
+            .order_by("due_date", "id")[:WORK_LIMIT]
+        )
+        for a in acts:
+            owner = a.assigned_to.display_name if a.assigned_to else f"{a.owner_discipline} queue"
+            rows.append(
+                WorkRow(
+                    "activity",
+                    a.care_plan.patient,
+                    f"Activity: {a.title}",
+                    a.due_date,
+                    owner,
+                    reverse("careplans:activity_detail", kwargs={"activity_id": a.pk}),
+                    "Open",
+                )
+            )
+
+    def handoff_rows(qs, k: str, label: str, action: str, post_action: str = "") -> None:
+        for h in qs[:WORK_LIMIT]:
+            owner = h.to_user.display_name if h.to_user else f"{h.to_discipline} queue"
+            rows.append(
+                WorkRow(
+                    k,
+                    h.patient,
+                    f"{label}: {h.situation[:80]}",
+                    h.due_at,
+                    owner,
+                    reverse("team:handoff_detail", kwargs={"handoff_id": h.pk}),
+                    action,
+                    post_action,
+                )
+            )
+
+    if wanted("handoff-to-accept"):
+        handoff_rows(
+            handoff_selectors.handoff_inbox(user),
+            "handoff-to-accept",
+            "Handoff to accept",
+            "Accept",
+            "accept",
+        )
+    if wanted("handoff-accepted"):
+        handoff_rows(
+            handoff_selectors.handoffs_accepted_by(user),
+            "handoff-accepted",
+            "Handoff I accepted",
+            "Complete",
+            "complete",
+        )
+    if wanted("handoff-sent"):
+        sent = (
+            handoff_selectors.handoffs_visible(user)
+            .filter(from_user_id=user.pk, status=HandoffStatus.REQUESTED)
+            .order_by("due_at", "id")
+        )
+        handoff_rows(sent, "handoff-sent", "Handoff I sent, not answered", "Open")
+    if wanted("referral"):
+        refs = (
+            restrict(referrals_awaiting_for(user), user)
+            .select_related("patient", "service", "referred_by")
+            .order_by("sent_at", "id")[:WORK_LIMIT]
+        )
+        for r in refs:
+            days = r.service.expected_response_days or 0
+            due = (r.sent_at or r.created_at) + dt.timedelta(days=days)
+            rows.append(
+                WorkRow(
+                    "referral",
+                    r.patient,
+                    f"Referral to {r.service.name} awaiting a reply",
+                    due,
+                    r.referred_by.display_name,
+                    reverse("referrals:detail", kwargs={"referral_id": r.pk}),
+                    "Open",
+                )
+            )
+    if wanted("review"):
+        leads = TeamMembership.objects.current().filter(
+            user_id=user.pk, patient_id=OuterRef("patient_id"), role__in=["case-manager", "lead"]
+        )
+        plans = (
+            restrict(CarePlan.objects.filter(status="active", review_due__lte=until), user)
+            .filter(Exists(leads))
+            .select_related("patient")
+            .order_by("review_due", "id")[:WORK_LIMIT]
+        )
+        for p in plans:
+            rows.append(
+                WorkRow(
+                    "review",
+                    p.patient,
+                    f"Review of care plan '{p.title}'",
+                    p.review_due,
+                    user.display_name,
+                    reverse("careplans:plan_editor", kwargs={"plan_id": p.pk}),
+                    "Review plan",
+                )
+            )
+    if overdue_only:
+        from careteam.templatetags.overdue import overdue_text
+
+        rows = [r for r in rows if overdue_text(r.due, now).startswith("Overdue")]
+    rows.sort(key=lambda r: r.sort_key)
+    return rows

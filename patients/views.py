@@ -156,6 +156,30 @@ def patient_new(request: HttpRequest) -> HttpResponse:
 
 
 # ---------------------------------------------------------------------------
+# My work
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def my_work(request: HttpRequest) -> HttpResponse:
+    """What needs me across my patients, sorted by due time, filterable by kind and to
+    the overdue; each row with its one-click action."""
+    kind = request.GET.get("kind", "")
+    status = 200
+    if kind and kind not in selectors.WORK_KINDS:
+        kind, status = "", 400
+    overdue_only = request.GET.get("overdue") in ("1", "on", "true")
+    rows = selectors.my_work(request.user, kind=kind, overdue_only=overdue_only)
+    context = {
+        "rows": rows,
+        "kinds": selectors.WORK_KINDS,
+        "kind": kind,
+        "overdue_only": overdue_only,
+        "bad_filter": status == 400,
+    }
+    return render(request, "patients/my_work.html", context, status=status)
+
+
+# ---------------------------------------------------------------------------
 # Chart
 # ---------------------------------------------------------------------------
 @login_required

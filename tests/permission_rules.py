@@ -58,7 +58,11 @@ RULES: dict[str, str] = {
     "security:audit_log": "audit-admin",
     # clinicians' pages: worklist, chart, team tools, the plan editor and its history
     "worklist": "login",
+<<<<<<< HEAD
     "patient_new": "login",
+=======
+    "my_work": "login",
+>>>>>>> 9ff4d00 (My work at /work/, the overdue tag everywhere, unread count in the nav)
     "patient_chart": "patient-read",
     "team_role_add": "team-manage",
     "team_role_end": "team-manage",
@@ -101,6 +105,7 @@ RULES: dict[str, str] = {
     "referrals:catalog_export": "catalog-admin",
     # handoffs, the inbox and notifications
     "team:inbox": "login",
+    "team:handoffs_sent": "login",
     "team:open_handoffs": "login",
     "team:handoff_create": "patient-write",
     "team:handoff_detail": "patient-write",

@@ -58,11 +58,8 @@ RULES: dict[str, str] = {
     "security:audit_log": "audit-admin",
     # clinicians' pages: worklist, chart, team tools, the plan editor and its history
     "worklist": "login",
-<<<<<<< HEAD
     "patient_new": "login",
-=======
     "my_work": "login",
->>>>>>> 9ff4d00 (My work at /work/, the overdue tag everywhere, unread count in the nav)
     "patient_chart": "patient-read",
     "team_role_add": "team-manage",
     "team_role_end": "team-manage",

@@ -29,7 +29,7 @@ from .models import (
     Need,
     Note,
     NoteKind,
-    ProposalStatus,
+    NoteStatus,
 )
 
 # the status field and its machine, per plan-item model
@@ -308,7 +308,7 @@ def note_add(
         raise ValidationError({"text": "Write the comment or proposal."})
     note = Note(care_plan=plan, author=by, text=text, kind=kind)
     if kind == NoteKind.PROPOSAL:
-        note.status = ProposalStatus.OPEN
+        note.status = NoteStatus.OPEN
     if target is not None:
         if not access.can_see_sensitivity(getattr(target, "sensitivity_id", None)):
             raise ValidationError("No such item.")

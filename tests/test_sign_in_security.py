@@ -113,7 +113,9 @@ def test_wrong_second_factor_codes_lock_the_account_out(world, client, settings)
 
 def test_2fa_is_off_by_default_in_tests_and_demo(world, client, settings):
     response = client.post("/accounts/login/", {"username": "nurse1", "password": PASSWORD})
-    assert response.status_code == 302 and response["Location"] == "/patients/"
+    # signed in at once: on to the landing page, which sends a clinician to My work
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert client.get("/")["Location"] == "/work/"
 
 
 # ---------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def new_page(browser, live_server):
         page.get_by_label("Username").fill(user.username)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url("**/patients/")
+        page.wait_for_url("**/work/")  # clinicians land on My work
+        page.goto(f"{live_server.url}/patients/")
         return page
 
     yield open_as

@@ -26,7 +26,8 @@ def _sign_in(page, live_server, user):
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/patients/")
+    page.wait_for_url("**/work/")  # clinicians land on My work
+    page.goto(f"{live_server.url}/patients/")
 
 
 def _fits(page) -> None:

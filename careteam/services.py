@@ -7,7 +7,7 @@ import datetime as dt
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -53,6 +53,7 @@ def patient_permissions_sync(*, user: User, patient) -> set[str]:
 
 
 def _membership_clean(membership: TeamMembership) -> None:
+    """The rules of the row itself, whoever writes it."""
     if membership.end_date and membership.end_date < membership.start_date:
         raise ValidationError({"end_date": "The end date cannot be before the start date."})
     if not membership.user.is_active:
@@ -65,6 +66,47 @@ def _membership_clean(membership: TeamMembership) -> None:
             raise ValidationError(
                 {"role": "This patient already has an active case manager; end that role first."}
             )
+    if membership.status == MembershipStatus.ACTIVE:
+        practised = membership.user.disciplines.all()
+        if not practised.exists():
+            raise ValidationError(
+                {"user": "Only clinicians can join a care team: this account has no discipline."}
+            )
+        if not practised.filter(pk=membership.discipline_id).exists():
+            raise ValidationError(
+                {"discipline": f"{membership.user.display_name} does not practise {membership.discipline}."}
+            )
+
+
+def _actor_roles(*, by: User, patient) -> set[str]:
+    return set(
+        TeamMembership.objects.current().filter(patient=patient, user=by).values_list("role", flat=True)
+    )
+
+
+def _membership_authorise(*, membership: TeamMembership, by: User | None, appoint: bool) -> None:
+    """Who may make this change. `by` None is the system (the daily sweep, seeding);
+    people are checked here, so the form, the API and every later caller obey the
+    same rules: nobody changes their own role, only a case manager appoints or ends a
+    case manager (the plan lead may appoint one only while the patient has none)."""
+    if by is None:
+        return
+    if membership.user_id == by.pk:
+        raise PermissionDenied("You cannot change your own role on a care team; ask the case manager.")
+    if membership.role != TeamRole.CASE_MANAGER:
+        return
+    roles = _actor_roles(by=by, patient=membership.patient)
+    if TeamRole.CASE_MANAGER in roles:
+        return
+    has_case_manager = (
+        TeamMembership.objects.current()
+        .filter(patient=membership.patient, role=TeamRole.CASE_MANAGER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+    if appoint and TeamRole.LEAD in roles and not has_case_manager:
+        return
+    raise PermissionDenied("Only the patient's case manager can appoint or end a case manager.")
 
 
 @transaction.atomic
@@ -90,6 +132,11 @@ def membership_add(
         end_date=end_date,
     )
     _membership_clean(membership)
+    bootstrap = (
+        by is not None and by.pk == user.pk and not TeamMembership.objects.filter(patient=patient).exists()
+    )
+    if not bootstrap:  # the enrolling clinician becomes the first member of a new team
+        _membership_authorise(membership=membership, by=by, appoint=True)
     try:
         with transaction.atomic():
             membership.save()
@@ -120,6 +167,7 @@ def membership_end(
 ) -> TeamMembership:
     """End a role today (or at a date): the permissions lapse when it ends."""
     membership = lock_for_update(membership, expected_version)
+    _membership_authorise(membership=membership, by=by, appoint=False)
     end = end_date or timezone.localdate()
     if end < membership.start_date:
         raise ValidationError({"end_date": "The end date cannot be before the start date."})
@@ -146,6 +194,7 @@ def membership_set_status(
     *, membership: TeamMembership, status: str, by: User | None = None, expected_version: int | None = None
 ) -> TeamMembership:
     membership = lock_for_update(membership, expected_version)
+    _membership_authorise(membership=membership, by=by, appoint=status == MembershipStatus.ACTIVE)
     check_transition(MEMBERSHIP_TRANSITIONS, membership.status, status)
     membership.status = status
     _membership_clean(membership)

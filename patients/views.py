@@ -271,6 +271,8 @@ def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
                 end_date=data["end_date"],
                 by=request.user,
             )
+        except PermissionDenied as exc:
+            return _forbidden(request, str(exc))
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -318,6 +320,8 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
         messages.error(
             request, "Someone changed this role after you opened the chart; check it and try again."
         )
+    except PermissionDenied as exc:
+        return _forbidden(request, str(exc))
     except ValidationError as exc:
         messages.error(request, "The role could not be ended: " + "; ".join(exc.messages))
     else:

@@ -45,9 +45,10 @@ def _grow_plan(plan, n: int) -> None:
 
 def _grow_caseload(user, n: int) -> None:
     """Put `user` on n more patients' teams (with the grants a membership gives)."""
+    discipline = user.disciplines.first()  # a membership is in a discipline the person practises
     for _ in range(n):
         team_services.membership_add(
-            patient=f.PatientFactory(), user=user, discipline=f.discipline("case-management"), role="member"
+            patient=f.PatientFactory(), user=user, discipline=discipline, role="member"
         )
 
 

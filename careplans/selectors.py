@@ -87,7 +87,9 @@ def activities_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
             Prefetch("goals", queryset=Goal.objects.only("id", "description")),
             Prefetch(
                 "needs",
-                queryset=Need.objects.filter(access.sensitivity_q()).only("id", "description", "category"),
+                queryset=Need.objects.filter(access.sensitivity_q()).only(
+                    "id", "description", "category", "sensitivity_id"
+                ),
             ),
         )
         .order_by("due_date", "id")
@@ -142,6 +144,10 @@ def decorate(access: PatientAccess, item) -> Any:
     item.edit_url = reverse(f"careplans:{kind}_edit", kwargs=ids)
     item.status_url = reverse(f"careplans:{kind}_status", kwargs=ids)
     item.status_value = getattr(item, STATUS_FIELDS[type(item)][0])
+    # linked items through the permissions module's rule only: templates never follow
+    # `item.needs` or `item.goals` themselves
+    item.linked_goals = access.visible(item.goals) if hasattr(item, "goals") else []
+    item.linked_needs = access.visible(item.needs) if isinstance(item, Activity) else []
     return item
 
 

@@ -296,6 +296,13 @@ def _display(field, value) -> str:
     if hasattr(value, "all") and not isinstance(value, list):
         value = list(value.all()) if hasattr(value, "model") else value
     if isinstance(value, list | tuple):
+        # only what the viewer may see: the saved version may link a need hidden from them
+        queryset = getattr(field, "queryset", None)
+        if queryset is not None:
+            allowed = set(
+                queryset.filter(pk__in=[v.pk for v in value if hasattr(v, "pk")]).values_list("pk", flat=True)
+            )
+            value = [v for v in value if not hasattr(v, "pk") or v.pk in allowed]
         items = []
         for v in value:
             items.append(str(getattr(v, "description", None) or v) if hasattr(v, "pk") else _choice(field, v))

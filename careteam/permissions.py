@@ -288,6 +288,22 @@ class PatientAccess:
             **{f"{field_name}__in": list(self.visible_sensitivity_ids)}
         )
 
+    def can_see(self, obj) -> bool:
+        """The one rule for a related object shown on another item's page (the needs an
+        activity addresses, the activity of a handoff, the need of a referral, the target
+        of a note): the same answer as opening that object's own page."""
+        if obj is None:
+            return False
+        return self.can_see_sensitivity(getattr(obj, "sensitivity_id", None))
+
+    def visible(self, objects) -> list:
+        """Of related objects (a manager, queryset or list), those this user may see.
+        Uses a prefetched relation when there is one, so lists stay at a fixed number of
+        queries."""
+        if hasattr(objects, "all"):
+            objects = objects.all()
+        return [obj for obj in objects if self.can_see(obj)]
+
     def can_edit_item(self, item) -> bool:
         """Goals, needs and activities: own discipline's items, or anything for case
         manager and lead. Items with no owning discipline are editable by any member."""

@@ -1,0 +1,119 @@
+"""Issue 12: related objects shown on another item's page follow the same visibility rule
+as that object's own page (careteam.permissions.PatientAccess.can_see / visible).
+
+The scenario is the demo's: a social worker on the team, a behavioural-health need they
+get 404 on, and an activity of theirs linked to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from careteam import services as team_services
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HTTP_HX_REQUEST": "true"}
+HIDDEN_MARK = "HIDDEN-BH-Q3"
+HIDDEN_NEED = f"{HIDDEN_MARK} low mood since the move"
+VISIBLE_NEED = "VISIBLE-TRANSPORT"
+
+
+@pytest.fixture
+def linked(world):
+    social = f.UserFactory(username="sw1", disciplines=["social-work"])
+    team_services.membership_add(
+        patient=world.patient,
+        user=social,
+        discipline=f.discipline("social-work"),
+        role="member",
+        start_date=timezone.localdate() - dt.timedelta(days=5),
+    )
+    hidden = f.NeedFactory(
+        care_plan=world.plan,
+        domain="behavioural",
+        category="mental-health",
+        description=HIDDEN_NEED,
+        sensitivity=world.behavioural_health,
+    )
+    visible = f.NeedFactory(care_plan=world.plan, description=VISIBLE_NEED)
+    activity = f.ActivityFactory(
+        care_plan=world.plan, title="Home visit", owner_discipline=f.discipline("social-work")
+    )
+    activity.needs.set([hidden, visible])
+    client = Client()
+    client.force_login(social)
+    return world, social, client, hidden, visible, activity
+
+
+def test_item1_social_worker_gets_404_on_the_need_itself(linked):
+    _, _, client, hidden, _, _ = linked
+    assert client.get(reverse("careplans:need_detail", kwargs={"need_id": hidden.pk})).status_code == 404
+
+
+@pytest.mark.parametrize("page", ["activity_detail", "activity_edit", "activity_status"])
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+def test_item1_activity_pages_hide_linked_sensitive_need(linked, page, htmx):
+    world, _, client, hidden, visible, activity = linked
+    response = client.get(
+        reverse(f"careplans:{page}", kwargs={"activity_id": activity.pk}), **(HX if htmx else {})
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert HIDDEN_MARK not in body
+    assert f"need-{hidden.pk}" not in body
+    assert f'name="activity-{activity.pk}-needs" value="{hidden.pk}"' not in body
+    assert "Home visit" in body
+
+
+def test_item1_editor_hides_linked_sensitive_need(linked):
+    world, _, client, hidden, visible, activity = linked
+    body = client.get(reverse("careplans:plan_editor", kwargs={"plan_id": world.plan.pk})).content.decode()
+    assert HIDDEN_MARK not in body
+    assert VISIBLE_NEED in body
+
+
+def test_item1_behavioural_clinician_still_sees_the_link(linked):
+    world, _, _, hidden, _, activity = linked
+    client = Client()
+    client.force_login(world.behavioural)
+    body = client.get(
+        reverse("careplans:activity_detail", kwargs={"activity_id": activity.pk})
+    ).content.decode()
+    assert HIDDEN_MARK in body
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+def test_item2_conflict_page_shows_only_what_the_viewer_may_see(linked, htmx):
+    world, social, client, hidden, visible, activity = linked
+    url = reverse("careplans:activity_edit", kwargs={"activity_id": activity.pk})
+    opened_version = activity.version
+    # someone else saves the activity meanwhile (the behavioural clinician's view of it)
+    activity.title = "Home visit with the counsellor"
+    activity.version += 1
+    activity.save()
+    prefix = f"activity-{activity.pk}"
+    data = {
+        f"{prefix}-title": "Home visit, bring forms",
+        f"{prefix}-description": "",
+        f"{prefix}-owner_discipline": str(activity.owner_discipline_id),
+        f"{prefix}-assigned_to": "",
+        f"{prefix}-due_date": "",
+        f"{prefix}-sensitivity": "",
+        f"{prefix}-needs": [str(visible.pk)],
+        f"{prefix}-expected_version": str(opened_version),
+    }
+    response = client.post(url, data, **(HX if htmx else {}))
+    assert response.status_code == 409
+    body = response.content.decode()
+    assert "Home visit with the counsellor" in body
+    assert HIDDEN_MARK not in body
+    assert VISIBLE_NEED in body
+    activity.refresh_from_db()
+    assert activity.title == "Home visit with the counsellor"
+    assert set(activity.needs.values_list("pk", flat=True)) == {hidden.pk, visible.pk}

@@ -99,7 +99,7 @@ def activities_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
 def notes_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
     return (
         Note.objects.filter(care_plan=plan)
-        .filter(access.sensitivity_q())
+        .filter(access.note_q())
         .select_related("author", "goal", "need", "activity")
         .order_by("-created_at", "-id")
     )

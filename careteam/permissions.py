@@ -288,6 +288,16 @@ class PatientAccess:
             **{f"{field_name}__in": list(self.visible_sensitivity_ids)}
         )
 
+    def note_q(self) -> Q:
+        """Comments and proposals (and the closing notes referral outcomes write): their
+        own category and their target's category as it is now, so a note on a need
+        marked sensitive later is hidden with it."""
+        return (
+            self.sensitivity_q("sensitivity")
+            & self.sensitivity_q("need__sensitivity")
+            & self.sensitivity_q("activity__sensitivity")
+        )
+
     def can_see(self, obj) -> bool:
         """The one rule for a related object shown on another item's page (the needs an
         activity addresses, the activity of a handoff, the need of a referral, the target

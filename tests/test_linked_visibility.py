@@ -117,3 +117,36 @@ def test_item2_conflict_page_shows_only_what_the_viewer_may_see(linked, htmx):
     activity.refresh_from_db()
     assert activity.title == "Home visit with the counsellor"
     assert set(activity.needs.values_list("pk", flat=True)) == {hidden.pk, visible.pk}
+
+
+def test_item3_old_comment_follows_its_need_marked_sensitive_later(linked):
+    world, social, client, hidden, visible, activity = linked
+    from careplans.models import Note
+
+    Note.objects.create(
+        care_plan=world.plan, need=visible, author=world.nurse, text="COMMENT-LATER-HIDDEN-Q3"
+    )
+    Note.objects.create(
+        care_plan=world.plan,
+        need=visible,
+        author=world.nurse,
+        text="Referral to Food bank closed: REFERRAL-CLOSE-Q3.",
+    )
+    editor = reverse("careplans:plan_editor", kwargs={"plan_id": world.plan.pk})
+    assert "COMMENT-LATER-HIDDEN-Q3" in client.get(editor).content.decode()
+    visible.sensitivity = world.behavioural_health
+    visible.save()
+    for response in (
+        client.get(editor),
+        client.post(
+            reverse("careplans:note_create", kwargs={"plan_id": world.plan.pk}),
+            {"note-text": "my own comment", "note-kind": "comment"},
+            **HX,
+        ),
+    ):
+        body = response.content.decode()
+        assert "COMMENT-LATER-HIDDEN-Q3" not in body
+        assert "REFERRAL-CLOSE-Q3" not in body
+    behavioural = Client()
+    behavioural.force_login(world.behavioural)
+    assert "COMMENT-LATER-HIDDEN-Q3" in behavioural.get(editor).content.decode()

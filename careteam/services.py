@@ -264,6 +264,8 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
         raise ValidationError(
             {"reason": "State the clinical reason for emergency access (at least 10 characters)."}
         )
+    if len(set(reason.replace(" ", "").casefold())) < 2:
+        raise ValidationError({"reason": "State the clinical reason in words, not one repeated character."})
     if not user.disciplines.exists():
         raise ValidationError("Only clinicians can use emergency access.")
     now = timezone.now()

@@ -228,3 +228,36 @@ def test_enrolment_still_puts_the_enrolling_clinician_on_the_new_team(world):
         team_services.membership_add(
             patient=patient, user=world.nurse, discipline=f.discipline("nursing"), role="lead", by=world.nurse
         )
+
+
+# ---------------------------------------------------------------------------
+# Item 13 (part): a reason in words; no handoff due in the past
+# ---------------------------------------------------------------------------
+def test_emergency_access_refuses_a_reason_of_one_repeated_character(world):
+    from careteam.models import BreakGlassAccess
+
+    for reason in ("aaaaaaaaaaaa", "x x x x x x x x", "............"):
+        with pytest.raises(ValidationError):
+            team_services.break_glass_open(user=world.outsider, patient=world.patient, reason=reason)
+    assert not BreakGlassAccess.objects.exists()
+
+
+def test_api_handoff_refuses_a_due_time_in_the_past(world):
+    from careteam.models import Handoff
+
+    response = api(world.nurse).post(
+        "/api/v1/handoffs/",
+        {
+            "patient": world.patient.pk,
+            "to_user": world.pharmacist.pk,
+            "situation": "New insulin",
+            "background": "Type 2 diabetes",
+            "assessment": "Unsure of dose timing",
+            "recommendation": "Review the regimen",
+            "due_at": (timezone.now() - dt.timedelta(hours=1)).isoformat(),
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert "due_at" in response.json()
+    assert not Handoff.objects.exists()

@@ -585,6 +585,13 @@ class HandoffCreateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=Handoff._meta.get_field("priority").choices, required=False)
     due_at = serializers.DateTimeField()
 
+    def validate_due_at(self, value):
+        from django.utils import timezone
+
+        if value < timezone.now():
+            raise serializers.ValidationError("The due time has passed; choose a time from now on.")
+        return value
+
 
 class HandoffUpdateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=HandoffStatus.choices)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from careplans.models import CarePlanStatus
 from careteam.models import Discipline, TeamRole, User
 
-from .models import Patient
+from .models import DEMOGRAPHIC_FIELDS, Caregiver, Patient
 from .selectors import NO_PLAN
 
 PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
@@ -125,22 +125,7 @@ class PatientEnrolForm(forms.ModelForm):
 
     class Meta:
         model = Patient
-        fields = [
-            "given_name",
-            "family_name",
-            "preferred_name",
-            "birth_date",
-            "gender",
-            "preferred_language",
-            "interpreter_needed",
-            "phone",
-            "email",
-            "address_line",
-            "city",
-            "state",
-            "postal_code",
-            "preferences",
-        ]
+        fields = list(DEMOGRAPHIC_FIELDS)
         labels = {"gender": "Sex", "preferences": "What matters to me (in the patient’s words)"}
         widgets = {
             "birth_date": forms.DateInput(attrs={"type": "date"}),
@@ -175,4 +160,53 @@ class PatientEnrolForm(forms.ModelForm):
     def patient_data(self) -> dict:
         data = dict(self.cleaned_data)
         data.pop("not_a_duplicate", None)
+        return data
+
+
+class PatientEditForm(PatientEnrolForm):
+    """Demographics edited later from the chart; the MRN is the record's key and stays."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["mrn"]
+        del self.fields["not_a_duplicate"]
+
+    def patient_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("version", None)
+        return data
+
+
+class CaregiverForm(forms.ModelForm):
+    language = forms.ChoiceField(label="Their language", required=False)
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Caregiver
+        fields = [
+            "name",
+            "relationship",
+            "phone",
+            "email",
+            "language",
+            "may_contact",
+            "may_receive_information",
+            "is_primary",
+            "lives_with_patient",
+            "notes",
+        ]
+        labels = {"may_contact": "The team may contact them", "is_primary": "Primary caregiver"}
+        widgets = {"notes": forms.Textarea(attrs={"rows": 2, "maxlength": 2000})}
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [("", "Not recorded"), *language_choices()]
+        self.fields["notes"].validators.append(MaxLengthValidator(2000))
+
+    def caregiver_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("version", None)
         return data

@@ -66,6 +66,26 @@ class PatientQuerySet(models.QuerySet):
         return qs.filter(q)
 
 
+# The demographics a clinician enters and edits (the enrolment and edit forms, the REST
+# API): one list, so a field added here reaches every door.
+DEMOGRAPHIC_FIELDS = (
+    "given_name",
+    "family_name",
+    "preferred_name",
+    "birth_date",
+    "gender",
+    "preferred_language",
+    "interpreter_needed",
+    "phone",
+    "email",
+    "address_line",
+    "city",
+    "state",
+    "postal_code",
+    "preferences",
+)
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=40, unique=True)
     given_name = models.CharField(max_length=100)
@@ -153,6 +173,12 @@ class Caregiver(models.Model):
         default=False, help_text="The patient agreed that this person may be told about their care."
     )
     notes = models.TextField(blank=True)
+    may_contact = models.BooleanField(default=True, help_text="The team may phone or write to this person.")
+    language = models.CharField(max_length=40, blank=True, help_text="BCP-47 code, e.g. en, es, vi")
+    end_date = models.DateField(
+        null=True, blank=True, help_text="No longer a caregiver from this date (kept in the history)."
+    )
+    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords()
 

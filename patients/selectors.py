@@ -125,7 +125,7 @@ def chart_for(access: PatientAccess) -> Chart:
     """Everything the chart page shows, in a fixed number of queries."""
     patient, user = access.patient, access.user
     chart = Chart(patient=patient, access=access)
-    chart.caregivers = list(patient.caregivers.all())
+    chart.caregivers = list(patient.caregivers.filter(end_date__isnull=True))
     chart.consents = list(Consent.objects.in_force().filter(patient=patient))
     chart.team = list(
         TeamMembership.objects.current()

@@ -7,12 +7,14 @@ import secrets
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from careteam import services as team_services
 from careteam.audit import audit
+from careteam.concurrency import apply_changes, lock_for_update
 from careteam.models import AuditAction, Discipline, TeamMembership, TeamRole, User
 
-from .models import Patient
+from .models import DEMOGRAPHIC_FIELDS, Caregiver, Patient
 
 CASE_MANAGEMENT = "case-management"
 
@@ -70,3 +72,119 @@ def patient_enrol(*, by: User, data: dict, request=None) -> tuple[Patient, TeamM
         user=by, action=AuditAction.CREATE, obj=patient, patient=patient, request=request, detail="enrolled"
     )
     return patient, membership
+
+
+def _require_member(access) -> None:
+    """Demographics and caregivers: any current team member; emergency access reads only."""
+    if access.read_only or not access.on_team:
+        raise PermissionDenied(
+            "Only the patient's care team can change the record (emergency access is read-only)."
+        )
+
+
+@transaction.atomic
+def patient_update(*, by: User, access, data: dict, expected_version: int | None, request=None) -> Patient:
+    """Change demographics (never the MRN) from the version the caller read; a stale
+    version raises StaleVersionError and writes nothing. History via simple_history."""
+    _require_member(access)
+    patient = lock_for_update(access.patient, expected_version)
+    changes = {k: v for k, v in data.items() if k in DEMOGRAPHIC_FIELDS}
+    changed = apply_changes(patient, changes)
+    if not changed:
+        return patient
+    patient.full_clean(exclude=["mrn"])
+    patient.version += 1
+    patient.save()
+    patient.refresh_from_db()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=patient,
+        patient=patient,
+        request=request,
+        detail="demographics: " + ", ".join(sorted(changed)),
+    )
+    access.patient = patient
+    return patient
+
+
+def _one_primary(caregiver: Caregiver) -> None:
+    if caregiver.is_primary:
+        Caregiver.objects.filter(patient_id=caregiver.patient_id, is_primary=True).exclude(
+            pk=caregiver.pk
+        ).update(is_primary=False)
+
+
+@transaction.atomic
+def caregiver_add(*, by: User, access, data: dict, request=None) -> Caregiver:
+    _require_member(access)
+    caregiver = Caregiver(patient=access.patient, **data)
+    caregiver.full_clean(exclude=["patient"])
+    if caregiver.is_primary:
+        Caregiver.objects.filter(patient=access.patient, is_primary=True).update(is_primary=False)
+    caregiver.save()
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        obj=caregiver,
+        patient=access.patient,
+        request=request,
+        detail="caregiver added",
+    )
+    return caregiver
+
+
+@transaction.atomic
+def caregiver_update(
+    *, by: User, access, caregiver: Caregiver, data: dict, expected_version: int | None, request=None
+) -> Caregiver:
+    _require_member(access)
+    if caregiver.patient_id != access.patient.pk:
+        raise PermissionDenied("No such caregiver.")
+    caregiver = lock_for_update(caregiver, expected_version)
+    if caregiver.end_date is not None:
+        raise ValidationError("This caregiver has ended; add them again instead.")
+    changed = apply_changes(caregiver, data)
+    if not changed:
+        return caregiver
+    caregiver.full_clean(exclude=["patient"])
+    _one_primary(caregiver)
+    caregiver.version += 1
+    caregiver.save()
+    caregiver.refresh_from_db()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=caregiver,
+        patient=access.patient,
+        request=request,
+        detail="caregiver: " + ", ".join(sorted(changed)),
+    )
+    return caregiver
+
+
+@transaction.atomic
+def caregiver_end(
+    *, by: User, access, caregiver: Caregiver, expected_version: int | None, request=None
+) -> Caregiver:
+    """End a caregiver (kept in the history, gone from the chart); no longer primary."""
+    _require_member(access)
+    if caregiver.patient_id != access.patient.pk:
+        raise PermissionDenied("No such caregiver.")
+    caregiver = lock_for_update(caregiver, expected_version)
+    if caregiver.end_date is not None:
+        return caregiver
+    caregiver.end_date = timezone.localdate()
+    caregiver.is_primary = False
+    caregiver.version += 1
+    caregiver.save()
+    caregiver.refresh_from_db()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=caregiver,
+        patient=access.patient,
+        request=request,
+        detail="caregiver ended",
+    )
+    return caregiver

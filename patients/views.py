@@ -25,7 +25,15 @@ from careteam.permissions import access_patient_by_id
 
 from . import selectors
 from . import services as patient_services
-from .forms import MembershipAddForm, MembershipEndForm, PatientEnrolForm, WorklistFilterForm
+from .forms import (
+    CaregiverForm,
+    MembershipAddForm,
+    MembershipEndForm,
+    PatientEditForm,
+    PatientEnrolForm,
+    WorklistFilterForm,
+)
+from .models import Caregiver
 
 PAGE_SIZE = 25
 PLAN_STATUS_LABELS = dict(CarePlanStatus.choices)
@@ -341,3 +349,131 @@ def _add_errors(form, exc: ValidationError) -> None:
 
 def _flat_errors(form) -> list[str]:
     return [str(e) for errors in form.errors.values() for e in errors]
+
+
+# ---------------------------------------------------------------------------
+# Demographics and caregivers (any current team member)
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
+    access = access_patient_by_id(request.user, patient_id)
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    patient = access.patient
+    initial = {"version": patient.version}
+    form = PatientEditForm(
+        request.POST or None, instance=patient if request.method == "GET" else None, initial=initial
+    )
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if form.is_valid():
+            try:
+                patient_services.patient_update(
+                    by=request.user,
+                    access=access,
+                    data=form.patient_data(),
+                    expected_version=form.cleaned_data["version"],
+                    request=request,
+                )
+            except StaleVersionError as exc:
+                status = 409
+                form.add_error(None, "Someone saved this record after you opened it; check it and try again.")
+                form.data = form.data.copy()
+                form.data["version"] = exc.current.version
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(request, "Demographics saved.")
+                return redirect("patient_chart", patient_id=patient.pk)
+    elif request.method == "GET":
+        audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
+    return render(request, "patients/patient_edit.html", {"form": form, "patient": patient}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Add (no `caregiver` field), edit, or end (`end=1`) a caregiver of this patient."""
+    access = access_patient_by_id(request.user, patient_id)
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    patient = access.patient
+    current = list(patient.caregivers.filter(end_date__isnull=True))
+    if request.method == "GET":
+        audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
+        context = {
+            "patient": patient,
+            "caregivers": current,
+            "add_form": CaregiverForm(),
+            "forms": [
+                (c, CaregiverForm(instance=c, initial={"version": c.version}, prefix=f"c{c.pk}"))
+                for c in current
+            ],
+        }
+        return render(request, "patients/caregivers.html", context)
+    caregiver = None
+    raw = request.POST.get("caregiver", "")
+    if raw:
+        caregiver = Caregiver.objects.filter(pk=int(raw) if raw.isdigit() else 0, patient=patient).first()
+        if caregiver is None:
+            raise Http404("No such caregiver.")
+    if caregiver is not None and request.POST.get("end"):
+        try:
+            patient_services.caregiver_end(
+                by=request.user,
+                access=access,
+                caregiver=caregiver,
+                expected_version=request.POST.get("version") or None,
+                request=request,
+            )
+        except StaleVersionError:
+            messages.error(
+                request, "Someone changed this caregiver after you opened the page; check and try again."
+            )
+        else:
+            messages.success(request, f"{caregiver.name} is no longer recorded as a caregiver.")
+        return redirect("patient_caregivers", patient_id=patient.pk)
+    prefix = f"c{caregiver.pk}" if caregiver else None
+    form = CaregiverForm(request.POST, prefix=prefix)
+    if form.is_valid():
+        try:
+            if caregiver is None:
+                saved = patient_services.caregiver_add(
+                    by=request.user, access=access, data=form.caregiver_data(), request=request
+                )
+            else:
+                saved = patient_services.caregiver_update(
+                    by=request.user,
+                    access=access,
+                    caregiver=caregiver,
+                    data=form.caregiver_data(),
+                    expected_version=form.cleaned_data["version"],
+                    request=request,
+                )
+        except StaleVersionError:
+            form.add_error(
+                None, "Someone changed this caregiver after you opened the page; check and try again."
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"{saved.name} saved.")
+            return redirect("patient_caregivers", patient_id=patient.pk)
+    forms_ = [
+        (
+            c,
+            form
+            if caregiver and c.pk == caregiver.pk
+            else CaregiverForm(instance=c, initial={"version": c.version}, prefix=f"c{c.pk}"),
+        )
+        for c in current
+    ]
+    context = {
+        "patient": patient,
+        "caregivers": current,
+        "add_form": form if caregiver is None else CaregiverForm(),
+        "forms": forms_,
+    }
+    return render(request, "patients/caregivers.html", context, status=422)

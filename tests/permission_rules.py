@@ -61,6 +61,8 @@ RULES: dict[str, str] = {
     "patient_new": "login",
     "my_work": "login",
     "patient_chart": "patient-read",
+    "patient_edit": "patient-write",
+    "patient_caregivers": "patient-write",
     "team_role_add": "team-manage",
     "team_role_end": "team-manage",
     "careplans:plan_editor": "patient-read",

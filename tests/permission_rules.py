@@ -153,5 +153,12 @@ RULES: dict[str, str] = {
     "fhir-servicerequest": "api",
     "fhir-servicerequest-search": "api",
     "fhir-task": "api",
+    "fhir-questionnaire": "api",
+    "fhir-questionnaire-search": "api",
+    "fhir-questionnaireresponse": "api",
+    "fhir-questionnaireresponse-search": "api",
+    "fhir-plandefinition": "api",
+    "fhir-plandefinition-search": "api",
+    "fhir-plandefinition-apply": "api",
     "fhir-task-search": "api",
 }

@@ -104,7 +104,17 @@ def test_metadata_is_public_and_a_valid_capability_statement(world):
     status, data = fhir_get(None, "/fhir/metadata")
     assert status == 200 and data["fhirVersion"] == "4.0.1"
     kinds = {r["type"] for r in data["rest"][0]["resource"]}
-    assert kinds == {"Patient", "CarePlan", "CareTeam", "Goal", "ServiceRequest", "Task"}
+    assert kinds == {
+        "Patient",
+        "CarePlan",
+        "CareTeam",
+        "Goal",
+        "ServiceRequest",
+        "Task",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "PlanDefinition",
+    }
 
 
 def test_every_resource_type_reads_and_validates(world, chart):

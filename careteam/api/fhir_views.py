@@ -15,6 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from careplans import screening
 from careplans.models import Activity, CarePlan, Goal
 from careteam.audit import audit
 from careteam.models import AuditAction, Handoff, TeamMembership
@@ -182,6 +183,11 @@ def _handoffs(patient_id: int) -> list[Handoff]:
     )
 
 
+def _questionnaire_responses(access: PatientAccess) -> list:
+    """The patient's screenings the caller may see (sensitive instruments filtered)."""
+    return list(screening.screenings_for(access).order_by("id"))
+
+
 def _careteam(access: PatientAccess) -> dict:
     members = (
         TeamMembership.objects.current().filter(patient=access.patient).select_related("user", "discipline")
@@ -201,12 +207,14 @@ class MetadataView(FHIRView):
     def get(self, request):
         search_patient = [{"name": "patient", "type": "reference"}]
 
-        def resource(kind, interactions, search=True, operations=()):
+        def resource(kind, interactions, search=True, operations=(), params=()):
             data = {
                 "type": kind,
                 "interaction": [{"code": code} for code in interactions],
             }
-            if search:
+            if params:
+                data["searchParam"] = [{"name": name, "type": kind_} for name, kind_ in params]
+            elif search:
                 data["searchParam"] = search_patient
             elif kind == "Patient":
                 data["searchParam"] = [
@@ -255,6 +263,25 @@ class MetadataView(FHIRView):
                             resource("Goal", ["read", "search-type"]),
                             resource("ServiceRequest", ["read", "search-type"]),
                             resource("Task", ["read", "search-type"]),
+                            resource(
+                                "Questionnaire",
+                                ["read", "search-type"],
+                                params=[("code", "token"), ("url", "uri"), ("status", "token")],
+                            ),
+                            resource("QuestionnaireResponse", ["read", "search-type"]),
+                            resource(
+                                "PlanDefinition",
+                                ["read", "search-type"],
+                                params=[
+                                    ("url", "uri"),
+                                    ("name", "string"),
+                                    ("title", "string"),
+                                    ("status", "token"),
+                                ],
+                                operations=[
+                                    ("apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply")
+                                ],
+                            ),
                         ],
                     }
                 ],
@@ -313,6 +340,10 @@ class PatientEverythingView(FHIRView):
             entries.append((self.url(f"Task/referral-{referral.pk}"), fhir.referral_task_resource(referral)))
         for handoff in _handoffs(pid):
             entries.append((self.url(f"Task/handoff-{handoff.pk}"), fhir.handoff_task_resource(handoff)))
+        for response in _questionnaire_responses(access):
+            entries.append(
+                (self.url(f"QuestionnaireResponse/{response.pk}"), screening.response_resource(response))
+            )
         audit(
             user=request.user,
             action=AuditAction.EXPORT,

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from . import fhir_content_views as fc
 from . import fhir_views as fv
 from . import views
 
@@ -59,4 +60,31 @@ urlpatterns = [
     ),
     path("fhir/Task", fv.TaskSearchView.as_view(), name="fhir-task-search"),
     path("fhir/Task/<str:task_id>", fv.TaskReadView.as_view(), name="fhir-task"),
+    path("fhir/Questionnaire", fc.QuestionnaireSearchView.as_view(), name="fhir-questionnaire-search"),
+    path(
+        "fhir/Questionnaire/<int:questionnaire_id>",
+        fc.QuestionnaireReadView.as_view(),
+        name="fhir-questionnaire",
+    ),
+    path(
+        "fhir/QuestionnaireResponse",
+        fc.QuestionnaireResponseSearchView.as_view(),
+        name="fhir-questionnaireresponse-search",
+    ),
+    path(
+        "fhir/QuestionnaireResponse/<int:response_id>",
+        fc.QuestionnaireResponseReadView.as_view(),
+        name="fhir-questionnaireresponse",
+    ),
+    path("fhir/PlanDefinition", fc.PlanDefinitionSearchView.as_view(), name="fhir-plandefinition-search"),
+    path(
+        "fhir/PlanDefinition/<int:template_id>",
+        fc.PlanDefinitionReadView.as_view(),
+        name="fhir-plandefinition",
+    ),
+    path(
+        "fhir/PlanDefinition/<int:template_id>/$apply",
+        fc.PlanDefinitionApplyView.as_view(),
+        name="fhir-plandefinition-apply",
+    ),
 ]

@@ -21,8 +21,9 @@ Why it is built this way:
   `careteam.permissions.team_member_q`: a guardian view grant AND a current membership;
   sensitive activities only to the disciplines their category allows, and the case
   manager). The email task checks again when it sends.
-- Emails are enqueued after commit; if Redis is down the failure is logged and the
-  notification stays unsent, and the sweep enqueues it again after a grace period.
+- Emails are enqueued after commit by a background publisher thread, so no request or
+  sweep waits on Redis; if Redis is down or hung the failure is logged, the notification
+  stays unsent (the row is the outbox), and the sweep enqueues it again after a grace period.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import publisher
 from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
 from .permissions import VIEW_PATIENT
 
@@ -49,9 +51,13 @@ EMAIL_MESSAGES = 100
 # At most this many unsent emails are re-enqueued per sweep (the rest next minute).
 REQUEUE_LIMIT = 20_000
 
-# Publishing retries once at once (a stale pooled connection after a Redis restart), then
-# gives up fast: a web request must not hang on a dead broker.
-PUBLISH = {"retry": True, "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}}
+# Publishing (on the background publisher thread, careteam/publisher.py) retries twice
+# (a stale pooled connection after a Redis restart), then gives up: with the broker socket
+# timeouts of settings.py one message costs at most a few seconds of that thread.
+PUBLISH = {
+    "retry": True,
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+}
 
 ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
 
@@ -353,24 +359,19 @@ def emails_requeue(*, now: dt.datetime | None = None, limit: int = REQUEUE_LIMIT
 
 def enqueue_emails(ids: list[int]) -> None:
     """After commit, enqueue email delivery for these notifications (one task for one
-    notification, chunked tasks for a batch). A broker failure is logged, never raised:
-    the save has succeeded and the sweep re-enqueues what is still unsent."""
+    notification, chunked tasks for a batch) on the background publisher: the caller never
+    waits on the broker. A broker failure is logged, never raised: the save has succeeded,
+    the notification row stays unsent, and the sweep re-enqueues it after the grace period."""
+    ids = list(ids)
 
     def publish() -> None:
         from .tasks import send_notification_email, send_notification_emails
 
-        try:
-            if len(ids) == 1:
-                send_notification_email.apply_async(args=[ids[0]], **PUBLISH)
-            else:
-                chunk = max(EMAIL_CHUNK, -(-len(ids) // EMAIL_MESSAGES))
-                for start in range(0, len(ids), chunk):
-                    send_notification_emails.apply_async(args=[ids[start : start + chunk]], **PUBLISH)
-        except Exception:  # noqa: BLE001 - any broker error: log and let the sweep retry
-            logger.warning(
-                "could not enqueue %d notification email(s); the reminder sweep will retry",
-                len(ids),
-                exc_info=True,
-            )
+        if len(ids) == 1:
+            send_notification_email.apply_async(args=[ids[0]], **PUBLISH)
+        else:
+            chunk = max(EMAIL_CHUNK, -(-len(ids) // EMAIL_MESSAGES))
+            for start in range(0, len(ids), chunk):
+                send_notification_emails.apply_async(args=[ids[start : start + chunk]], **PUBLISH)
 
-    transaction.on_commit(publish)
+    transaction.on_commit(lambda: publisher.submit(publish, f"{len(ids)} notification email(s)"))

@@ -3,14 +3,13 @@
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from careteam.tasks import ping
-from tests.processes import worker_database_url
+from tests.processes import task_result, worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +21,7 @@ def celery_worker_process(transactional_db, settings):
     env = dict(os.environ)
     env["DATABASE_URL"] = worker_database_url()
     env["DEBUG"] = "true"
+    env["CELERY_RESULT_BACKEND"] = settings.REDIS_URL
     queue = f"test-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
         [
@@ -60,10 +60,7 @@ def celery_worker_process(transactional_db, settings):
 
 
 @pytest.mark.celery_worker
-def test_ping_runs_on_a_real_worker_through_redis(celery_worker_process):
+def test_ping_runs_on_a_real_worker_through_redis(celery_worker_process, settings):
     token = uuid.uuid4().hex
-    result = ping.apply_async(args=[token], queue=celery_worker_process)
-    deadline = time.monotonic() + 60
-    while not result.ready() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert result.get(timeout=5) == {"pong": token, "db": True}
+    result = ping.apply_async(args=[token], queue=celery_worker_process, ignore_result=False)
+    assert task_result(result.id, settings.REDIS_URL) == {"pong": token, "db": True}

@@ -21,11 +21,12 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from careteam import handoffs as handoff_services
+from careteam import publisher
 from careteam.celery import app
 from careteam.models import Handoff, Notification, NotificationKind
 from careteam.reminders import reminders_sweep
 from careteam.tasks import reminders_sweep as reminders_sweep_task
-from tests.processes import worker_database_url
+from tests.processes import task_result, worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -55,6 +56,7 @@ class Worker:
             EMAIL_URL=f"filemail:///{mail_dir}",  # absolute path: four slashes in all
             CONN_MAX_AGE="0",
             CELERY_TASK_DEFAULT_QUEUE=queue,
+            CELERY_RESULT_BACKEND=broker,  # only to read the sweep task's result
             **(extra_env or {}),
         )
         self.queue = queue
@@ -198,8 +200,8 @@ def test_handoff_past_threshold_gets_exactly_one_reminder_and_one_email(
     (h,) = _due_handoffs(world, 1)
     # the sweep runs on the worker, as beat would schedule it; twice, as a late beat might
     for _ in range(2):
-        result = reminders_sweep_task.apply_async(queue=queue)
-        result.get(timeout=60)
+        result = reminders_sweep_task.apply_async(queue=queue, ignore_result=False)
+        task_result(result.id, main_redis)
     _wait(lambda: _unsent() == 0, 30, "the email")
     reminders = Notification.objects.filter(kind=NotificationKind.HANDOFF_UNACKNOWLEDGED)
     assert [(n.recipient_id, n.object_id) for n in reminders] == [(world.nurse.pk, h.pk)]
@@ -305,6 +307,7 @@ def test_redis_restart_loses_nothing(world, queue, workers, tmp_path, settings, 
             _due_handoffs(world, 2)
             _sweep_committed()
             assert Notification.objects.count() == 7
+            assert publisher.flush(60)
             assert "could not enqueue" in caplog.text
             redis_proc = start_redis()
             workers.append(Worker(broker=url, queue=queue, mail_dir=tmp_path).start())

@@ -281,6 +281,9 @@ def test_web_save_succeeds_and_logs_when_the_broker_is_down(
             response = client.post(
                 reverse("team:handoff_create", kwargs={"patient_id": world.patient.pk}), data
             )
+        from careteam import publisher
+
+        assert publisher.flush(30)  # the publish runs on the background thread
     finally:
         app.conf.broker_url = old
         app._pool = None

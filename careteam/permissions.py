@@ -215,6 +215,9 @@ def restrict(queryset: QuerySet, user, *, patient_path: str = "patient") -> Quer
     qs = queryset.filter(patient_visible_q(user, ref))
     if _has_field(queryset.model, "sensitivity"):
         qs = qs.filter(sensitivity_visible_q(user, ref))
+    # items made from a need (referrals) are as hidden as their need
+    if _has_field(queryset.model, "need") and queryset.model._meta.label_lower != "careplans.note":
+        qs = qs.filter(sensitivity_visible_q(user, ref, "need__sensitivity"))
     return qs
 
 

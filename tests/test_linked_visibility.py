@@ -150,3 +150,22 @@ def test_item3_old_comment_follows_its_need_marked_sensitive_later(linked):
     behavioural = Client()
     behavioural.force_login(world.behavioural)
     assert "COMMENT-LATER-HIDDEN-Q3" in behavioural.get(editor).content.decode()
+
+
+def test_item4_chart_leaves_out_referrals_from_hidden_needs(linked):
+    world, social, client, hidden, visible, activity = linked
+    service = f.ServiceFactory(name="COUNSELLING-SERVICE-Q4")
+    f.ReferralFactory(
+        patient=world.patient,
+        care_plan=world.plan,
+        need=hidden,
+        service=service,
+        status="requested",
+        sent_at=timezone.now(),
+        consent=f.ConsentFactory(patient=world.patient),
+    )
+    chart = reverse("patient_chart", kwargs={"patient_id": world.patient.pk})
+    assert "COUNSELLING-SERVICE-Q4" not in client.get(chart).content.decode()
+    behavioural = Client()
+    behavioural.force_login(world.behavioural)
+    assert "COUNSELLING-SERVICE-Q4" in behavioural.get(chart).content.decode()

@@ -118,6 +118,51 @@ def audit(
     return event
 
 
+def audit_list(
+    request,
+    *,
+    list_name: str,
+    patient_ids=(),
+    patient_id: int | None = None,
+    detail: str = "",
+    action: str = AuditAction.VIEW,
+) -> None:
+    """Audit one read of a list of patient data: one event naming the list (object_type
+    `list_name`; its patient when the list is of one patient), and one event per other
+    patient whose data the list showed, so the read appears in each patient's access log.
+    Two INSERTs whatever the length of the list."""
+    django_request = getattr(request, "_request", request)
+    user = django_request.user
+    head = audit(
+        user=user,
+        action=action,
+        object_type=list_name,
+        object_id="",
+        patient_id=patient_id,
+        request=request,
+        detail=detail,
+    )
+    others = sorted({int(pid) for pid in patient_ids if pid is not None} - {patient_id})
+    if not others:
+        return
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            at=head.at,
+            user_id=head.user_id,
+            username=head.username,
+            action=action,
+            outcome=AuditOutcome.ALLOWED,
+            object_type=head.object_type,
+            object_id="",
+            patient_id=pid,
+            source_ip=head.source_ip,
+            path=head.path,
+            detail=f"shown in {list_name}, audit event {head.pk}"[:500],
+        )
+        for pid in others
+    )
+
+
 # ---------------------------------------------------------------------------
 # Automatic auditing of patient URLs (used by the middleware)
 # ---------------------------------------------------------------------------
@@ -135,6 +180,8 @@ def patient_url_target(kwargs: dict[str, Any]) -> tuple[str, str, int | None] | 
         pk = int(raw)
     except (TypeError, ValueError):
         return model._meta.label_lower, str(raw)[:64], None
+    if not -(2**63) < pk < 2**63:  # no such row; PostgreSQL would refuse the number
+        return model._meta.label_lower, str(raw)[:64], None
     patient_id = model._default_manager.filter(pk=pk).values_list(patient_path, flat=True).first()
     if name != "patient_id" and "patient_id" in kwargs and patient_id is None:
         # the item is missing; the patient named in the URL still identifies the record
@@ -148,6 +195,8 @@ def _patient_only(model, pk, raw_patient_id) -> tuple[str, str, int | None]:
     try:
         pid = int(raw_patient_id)
     except (TypeError, ValueError):
+        return model._meta.label_lower, str(pk), None
+    if not 0 < pid < 2**63:
         return model._meta.label_lower, str(pk), None
     exists = Patient.objects.filter(pk=pid).exists()
     return model._meta.label_lower, str(pk), pid if exists else None
@@ -186,6 +235,30 @@ def audit_request(request: HttpRequest, *, status_code: int) -> AuditEvent | Non
     )
 
 
+def audit_denied(request, *, url_kwargs: dict[str, Any], detail: str = "") -> AuditEvent | None:
+    """Record a denial (404/403) of the patient data that `url_kwargs` names, as the
+    middleware would for a URL carrying those kwargs (e.g. {"handoff_id": 7} for
+    /fhir/Task/handoff-7, {"patient_id": 12} for a hidden CarePlan.subject). The patient
+    id is stored when the object exists, so the denial shows in that patient's log."""
+    if AuditOutcome.DENIED in audited_outcomes(request):
+        return None
+    target = patient_url_target(url_kwargs)
+    if target is None:
+        return None
+    object_type, object_id, patient_id = target
+    django_request = getattr(request, "_request", request)
+    return audit(
+        user=django_request.user,
+        action=_action_for(django_request.method),
+        outcome=AuditOutcome.DENIED,
+        object_type=object_type,
+        object_id=object_id,
+        patient_id=patient_id,
+        request=request,
+        detail=(detail or f"HTTP 404 {django_request.method}")[:500],
+    )
+
+
 def _action_for(method: str) -> str:
     if method in ("GET", "HEAD", "OPTIONS"):
         return AuditAction.VIEW
@@ -196,6 +269,8 @@ def _action_for(method: str) -> str:
 
 __all__ = [
     "audit",
+    "audit_denied",
+    "audit_list",
     "audit_request",
     "audited_outcomes",
     "client_ip",

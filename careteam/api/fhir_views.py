@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import Http404
+from django.utils.http import urlencode
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from careplans import screening
 from careplans.models import Activity, CarePlan, Goal
-from careteam.audit import audit
+from careteam.audit import audit, audit_denied, audit_list
 from careteam.models import AuditAction, Handoff, TeamMembership
 from careteam.permissions import (
     PatientAccess,
@@ -34,7 +38,6 @@ from .auth import ApiTokenAuthentication
 from .errors import api_exception_handler
 from .parsers import SafeJSONParser
 
-MAX_SEARCH = 50
 CODES = {
     400: "invalid",
     401: "login",
@@ -44,6 +47,7 @@ CODES = {
     406: "not-supported",
     409: "conflict",
     412: "conflict",
+    413: "too-costly",
     415: "not-supported",
     429: "throttled",
 }
@@ -94,26 +98,84 @@ class FHIRView(APIView):
 
     def searched_patient(self) -> PatientAccess | None:
         """The patient a search names (?patient=12 or Patient/12); None when not visible,
-        so a search for a hidden patient finds nothing rather than answering 404."""
+        so a search for a hidden patient finds nothing rather than answering 404 (the
+        refusal is audited against that patient)."""
         raw = self.request.query_params.get("patient") or self.request.query_params.get("subject")
         if not raw:
             raise fhir_bad_request("Search by patient: ?patient=<id>.")
+        raw = raw.removeprefix("Patient/")
         try:
-            return access_patient_by_id(self.request.user, raw.removeprefix("Patient/"))
+            return access_patient_by_id(self.request.user, raw)
         except Http404:
+            self._hidden_patient = raw
             return None
 
-    def searchset(self, kind: str, access: PatientAccess | None, entries: list[tuple[str, dict]]) -> Response:
-        audit(
-            user=self.request.user,
-            action=AuditAction.VIEW,
-            object_type=f"fhir.{kind}",
-            object_id="",
-            patient_id=access.patient.pk if access else None,
-            request=self.request,
-            detail=f"FHIR search, {len(entries)} results",
-        )
-        return self.respond(fhir.bundle(entries))
+    def page_window(self) -> tuple[int, int]:
+        """(offset, count) from `_offset` and `_count`: count defaults to and is capped at
+        FHIR_SEARCH_MAX_COUNT; anything that is not a small non-negative number is a 400."""
+        limit = settings.FHIR_SEARCH_MAX_COUNT
+        params = self.request.query_params
+
+        def number(name: str, default: int) -> int:
+            raw = params.get(name)
+            if raw is None or raw == "":
+                return default
+            if not raw.isdigit() or len(raw) > 9:
+                raise fhir_bad_request(f"{name} must be a whole number from 0.")
+            return int(raw)
+
+        return number("_offset", 0), min(number("_count", limit), limit)
+
+    def searchset(
+        self,
+        kind: str,
+        access: PatientAccess | None,
+        entries: list[tuple[str, dict]],
+        *,
+        total: int | None = None,
+        patient_ids: list[int] | None = None,
+    ) -> Response:
+        """One page of a search Bundle with `link` self/next/previous, audited with the
+        searched patient (for a hidden one, as a denial naming that patient). `entries` is
+        the whole result, or already the page when `total` is given."""
+        offset, count = self.page_window()
+        if total is None:
+            total, page = len(entries), entries[offset : offset + count]
+        else:
+            page = entries
+        hidden = getattr(self, "_hidden_patient", None)
+        if access is None and hidden is not None:
+            audit_denied(
+                self.request,
+                url_kwargs={"patient_id": hidden},
+                detail=f"FHIR {kind} search for a patient not visible",
+            )
+        else:
+            audit_list(
+                self.request,
+                list_name=f"fhir.{kind}",
+                patient_id=access.patient.pk if access else None,
+                patient_ids=patient_ids or (),
+                detail=f"FHIR search, {total} results, {len(page)} shown from {offset}",
+            )
+        data = fhir.bundle(page)
+        data["total"] = total
+        data["link"] = self.page_links(kind, offset, count, total)
+        return self.respond(data)
+
+    def page_links(self, kind: str, offset: int, count: int, total: int) -> list[dict]:
+        params = {k: v for k, v in self.request.query_params.items() if k not in ("_offset", "_count")}
+
+        def link(relation: str, at: int) -> dict:
+            query = urlencode({**params, "_offset": at, "_count": count})
+            return {"relation": relation, "url": f"{self.url(kind)}?{query}"}
+
+        links = [link("self", offset)]
+        if count and offset + count < total:
+            links.append(link("next", offset + count))
+        if offset > 0 and count:
+            links.append(link("previous", max(0, offset - count)))
+        return links
 
     def audit_read(self, obj, patient_id: int, detail: str = "FHIR read") -> None:
         audit(
@@ -314,9 +376,15 @@ class PatientSearchView(FHIRView):
             patients = patients.search(name)
         if pk:
             patients = patients.filter(pk=int(pk)) if pk.isdigit() and len(pk) < 16 else patients.none()
-        found = list(patients.order_by("family_name", "given_name", "id")[:MAX_SEARCH])
+        offset, count = self.page_window()
+        total = patients.count()
+        found = list(patients.order_by("family_name", "given_name", "id")[offset : offset + count])
         return self.searchset(
-            "Patient", None, [(self.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in found]
+            "Patient",
+            None,
+            [(self.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in found],
+            total=total,
+            patient_ids=[p.pk for p in found],
         )
 
 
@@ -384,7 +452,7 @@ class CarePlanSearchView(FHIRView):
         )
 
     def post(self, request):
-        parsed = fhir.parse_careplan_bundle(request.data)
+        parsed = fhir.parse_careplan_bundle(check_import_size(request.data))
         subject = parsed["plan"]["subject"] or ""
         if not subject.startswith("Patient/"):
             raise fhir_bad_request("CarePlan.subject must reference the Patient (Patient/<id>).")
@@ -394,14 +462,36 @@ class CarePlanSearchView(FHIRView):
 class CarePlanImportView(FHIRView):
     def post(self, request, patient_id: int):
         access_patient_by_id(request.user, patient_id)  # 404 before reading the body
-        parsed = fhir.parse_careplan_bundle(request.data)
+        parsed = fhir.parse_careplan_bundle(check_import_size(request.data))
         return import_response(self, patient_id, parsed)
+
+
+class ImportTooLarge(APIException):
+    status_code = 413
+    default_detail = "The Bundle holds too many entries."
+    default_code = "too-costly"
+
+
+def check_import_size(data):
+    """413 for a Bundle of more than FHIR_IMPORT_MAX_ENTRIES entries, before it is
+    validated or anything is written."""
+    entries = data.get("entry") if isinstance(data, dict) else None
+    limit = settings.FHIR_IMPORT_MAX_ENTRIES
+    if isinstance(entries, list) and len(entries) > limit:
+        raise ImportTooLarge(
+            f"The Bundle holds {len(entries)} entries; at most {limit} are imported at once."
+        )
+    return data
 
 
 def import_response(view: FHIRView, patient_id, parsed: dict) -> Response:
     from django.db import transaction
 
-    access = access_patient_by_id(view.request.user, patient_id, for_write=True)
+    try:
+        access = access_patient_by_id(view.request.user, patient_id, for_write=True)
+    except (Http404, PermissionDenied):
+        audit_denied(view.request, url_kwargs={"patient_id": patient_id}, detail="FHIR CarePlan import")
+        raise
     with transaction.atomic():
         plan = fhir.careplan_import(access=access, by=view.request.user, parsed=parsed, request=view.request)
     access = patient_access(view.request.user, access.patient)
@@ -479,6 +569,14 @@ class TaskReadView(FHIRView):
 
     def get(self, request, task_id: str):
         kind, _, raw_id = task_id.partition("-")
+        try:
+            return self.read(request, kind, raw_id)
+        except Http404:
+            if kind in ("handoff", "referral"):
+                audit_denied(request, url_kwargs={f"{kind}_id": raw_id}, detail=f"FHIR Task/{kind} read")
+            raise
+
+    def read(self, request, kind: str, raw_id: str):
         if kind == "handoff":
             handoff, access = access_item(
                 request.user,

@@ -53,6 +53,11 @@ CODES = {
 }
 
 
+# Searches that do not page yet (Questionnaire, PlanDefinition, QuestionnaireResponse)
+# return at most this many resources.
+MAX_SEARCH = 50
+
+
 class FHIRRenderer(JSONRenderer):
     media_type = fhir.FHIR_JSON
     format = "fhir"

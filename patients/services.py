@@ -134,14 +134,19 @@ def caregiver_add(*, by: User, access, data: dict, request=None) -> Caregiver:
     return caregiver
 
 
+def _locked_caregiver(access, caregiver: Caregiver, expected_version: int | None) -> Caregiver:
+    """The caregiver row locked for an edit by a team member, at the version they saw."""
+    _require_member(access)
+    if caregiver.patient_id != access.patient.pk:
+        raise PermissionDenied("No such caregiver.")
+    return lock_for_update(caregiver, expected_version)
+
+
 @transaction.atomic
 def caregiver_update(
     *, by: User, access, caregiver: Caregiver, data: dict, expected_version: int | None, request=None
 ) -> Caregiver:
-    _require_member(access)
-    if caregiver.patient_id != access.patient.pk:
-        raise PermissionDenied("No such caregiver.")
-    caregiver = lock_for_update(caregiver, expected_version)
+    caregiver = _locked_caregiver(access, caregiver, expected_version)
     if caregiver.end_date is not None:
         raise ValidationError("This caregiver has ended; add them again instead.")
     changed = apply_changes(caregiver, data)
@@ -168,10 +173,7 @@ def caregiver_end(
     *, by: User, access, caregiver: Caregiver, expected_version: int | None, request=None
 ) -> Caregiver:
     """End a caregiver (kept in the history, gone from the chart); no longer primary."""
-    _require_member(access)
-    if caregiver.patient_id != access.patient.pk:
-        raise PermissionDenied("No such caregiver.")
-    caregiver = lock_for_update(caregiver, expected_version)
+    caregiver = _locked_caregiver(access, caregiver, expected_version)
     if caregiver.end_date is not None:
         return caregiver
     caregiver.end_date = timezone.localdate()

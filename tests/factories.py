@@ -12,6 +12,19 @@ from patients.models import Caregiver, Consent, Patient
 from referrals.models import Organization, Referral, Service, TaxonomyTerm
 
 
+def handoff_payload(*, patient, to_user, due_in: dt.timedelta = dt.timedelta(hours=4)) -> dict:
+    """The body of a valid SBAR handoff for the API (POST /api/v1/handoffs/)."""
+    return {
+        "patient": patient.pk,
+        "to_user": to_user.pk,
+        "situation": "New insulin",
+        "background": "Type 2 diabetes",
+        "assessment": "Unsure of dose timing",
+        "recommendation": "Review the regimen",
+        "due_at": (timezone.now() + due_in).isoformat(),
+    }
+
+
 def discipline(code: str) -> Discipline:
     return Discipline.objects.get_or_create(code=code, defaults={"name": code.replace("-", " ").title()})[0]
 

@@ -290,15 +290,7 @@ def test_handoff_is_sent_accepted_and_cannot_go_back(world):
     nurse = client_for(world.nurse)
     response = nurse.post(
         "/api/v1/handoffs/",
-        {
-            "patient": world.patient.pk,
-            "to_user": world.pharmacist.pk,
-            "situation": "New insulin",
-            "background": "Type 2 diabetes",
-            "assessment": "Unsure of dose timing",
-            "recommendation": "Review the regimen",
-            "due_at": (timezone.now() + dt.timedelta(hours=4)).isoformat(),
-        },
+        f.handoff_payload(patient=world.patient, to_user=world.pharmacist),
         format="json",
     )
     assert response.status_code == 201, response.content

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from careteam import publisher
 from careteam.models import Handoff, Notification, NotificationKind
 from careteam.reminders import reminders_sweep
+from tests import factories as f
 from tests.test_reminders_celery import Worker, _broker, _emails, _free_port, _port_open, _wait, workers  # noqa: F401
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -93,15 +94,7 @@ def test_saves_answer_fast_while_redis_is_down_and_emails_follow(
             started = time.monotonic()
             response = api.post(
                 "/api/v1/handoffs/",
-                {
-                    "patient": world.patient.pk,
-                    "to_user": world.pharmacist.pk,
-                    "situation": "New insulin",
-                    "background": "Type 2 diabetes",
-                    "assessment": "Unsure of dose timing",
-                    "recommendation": "Review the regimen",
-                    "due_at": (timezone.now() + dt.timedelta(hours=4)).isoformat(),
-                },
+                f.handoff_payload(patient=world.patient, to_user=world.pharmacist),
                 format="json",
             )
             api_seconds = time.monotonic() - started

@@ -247,15 +247,7 @@ def test_api_handoff_refuses_a_due_time_in_the_past(world):
 
     response = api(world.nurse).post(
         "/api/v1/handoffs/",
-        {
-            "patient": world.patient.pk,
-            "to_user": world.pharmacist.pk,
-            "situation": "New insulin",
-            "background": "Type 2 diabetes",
-            "assessment": "Unsure of dose timing",
-            "recommendation": "Review the regimen",
-            "due_at": (timezone.now() - dt.timedelta(hours=1)).isoformat(),
-        },
+        f.handoff_payload(patient=world.patient, to_user=world.pharmacist, due_in=-dt.timedelta(hours=1)),
         format="json",
     )
     assert response.status_code == 400, response.content

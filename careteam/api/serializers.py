@@ -34,7 +34,7 @@ from careteam.models import (
     User,
 )
 from careteam.permissions import patients_for, restrict
-from patients.models import Patient
+from patients.models import DEMOGRAPHIC_FIELDS, Patient
 from referrals.models import Organization, Referral, ReferralOutcome, ReferralStatus, Service
 
 
@@ -175,21 +175,8 @@ class PatientSerializer(serializers.ModelSerializer):
             "id",
             "url",
             "mrn",
-            "given_name",
-            "family_name",
-            "preferred_name",
-            "birth_date",
-            "gender",
-            "preferred_language",
-            "interpreter_needed",
-            "phone",
-            "email",
-            "address_line",
-            "city",
-            "state",
-            "postal_code",
+            *DEMOGRAPHIC_FIELDS,
             "status",
-            "preferences",
             "version",
             "created_at",
             "updated_at",

@@ -380,7 +380,7 @@ class AuditEvent(models.Model):
 
 
 # ---------------------------------------------------------------------------
-# Notifications (one row per (recipient, kind, object, due moment), sent at most once)
+# Notifications (one row per (recipient, kind, object, due moment), emailed at least once)
 # ---------------------------------------------------------------------------
 class NotificationKind(models.TextChoices):
     HANDOFF_UNACKNOWLEDGED = "handoff-unacknowledged", "Handoff waiting for acknowledgement"

@@ -1,6 +1,8 @@
 """Creating, delivering and reading notifications. One row per (recipient, kind, object,
 due moment): a second attempt for the same reminder finds the row and does nothing, and
-the email goes out at most once per row (`email_sent_at`, set under a row lock)."""
+the email goes out at least once per row, again only if the process dies between the mail
+server accepting it and the commit of `email_sent_at` (set under a row lock), and always
+with the same Message-ID."""
 
 from __future__ import annotations
 
@@ -209,10 +211,19 @@ def _test_delay() -> float:
     return float(os.environ.get("CARETEAM_EMAIL_TEST_DELAY", "0") or 0)
 
 
+def notification_message_id(notification: Notification) -> str:
+    """The email's Message-ID, derived from the notification alone: every send of the same
+    notification carries the same one, so a mail client shows a repeat once."""
+    epoch = int(notification.due_moment.timestamp())
+    return f"<notification-{notification.pk}.{epoch}@{settings.EMAIL_MESSAGE_ID_DOMAIN}>"
+
+
 def notification_email_send(*, notification_id: int) -> bool:
-    """Send the notification's email unless it was sent already. The row is locked while
-    sending, so a redelivered or duplicate task waits and then finds `email_sent_at` set.
-    A worker killed before the commit rolls back and the redelivered task sends it.
+    """Send the notification's email unless it was sent already. At least once: the row is
+    locked and `email_sent_at` written (uncommitted) before the SMTP send, so a redelivered
+    or duplicate task waits and then finds it set, a failed send rolls the mark back, and
+    only the COMMIT lies between the server accepting the message and the record of it. A
+    process that dies in that window sends it again, with the same Message-ID.
     The email names no patient and carries no clinical text: it says what kind of thing
     there is to read and links to it (SITE_URL), behind the sign-in."""
     if Notification.objects.filter(pk=notification_id, email_sent_at__isnull=False).exists():
@@ -235,16 +246,18 @@ def notification_email_send(*, notification_id: int) -> bool:
         if delay := _test_delay():
             time.sleep(delay)
         link = f"{settings.SITE_URL}/team/notifications/{n.pk}/"
-        EmailMessage(
+        message = EmailMessage(
             subject=f"CareTeam: {n.get_kind_display()}",
             body=(
                 f"You have a new notification in CareTeam: {n.get_kind_display()}.\n"
                 f"Sign in to read it: {link}\n"
             ),
             to=[user.email],
-            # lets a mail system drop a duplicate should a worker die between send and commit
-            headers={"X-CareTeam-Notification": str(n.pk)},
-        ).send()
+            headers={"Message-ID": notification_message_id(n), "X-CareTeam-Notification": str(n.pk)},
+        )
+        # marked before the send, under the row lock: should the send raise, the
+        # transaction rolls the mark back and the task (or the sweep) sends it again
         n.email_sent_at = timezone.now()
         n.save(update_fields=["email_sent_at"])
+        message.send()
     return True

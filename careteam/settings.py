@@ -236,6 +236,12 @@ STORAGES = {
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CareTeam <careteam@localhost>")
+# The right-hand side of each notification email's Message-ID
+# (<notification-{id}.{due moment}@domain>): the same notification always carries the same
+# Message-ID, so a mail client collapses a repeat. Defaults to SITE_URL's host name.
+EMAIL_MESSAGE_ID_DOMAIN = env.str(
+    "EMAIL_MESSAGE_ID_DOMAIN", default=urlsplit(SITE_URL).hostname or "localhost"
+)
 
 # ---------------------------------------------------------------------------
 # Celery (Redis broker). Reminders are database rows claimed by a periodic sweep,

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -243,6 +244,37 @@ def test_email_is_sent_once_and_records_when(world):
     assert mail.outbox[0].to == [world.nurse.email]
     message = mail.outbox[0].subject + mail.outbox[0].body
     assert "Alice" not in message and "P-TEAM-1" not in message  # no patient in email
+
+
+def test_email_message_id_is_the_same_for_every_send_of_one_notification(world, settings):
+    settings.EMAIL_MESSAGE_ID_DOMAIN = "careteam.example.org"
+    _handoff(world, to_user=world.nurse, age_minutes=45)
+    reminders_sweep()
+    n = _reminders().get()
+    assert notification_email_send(notification_id=n.pk) is True
+    # a worker that died after the mail server accepted it, before the commit: sent again
+    Notification.objects.filter(pk=n.pk).update(email_sent_at=None)
+    assert notification_email_send(notification_id=n.pk) is True
+    first, second = (m.message()["Message-ID"] for m in mail.outbox)
+    assert first == second == f"<notification-{n.pk}.{int(n.due_moment.timestamp())}@careteam.example.org>"
+
+
+def test_email_that_fails_to_send_stays_unsent_for_the_next_attempt(world, settings):
+    settings.EMAIL_BACKEND = "tests.test_reminders.RefusingBackend"
+    _handoff(world, to_user=world.nurse, age_minutes=45)
+    reminders_sweep()
+    n = _reminders().get()
+    with pytest.raises(ConnectionRefusedError):
+        notification_email_send(notification_id=n.pk)
+    n.refresh_from_db()
+    assert n.email_sent_at is None
+
+
+class RefusingBackend(BaseEmailBackend):
+    """A mail server that refuses every connection."""
+
+    def send_messages(self, email_messages):
+        raise ConnectionRefusedError("mail server down")
 
 
 def test_email_is_not_sent_to_someone_who_lost_access_since_the_reminder(world):

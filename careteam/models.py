@@ -385,6 +385,8 @@ class AuditEvent(models.Model):
 class NotificationKind(models.TextChoices):
     HANDOFF_UNACKNOWLEDGED = "handoff-unacknowledged", "Handoff waiting for acknowledgement"
     HANDOFF_DUE_SOON = "handoff-due-soon", "Handoff due soon"
+    # the receiver's catch-up when no "due soon" reached them before the due time passed
+    HANDOFF_OVERDUE_RECEIVER = "handoff-overdue-receiver", "Handoff overdue"
     HANDOFF_OVERDUE_ESCALATION = "handoff-overdue", "Overdue handoff escalated"
     HANDOFF_RECEIVED = "handoff-received", "New handoff"
     ACTIVITY_OVERDUE = "activity-overdue", "Activity past its due date"

@@ -149,6 +149,7 @@ HANDOFF_WAITING_KINDS = (
     NotificationKind.HANDOFF_RECEIVED,
     NotificationKind.HANDOFF_UNACKNOWLEDGED,
     NotificationKind.HANDOFF_DUE_SOON,
+    NotificationKind.HANDOFF_OVERDUE_RECEIVER,
 )
 
 

@@ -154,7 +154,8 @@ RULES: tuple[Rule, ...] = (
         due_moment="h.due_at - %(soon)s",
         object_type="careteam.handoff",
         lock="h",
-        # Only while it is still before the due time: once overdue, the escalation speaks.
+        # Only while it is still before the due time; a handoff that passed its due time
+        # without one gets HANDOFF_OVERDUE_RECEIVER instead.
         due_sql=f"""
             SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
                    h.due_at - %(soon)s AS due_moment,
@@ -163,6 +164,31 @@ RULES: tuple[Rule, ...] = (
             FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
             WHERE h.status = ANY(%(handoff_open)s)
               AND h.due_at > %(now)s AND h.due_at <= %(now)s + %(soon)s""",
+        recipients_sql=_HANDOFF_RECEIVERS,
+    ),
+    Rule(
+        kind=NotificationKind.HANDOFF_OVERDUE_RECEIVER,
+        due_moment="h.due_at",
+        object_type="careteam.handoff",
+        lock="h",
+        # The catch-up of "due soon": a sweep gap (beat down, rows skipped while locked)
+        # that spans the due time leaves the receiver untold. Once past due, a handoff with
+        # no "due soon" reminder for this due time (to anyone: a queue's is sent to every
+        # member) tells its receiver it is overdue, once. The probe skips the handoffs that
+        # had theirs before they are locked, as the INSERT's own probe does.
+        due_sql=f"""
+            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
+                   h.due_at AS due_moment,
+                   'Handoff ' || {_SITUATION} || ' is overdue (' || {_PATIENT_NAME} || ')' AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s
+              AND (
+                  SELECT 1 FROM careteam_notification n
+                  WHERE n.object_id = h.id AND n.object_type = 'careteam.handoff'
+                    AND n.kind = '{NotificationKind.HANDOFF_DUE_SOON.value}' AND n.due_moment = h.due_at - %(soon)s
+                  LIMIT 1
+              ) IS NULL""",
         recipients_sql=_HANDOFF_RECEIVERS,
     ),
     Rule(

@@ -119,15 +119,61 @@ def test_sweep_that_was_down_for_an_hour_catches_up_each_reminder_once(world):
     reminders_sweep()
     reminders_sweep()
     kinds = sorted(_reminders().filter(object_id=h.pk).values_list("kind", flat=True))
-    # acknowledgement reminder, escalation and the sender's notice; "due soon" no longer
-    # makes sense once overdue
+    # acknowledgement reminder, escalation and the sender's notice; the "due soon" the gap
+    # spanned comes to the receiver as "overdue" instead
     assert kinds == sorted(
         [
             NotificationKind.HANDOFF_UNACKNOWLEDGED,
+            NotificationKind.HANDOFF_OVERDUE_RECEIVER,
             NotificationKind.HANDOFF_OVERDUE_ESCALATION,
             NotificationKind.HANDOFF_SENT_OVERDUE,
         ]
     )
+
+
+def test_gap_spanning_the_due_time_still_tells_the_receiver_once(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=-10)
+    reminders_sweep()
+    reminders_sweep()
+    overdue = list(_reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER))
+    assert [(n.recipient_id, n.object_id, n.due_moment) for n in overdue] == [
+        (world.nurse.pk, h.pk, h.due_at)
+    ]
+    assert overdue[0].title == "Handoff “Discharged today” is overdue (Team, Alice)"
+    escalation = _reminders(NotificationKind.HANDOFF_OVERDUE_ESCALATION).get()
+    assert (escalation.recipient_id, escalation.object_id) == (world.case_manager.pk, h.pk)
+    assert not _reminders(NotificationKind.HANDOFF_DUE_SOON).exists()
+
+
+def test_receiver_told_due_soon_is_not_told_again_when_it_is_overdue(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=30)
+    reminders_sweep()
+    assert _reminders(NotificationKind.HANDOFF_DUE_SOON).get().recipient_id == world.nurse.pk
+    reminders_sweep(now=h.due_at + dt.timedelta(minutes=5))
+    assert not _reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER).exists()
+    assert _reminders(NotificationKind.HANDOFF_OVERDUE_ESCALATION).get().recipient_id == world.case_manager.pk
+
+
+def test_overdue_queue_handoff_tells_every_member_of_the_discipline_once(world):
+    second_nurse = f.UserFactory(username="nurse3", disciplines=["nursing"])
+    team_services.membership_add(
+        patient=world.patient,
+        user=second_nurse,
+        discipline=f.discipline("nursing"),
+        start_date=timezone.localdate() - dt.timedelta(days=3),
+    )
+    _handoff(world, to_discipline=f.discipline("nursing"), age_minutes=5, due_in_minutes=-10)
+    reminders_sweep()
+    reminders_sweep()
+    recipients = _reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER).values_list("recipient_id", flat=True)
+    assert sorted(recipients) == sorted([world.nurse.pk, second_nurse.pk])
+
+
+def test_answering_a_handoff_marks_its_overdue_reminder_read(world):
+    h = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=-10)
+    reminders_sweep()
+    handoff_services.handoff_accept(handoff=h, user=world.nurse)
+    assert _reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER).get().read_at is not None
 
 
 def test_overdue_activity_reminds_its_assignee_and_unassigned_reminds_the_owning_discipline(world):
@@ -228,7 +274,8 @@ def test_sweep_query_count_does_not_grow_with_the_number_due(world):
         _handoff(world, to_user=world.nurse, age_minutes=45, due_in_minutes=-5)
     with CaptureQueriesContext(connection) as many:
         result = reminders_sweep()
-    assert result.total == 75  # 25 acknowledgement reminders, 25 escalations, 25 to the sender
+    # 25 acknowledgement reminders, 25 overdue to the receiver, 25 escalations, 25 to the sender
+    assert result.total == 100
     assert len(many) == len(one)
 
 

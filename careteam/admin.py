@@ -6,8 +6,10 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Q
 
-from . import permissions
+from . import permissions, services
+from .audit import audit
 from .models import (
+    AuditAction,
     AuditEvent,
     BreakGlassAccess,
     Discipline,
@@ -42,10 +44,23 @@ class PatientRestrictedAdmin(admin.ModelAdmin):
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    """Changes to what an account may do (disciplines, groups, permissions, the active,
+    staff and superuser flags) are audited with who made them."""
+
     fieldsets = (*BaseUserAdmin.fieldsets, ("Care team", {"fields": ("title", "phone", "disciplines")}))
     filter_horizontal = ("groups", "user_permissions", "disciplines")
     list_display = ("username", "first_name", "last_name", "title", "is_active", "is_staff")
     list_filter = ("is_active", "is_staff", "disciplines")
+
+    def save_related(self, request, form, formsets, change):
+        account = form.instance
+        before = services.account_powers(account) if change else {}
+        # the flags were saved already by save_model: take their old values from the form
+        for flag in services.ACCOUNT_FLAGS:
+            if change and flag in form.changed_data:
+                before[flag] = not getattr(account, flag)
+        super().save_related(request, form, formsets, change)
+        services.account_changes_audit(by=request.user, account=account, before=before, request=request)
 
 
 @admin.register(Discipline)
@@ -101,6 +116,31 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if getattr(response, "status_code", 200) == 200:
+            audit(
+                user=request.user,
+                action=AuditAction.VIEW,
+                object_type="careteam.auditevent",
+                request=request,
+                detail=f"admin audit list {request.GET.urlencode()}"[:500],
+            )
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if getattr(response, "status_code", 200) == 200:
+            audit(
+                user=request.user,
+                action=AuditAction.VIEW,
+                object_type="careteam.auditevent",
+                object_id=object_id,
+                request=request,
+                detail="admin audit event",
+            )
+        return response
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and (

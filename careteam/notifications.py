@@ -68,17 +68,60 @@ def notify(
     return notification if created else None
 
 
-def notify_break_glass(*, grant) -> None:
-    for m in TeamMembership.objects.current().filter(patient_id=grant.patient_id, role=TeamRole.CASE_MANAGER):
+def auditors() -> QuerySet:
+    """Active people who may search the audit log (the security/audit group, by the
+    careteam.view_audit_log permission held directly or through a group)."""
+    from .models import User
+
+    holds = Q(groups__permissions__codename="view_audit_log") | Q(user_permissions__codename="view_audit_log")
+    return User.objects.filter(holds, is_active=True).distinct()
+
+
+def notify_break_glass(*, grant) -> int:
+    """Emergency access never goes unseen: the patient's case managers are told, else its
+    leads, else the auditors (who are off the team: their notification names the patient
+    by id only and links to the recent emergency-access report). Returns how many were told."""
+    members = (
+        TeamMembership.objects.current()
+        .filter(patient_id=grant.patient_id, user__is_active=True)
+        .exclude(user_id=grant.user_id)
+        .select_related("user")
+    )
+    team = [m.user for m in members if m.role == TeamRole.CASE_MANAGER] or [
+        m.user for m in members if m.role == TeamRole.LEAD
+    ]
+    body = f"Reason given: {grant.reason}. Read-only until {grant.expires_at:%Y-%m-%d %H:%M}."
+    for user in {u.pk: u for u in team}.values():
         notify(
-            recipient=m.user,
+            recipient=user,
             kind=NotificationKind.BREAK_GLASS,
             obj=grant,
             patient_id=grant.patient_id,
             due_moment=grant.started_at,
             title=f"Emergency access to {grant.patient} by {grant.user.display_name}",
-            body=f"Reason given: {grant.reason}. Read-only until {grant.expires_at:%Y-%m-%d %H:%M}.",
+            body=body,
         )
+    if team:
+        return len({u.pk for u in team})
+    told = 0
+    for user in auditors().exclude(pk=grant.user_id):
+        notify(
+            recipient=user,
+            kind=NotificationKind.BREAK_GLASS,
+            obj=grant,
+            patient_id=None,
+            due_moment=grant.started_at,
+            title=(
+                f"Emergency access to patient {grant.patient_id} by {grant.user.display_name}, "
+                "who has no case manager or lead to tell"
+            ),
+            body=f"Read-only until {grant.expires_at:%Y-%m-%d %H:%M}. The reason is in the report.",
+            url="/security/emergency-access/recent/",
+        )
+        told += 1
+    if not told:
+        logger.warning("emergency access %s on patient %s: nobody to notify", grant.pk, grant.patient_id)
+    return told
 
 
 def _quoted(text: str, limit: int = 60) -> str:

@@ -253,6 +253,53 @@ def memberships_sync(*, today: dt.date | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Accounts: what a person may do
+# ---------------------------------------------------------------------------
+ACCOUNT_FLAGS = ("is_active", "is_staff", "is_superuser")
+
+
+def account_powers(account: User) -> dict:
+    """What an account may do, as stored: its flags, disciplines, groups and permissions."""
+    return {
+        **{flag: getattr(account, flag) for flag in ACCOUNT_FLAGS},
+        "disciplines": set(account.disciplines.values_list("code", flat=True)),
+        "groups": set(account.groups.values_list("name", flat=True)),
+        "permissions": {
+            f"{app}.{codename}"
+            for app, codename in account.user_permissions.values_list("content_type__app_label", "codename")
+        },
+    }
+
+
+def account_changes_audit(*, by: User, account: User, before: dict, request=None) -> str:
+    """Audit the difference between `before` (account_powers earlier; empty for a new
+    account) and the account now. Returns the recorded detail ("" when nothing changed)."""
+    after = account_powers(account)
+    parts = []
+    for key, now in after.items():
+        was = before.get(key, set() if isinstance(now, set) else None)
+        if isinstance(now, set):
+            added, removed = sorted(now - was), sorted(was - now)
+            if added or removed:
+                parts.append(f"{key} " + " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]))
+        elif was is not None and was != now:
+            parts.append(f"{key} {was}→{now}")
+        elif was is None and now:
+            parts.append(f"{key} {now}")
+    if not parts:
+        return ""
+    detail = ("account created: " if not before else "account: ") + "; ".join(parts)
+    audit(
+        user=by,
+        action=AuditAction.CREATE if not before else AuditAction.UPDATE,
+        obj=account,
+        request=request,
+        detail=detail,
+    )
+    return detail
+
+
+# ---------------------------------------------------------------------------
 # Break the glass
 # ---------------------------------------------------------------------------
 @transaction.atomic

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -189,6 +190,68 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
             "page": number,
             "has_next": has_next,
             "chart_url": chart_url(patient.pk),
+        },
+    )
+
+
+RECENT_DAYS = (7, 30, 90)
+
+
+def emergency_access_recent(*, days: int):
+    """Grants of the last `days` days, newest first, each with the number of earlier
+    grants of the same user on the same patient in the 30 days before it (renewals)."""
+    since = timezone.now() - dt.timedelta(days=days)
+    earlier = (
+        BreakGlassAccess.objects.filter(
+            user=OuterRef("user"),
+            patient=OuterRef("patient"),
+            started_at__lt=OuterRef("started_at"),
+            started_at__gte=OuterRef("started_at") - dt.timedelta(days=30),
+        )
+        .order_by()
+        .values("user")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        BreakGlassAccess.objects.filter(started_at__gte=since)
+        .select_related("user")
+        .annotate(earlier=Subquery(earlier))
+        .order_by("-started_at", "-pk")
+    )
+
+
+@login_required
+def emergency_access_report(request: HttpRequest) -> HttpResponse:
+    """Recent emergency access across all patients, for auditors (careteam.view_audit_log).
+    Patients are named by id only: the auditor is not on their teams."""
+    if not (request.user.is_active and request.user.has_perm("careteam.view_audit_log")):
+        raise Http404("No such page.")
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    if days not in RECENT_DAYS:
+        days = 30
+    grants, number, has_next = _page(emergency_access_recent(days=days), request)
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        object_type="careteam.breakglassaccess",
+        request=request,
+        detail=f"recent emergency access, {days} days",
+    )
+    return render(
+        request,
+        "security/emergency_access_report.html",
+        {
+            "grants": grants,
+            "days": days,
+            "choices": RECENT_DAYS,
+            "now": timezone.now(),
+            "page": number,
+            "has_next": has_next,
+            "query": f"days={days}",
         },
     )
 

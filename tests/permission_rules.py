@@ -56,6 +56,7 @@ RULES: dict[str, str] = {
     "security:emergency_access": "login",
     "security:patient_access_log": "patient-audit",
     "security:audit_log": "audit-admin",
+    "security:emergency_access_report": "audit-admin",
     # clinicians' pages: worklist, chart, team tools, the plan editor and its history
     "worklist": "login",
     "patient_new": "login",

@@ -3,8 +3,12 @@ save over someone else's newer change is refused instead of overwriting it."""
 
 from __future__ import annotations
 
-from django import forms
+import json
 
+from django import forms
+from rest_framework.exceptions import ParseError
+
+from careteam.api.parsers import check_json
 from careteam.models import Discipline, SensitivityCategory
 from careteam.permissions import PatientAccess
 
@@ -214,3 +218,76 @@ class CarePlanCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Clinical content import (admin): Questionnaires and plan templates as JSON
+# ---------------------------------------------------------------------------
+CONTENT_UPLOAD_MAX_BYTES = 1024 * 1024
+
+
+def json_from_upload(upload) -> object:
+    """The parsed JSON of an uploaded file, or a ValidationError that says what is wrong
+    with it (size, encoding, syntax with line and column, nesting, NUL characters)."""
+    name = getattr(upload, "name", "The file")
+    if (upload.size or 0) > CONTENT_UPLOAD_MAX_BYTES:
+        raise forms.ValidationError(f"{name} is larger than {CONTENT_UPLOAD_MAX_BYTES // 1024} KB.")
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise forms.ValidationError(f"{name} is not UTF-8 text: upload a JSON file.") from None
+
+    def no_constant(value: str):
+        raise ValueError(f"{value} is not valid JSON")
+
+    try:
+        data = json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(
+            f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise forms.ValidationError(f"{name} is not valid JSON: {str(exc)[:200]}.") from None
+    try:
+        check_json(data)
+    except ParseError as exc:
+        raise forms.ValidationError(
+            f"{name}: {str(exc.detail).removeprefix('JSON parse error - ')}"
+        ) from None
+    if not isinstance(data, dict):
+        raise forms.ValidationError(f"{name} holds a JSON {type(data).__name__}, not an object.")
+    return data
+
+
+class QuestionnaireImportForm(forms.Form):
+    questionnaire = forms.FileField(
+        label="Questionnaire",
+        help_text="A FHIR R4 Questionnaire as JSON, with url and version. A new version of a "
+        "stored url is added beside the older ones; a url and version already stored is refused.",
+    )
+    rules = forms.FileField(
+        label="Scoring and rules",
+        required=False,
+        help_text='Optional JSON: {"sensitivity": "<category code>", "scoring": {"items": [...], '
+        '"bands": [[low, high, "label"]]}, "rules": [{"key", "category", "domain", "description", '
+        '"conditions": [{"link_id", "codes"}] or "min_score"}]} (the format of the shipped *.rules.json).',
+    )
+
+    def clean_questionnaire(self):
+        return json_from_upload(self.cleaned_data["questionnaire"])
+
+    def clean_rules(self):
+        upload = self.cleaned_data.get("rules")
+        return json_from_upload(upload) if upload else None
+
+
+class TemplateImportForm(forms.Form):
+    file = forms.FileField(
+        label="Template",
+        help_text="A FHIR R4 PlanDefinition as JSON with contained ActivityDefinitions, a Bundle "
+        "of one PlanDefinition and the ActivityDefinitions it refers to by url, or CareTeam's "
+        "template JSON. Its version must be newer than the stored ones.",
+    )
+
+    def clean_file(self):
+        return json_from_upload(self.cleaned_data["file"])

@@ -40,6 +40,7 @@ OWNER_EXT = f"{BASE}/StructureDefinition/owner-discipline"
 NEED_CATEGORY_SYSTEM = f"{BASE}/CodeSystem/need-category"
 NEED_DOMAIN_SYSTEM = f"{BASE}/CodeSystem/need-domain"
 GOAL_PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-priority"
+DISCIPLINE_SYSTEM = f"{BASE}/CodeSystem/discipline"
 KINDS = ("goals", "needs", "activities")
 
 
@@ -103,13 +104,25 @@ def validate_content(content: Any) -> dict:
 
 
 @transaction.atomic
-def template_import(*, data: dict, by: User | None = None) -> PlanTemplate:
+def template_import(*, data: dict, by: User | None = None, request=None) -> PlanTemplate:
     """Store a template version from CareTeam JSON ({slug, title, goals, ...}) or from a
     FHIR PlanDefinition. A version must be newer than the stored ones."""
-    if isinstance(data, dict) and data.get("resourceType") == "PlanDefinition":
-        data = parse_plandefinition(data)
     if not isinstance(data, dict):
         raise ValidationError({"template": ["Send a JSON object."]})
+    kind = data.get("resourceType")
+    if kind == "PlanDefinition":
+        data = parse_plandefinition(data)
+    elif kind == "Bundle":
+        data = parse_plandefinition(*_bundle_parts(data))
+    elif kind is not None:
+        raise ValidationError(
+            {
+                "template": [
+                    f"A {str(kind)[:60]} is not a template: send a FHIR R4 PlanDefinition, or a Bundle "
+                    "holding one PlanDefinition and its ActivityDefinitions."
+                ]
+            }
+        )
     slug = str(data.get("slug") or "").strip()
     title = str(data.get("title") or "").strip()
     version = data.get("version") or 1
@@ -125,7 +138,14 @@ def template_import(*, data: dict, by: User | None = None) -> PlanTemplate:
     content = validate_content(data)
     latest = PlanTemplate.objects.filter(slug=slug).order_by("-version").first()
     if latest is not None and version <= latest.version:
-        raise ValidationError({"version": [f"Version {latest.version} is stored: import a newer version."]})
+        raise ValidationError(
+            {
+                "version": [
+                    f"Version {version} of template {slug} is already stored (the newest is "
+                    f"v{latest.version}): give the import a newer version."
+                ]
+            }
+        )
     template = PlanTemplate.objects.create(
         slug=slug,
         version=version,
@@ -135,7 +155,9 @@ def template_import(*, data: dict, by: User | None = None) -> PlanTemplate:
         content=content,
     )
     if by is not None:
-        audit(user=by, action=AuditAction.CREATE, obj=template, detail=f"imported {template}")
+        audit(
+            user=by, action=AuditAction.CREATE, obj=template, request=request, detail=f"imported {template}"
+        )
     return template
 
 
@@ -235,9 +257,7 @@ def plandefinition_resource(template: PlanTemplate) -> dict:
                     "participant": [
                         {
                             "type": "practitioner",
-                            "role": {
-                                "coding": [{"system": f"{BASE}/CodeSystem/discipline", "code": a["owner"]}]
-                            },
+                            "role": {"coding": [{"system": DISCIPLINE_SYSTEM, "code": a["owner"]}]},
                         }
                     ],
                 }
@@ -295,21 +315,100 @@ def _code(concepts: list, system: str) -> str | None:
     return None
 
 
-def parse_plandefinition(resource: dict) -> dict:
-    """A PlanDefinition (validated as R4B) back into CareTeam's template format."""
-    from fhir.resources.R4B.plandefinition import PlanDefinition
+def _fhir_check(model, resource: dict, label: str) -> None:
+    """Validate against the R4B model (R4's structure; unknown elements, e.g. from R5,
+    are refused) and name the failing elements."""
     from pydantic import ValidationError as PydanticError
 
     try:
-        PlanDefinition.model_validate(resource)
+        model.model_validate(resource)
     except PydanticError as exc:
         raise ValidationError(
             {
-                "PlanDefinition": [
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]
+                label: [
+                    f"Not a valid FHIR R4 {label}: {'.'.join(str(p) for p in e['loc']) or 'resource'}: {e['msg']}"
+                    for e in exc.errors()[:20]
                 ]
             }
         ) from None
+
+
+def _bundle_parts(bundle: dict) -> tuple[dict, list[dict]]:
+    """A Bundle holding exactly one PlanDefinition and the ActivityDefinitions it refers
+    to by canonical url."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    _fhir_check(Bundle, bundle, "Bundle")
+    resources = [e.get("resource") or {} for e in bundle.get("entry") or []]
+    plans = [r for r in resources if r.get("resourceType") == "PlanDefinition"]
+    if len(plans) != 1:
+        raise ValidationError(
+            {"Bundle": [f"The Bundle holds {len(plans)} PlanDefinitions: send exactly one."]}
+        )
+    others = sorted({r.get("resourceType") for r in resources} - {"PlanDefinition", "ActivityDefinition"})
+    if others:
+        raise ValidationError(
+            {
+                "Bundle": [
+                    f"The Bundle may hold only a PlanDefinition and ActivityDefinitions, not {', '.join(map(str, others))}."
+                ]
+            }
+        )
+    return plans[0], [r for r in resources if r.get("resourceType") == "ActivityDefinition"]
+
+
+def _definition(action: dict, contained: dict, referenced: dict) -> dict:
+    """The ActivityDefinition an activity action points to: `#id` (contained) or a
+    canonical url (`url` or `url|version`) of one sent beside the PlanDefinition."""
+    ref = action.get("definitionCanonical") or ""
+    if ref.startswith("#") and ref[1:] in contained:
+        return contained[ref[1:]]
+    if ref in referenced:
+        return referenced[ref]
+    if ref.partition("|")[0] in referenced:
+        return referenced[ref.partition("|")[0]]
+    where = action.get("id") or action.get("title") or "an activity"
+    if not ref:
+        problem = f"Action {where}: an activity needs definitionCanonical (its ActivityDefinition)."
+    else:
+        problem = (
+            f"Action {where}: ActivityDefinition {ref[:200]} is neither contained in the "
+            "PlanDefinition nor sent with it."
+        )
+    raise ValidationError({"PlanDefinition": [problem]})
+
+
+def _owner_code(ad: dict) -> str:
+    """The owner discipline: our extension, else a participant role in our discipline
+    code system."""
+    return _ext(ad, OWNER_EXT) or (
+        _code([p.get("role") or {} for p in ad.get("participant") or []], DISCIPLINE_SYSTEM) or ""
+    )
+
+
+def parse_plandefinition(resource: dict, activity_definitions: list[dict] | None = None) -> dict:
+    """A PlanDefinition (validated as R4B) back into CareTeam's template format; its
+    activities come from contained ActivityDefinitions or from `activity_definitions`
+    (validated too) referred to by canonical url."""
+    from fhir.resources.R4B.activitydefinition import ActivityDefinition
+    from fhir.resources.R4B.plandefinition import PlanDefinition
+
+    _fhir_check(PlanDefinition, resource, "PlanDefinition")
+    if resource.get("status") not in ("draft", "active", "retired"):
+        raise ValidationError(
+            {
+                "PlanDefinition": [
+                    f"PlanDefinition.status {str(resource.get('status'))[:40]!r}: give draft, active or retired."
+                ]
+            }
+        )
+    referenced: dict[str, dict] = {}
+    for ad in activity_definitions or []:
+        _fhir_check(ActivityDefinition, ad, "ActivityDefinition")
+        if ad.get("url"):
+            referenced[ad["url"]] = ad
+            if ad.get("version"):
+                referenced[f"{ad['url']}|{ad['version']}"] = ad
     url = resource.get("url") or ""
     slug = url.rsplit("/", 1)[-1] if url else (resource.get("name") or "").replace("_", "-")
     try:
@@ -350,13 +449,13 @@ def parse_plandefinition(resource: dict) -> dict:
                 }
             )
         elif kind == "activity":
-            ad = contained.get((action.get("definitionCanonical") or "").removeprefix("#"), {})
+            ad = _definition(action, contained, referenced)
             due = ad.get("timingDuration") or {}
             activities.append(
                 {
                     "key": action_id.removeprefix("activity-"),
                     "title": ad.get("title") or action.get("title", ""),
-                    "owner": _ext(ad, OWNER_EXT) or "",
+                    "owner": _owner_code(ad),
                     "due_days": due.get("value"),
                     "goals": action.get("goalId") or [],
                     "needs": [r["actionId"].removeprefix("need-") for r in action.get("relatedAction") or []],

@@ -62,16 +62,35 @@ def validate_questionnaire(resource: Any) -> dict:
     from pydantic import ValidationError as PydanticError
 
     if not isinstance(resource, dict) or resource.get("resourceType") != "Questionnaire":
-        raise ValidationError({"resource": ["Send a FHIR R4 Questionnaire (resourceType Questionnaire)."]})
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        found = f"a {str(kind)[:60]}" if kind else "no resourceType"
+        raise ValidationError(
+            {
+                "resource": [
+                    f"Send a FHIR R4 Questionnaire (resourceType Questionnaire); the file holds {found}."
+                ]
+            }
+        )
     try:
         FhirQuestionnaire.model_validate(resource)
     except PydanticError as exc:
         raise ValidationError(
-            {"resource": [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]]}
+            {
+                "resource": [
+                    f"Not a valid FHIR R4 Questionnaire: {'.'.join(str(p) for p in e['loc']) or 'resource'}: {e['msg']}"
+                    for e in exc.errors()[:20]
+                ]
+            }
         ) from None
     errors = []
+    if resource.get("status") not in QuestionnaireStatus.values:
+        errors.append(
+            f"Questionnaire.status {str(resource.get('status'))[:40]!r}: give draft, active or retired."
+        )
     if not resource.get("url") or not resource.get("version"):
         errors.append("A Questionnaire needs url and version (versions are kept side by side).")
+    elif len(resource["url"]) > 300 or len(resource["version"]) > 40:
+        errors.append("The url may be 300 characters long at most, the version 40.")
     seen: set[str] = set()
     for item in iter_items(resource.get("item") or []):
         kind = item.get("type")
@@ -85,9 +104,53 @@ def validate_questionnaire(resource: Any) -> dict:
     return resource
 
 
-def _rules_problems(rules: dict, link_ids: set[str]) -> list[str]:
+def _scoring_shape_ok(scoring: dict) -> bool:
+    items, bands = scoring.get("items", []), scoring.get("bands", [])
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        return False
+    if not isinstance(bands, list):
+        return False
+    return all(
+        isinstance(band, list)
+        and len(band) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in band[:2])
+        and isinstance(band[2], str)
+        for band in bands
+    )
+
+
+def _rules_problems(rules: Any, link_ids: set[str]) -> list[str]:
+    if not isinstance(rules, dict) or not isinstance(rules.get("rules", []), list):
+        return ['The rules file is a JSON object: {"scoring": {...}, "sensitivity": "...", "rules": [...]}.']
+    scoring = rules.get("scoring") or {}
+    if not isinstance(scoring, dict):
+        return ["scoring is a JSON object."]
+    if not _scoring_shape_ok(scoring):
+        return ['scoring: items is a list of linkIds and bands a list of [low, high, "label"].']
     problems = []
-    for rule in rules.get("rules", []):
+    keys: set[str] = set()
+    for index, rule in enumerate(rules.get("rules", [])):
+        if not isinstance(rule, dict):
+            problems.append(f"rules[{index}] is not a JSON object.")
+            continue
+        key = rule.get("key")
+        if not isinstance(key, str) or not key or len(key) > 60 or not key.replace("-", "").isalnum():
+            problems.append(f"rules[{index}]: a rule needs a key (letters, digits and dashes).")
+        elif key in keys:
+            problems.append(f"Rule {key}: key used twice.")
+        keys.add(key if isinstance(key, str) else "")
+        if not isinstance(rule.get("description"), str) or not rule["description"].strip():
+            problems.append(f"Rule {key}: a rule needs a description.")
+        if not isinstance(rule.get("conditions", []), list) or any(
+            not isinstance(c, dict) or not isinstance(c.get("codes", []), list)
+            for c in rule.get("conditions", [])
+        ):
+            problems.append(f"Rule {key}: conditions are a list of {{link_id, codes}}.")
+            continue
+        if rule.get("min_score") is not None and (
+            not isinstance(rule["min_score"], int) or isinstance(rule["min_score"], bool)
+        ):
+            problems.append(f"Rule {key}: min_score is a whole number.")
         if rule.get("category") not in NeedCategory.values:
             problems.append(f"Rule {rule.get('key')}: unknown category {rule.get('category')!r}.")
         if rule.get("domain") not in NeedDomain.values:
@@ -105,7 +168,7 @@ def _rules_problems(rules: dict, link_ids: set[str]) -> list[str]:
 
 @transaction.atomic
 def questionnaire_import(
-    *, resource: dict, rules: dict | None = None, by: User | None = None
+    *, resource: dict, rules: dict | None = None, by: User | None = None, request=None
 ) -> Questionnaire:
     """Store one version of a Questionnaire with its scoring and rules. A url and version
     already stored is refused: a changed instrument is a new version."""
@@ -114,7 +177,9 @@ def questionnaire_import(
     link_ids = {i["linkId"] for i in iter_items(resource.get("item") or [])}
     problems = _rules_problems(rules, link_ids)
     sensitivity = None
-    if rules.get("sensitivity"):
+    if problems and not isinstance(rules, dict):
+        raise ValidationError({"rules": problems})
+    if isinstance(rules.get("sensitivity"), str) and rules["sensitivity"]:
         sensitivity = SensitivityCategory.objects.filter(code=rules["sensitivity"]).first()
         if sensitivity is None:
             problems.append(f"Unknown sensitivity category {rules['sensitivity']!r}.")
@@ -130,7 +195,7 @@ def questionnaire_import(
         version=resource["version"],
         name=(resource.get("name") or resource.get("id") or "questionnaire")[:100],
         title=(resource.get("title") or resource.get("name") or "Questionnaire")[:200],
-        code=codes[0] if codes else "",
+        code=codes[0][:40] if codes else "",
         status=resource.get("status") if resource.get("status") in QuestionnaireStatus.values else "draft",
         resource=resource,
         scoring=rules.get("scoring") or {},
@@ -148,8 +213,39 @@ def questionnaire_import(
             urgent=bool(rule.get("urgent")),
         )
     if by is not None:
-        audit(user=by, action=AuditAction.CREATE, obj=questionnaire, detail=f"imported {questionnaire}")
+        audit(
+            user=by,
+            action=AuditAction.CREATE,
+            obj=questionnaire,
+            request=request,
+            detail=f"imported {questionnaire}",
+        )
     return questionnaire
+
+
+def questionnaire_export(questionnaire: Questionnaire) -> tuple[dict, dict]:
+    """The stored version as (Questionnaire, rules) in the form `questionnaire_import`
+    takes back: the resource kept whole, with the row's current status."""
+    resource = dict(questionnaire.resource)
+    resource["status"] = questionnaire.status
+    rules: dict = {}
+    if questionnaire.scoring:
+        rules["scoring"] = questionnaire.scoring
+    if questionnaire.sensitivity_id:
+        rules["sensitivity"] = questionnaire.sensitivity.code
+    rules["rules"] = [
+        {
+            "key": rule.key,
+            "category": rule.category,
+            "domain": rule.domain,
+            "description": rule.description,
+            **({"conditions": rule.conditions} if rule.conditions else {}),
+            **({"min_score": rule.min_score} if rule.min_score is not None else {}),
+            **({"urgent": True} if rule.urgent else {}),
+        }
+        for rule in questionnaire.rules.order_by("id")
+    ]
+    return resource, rules
 
 
 def shipped_resource(name: str) -> tuple[dict, dict]:

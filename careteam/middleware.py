@@ -19,6 +19,25 @@ from .audit import audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
 
+class ProbeMiddleware:
+    """/healthz and /readyz (careteam/views_ops.py), answered first of all middleware: a
+    load balancer or orchestrator probes by address, over plain HTTP, without a cookie,
+    so the host check, the TLS redirect, the session, sign-in and the audit are all
+    skipped, and the liveness answer costs no query. Must come first in MIDDLEWARE."""
+
+    def __init__(self, get_response):
+        from . import views_ops
+
+        self.get_response = get_response
+        self.probes = {"/healthz": views_ops.healthz, "/readyz": views_ops.readyz}
+
+    def __call__(self, request):
+        view = self.probes.get(request.path_info)
+        if view is not None:
+            return view(request)
+        return self.get_response(request)
+
+
 class IdleSessionTimeoutMiddleware:
     """Sign a user out after SESSION_IDLE_TIMEOUT seconds without a request.
 

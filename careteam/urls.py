@@ -12,6 +12,7 @@ from . import views, views_twofactor
 urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
+    path("", include("careteam.urls_ops")),
     path("accounts/login/", views_twofactor.SignInView.as_view(), name="login"),
     path("accounts/two-factor/", views_twofactor.manage, name="two_factor"),
     path("accounts/two-factor/verify/", views_twofactor.verify, name="two_factor_verify"),

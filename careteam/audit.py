@@ -32,6 +32,7 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "membership_id": ("careteam.TeamMembership", "patient_id"),
     "handoff_id": ("careteam.Handoff", "patient_id"),
     "referral_id": ("referrals.Referral", "patient_id"),
+    "consent_id": ("patients.Consent", "patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
@@ -42,6 +43,7 @@ _SPECIFICITY = (
     "goal_id",
     "referral_id",
     "handoff_id",
+    "consent_id",
     "membership_id",
     "plan_id",
     "patient_id",

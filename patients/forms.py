@@ -9,7 +9,7 @@ from django.utils import timezone
 from careplans.models import CarePlanStatus
 from careteam.models import Discipline, TeamRole, User
 
-from .models import DEMOGRAPHIC_FIELDS, Caregiver, Patient
+from .models import DEMOGRAPHIC_FIELDS, Caregiver, Consent, Patient
 from .selectors import NO_PLAN
 
 PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
@@ -210,3 +210,56 @@ class CaregiverForm(forms.ModelForm):
         data = dict(self.cleaned_data)
         data.pop("version", None)
         return data
+
+
+class ConsentForm(forms.ModelForm):
+    """Record a consent; the document is optional (PDF, PNG or JPEG, at most 5 MB)."""
+
+    document = forms.FileField(
+        label="Scanned or signed form",
+        required=False,
+        help_text="Optional. PDF, PNG or JPEG, at most 5 MB.",
+        widget=forms.ClearableFileInput(attrs={"accept": "application/pdf,image/png,image/jpeg"}),
+    )
+
+    class Meta:
+        model = Consent
+        fields = ["scope", "caregiver", "given_by", "method", "date_given", "expires_on", "note"]
+        labels = {
+            "scope": "What the patient agrees to",
+            "given_by": "Given by",
+            "date_given": "Date given",
+            "expires_on": "Expires on",
+        }
+        help_texts = {"expires_on": "Leave empty if it does not expire."}
+        widgets = {
+            "date_given": forms.DateInput(attrs={"type": "date"}),
+            "expires_on": forms.DateInput(attrs={"type": "date"}),
+            "note": forms.Textarea(attrs={"rows": 2, "maxlength": 2000}),
+        }
+
+    def __init__(self, *args, patient: Patient, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["caregiver"].queryset = patient.caregivers.filter(end_date__isnull=True)
+        self.fields["caregiver"].required = False
+        self.fields["caregiver"].help_text = "Only for sharing with a named caregiver."
+        self.fields["note"].validators.append(MaxLengthValidator(2000))
+        self.fields["given_by"].max_length = 150
+
+    def _post_clean(self):
+        """Rules are the service's (consent_record): the form only parses fields."""
+
+    def consent_data(self) -> dict:
+        data = {k: v for k, v in self.cleaned_data.items() if k != "document"}
+        return data
+
+
+class ConsentRevokeForm(forms.Form):
+    reason = forms.CharField(
+        label="Why is it revoked?",
+        max_length=500,
+        help_text="Who withdrew it and how, e.g. “Patient asked by phone”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)

@@ -198,7 +198,14 @@ class ConsentScope(models.TextChoices):
     TREATMENT = "treatment", "Treatment"
     INFORMATION_SHARING = "information-sharing", "Sharing information with the care team"
     REFERRAL = "referral", "Sharing information with community services (referrals)"
+    CAREGIVER = "caregiver", "Sharing information with a named caregiver"
     RESEARCH = "research", "Research"
+
+
+class ConsentMethod(models.TextChoices):
+    VERBAL = "verbal", "Verbal, witnessed by the recorder"
+    SIGNED = "signed", "Signed form"
+    PORTAL = "portal", "In the patient portal"
 
 
 class ConsentStatus(models.TextChoices):
@@ -232,8 +239,25 @@ class Consent(models.Model):
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
+    method = models.CharField(
+        "How it was given", max_length=10, choices=ConsentMethod.choices, default=ConsentMethod.VERBAL
+    )
+    caregiver = models.ForeignKey(
+        "Caregiver",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="consents",
+        help_text="The caregiver this consent names (scope: sharing with a named caregiver).",
+    )
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    revoke_reason = models.CharField(max_length=500, blank=True)
+    version = models.PositiveIntegerField(default=1)
 
     objects = ConsentQuerySet.as_manager()
     history = HistoricalRecords()
@@ -244,8 +268,56 @@ class Consent(models.Model):
             models.CheckConstraint(
                 condition=Q(expires_on__isnull=True) | Q(expires_on__gte=models.F("date_given")),
                 name="consent_expires_after_given",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(scope="caregiver", caregiver__isnull=False)
+                | (~Q(scope="caregiver") & Q(caregiver__isnull=True)),
+                name="consent_caregiver_iff_caregiver_scope",
+            ),
+            models.CheckConstraint(
+                condition=Q(revoked_at__isnull=True) | Q(status="inactive"),
+                name="consent_revoked_is_inactive",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_scope_display()}: {self.status}"
+
+    @property
+    def state(self) -> str:
+        """In force, expired, revoked, not yet in force, or the FHIR status in words."""
+        today = timezone.localdate()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.status != ConsentStatus.ACTIVE:
+            return self.get_status_display().lower()
+        if self.date_given > today:
+            return "not yet in force"
+        if self.expires_on is not None and self.expires_on < today:
+            return "expired"
+        return "in force"
+
+
+CONSENT_DOCUMENT_TYPES = {
+    "application/pdf": b"%PDF-",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+}
+CONSENT_DOCUMENT_MAX_BYTES = 5 * 1024 * 1024
+
+
+class ConsentDocument(models.Model):
+    """The scanned or signed form of a consent. Kept in the database (at most 5 MB, PDF,
+    PNG or JPEG by content): web processes stay stateless, backups hold it, and it is
+    served only through the chart's permission check, never from a public media URL."""
+
+    consent = models.OneToOneField(Consent, on_delete=models.CASCADE, related_name="document")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=40)
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name

@@ -14,7 +14,17 @@ from careteam.audit import audit
 from careteam.concurrency import apply_changes, lock_for_update
 from careteam.models import AuditAction, Discipline, TeamMembership, TeamRole, User
 
-from .models import DEMOGRAPHIC_FIELDS, Caregiver, Patient
+from .models import (
+    CONSENT_DOCUMENT_MAX_BYTES,
+    CONSENT_DOCUMENT_TYPES,
+    DEMOGRAPHIC_FIELDS,
+    Caregiver,
+    Consent,
+    ConsentDocument,
+    ConsentScope,
+    ConsentStatus,
+    Patient,
+)
 
 CASE_MANAGEMENT = "case-management"
 
@@ -189,4 +199,121 @@ def caregiver_end(
         request=request,
         detail="caregiver ended",
     )
+    for consent in caregiver.consents.filter(revoked_at__isnull=True, status=ConsentStatus.ACTIVE):
+        consent_revoke(
+            by=by,
+            access=access,
+            consent=consent,
+            reason="The caregiver it names was ended.",
+            expected_version=consent.version,
+            request=request,
+        )
     return caregiver
+
+
+# ---------------------------------------------------------------------------
+# Consent
+# ---------------------------------------------------------------------------
+def consent_document_check(upload) -> tuple[str, bytes]:
+    """The upload's content type, decided by its first bytes (not by its name or the
+    browser's word), and its content; ValidationError if it is too big or not PDF/PNG/JPEG."""
+    if upload.size > CONSENT_DOCUMENT_MAX_BYTES:
+        raise ValidationError(
+            {"document": f"The document is larger than {CONSENT_DOCUMENT_MAX_BYTES // (1024 * 1024)} MB."}
+        )
+    data = upload.read(CONSENT_DOCUMENT_MAX_BYTES + 1)
+    if len(data) > CONSENT_DOCUMENT_MAX_BYTES:
+        raise ValidationError({"document": "The document is larger than 5 MB."})
+    for content_type, magic in CONSENT_DOCUMENT_TYPES.items():
+        if data.startswith(magic):
+            return content_type, data
+    raise ValidationError({"document": "Upload a PDF, PNG or JPEG scan of the form."})
+
+
+@transaction.atomic
+def consent_record(*, by: User, access, data: dict, document=None, request=None) -> Consent:
+    """Record a consent the patient (or their representative) gave, with how it was given
+    and, optionally, the scanned form. A consent naming a caregiver must name a current
+    caregiver of this patient."""
+    _require_member(access)
+    patient = access.patient
+    fields = dict(data)
+    caregiver = fields.pop("caregiver", None)
+    today = timezone.localdate()
+    errors: dict[str, str] = {}
+    if fields.get("scope") == ConsentScope.CAREGIVER:
+        if caregiver is None:
+            errors["caregiver"] = "Name the caregiver this consent is for."
+        elif caregiver.patient_id != patient.pk or caregiver.end_date is not None:
+            errors["caregiver"] = "Choose one of the patient's current caregivers."
+    elif caregiver is not None:
+        errors["caregiver"] = "Only a consent to share with a named caregiver names a caregiver."
+    given = fields.get("date_given") or today
+    if given > today:
+        errors["date_given"] = "A consent cannot be given in the future."
+    expires = fields.get("expires_on")
+    if expires is not None and expires < given:
+        errors["expires_on"] = "The expiry date is before the date it was given."
+    if errors:
+        raise ValidationError(errors)
+    checked = consent_document_check(document) if document is not None else None
+    consent = Consent(
+        patient=patient,
+        caregiver=caregiver if fields.get("scope") == ConsentScope.CAREGIVER else None,
+        recorded_by=by,
+        status=ConsentStatus.ACTIVE,
+        **fields,
+    )
+    consent.full_clean()
+    consent.save()
+    if checked is not None:
+        content_type, content = checked
+        ConsentDocument.objects.create(
+            consent=consent,
+            name=(getattr(document, "name", "") or "consent")[:200],
+            content_type=content_type,
+            size=len(content),
+            data=content,
+            uploaded_by=by,
+        )
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        obj=consent,
+        patient=patient,
+        request=request,
+        detail=f"consent {consent.scope} ({consent.method})" + (", with document" if checked else ""),
+    )
+    return consent
+
+
+@transaction.atomic
+def consent_revoke(
+    *, by: User, access, consent: Consent, reason: str, expected_version: int | None, request=None
+) -> Consent:
+    """Revoke a consent from now on: what depends on it stops (no referral is sent
+    under a revoked consent; a caregiver it named loses access). Kept in the history."""
+    _require_member(access)
+    if consent.patient_id != access.patient.pk:
+        raise PermissionDenied("No such consent.")
+    reason = " ".join((reason or "").split())
+    if len(reason) < 3:
+        raise ValidationError({"reason": "Say why the consent is revoked (who withdrew it, how)."})
+    consent = lock_for_update(consent, expected_version)
+    if consent.revoked_at is not None:
+        return consent
+    consent.status = ConsentStatus.INACTIVE
+    consent.revoked_at = timezone.now()
+    consent.revoked_by = by
+    consent.revoke_reason = reason[:500]
+    consent.version += 1
+    consent.save()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=consent,
+        patient=access.patient,
+        request=request,
+        detail=f"consent {consent.scope} revoked",
+    )
+    return consent

@@ -27,13 +27,15 @@ from . import selectors
 from . import services as patient_services
 from .forms import (
     CaregiverForm,
+    ConsentForm,
+    ConsentRevokeForm,
     MembershipAddForm,
     MembershipEndForm,
     PatientEditForm,
     PatientEnrolForm,
     WorklistFilterForm,
 )
-from .models import Caregiver
+from .models import Caregiver, Consent, ConsentDocument
 
 PAGE_SIZE = 25
 PLAN_STATUS_LABELS = dict(CarePlanStatus.choices)
@@ -477,3 +479,113 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
         "forms": forms_,
     }
     return render(request, "patients/caregivers.html", context, status=422)
+
+
+# ---------------------------------------------------------------------------
+# Consent
+# ---------------------------------------------------------------------------
+def _consents_page(request, access, form, status=200, revoke_forms=None) -> HttpResponse:
+    patient = access.patient
+    consents = list(
+        patient.consents.select_related("caregiver", "recorded_by", "revoked_by", "document").defer(
+            "document__data"
+        )
+    )
+    revoke_forms = revoke_forms or {}
+    rows = [
+        (c, revoke_forms.get(c.pk) or ConsentRevokeForm(initial={"version": c.version}, prefix=f"r{c.pk}"))
+        for c in consents
+    ]
+    return render(
+        request,
+        "patients/consents.html",
+        {"patient": patient, "rows": rows, "form": form, "read_only": access.read_only},
+        status=status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def consents(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The patient's consents (in force, expired, revoked) and the form to record one."""
+    access = access_patient_by_id(request.user, patient_id)
+    patient = access.patient
+    if request.method == "GET":
+        audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
+        return _consents_page(request, access, ConsentForm(patient=patient))
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    form = ConsentForm(request.POST, request.FILES, patient=patient)
+    if form.is_valid():
+        try:
+            consent = patient_services.consent_record(
+                by=request.user,
+                access=access,
+                data=form.consent_data(),
+                document=form.cleaned_data.get("document"),
+                request=request,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"Consent recorded: {consent.get_scope_display()}.")
+            return redirect("patient_consents", patient_id=patient.pk)
+    return _consents_page(request, access, form, status=422)
+
+
+@login_required
+@require_http_methods(["POST"])
+def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> HttpResponse:
+    access = access_patient_by_id(request.user, patient_id)
+    patient = access.patient
+    consent = Consent.objects.filter(pk=consent_id, patient=patient).first()
+    if consent is None:
+        raise Http404("No such consent.")
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    form = ConsentRevokeForm(request.POST, prefix=f"r{consent.pk}")
+    if form.is_valid():
+        try:
+            patient_services.consent_revoke(
+                by=request.user,
+                access=access,
+                consent=consent,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["version"],
+                request=request,
+            )
+        except StaleVersionError:
+            form.add_error(
+                None, "Someone changed this consent after you opened the page; check and try again."
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"Consent revoked: {consent.get_scope_display()}.")
+            return redirect("patient_consents", patient_id=patient.pk)
+    return _consents_page(
+        request, access, ConsentForm(patient=patient), status=422, revoke_forms={consent.pk: form}
+    )
+
+
+@login_required
+@require_GET
+def consent_document(request: HttpRequest, patient_id: int, consent_id: int) -> HttpResponse:
+    """The consent's scanned form, as an attachment (audited as an export)."""
+    access = access_patient_by_id(request.user, patient_id)
+    document = ConsentDocument.objects.filter(consent_id=consent_id, consent__patient=access.patient).first()
+    if document is None:
+        raise Http404("No such document.")
+    audit(
+        user=request.user,
+        action=AuditAction.EXPORT,
+        obj=document.consent,
+        patient=access.patient,
+        request=request,
+        detail="consent document",
+    )
+    response = HttpResponse(bytes(document.data), content_type=document.content_type)
+    response["Content-Disposition"] = f'attachment; filename="consent-{document.consent_id}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response

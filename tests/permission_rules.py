@@ -3,7 +3,7 @@ fails for any URL that has no rule here, so a new page cannot ship without one.
 
 URL keyword arguments follow one convention so the matrix can fill them with objects
 inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
-activity_id, note_id, membership_id, handoff_id, referral_id, service_id,
+activity_id, note_id, consent_id, membership_id, handoff_id, referral_id, service_id,
 organization_id, notification_id, screening_id (and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
@@ -66,6 +66,9 @@ RULES: dict[str, str] = {
     "patient_chart": "patient-read",
     "patient_edit": "patient-write",
     "patient_caregivers": "patient-write",
+    "patient_consents": "patient-write",
+    "patient_consent_revoke": "patient-write",
+    "patient_consent_document": "patient-read",
     "team_role_add": "team-manage",
     "team_role_end": "team-manage",
     "careplans:plan_editor": "patient-read",

@@ -62,6 +62,7 @@ PATIENT_KWARGS = (
     "goal_id",
     "referral_id",
     "handoff_id",
+    "consent_id",
     "membership_id",
     "plan_id",
     "patient_id",
@@ -227,6 +228,7 @@ def build(world) -> Matrix:
         **items(world.patient, world.plan, "TEAMITEM"),
     }
     team["membership_id"] = TeamMembership.objects.get(patient=world.patient, user=world.pharmacist)
+    team["consent_id"] = _consent(world.patient, world.nurse)
     team["handoff_id"] = f.HandoffFactory(
         patient=world.patient, from_user=world.nurse, to_user=world.pharmacist
     )
@@ -242,6 +244,7 @@ def build(world) -> Matrix:
         obj = other[key]
         type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
     other["membership_id"] = TeamMembership.objects.get(patient=world.other_patient)
+    other["consent_id"] = _consent(world.other_patient, world.other_team_nurse)
     other["handoff_id"] = f.HandoffFactory(
         patient=world.other_patient,
         from_user=world.other_team_nurse,
@@ -287,6 +290,22 @@ def build(world) -> Matrix:
             client.force_login(user)
         matrix.clients[role] = client
     return matrix
+
+
+def _consent(patient, recorder):
+    """A referral consent with its scanned form."""
+    from patients.models import Consent, ConsentDocument
+
+    consent = Consent.objects.create(patient=patient, scope="referral", recorded_by=recorder)
+    ConsentDocument.objects.create(
+        consent=consent,
+        name="form.pdf",
+        content_type="application/pdf",
+        size=8,
+        data=b"%PDF-1.4",
+        uploaded_by=recorder,
+    )
+    return consent
 
 
 def _screening(patient, plan, author, sensitivity):

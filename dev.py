@@ -1047,7 +1047,11 @@ def database_restore(database_url: str, source: Path, env: dict[str, str], *, em
         die(
             f"the database has {len(extra)} table(s) the backup does not ({', '.join(extra[:5])}"
             f"{', ...' if len(extra) > 5 else ''}): its schema is newer than the backup's. "
-            "Restore into an empty database (DATABASE_URL naming a new one), or drop the database first."
+            + (
+                "Move .data/postgres aside and restore again (a new, empty database is made)."
+                if embedded
+                else "Restore into an empty database (DATABASE_URL naming a new one)."
+            )
         )
     cmd = [pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error",
            "--no-password", f"--dbname={pg_env.get('PGDATABASE', '')}", str(source)]  # fmt: skip

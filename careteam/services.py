@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
+from knox.models import AuthToken
 
 from .audit import audit
 from .concurrency import lock_for_update
@@ -348,6 +350,8 @@ class RestoreResult:
     created: bool
     emails_skipped: dict[str, int] = field(default_factory=dict)
     reminders_handled: dict[str, int] = field(default_factory=dict)
+    sessions_ended: int = 0
+    tokens_revoked: int = 0
 
 
 _SKIP_UNSENT_EMAILS = """
@@ -367,6 +371,8 @@ def database_restore_record(
     (default: now) counts as handled: unsent emails created by then are marked skipped,
     and the reminders due by then are created (they show in the inbox) with their email
     skipped, as if that moment's sweep had sent them. What falls due later is sent.
+    Everyone signs in again (sessions and API tokens are deleted), so a sign-out or a
+    token revoked since the backup is not undone by it.
 
     Run it on the restored database before the app starts. A second run with nothing
     new since the last restore recorded changes nothing and returns that restore."""
@@ -390,6 +396,8 @@ def database_restore_record(
         cursor.execute(_SKIP_UNSENT_EMAILS, {"now": now, "until": until})
         emails = Counter(row[0] for row in cursor.fetchall())
     sweep = reminders_sweep(now=until, send_emails=False)
+    sessions_ended, _ = Session.objects.all().delete()
+    tokens_revoked, _ = AuthToken.objects.all().delete()
     restore = DatabaseRestore.objects.create(
         restored_at=now,
         handled_until=until,
@@ -404,7 +412,8 @@ def database_restore_record(
         detail=(
             f"restored from {backup or 'a backup'}: everything due by {until:%Y-%m-%d %H:%M:%S %Z} "
             f"handled ({restore.emails_skipped} unsent email(s) skipped, "
-            f"{restore.reminders_handled} reminder(s) recorded without email)"
+            f"{restore.reminders_handled} reminder(s) recorded without email); "
+            f"{sessions_ended} session(s) and {tokens_revoked} API token(s) ended"
         ),
     )
     return RestoreResult(
@@ -412,6 +421,8 @@ def database_restore_record(
         created=True,
         emails_skipped=dict(emails),
         reminders_handled={kind: n for kind, n in sweep.created.items() if n},
+        sessions_ended=sessions_ended,
+        tokens_revoked=tokens_revoked,
     )
 
 

@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
+from knox.models import AuthToken
 from psycopg import sql
 
 from careteam import handoffs as handoff_services
@@ -146,12 +147,15 @@ def test_handled_until_in_the_future_is_refused(world):
 
 
 @pytest.mark.django_db
-def test_second_run_with_nothing_new_changes_nothing(world):
+def test_second_run_with_nothing_new_changes_nothing(world, client):
     _handoff(world, to_user=world.nurse, created_ago=dt.timedelta(minutes=45), due_in=dt.timedelta(hours=10))
+    client.force_login(world.nurse)
+    AuthToken.objects.create(user=world.nurse)
     out = StringIO()
     call_command("after_restore", "--backup=careteam-x.dump", stdout=out)
     assert "Unsent emails marked skipped: 1" in out.getvalue()
     assert "handoff-unacknowledged: 1" in out.getvalue()
+    assert "1 session(s) and 1 API token(s) ended" in out.getvalue()
     notifications = sorted(Notification.objects.values_list("pk", "email_skipped_at"))
 
     again = StringIO()
@@ -212,7 +216,7 @@ print(json.dumps({"created": created, "sent": sent}, default=str))
 
 @pytest.mark.django_db(transaction=True)
 def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_reminds_nothing_twice(
-    world, tmp_path
+    world, tmp_path, client
 ):
     dev = _dev_module()
     started = time.monotonic()
@@ -239,6 +243,8 @@ def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_
     due_soon = Notification.objects.get(kind=DUE_SOON, object_id=soon.pk)
     assert notification_email_send(notification_id=due_soon.pk) is True
     assert not Notification.objects.filter(object_id=gap.pk, kind=ACK).exists()
+    client.force_login(world.nurse)  # a session and an API token the backup holds
+    AuthToken.objects.create(user=world.lead)
 
     with _connect(test_db) as conn:
         dumped = _row_counts(conn)
@@ -289,8 +295,11 @@ def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_
                 conn.execute("DELETE FROM careteam_auditevent")
 
         # every row of the backup, plus what after_restore recorded: one restore, its
-        # audit event, and the reminder that fell due in the gap (without its email)
+        # audit event, and the reminder that fell due in the gap (without its email);
+        # and everyone signs in again
         expected = dict(dumped)
+        assert dumped["django_session"] == dumped["knox_authtoken"] == 1
+        expected.update(django_session=0, knox_authtoken=0)
         expected["careteam_databaserestore"] += 1
         expected["careteam_auditevent"] += 1
         expected["careteam_notification"] += handled

@@ -14,8 +14,8 @@ from careteam.services import database_restore_record
 class Command(BaseCommand):
     help = (
         "After restoring a backup: mark unsent emails as skipped and record the reminders "
-        "due by now as handled (in the inbox, no email), so nothing is sent again. Audited; "
-        "a second run changes nothing."
+        "due by now as handled (in the inbox, no email), so nothing is sent again; end every "
+        "session and API token. Audited; a second run changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -56,3 +56,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Reminders due by then, recorded without email: {restore.reminders_handled}")
         for kind, n in sorted(result.reminders_handled.items()):
             self.stdout.write(f"  {kind}: {n}")
+        self.stdout.write(
+            f"Everyone signs in again: {result.sessions_ended} session(s) and "
+            f"{result.tokens_revoked} API token(s) ended."
+        )

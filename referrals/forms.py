@@ -8,6 +8,7 @@ import re
 
 from django import forms
 from django.conf.locale import LANG_INFO
+from django.utils import timezone
 
 from .models import (
     REFERRAL_CLOSED_STATUSES,
@@ -161,6 +162,42 @@ class DateRangeForm(forms.Form):
             raise forms.ValidationError("The end date is before the start date.")
         if start and end and (end - start) > dt.timedelta(days=3660):
             raise forms.ValidationError("Choose a range of at most ten years.")
+        return data
+
+
+class MeasuresPeriodForm(forms.Form):
+    """The period of the screening measures: the last 30, 90 (default) or 365 days up to
+    and including today, or dates of one's own (at most ten years, not in the future)."""
+
+    PERIODS = [("30", "Last 30 days"), ("90", "Last 90 days"), ("365", "Last 12 months"), ("custom", "Dates")]
+    period = forms.ChoiceField(label="Period", choices=PERIODS, required=False)
+    period_from = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    period_to = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        today = timezone.localdate()
+        start, end = data.get("period_from"), data.get("period_to")
+        period = data.get("period") or ("custom" if start or end else "90")
+        if period != "custom":
+            days = int(period)
+            data["start"], data["end"] = today - dt.timedelta(days=days - 1), today
+            return data
+        if not start or not end:
+            raise forms.ValidationError("Give both dates of the period (from and to).")
+        if end < start:
+            raise forms.ValidationError("The end date is before the start date.")
+        if end > today:
+            raise forms.ValidationError("The period ends today at the latest.")
+        if (end - start) > dt.timedelta(days=3660):
+            raise forms.ValidationError("Choose a period of at most ten years.")
+        data["start"], data["end"] = start, end
         return data
 
 

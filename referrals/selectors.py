@@ -10,7 +10,9 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import (
     Aggregate,
     Count,
+    DateTimeField,
     Exists,
+    ExpressionWrapper,
     F,
     FloatField,
     Func,
@@ -23,8 +25,9 @@ from django.db.models import (
 from django.http import Http404
 from django.utils import timezone
 
+from careplans.models import NeedDomain, ProposedNeed, QuestionnaireResponse
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff
-from careteam.permissions import PatientAccess, access_item, restrict, sensitivity_visible_q
+from careteam.permissions import PatientAccess, access_item, patients_for, restrict, sensitivity_visible_q
 
 from .models import REFERRAL_CLOSED_STATUSES, Referral, Service, ServiceStatus, TaxonomyTerm
 
@@ -223,12 +226,128 @@ def dashboard_metrics(user, *, start: dt.date | None = None, end: dt.date | None
     return Metrics(start, end, by_status, overall, by_service, by_organization, handoff_summary, by_priority)
 
 
+# ---------------------------------------------------------------------------
+# Screening measures (the shape of CMS SDOH-1/SDOH-2 and MIPS 498)
+# ---------------------------------------------------------------------------
+SCREENING_DONE_STATUSES = ("completed", "amended")
+LOOP_CLOSED_WITHIN = dt.timedelta(days=60)
+
+
+@dataclass(frozen=True)
+class Rate:
+    numerator: int
+    denominator: int
+
+    @property
+    def percent(self) -> float | None:
+        return round(100 * self.numerator / self.denominator, 1) if self.denominator else None
+
+    def __str__(self) -> str:
+        if not self.denominator:
+            return "0 of 0"
+        return f"{self.numerator} of {self.denominator} ({self.percent:g} %)"
+
+
+@dataclass
+class ScreeningMeasures:
+    start: dt.date
+    end: dt.date
+    screening_rate: Rate  # caseload patients screened in the period / caseload
+    responses: int  # completed screenings in the period
+    positive_by_domain: list[tuple[str, Rate]]  # (domain, responses proposing one / responses)
+    positive_by_category: list[tuple[str, str, Rate]]  # (domain, category, rate)
+    loop_closed: Rate  # accepted needs with a referral closed within 60 days / accepted needs
+    loop_pending: int  # of those not closed, accepted less than 60 days ago (may still close)
+
+
+def screening_measures(user, *, start: dt.date, end: dt.date) -> ScreeningMeasures:
+    """Screening rate, positive rate by domain and category, and the share of needs
+    accepted from a screening whose referral closed within 60 days; over the patients
+    `user` may see now, with screenings, proposals, needs and referrals in a category
+    hidden from the user left out. A fixed number of queries (five)."""
+    user = _unwrap(user)
+    caseload = patients_for(user)
+    screenings = _in_range(
+        restrict(QuestionnaireResponse.objects.all(), user, patient_path="patient"),
+        "completed_at",
+        start,
+        end,
+    ).filter(status__in=SCREENING_DONE_STATUSES)
+    totals = screenings.order_by().aggregate(
+        responses=Count("id"), patients=Count("patient_id", distinct=True)
+    )
+    screening_rate = Rate(totals["patients"], caseload.count())
+
+    visible_proposals = restrict(ProposedNeed.objects.all(), user, patient_path="response__patient")
+    proposals = visible_proposals.filter(response__in=screenings.values("pk"))
+    by_domain = {
+        r["domain"]: r["n"]
+        for r in proposals.order_by().values("domain").annotate(n=Count("response_id", distinct=True))
+    }
+    by_category = (
+        proposals.order_by().values("domain", "category").annotate(n=Count("response_id", distinct=True))
+    )
+    responses = totals["responses"]
+    domain_labels = dict(NeedDomain.choices)
+    positive_by_domain = [
+        (label, Rate(by_domain.get(code, 0), responses)) for code, label in NeedDomain.choices
+    ]
+    category_labels = dict(ProposedNeed._meta.get_field("category").choices)
+    positive_by_category = sorted(
+        (
+            (
+                domain_labels.get(r["domain"], r["domain"]),
+                category_labels.get(r["category"], r["category"]),
+                Rate(r["n"], responses),
+            )
+            for r in by_category
+        ),
+        key=lambda row: (-row[2].numerator, row[0], row[1]),
+    )
+
+    # needs accepted from a screening in the period, and whether a referral made from
+    # the need reached a final answer (closed, not entered in error) within 60 days
+    closed_in_time = Exists(
+        Referral.objects.filter(
+            need_id=OuterRef("need_id"),
+            closed_at__isnull=False,
+            closed_at__lte=ExpressionWrapper(
+                OuterRef("decided_at") + Value(LOOP_CLOSED_WITHIN), output_field=DateTimeField()
+            ),
+        ).exclude(status="entered-in-error")
+    )
+    accepted_needs = (
+        _in_range(visible_proposals, "decided_at", start, end)
+        .filter(status="accepted", need__isnull=False)
+        .exclude(need__status="entered-in-error")
+        .filter(sensitivity_visible_q(user, "response__patient", "need__sensitivity"))
+    )
+    loop = accepted_needs.order_by().aggregate(
+        needs=Count("id"),
+        closed=Count("id", filter=Q(closed_in_time)),
+        pending=Count(
+            "id", filter=~Q(closed_in_time) & Q(decided_at__gt=timezone.now() - LOOP_CLOSED_WITHIN)
+        ),
+    )
+    return ScreeningMeasures(
+        start=start,
+        end=end,
+        screening_rate=screening_rate,
+        responses=responses,
+        positive_by_domain=positive_by_domain,
+        positive_by_category=positive_by_category,
+        loop_closed=Rate(loop["closed"], loop["needs"]),
+        loop_pending=loop["pending"],
+    )
+
+
 __all__ = [
     "CatalogFilters",
     "service_search",
     "referrals_for",
     "referral_for_user",
     "dashboard_metrics",
+    "screening_measures",
     "Percentile",
     "REFERRAL_CLOSED_STATUSES",
 ]

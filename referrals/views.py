@@ -28,7 +28,14 @@ from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
 
 from . import charts, hsds, selectors, services
-from .forms import CatalogSearchForm, DateRangeForm, HsdsImportForm, ReferralForm, ReferralStatusForm
+from .forms import (
+    CatalogSearchForm,
+    DateRangeForm,
+    HsdsImportForm,
+    MeasuresPeriodForm,
+    ReferralForm,
+    ReferralStatusForm,
+)
 from .models import ReferralStatus, Service, ServiceStatus, TaxonomyTerm
 
 PAGE_SIZE = 20
@@ -308,13 +315,20 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     form = DateRangeForm(request.GET)
-    if not form.is_valid():
-        return render(request, "referrals/dashboard.html", {"form": form}, status=400)
+    period_form = MeasuresPeriodForm(request.GET)
+    if not (form.is_valid() & period_form.is_valid()):  # both validated, both errors shown
+        context = {"form": form, "period_form": period_form}
+        return render(request, "referrals/dashboard.html", context, status=400)
+    measures = selectors.screening_measures(
+        request.user, start=period_form.cleaned_data["start"], end=period_form.cleaned_data["end"]
+    )
     metrics = selectors.dashboard_metrics(
         request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
     )
     context = {
         "form": form,
+        "period_form": period_form,
+        "measures": measures,
         "metrics": metrics,
         "status_chart": charts.bar_chart(
             [(STATUS_LABELS.get(r["status"], r["status"]), r["n"]) for r in metrics.by_status],

@@ -28,7 +28,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from careplans.models import Note
+from careplans.models import Note, ProposedNeed
 from careteam import services as team_services
 from careteam.models import AuditEvent, BreakGlassAccess, Notification, TeamMembership
 from patients.models import Patient
@@ -531,6 +531,24 @@ def _add_hidden_items(world, m: Matrix) -> None:
     f.HandoffFactory(
         patient=patient, from_user=world.other_team_nurse, to_user=None, to_discipline=d("nursing")
     )
+    # completed positive screenings (the dashboard's measures count them): a PHQ-9 on
+    # the team's plan, and one on the other team's patient
+    for screened, screened_plan, sensitivity in (
+        (m.team["patient_id"], plan, bh),
+        (patient, other_plan, None),
+    ):
+        response = _screening(screened, screened_plan, world.case_manager, sensitivity)
+        response.status, response.completed_at = "completed", timezone.now() - dt.timedelta(days=1)
+        response.save()
+        rule = response.questionnaire.rules.first()
+        ProposedNeed.objects.create(
+            response=response,
+            rule=rule,
+            category=rule.category,
+            domain=rule.domain,
+            description="HIDDEN-PROPOSAL",
+            sensitivity=sensitivity,
+        )
 
 
 def test_permission_matrix(world, capsys):

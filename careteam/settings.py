@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz answer here, before the host check, TLS redirect and session
     "careteam.middleware.ProbeMiddleware",
+    # request latency by URL name for /metrics (careteam/metrics.py)
+    "careteam.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # a NUL in the query string answers 400 before any view or database sees it
@@ -374,6 +376,12 @@ SPECTACULAR_SETTINGS = {
         "ReferralPriorityEnum": [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
     },
 }
+
+# ---------------------------------------------------------------------------
+# Operating (docs/operations.md): /metrics answers a scraper sending
+# `Authorization: Bearer <METRICS_TOKEN>` and signed-in superusers; everyone else 404.
+# ---------------------------------------------------------------------------
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # ---------------------------------------------------------------------------
 # Logging: to stdout, so any process manager collects it.

@@ -1,7 +1,12 @@
 """Celery tasks of the care-team app: thin wrappers that take ids and may run twice."""
 
+import time
+
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.utils import timezone
+
+from . import metrics
 
 
 class DatabaseTask(Task):
@@ -54,7 +59,9 @@ def reminders_sweep() -> dict:
     """Every minute (beat): create due reminders once each and enqueue their emails."""
     from .reminders import reminders_sweep as sweep
 
-    result = sweep()
+    now, started = timezone.now(), time.monotonic()
+    result = sweep(now=now)
+    metrics.record_sweep(started_at=now, duration=time.monotonic() - started)
     return {"created": result.created, "requeued": result.requeued}
 
 

@@ -1,4 +1,4 @@
-"""Operator endpoints at the root: /healthz, /readyz."""
+"""Operator endpoints at the root: /healthz, /readyz, /metrics."""
 
 from django.urls import path
 
@@ -7,4 +7,5 @@ from . import views_ops
 urlpatterns = [
     path("healthz", views_ops.healthz, name="healthz"),
     path("readyz", views_ops.readyz, name="readyz"),
+    path("metrics", views_ops.metrics, name="metrics"),
 ]

@@ -33,6 +33,8 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
   "catalog-admin"   catalog administration: users with careteam.manage_catalog only;
                     others 403 (or 404)
   "audit-admin"     audit search: users with careteam.view_audit_log only; others 403/404
+  "superuser"       operator pages (/metrics): staff superusers 200; everyone else,
+                    anonymous included, 404
   "admin-site"      Django admin (has its own permission checks; tested separately)
   "api"             REST/FHIR endpoint; tested by the API's own matrix (see test_api_*).
                     Every route under PREFIX_RULES' prefixes gets that rule by default.
@@ -47,6 +49,8 @@ RULES: dict[str, str] = {
     "health": "public",
     "healthz": "public",
     "readyz": "public",
+    # Prometheus metrics: superusers (or the METRICS_TOKEN bearer), everyone else 404
+    "metrics": "superuser",
     "login": "public",
     "logout": "login",
     # two-factor sign-in: the code and enrolment pages serve a pending sign-in (anyone

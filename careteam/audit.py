@@ -7,14 +7,20 @@
   named as in `PATIENT_URL_KWARGS`): a 403/404 answer is recorded as a denial, a 200 GET
   that no view audited is recorded as a read. Other views therefore get denial (and read)
   auditing for free.
+- `audit_list(request, list_name=..., patient_ids=..., query=...)` writes ONE event per
+  list read with the ids of the patients shown; `events_for_patient(id)` finds a
+  patient's events, list reads that showed them included.
 - The database refuses UPDATE and DELETE on the table (trigger, migration careteam/0003).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.apps import apps
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from .models import AuditAction, AuditEvent, AuditOutcome
@@ -95,8 +101,10 @@ def audit(
     detail: str = "",
     object_type: str | None = None,
     object_id: Any = None,
+    patient_ids: Iterable[int | None] = (),
 ) -> AuditEvent:
-    """Write one audit event. `obj` names the object; `patient` the patient it belongs to."""
+    """Write one audit event. `obj` names the object; `patient` the patient it belongs to;
+    `patient_ids` the other patients whose data it showed (a list read)."""
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = obj.pk if object_id is None else object_id
@@ -115,6 +123,7 @@ def audit(
         source_ip=client_ip(django_request),
         path=(django_request.get_full_path()[:300] if django_request is not None else ""),
         detail=(detail or "")[:500],
+        patient_ids=sorted({int(pid) for pid in patient_ids if pid is not None}),
     )
     _mark(django_request, outcome)
     return event
@@ -124,45 +133,44 @@ def audit_list(
     request,
     *,
     list_name: str,
-    patient_ids=(),
+    patient_ids: Iterable[int | None] = (),
     patient_id: int | None = None,
+    query: Mapping[str, Any] | None = None,
     detail: str = "",
     action: str = AuditAction.VIEW,
-) -> None:
-    """Audit one read of a list of patient data: one event naming the list (object_type
-    `list_name`; its patient when the list is of one patient), and one event per other
-    patient whose data the list showed, so the read appears in each patient's access log.
-    Two INSERTs whatever the length of the list."""
+) -> AuditEvent:
+    """Audit one read of a list of patient data as ONE event (one INSERT, whatever the
+    length of the page): object_type `list_name`, the filter and search terms the user
+    gave (`query`, stored as typed: it is what they asked for), `patient_id` when the list
+    is of one patient, and the ids of the patients the page showed in `patient_ids`, so
+    the read appears in each of those patients' access logs (`events_for_patient`)."""
     django_request = getattr(request, "_request", request)
-    user = django_request.user
-    head = audit(
-        user=user,
+    terms = " ".join(f"{k}={v}" for k, v in (query or {}).items() if v not in (None, "", [], ()))
+    text = "; ".join(part for part in (detail, terms) if part)
+    return audit(
+        user=django_request.user,
         action=action,
         object_type=list_name,
         object_id="",
         patient_id=patient_id,
+        patient_ids=patient_ids,
         request=request,
-        detail=detail,
+        detail=text,
     )
-    others = sorted({int(pid) for pid in patient_ids if pid is not None} - {patient_id})
-    if not others:
-        return
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            at=head.at,
-            user_id=head.user_id,
-            username=head.username,
-            action=action,
-            outcome=AuditOutcome.ALLOWED,
-            object_type=head.object_type,
-            object_id="",
-            patient_id=pid,
-            source_ip=head.source_ip,
-            path=head.path,
-            detail=f"shown in {list_name}, audit event {head.pk}"[:500],
-        )
-        for pid in others
-    )
+
+
+def patient_events_q(patient_id: int | QuerySet) -> Q:
+    """Events about this patient (or the patients of a queryset of patient ids): those
+    naming them and the list reads that showed them. PostgreSQL answers it with a
+    BitmapOr of the patient index and the GIN index on patient_ids."""
+    if isinstance(patient_id, int):
+        return Q(patient_id=patient_id) | Q(patient_ids__contains=[patient_id])
+    return Q(patient_id__in=patient_id) | Q(patient_ids__overlap=ArraySubquery(patient_id))
+
+
+def events_for_patient(patient_id: int | QuerySet) -> QuerySet[AuditEvent]:
+    """A patient's access log: see `patient_events_q`."""
+    return AuditEvent.objects.filter(patient_events_q(patient_id))
 
 
 # ---------------------------------------------------------------------------
@@ -276,6 +284,8 @@ __all__ = [
     "audit_request",
     "audited_outcomes",
     "client_ip",
+    "events_for_patient",
+    "patient_events_q",
     "patient_url_target",
     "AuditAction",
     "AuditOutcome",

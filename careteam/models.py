@@ -7,6 +7,8 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -366,12 +368,16 @@ class AuditEvent(models.Model):
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     path = models.CharField(max_length=300, blank=True)
     detail = models.CharField(max_length=500, blank=True)
+    # A list read is one event; the patients its page showed are listed here, so the
+    # read appears in each of their access logs (GIN-indexed containment).
+    patient_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["patient", "-at"], name="audit_patient_idx"),
             models.Index(fields=["user", "-at"], name="audit_user_idx"),
+            GinIndex(fields=["patient_ids"], name="audit_patient_ids_gin"),
         ]
 
     def __str__(self) -> str:

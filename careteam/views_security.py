@@ -28,7 +28,7 @@ from django.utils import timezone
 from patients.models import Patient
 
 from . import services
-from .audit import audit
+from .audit import audit, audit_list, events_for_patient, patient_events_q
 from .models import AuditAction, AuditEvent, AuditOutcome, BreakGlassAccess, User
 from .permissions import access_patient_by_id, patient_access
 
@@ -168,7 +168,7 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
     if not access.can_view_access_log:
         raise Http404("No such patient.")
     patient = access.patient
-    events, number, has_next = _page(AuditEvent.objects.filter(patient_id=patient.pk), request)
+    events, number, has_next = _page(events_for_patient(patient.pk), request)
     grants = list(BreakGlassAccess.objects.filter(patient=patient).select_related("user")[:20])
     audit(
         user=request.user,
@@ -289,7 +289,7 @@ def audit_search(params: dict, *, tz=None) -> tuple[object, str]:
         else:
             found = patient_by_mrn(term)
             pid = found.pk if found is not None else -1
-        qs = qs.filter(patient_id=pid)
+        qs = qs.filter(patient_events_q(pid))
         parts.append(f"patient={term}")
     tz = tz or timezone.get_current_timezone()
     if params.get("date_from"):
@@ -321,11 +321,10 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         params = form.cleaned_data if form.is_bound else {}
         qs, description = audit_search(params)
         events, number, has_next = _page(qs, request)
-        audit(
-            user=request.user,
-            action=AuditAction.VIEW,
-            object_type="careteam.auditevent",
-            request=request,
+        audit_list(
+            request,
+            list_name="careteam.auditevent",
+            patient_ids=[e.patient_id for e in events],
             detail=f"audit search {description}".strip(),
         )
     query = request.GET.copy()

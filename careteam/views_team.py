@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import handoffs as handoff_services
-from .audit import AuditAction, audit
+from .audit import AuditAction, audit, audit_list
 from .forms import HandoffActionForm, HandoffForm
 from .models import HandoffStatus, Notification
 from .notifications import notification_mark_read, notification_open, notifications_for
@@ -150,6 +150,12 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
 def open_handoffs(request: HttpRequest) -> HttpResponse:
     """The case manager's view: every open handoff of their patients, oldest first."""
     rows = list(handoff_services.handoffs_open_for_case_manager(request.user)[:500])
+    audit_list(
+        request,
+        list_name="team.open_handoffs",
+        patient_ids=[h.patient_id for h in rows],
+        detail=f"open handoffs, {len(rows)} shown",
+    )
     return render(request, "team/open_handoffs.html", {"handoffs": rows, "now": timezone.now()})
 
 
@@ -184,6 +190,12 @@ def inbox(request: HttpRequest) -> HttpResponse:
         return redirect("team:inbox")
     waiting = list(handoff_services.handoff_inbox(request.user)[:INBOX_LIMIT])
     notes = list(notifications_for(request.user).select_related("patient")[:INBOX_LIMIT])
+    audit_list(
+        request,
+        list_name="team.inbox",
+        patient_ids=[h.patient_id for h in waiting] + [n.patient_id for n in notes],
+        detail=f"inbox, {len(waiting)} handoffs, {len(notes)} notifications",
+    )
     context = {
         "handoffs": waiting,
         "notifications": notes,
@@ -210,4 +222,10 @@ def notification_detail(request: HttpRequest, notification_id: int) -> HttpRespo
 def handoffs_sent(request: HttpRequest) -> HttpResponse:
     """Handoffs I sent: open ones first by due time, then the answered ones."""
     rows = list(handoff_services.handoffs_sent_by(request.user)[:INBOX_LIMIT])
+    audit_list(
+        request,
+        list_name="team.handoffs_sent",
+        patient_ids=[h.patient_id for h in rows],
+        detail=f"handoffs sent, {len(rows)} shown",
+    )
     return render(request, "team/handoffs_sent.html", {"handoffs": rows, "now": timezone.now()})

@@ -18,7 +18,7 @@ from careplans.forms import CarePlanCreateForm
 from careplans.models import CarePlanStatus
 from careplans.screening import screenings_for
 from careteam import services as team_services
-from careteam.audit import AuditAction, audit
+from careteam.audit import AuditAction, audit, audit_list
 from careteam.concurrency import StaleVersionError
 from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id
@@ -100,6 +100,13 @@ def worklist(request: HttpRequest) -> HttpResponse:
     for row in page.object_list:
         row.plan_status_label = PLAN_STATUS_LABELS.get(row.plan_status, row.plan_status)
         row.my_role_label = ROLE_LABELS.get(row.my_role, "")
+    audit_list(
+        request,
+        list_name="patients.worklist",
+        patient_ids=[row.pk for row in page.object_list],
+        query={**filters, "page": page.number},
+        detail=f"worklist, {page.paginator.count} results" if status == 200 else "worklist, invalid filter",
+    )
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "query": query.urlencode(), "filtered": bool(filters)}
@@ -179,6 +186,13 @@ def my_work(request: HttpRequest) -> HttpResponse:
         kind, status = "", 400
     overdue_only = request.GET.get("overdue") in ("1", "on", "true")
     rows = selectors.my_work(request.user, kind=kind, overdue_only=overdue_only)
+    audit_list(
+        request,
+        list_name="patients.my_work",
+        patient_ids=[row.patient.pk for row in rows],
+        query={"kind": kind, "overdue": "1" if overdue_only else ""},
+        detail=f"My work, {len(rows)} rows",
+    )
     context = {
         "rows": rows,
         "kinds": selectors.WORK_KINDS,

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from careplans.models import CarePlan, Need
-from careteam.audit import AuditAction, audit
+from careteam.audit import AuditAction, audit, audit_list
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
 
@@ -240,6 +240,13 @@ def referral_list(request: HttpRequest) -> HttpResponse:
         qs = qs.filter(status__in=selectors.REFERRAL_CLOSED_STATUSES)
     paginator = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    audit_list(
+        request,
+        list_name="referrals.referral_list",
+        patient_ids=[r.patient_id for r in page.object_list],
+        query={"scope": scope, "page": page.number},
+        detail=f"referrals, {paginator.count} results",
+    )
     return render(request, "referrals/referral_list.html", {"page": page, "scope": scope})
 
 

@@ -471,7 +471,8 @@ def test_reads_and_writes_through_the_api_are_audited(world):
     listed = AuditEvent.objects.filter(user=world.nurse, object_type="careplans.goal", action="view").latest(
         "id"
     )
-    assert listed.detail == "API list, 1 results" and listed.patient_id == world.patient.pk
+    assert listed.detail == f"API list, 1 results; patient={world.patient.pk}"
+    assert (listed.patient_id, listed.patient_ids) == (world.patient.pk, [world.patient.pk])
     client.get(f"/api/v1/goals/{goal.pk}/")
     read = AuditEvent.objects.filter(user=world.nurse, object_id=str(goal.pk), action="view").latest("id")
     assert read.patient_id == world.patient.pk
@@ -487,11 +488,20 @@ def test_audit_events_case_manager_and_lead_see_their_patients_auditor_sees_all(
     assert cm_events and {e["patient_id"] for e in cm_events} == {world.patient.pk}
     assert client_for(world.nurse).get("/api/v1/audit-events/").json()["count"] == 0
     lead_events = client_for(world.lead).get("/api/v1/audit-events/").json()["results"]
-    assert {e["patient_id"] for e in lead_events} == {world.patient.pk}
+    # the case manager's read of the log showed this patient: the lead sees it, without
+    # the ids of the other patients a list may have shown
+    cm_read = [e for e in lead_events if e["patient_id"] is None]
+    assert [(e["username"], e["object_type"], e["patient_ids"]) for e in cm_read] == [
+        (world.case_manager.username, "careteam.auditevent", [])
+    ]
+    assert {e["patient_id"] for e in lead_events} == {world.patient.pk, None}
     auditor = f.UserFactory(username="auditor1")
     auditor.user_permissions.add(Permission.objects.get(codename="view_audit_log"))
     everything = client_for(auditor).get("/api/v1/audit-events/").json()["results"]
     assert {world.patient.pk, world.other_patient.pk} <= {e["patient_id"] for e in everything}
+    assert [e["patient_ids"] for e in everything if e["object_type"] == "careteam.auditevent"][-1] == [
+        world.patient.pk
+    ]
 
 
 # ---------------------------------------------------------------------------

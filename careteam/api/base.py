@@ -13,7 +13,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 
-from careteam.audit import audit
+from careteam.audit import audit, audit_list
 from careteam.models import AuditAction
 from careteam.permissions import PatientAccess, patient_access, restrict
 
@@ -65,8 +65,43 @@ class ApiViewMixin:
         return api_exception_handler
 
 
+class AuditedListMixin:
+    """A list read of patient data is audited as one event naming the patients on the
+    page (`careteam.audit.audit_list`: one INSERT). Subclasses say how a row names its
+    patient (`row_patient_id`, from columns already loaded) and may name the one patient
+    the list is filtered to (`list_patient_id`)."""
+
+    audit_list_name = ""
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        self._audited_rows = page
+        return page
+
+    def row_patient_id(self, obj) -> int | None:
+        return getattr(obj, "patient_id", None)
+
+    def list_patient_id(self) -> int | None:
+        return None
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        rows = getattr(self, "_audited_rows", None) or []
+        count = response.data.get("count") if isinstance(response.data, dict) else len(rows)
+        audit_list(
+            request,
+            list_name=self.audit_list_name,
+            patient_id=self.list_patient_id(),
+            patient_ids=[self.row_patient_id(obj) for obj in rows],
+            query=request.query_params.dict(),
+            detail=f"API list, {count} results",
+        )
+        return response
+
+
 class PatientDataViewSet(
     ApiViewMixin,
+    AuditedListMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
@@ -101,22 +136,20 @@ class PatientDataViewSet(
             obj = getattr(obj, part)
         return getattr(obj, f"{last}_id")
 
-    def list(self, request, *args, **kwargs):
-        response = super().list(request, *args, **kwargs)
-        count = response.data.get("count") if isinstance(response.data, dict) else None
-        patient_filter = request.query_params.get("patient")
-        audit(
-            user=request.user,
-            action=AuditAction.VIEW,
-            object_type=self.audit_type,
-            object_id="",
-            patient_id=int(patient_filter)
-            if patient_filter and patient_filter.isdigit() and len(patient_filter) < 16
-            else None,
-            request=request,
-            detail=f"API list, {count} results",
-        )
-        return response
+    @property
+    def audit_list_name(self) -> str:
+        return self.audit_type
+
+    def row_patient_id(self, obj) -> int | None:
+        if self.patient_path == "pk":
+            return obj.pk
+        return self.patient_id_of(obj)  # the hops to the patient are select_related
+
+    def list_patient_id(self) -> int | None:
+        patient_filter = self.request.query_params.get("patient")
+        if patient_filter and patient_filter.isdigit() and len(patient_filter) < 16:
+            return int(patient_filter)
+        return None
 
     def retrieve(self, request, *args, **kwargs):
         obj = self.get_object()

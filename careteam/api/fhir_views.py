@@ -161,6 +161,7 @@ class FHIRView(APIView):
                 list_name=f"fhir.{kind}",
                 patient_id=access.patient.pk if access else None,
                 patient_ids=patient_ids or (),
+                query=self.request.query_params.dict(),
                 detail=f"FHIR search, {total} results, {len(page)} shown from {offset}",
             )
         data = fhir.bundle(page)

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.postgres.search import SearchQuery
 
 from careplans.models import Activity, CarePlan, Goal, Need
+from careteam.audit import patient_events_q
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership
 from patients.models import Patient
 from referrals.models import Organization, Referral, Service
@@ -143,7 +144,9 @@ class NotificationFilter(filters.FilterSet):
 
 
 class AuditEventFilter(filters.FilterSet):
-    patient = IdFilter(field_name="patient_id")
+    patient = IdFilter(
+        method="filter_patient", label="Events about this patient, list reads that showed them included"
+    )
     user = IdFilter(field_name="user_id")
     since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
     until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lte")
@@ -151,3 +154,9 @@ class AuditEventFilter(filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["patient", "user", "username", "action", "outcome", "object_type"]
+
+    def filter_patient(self, queryset, name, value):
+        value = int(value)
+        if not -(2**63) < value < 2**63:  # no such patient; PostgreSQL would refuse the number
+            return queryset.none()
+        return queryset.filter(patient_events_q(value))

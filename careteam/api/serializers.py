@@ -739,6 +739,12 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     url = identity("api-audit-event-detail", "audit_event_id")
+    patient_ids = serializers.SerializerMethodField(
+        help_text="For a list read, the patients its page showed (auditors only; empty otherwise)."
+    )
+
+    def get_patient_ids(self, obj) -> list[int]:
+        return list(obj.patient_ids) if self.context.get("show_patient_ids") else []
 
     class Meta:
         model = AuditEvent
@@ -753,6 +759,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "object_type",
             "object_id",
             "patient_id",
+            "patient_ids",
             "source_ip",
             "path",
             "detail",

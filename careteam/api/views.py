@@ -21,6 +21,7 @@ from careplans.models import Activity, CarePlan, Goal, Need
 from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam import twofactor
+from careteam.audit import AuditAction, audit, events_for_patient
 from careteam.concurrency import lock_for_update
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
 from careteam.notifications import notification_mark_read, notifications_for
@@ -40,7 +41,7 @@ from referrals.selectors import referrals_for
 from . import filters
 from . import serializers as s
 from .auth import ApiTokenAuthentication, token_issue
-from .base import ETAG, IF_MATCH, ApiViewMixin, PatientDataViewSet
+from .base import ETAG, IF_MATCH, ApiViewMixin, AuditedListMixin, PatientDataViewSet
 
 
 def documented(output, create=None, update=None, **extra):
@@ -356,9 +357,11 @@ class ServiceViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 # ---------------------------------------------------------------------------
 # The caller's own notifications; audit events
 # ---------------------------------------------------------------------------
-class NotificationViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+class NotificationViewSet(ApiViewMixin, AuditedListMixin, viewsets.ReadOnlyModelViewSet):
     """Only the caller's own notifications (none about patients they can no longer see);
     anyone else's id answers 404."""
+
+    audit_list_name = "careteam.notification"
 
     serializer_class = s.NotificationSerializer
     filterset_class = filters.NotificationFilter
@@ -390,14 +393,18 @@ def audit_events_for(user):
         user_id=user.pk, role__in=(TeamRole.CASE_MANAGER, TeamRole.LEAD)
     )
     patients = team_patients_for(user).filter(pk__in=managed.values("patient_id"))
-    return AuditEvent.objects.filter(patient_id__in=patients.values("pk"))
+    return events_for_patient(patients.values("pk"))
 
 
-class AuditEventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+class AuditEventViewSet(ApiViewMixin, AuditedListMixin, viewsets.ReadOnlyModelViewSet):
+    """Reads of the audit trail are audited too: a list as one event naming the patients
+    of its page, one event as a read of that event's patient."""
+
     serializer_class = s.AuditEventSerializer
     filterset_class = filters.AuditEventFilter
     ordering_fields = ["at", "id"]
     lookup_url_kwarg = "audit_event_id"
+    audit_list_name = "careteam.auditevent"
 
     queryset = AuditEvent.objects.none()  # schema generation
 
@@ -405,6 +412,25 @@ class AuditEventViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return AuditEvent.objects.none()
         return audit_events_for(self.request.user)
+
+    def get_serializer_context(self):
+        # a list read names every patient its page showed; only auditors see the ids of
+        # patients other than the one the event is about
+        user = self.request.user
+        auditor = user.is_active and user.has_perm("careteam.view_audit_log")
+        return {**super().get_serializer_context(), "show_patient_ids": auditor}
+
+    def retrieve(self, request, *args, **kwargs):
+        event = self.get_object()
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            obj=event,
+            patient_id=event.patient_id,
+            request=request,
+            detail="API read of an audit event",
+        )
+        return Response(self.get_serializer(event).data)
 
 
 # ---------------------------------------------------------------------------

@@ -225,7 +225,8 @@ def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_
     scratch_url = worker_database_url().rsplit("/", 1)[0] + f"/{scratch}"
 
     # --- the state the backup holds: a due-soon reminder already emailed, and a handoff
-    # whose acknowledgement reminder falls due a few seconds after the backup
+    # whose acknowledgement reminder falls due a few seconds after the backup (6 s: time
+    # enough for the sweep and the dump on a busy machine)
     soon = _handoff(
         world, to_user=world.nurse, created_ago=dt.timedelta(minutes=5), due_in=dt.timedelta(minutes=30)
     )
@@ -235,7 +236,7 @@ def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_
     gap = _handoff(
         world,
         to_user=world.nurse,
-        created_ago=dt.timedelta(minutes=30, seconds=-3),
+        created_ago=dt.timedelta(minutes=30, seconds=-6),
         due_in=dt.timedelta(hours=10),
         situation="Falls risk",
     )

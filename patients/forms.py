@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django import forms
 from django.core.validators import MaxLengthValidator
-from django.utils import timezone
 
 from careplans.models import CarePlanStatus
 from careteam.models import Discipline, TeamRole, User
@@ -142,15 +141,6 @@ class PatientEnrolForm(forms.ModelForm):
         # what matters to the patient, in their words: a paragraph, not a document
         self.fields["preferences"].validators.append(MaxLengthValidator(4000))
         self.fields["preferences"].widget.attrs["maxlength"] = 4000
-
-    def clean_birth_date(self):
-        value = self.cleaned_data["birth_date"]
-        today = timezone.localdate()
-        if value > today:
-            raise forms.ValidationError("The birth date cannot be in the future.")
-        if value.year < 1890:
-            raise forms.ValidationError("Check the birth date: it is more than 130 years ago.")
-        return value
 
     def clean_mrn(self):
         from .services import normalise_mrn

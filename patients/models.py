@@ -86,12 +86,22 @@ DEMOGRAPHIC_FIELDS = (
 )
 
 
+def validate_birth_date(value: dt.date) -> None:
+    """A birth date is not in the future and not more than 130 years ago."""
+    from django.core.exceptions import ValidationError
+
+    if value > timezone.localdate():
+        raise ValidationError("The birth date cannot be in the future.", code="future")
+    if value.year < 1890:
+        raise ValidationError("Check the birth date: it is more than 130 years ago.", code="implausible")
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=40, unique=True)
     given_name = models.CharField(max_length=100)
     family_name = models.CharField(max_length=100)
     preferred_name = models.CharField(max_length=100, blank=True)
-    birth_date = models.DateField()
+    birth_date = models.DateField(validators=[validate_birth_date])
     gender = models.CharField(
         max_length=10, choices=AdministrativeGender.choices, default=AdministrativeGender.UNKNOWN
     )

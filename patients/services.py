@@ -49,6 +49,48 @@ def enrolment_role(user: User) -> tuple[Discipline, str]:
     return disciplines[0], TeamRole.LEAD
 
 
+class PossibleDuplicates(ValidationError):
+    """Enrolment refused: the MRN is taken, or records like this one exist and the caller
+    did not say it is none of them. `check` holds what the caller may be shown."""
+
+    def __init__(self, check):
+        self.check = check
+        if check.mrn_taken:
+            super().__init__(
+                {"mrn": ValidationError("A patient with this MRN already exists.", code="duplicate_mrn")}
+            )
+        else:
+            ids = ", ".join(str(p.pk) for p in check.visible)
+            super().__init__(
+                {
+                    "not_a_duplicate": ValidationError(
+                        f"Possible duplicates: patient {ids}. Check them; confirm that none of them is "
+                        "this patient to enrol anyway.",
+                        code="possible_duplicate",
+                    )
+                }
+            )
+
+
+def patient_register(*, by: User, data: dict, not_a_duplicate: bool = False, request=None):
+    """Enrol a patient unless it may be a duplicate: the same MRN (always refused; for a
+    record the caller cannot see, only the fact is told) or, unless `not_a_duplicate`,
+    a visible record with the same birth date and a similar name. The one door for the
+    page, the API and FHIR."""
+    from .selectors import possible_duplicates
+
+    check = possible_duplicates(
+        by,
+        mrn=data.get("mrn", ""),
+        given_name=data.get("given_name", ""),
+        family_name=data.get("family_name", ""),
+        birth_date=data.get("birth_date"),
+    )
+    if check.mrn_taken or (check and not not_a_duplicate):
+        raise PossibleDuplicates(check)
+    return patient_enrol(by=by, data=data, request=request)
+
+
 @transaction.atomic
 def patient_enrol(*, by: User, data: dict, request=None) -> tuple[Patient, TeamMembership]:
     """Create the patient and put the enrolling clinician on the team, in one transaction

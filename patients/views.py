@@ -134,35 +134,31 @@ def patient_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         status = 422
         if form.is_valid():
-            data = form.cleaned_data
-            duplicates = selectors.possible_duplicates(
-                request.user,
-                mrn=data["mrn"],
-                given_name=data["given_name"],
-                family_name=data["family_name"],
-                birth_date=data["birth_date"],
-            )
-            if duplicates.mrn_taken:
-                form.add_error("mrn", "A patient with this MRN already exists.")
-            elif duplicates and not data["not_a_duplicate"]:
-                form.add_error(
-                    "not_a_duplicate",
-                    "Check the possible duplicates below; tick this box if none of them is this patient.",
+            try:
+                patient, membership = patient_services.patient_register(
+                    by=request.user,
+                    data=form.patient_data(),
+                    not_a_duplicate=form.cleaned_data["not_a_duplicate"],
+                    request=request,
                 )
-            else:
-                try:
-                    patient, membership = patient_services.patient_enrol(
-                        by=request.user, data=form.patient_data(), request=request
-                    )
-                except ValidationError as exc:
-                    _add_errors(form, exc)
+            except patient_services.PossibleDuplicates as exc:
+                duplicates = exc.check
+                if duplicates.mrn_taken:
+                    form.add_error("mrn", "A patient with this MRN already exists.")
                 else:
-                    messages.success(
-                        request,
-                        f"{patient.full_name} is enrolled (MRN {patient.mrn}); you are on the team as "
-                        f"{membership.get_role_display()}.",
+                    form.add_error(
+                        "not_a_duplicate",
+                        "Check the possible duplicates below; tick this box if none of them is this patient.",
                     )
-                    return redirect("patient_chart", patient_id=patient.pk)
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"{patient.full_name} is enrolled (MRN {patient.mrn}); you are on the team as "
+                    f"{membership.get_role_display()}.",
+                )
+                return redirect("patient_chart", patient_id=patient.pk)
     context = {
         "form": form,
         "duplicates": duplicates,

@@ -21,7 +21,7 @@ from careteam.concurrency import StaleVersionError
 
 # ValidationError codes that mean "the request is well formed but conflicts with the
 # object's current state": answered 409, not 400.
-CONFLICT_CODES = {"illegal_transition", "already_accepted"}
+CONFLICT_CODES = {"illegal_transition", "already_accepted", "duplicate_mrn", "possible_duplicate"}
 
 
 class PreconditionRequired(exceptions.APIException):

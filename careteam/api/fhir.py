@@ -403,6 +403,60 @@ def _choice(value, choices, field: str, errors: dict) -> Any:
     return value
 
 
+def parse_patient(data: dict) -> dict:
+    """Demographics (and the MRN, "" when none is sent) from a FHIR R4 Patient, validated
+    against the R4B model first. Raises ValidationError listing the problems."""
+    from fhir.resources.R4B.patient import Patient as FHIRPatient
+    from pydantic import ValidationError as PydanticError
+
+    if not isinstance(data, dict) or data.get("resourceType") != "Patient":
+        raise ValidationError({"resourceType": ["Send a Patient resource."]})
+    if "\\u0000" in json.dumps(data):
+        raise ValidationError({"Patient": ["Text may not contain NUL characters."]})
+    try:
+        resource = FHIRPatient.model_validate(data)
+    except PydanticError as exc:
+        raise ValidationError(
+            {"Patient": [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]]}
+        ) from None
+    errors: dict[str, list[str]] = {}
+    mrns = [i.value for i in resource.identifier or [] if i.system == MRN_SYSTEM and i.value]
+    if len(mrns) > 1:
+        errors.setdefault("identifier", []).append("Send at most one MRN identifier.")
+    names = resource.name or []
+    official = next((n for n in names if n.use in (None, "official")), None)
+    usual = next((n for n in names if n.use == "usual"), None)
+    if official is None or not official.family or not official.given:
+        errors.setdefault("name", []).append("An official name with family and given names is required.")
+    if resource.birthDate is None:
+        errors.setdefault("birthDate", []).append("birthDate is required.")
+    if errors:
+        raise ValidationError(errors)
+    telecom = {t.system: t.value for t in reversed(resource.telecom or []) if t.value}
+    address = (resource.address or [None])[0]
+    language = ""
+    for communication in resource.communication or []:
+        codings = communication.language.coding or []
+        code = next((c.code for c in codings if c.system in (None, LANGUAGE_SYSTEM) and c.code), "")
+        if code and (communication.preferred or not language):
+            language = code
+    return {
+        "mrn": mrns[0] if mrns else "",
+        "given_name": " ".join(official.given),
+        "family_name": official.family,
+        "preferred_name": " ".join(usual.given or []) if usual is not None and usual.given else "",
+        "birth_date": resource.birthDate,
+        "gender": resource.gender or "unknown",
+        "preferred_language": language or "en",
+        "phone": telecom.get("phone", ""),
+        "email": telecom.get("email", ""),
+        "address_line": " ".join(address.line or []) if address is not None else "",
+        "city": (address.city or "") if address is not None else "",
+        "state": (address.state or "") if address is not None else "",
+        "postal_code": (address.postalCode or "") if address is not None else "",
+    }
+
+
 def parse_careplan_bundle(data: dict) -> dict:
     """Validate a FHIR R4 Bundle holding one CarePlan (with its Goals) against the R4B
     models and CareTeam's code sets; return what the import needs. Raises ValidationError

@@ -363,6 +363,28 @@ class PatientReadView(FHIRView):
         self.audit_read(access.patient, access.patient.pk)
         return self.respond(fhir.patient_resource(access.patient))
 
+    def put(self, request, patient_id: int):
+        """Update demographics from a Patient resource, with If-Match (428 without, 412
+        when stale). The MRN cannot change: a different one is a 400."""
+        from django.db import transaction
+
+        from patients import services as patient_services
+
+        from .base import expected_version
+
+        access = access_patient_by_id(request.user, patient_id, for_write=True)
+        version = expected_version(request)
+        data = fhir.parse_patient(request.data)
+        if request.data.get("id") not in (None, str(patient_id)):
+            raise fhir_bad_request("Patient.id differs from the id in the URL.")
+        if data.pop("mrn") not in ("", access.patient.mrn):
+            raise fhir_bad_request("The MRN cannot be changed.")
+        with transaction.atomic():
+            patient = patient_services.patient_update(
+                by=request.user, access=access, data=data, expected_version=version, request=request
+            )
+        return self.respond(fhir.patient_resource(patient))
+
 
 class PatientSearchView(FHIRView):
     """Find a visible patient by MRN (`identifier=[system|]value`), `name` or `_id`."""
@@ -392,6 +414,73 @@ class PatientSearchView(FHIRView):
             total=total,
             patient_ids=[p.pk for p in found],
         )
+
+    def post(self, request):
+        return patient_create(self, request)
+
+
+def _if_none_exist(request) -> str | None:
+    """The MRN of an `If-None-Exist: identifier=[system|]value` header; None without one."""
+    from urllib.parse import parse_qs
+
+    header = request.headers.get("If-None-Exist")
+    if header is None:
+        return None
+    values = parse_qs(header).get("identifier", [])
+    if len(values) != 1 or not values[0].strip():
+        raise fhir_bad_request("If-None-Exist must be identifier=[system|]value.")
+    system, _, value = values[0].rpartition("|")
+    if system and system != fhir.MRN_SYSTEM:
+        raise fhir_bad_request(f"If-None-Exist: only the MRN system ({fhir.MRN_SYSTEM}) is matched.")
+    return value.strip()
+
+
+class ExistsHidden(APIException):
+    status_code = 412
+    default_detail = (
+        "A patient with this identifier exists on a care team you are not on; "
+        "ask the patient's case manager to add you."
+    )
+    default_code = "conflict"
+
+
+def patient_create(view: FHIRView, request) -> Response:
+    """POST /fhir/Patient. With `If-None-Exist: identifier=<MRN>` an existing record is
+    answered (200) instead of created again, so a sender may repeat itself safely; a
+    record the caller may not see answers 412 without its content. Name-and-birth-date
+    look-alikes are not refused here: a sending system names its patient by MRN."""
+    from django.db import transaction
+
+    from patients import services as patient_services
+    from patients.models import Patient
+
+    data = fhir.parse_patient(request.data)
+    mrn = _if_none_exist(request)
+    data["mrn"] = patient_services.normalise_mrn(data["mrn"])
+    if mrn is not None:
+        mrn = patient_services.normalise_mrn(mrn)
+        if data["mrn"] and data["mrn"] != mrn:
+            raise fhir_bad_request("If-None-Exist names another MRN than the resource's identifier.")
+        existing = Patient.objects.filter(mrn__iexact=mrn).first() if mrn else None
+        if existing is not None:
+            access = patient_access(request.user, existing)
+            if not access.on_team:
+                audit_denied(
+                    request, url_kwargs={"patient_id": existing.pk}, detail="FHIR conditional create"
+                )
+                raise ExistsHidden()
+            view.audit_read(existing, existing.pk)
+            response = view.respond(fhir.patient_resource(existing), status=200)
+            response["Location"] = view.url(f"Patient/{existing.pk}")
+            return response
+        data["mrn"] = mrn
+    with transaction.atomic():
+        patient, _membership = patient_services.patient_register(
+            by=request.user, data=data, not_a_duplicate=True, request=request
+        )
+    response = view.respond(fhir.patient_resource(patient), status=201)
+    response["Location"] = view.url(f"Patient/{patient.pk}")
+    return response
 
 
 class PatientEverythingView(FHIRView):

@@ -185,6 +185,27 @@ class PatientSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PatientCreateSerializer(serializers.ModelSerializer):
+    """Enrol a patient: demographics and, optionally, the MRN (generated when empty).
+    A record with the same MRN is refused (409); so is one with the same birth date and
+    a similar name, unless `not_a_duplicate` is true."""
+
+    not_a_duplicate = serializers.BooleanField(default=False, write_only=True)
+
+    class Meta:
+        model = Patient
+        fields = ["mrn", *DEMOGRAPHIC_FIELDS, "not_a_duplicate"]
+        extra_kwargs = {"mrn": {"required": False, "allow_blank": True, "validators": []}}
+
+
+class PatientUpdateSerializer(serializers.ModelSerializer):
+    """Change demographics (never the MRN), with If-Match."""
+
+    class Meta:
+        model = Patient
+        fields = list(DEMOGRAPHIC_FIELDS)
+
+
 # ---------------------------------------------------------------------------
 # Care plans and items
 # ---------------------------------------------------------------------------

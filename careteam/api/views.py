@@ -33,6 +33,7 @@ from careteam.permissions import (
     sensitivity_visible_q,
     team_patients_for,
 )
+from patients import services as patient_services
 from patients.models import Patient
 from referrals import services as referral_services
 from referrals.models import Organization, Referral, Service
@@ -61,17 +62,37 @@ def documented(output, create=None, update=None, **extra):
 
 
 # ---------------------------------------------------------------------------
-# Patients (read-only: registration belongs to the hospital's patient index)
+# Patients: enrolled and their demographics changed through the patients services
 # ---------------------------------------------------------------------------
-@documented(s.PatientSerializer)
+@documented(s.PatientSerializer, s.PatientCreateSerializer, s.PatientUpdateSerializer)
 class PatientViewSet(PatientDataViewSet):
     serializer_class = s.PatientSerializer
+    create_serializer_class = s.PatientCreateSerializer
+    update_serializer_class = s.PatientUpdateSerializer
     filterset_class = filters.PatientFilter
     ordering_fields = ["family_name", "given_name", "birth_date", "mrn", "id"]
     lookup_url_kwarg = "patient_id"
     patient_path = "pk"
     audit_type = "patients.patient"
-    http_method_names = ["get", "head", "options"]
+
+    def perform_service_create(self, data: dict):
+        not_a_duplicate = data.pop("not_a_duplicate", False)
+        data["mrn"] = patient_services.normalise_mrn(data.get("mrn", ""))
+        patient, _membership = patient_services.patient_register(
+            by=self.request.user, data=data, not_a_duplicate=not_a_duplicate, request=self.request
+        )
+        return patient
+
+    def access_for(self, obj) -> PatientAccess:
+        return patient_access(self.request.user, obj)
+
+    def check_can_change(self, access: PatientAccess, obj) -> None:
+        access.require_edit()
+
+    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
+        return patient_services.patient_update(
+            by=self.request.user, access=access, data=data, expected_version=version, request=self.request
+        )
 
     def base_queryset(self):
         return Patient.objects.all()

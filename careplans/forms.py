@@ -50,7 +50,9 @@ class VersionedForm(forms.ModelForm):
                 )
                 self.fields[name].empty_label = "Not sensitive"
         if "goals" in self.fields:
-            self.fields["goals"].queryset = Goal.objects.filter(care_plan=plan).order_by("id")
+            self.fields["goals"].queryset = (
+                Goal.objects.filter(care_plan=plan).filter(access.goal_q()).order_by("id")
+            )
             self.fields["goals"].required = False
         if "needs" in self.fields:
             self.fields["needs"].queryset = (

@@ -62,6 +62,7 @@ def goals_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
     )
     return (
         Goal.objects.filter(care_plan=plan)
+        .filter(access.goal_q())
         .select_related("owner_discipline")
         .annotate(voice_rank=voice, priority_rank=rank)
         .order_by("voice_rank", "priority_rank", "id")

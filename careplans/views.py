@@ -254,7 +254,7 @@ def _link_changes(item, access: PatientAccess, changes: dict) -> dict:
         if name not in changes:
             continue
         related = getattr(item, name)
-        hidden = list(related.exclude(access.sensitivity_q())) if name == "needs" else []
+        hidden = list(related.exclude(access.sensitivity_q() if name == "needs" else access.goal_q()))
         wanted = {obj.pk: obj for obj in [*changes[name], *hidden]}
         if set(wanted) == set(related.values_list("pk", flat=True)):
             del changes[name]

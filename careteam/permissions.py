@@ -10,6 +10,10 @@ Rules (deny by default):
 - Items flagged with a SensitivityCategory are visible only to team members whose
   discipline the category's policy allows, plus the patient's case manager (and
   break-the-glass users whose own discipline the policy allows).
+- Derived items follow what they were made from, at read time: comments follow their
+  target, referrals their need, and a goal that exists only for needs the user may not
+  see (all its linked needs hidden, no visible need or activity working towards it) is
+  hidden with them.
 - A clinician edits items owned by their discipline; the case manager and the plan lead
   edit any item and manage the team. Administrators see no clinical data unless on the team.
 
@@ -40,6 +44,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
@@ -218,7 +223,31 @@ def restrict(queryset: QuerySet, user, *, patient_path: str = "patient") -> Quer
     # items made from a need (referrals) are as hidden as their need
     if _has_field(queryset.model, "need") and queryset.model._meta.label_lower != "careplans.note":
         qs = qs.filter(sensitivity_visible_q(user, ref, "need__sensitivity"))
+    if queryset.model._meta.label_lower == GOAL:
+        qs = qs.filter(goal_links_visible_q(sensitivity_visible_q(user, "care_plan__patient")))
     return qs
+
+
+def visible_related(user, model) -> QuerySet:
+    """Rows of a plan item model (goal, need, activity) `user` may see, for a Prefetch of
+    a relation shown on another item (an activity's needs, a handoff's activity): the
+    same rule as the related item's own page."""
+    return restrict(model._default_manager.all(), user, patient_path="care_plan__patient")
+
+
+GOAL = "careplans.goal"
+
+
+def goal_links_visible_q(item_visible: Q) -> Q:
+    """Goals the viewer may see, given the rule for a need or activity they may see
+    (`item_visible`, a Q on either): a goal with no linked need, or with at least one
+    visible need or visible activity. A goal whose needs are all hidden and that no
+    visible activity works towards exists for those needs and is hidden with them."""
+    needs = apps.get_model("careplans", "Need").objects.filter(goals=OuterRef("pk"))
+    activities = apps.get_model("careplans", "Activity").objects.filter(goals=OuterRef("pk"))
+    return (
+        ~Q(Exists(needs)) | Q(Exists(needs.filter(item_visible))) | Q(Exists(activities.filter(item_visible)))
+    )
 
 
 def _has_field(model, name: str) -> bool:
@@ -241,6 +270,7 @@ class PatientAccess:
     memberships: list[TeamMembership] = field(default_factory=list)
     break_glass: BreakGlassAccess | None = None
     visible_sensitivity_ids: frozenset[int] = frozenset()
+    _hidden_goal_ids: frozenset[int] | None = field(default=None, repr=False)
 
     @property
     def on_team(self) -> bool:
@@ -291,22 +321,38 @@ class PatientAccess:
             **{f"{field_name}__in": list(self.visible_sensitivity_ids)}
         )
 
+    def goal_q(self) -> Q:
+        """Goals of this patient the user may see (see `goal_links_visible_q`)."""
+        return goal_links_visible_q(self.sensitivity_q())
+
+    def hidden_goal_ids(self) -> frozenset[int]:
+        """This patient's goals hidden from the user with their needs (one query, kept
+        for the request)."""
+        if self._hidden_goal_ids is None:
+            goals = apps.get_model("careplans", "Goal").objects.filter(care_plan__patient_id=self.patient.pk)
+            self._hidden_goal_ids = frozenset(goals.exclude(self.goal_q()).values_list("pk", flat=True))
+        return self._hidden_goal_ids
+
     def note_q(self) -> Q:
         """Comments and proposals (and the closing notes referral outcomes write): their
         own category and their target's category as it is now, so a note on a need
-        marked sensitive later is hidden with it."""
+        marked sensitive later is hidden with it, and a note on a hidden goal too."""
         return (
             self.sensitivity_q("sensitivity")
             & self.sensitivity_q("need__sensitivity")
             & self.sensitivity_q("activity__sensitivity")
+            & ~Q(goal_id__in=list(self.hidden_goal_ids()))
         )
 
     def can_see(self, obj) -> bool:
         """The one rule for a related object shown on another item's page (the needs an
         activity addresses, the activity of a handoff, the need of a referral, the target
-        of a note): the same answer as opening that object's own page."""
+        of a note, the goals of a need): the same answer as opening that object's own
+        page."""
         if obj is None:
             return False
+        if obj._meta.label_lower == GOAL:
+            return obj.pk not in self.hidden_goal_ids()
         return self.can_see_sensitivity(getattr(obj, "sensitivity_id", None))
 
     def visible(self, objects) -> list:
@@ -441,7 +487,7 @@ def access_item(user, queryset: QuerySet, pk, *, patient_path: str) -> tuple[Any
     for part in patient_path.split("__"):
         patient = getattr(patient, part)
     access = patient_access(user, patient)
-    if not access.can_view or not access.can_see_sensitivity(getattr(obj, "sensitivity_id", None)):
+    if not access.can_view or not access.can_see(obj):
         raise Http404("Not found.")
     return obj, access
 
@@ -520,6 +566,9 @@ def history_rows(access: PatientAccess, model, queryset: QuerySet | None = None)
     else:
         raise ValueError(f"{model._meta.label} has no path to a patient")
     qs = qs.filter(**scope)
+    if model._meta.label_lower == GOAL:
+        # a goal hidden with its needs now: none of its versions either
+        qs = qs.exclude(id__in=list(access.hidden_goal_ids()))
     if _has_field(model, "sensitivity"):
         visible = access.sensitivity_q("sensitivity")
         ever_hidden = hist.objects.filter(**scope).exclude(visible).values("id")

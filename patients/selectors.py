@@ -142,9 +142,9 @@ def chart_for(access: PatientAccess) -> Chart:
     if chart.active_plan is not None:
         plan = chart.active_plan
         chart.plan_counts = {
-            "goals": plan.goals.exclude(
-                lifecycle_status__in=["entered-in-error", "cancelled", "rejected"]
-            ).count(),
+            "goals": plan.goals.filter(access.goal_q())
+            .exclude(lifecycle_status__in=["entered-in-error", "cancelled", "rejected"])
+            .count(),
             "needs": plan.needs.filter(access.sensitivity_q())
             .filter(status__in=["active", "recurrence"])
             .count(),

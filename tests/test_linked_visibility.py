@@ -169,3 +169,65 @@ def test_item4_chart_leaves_out_referrals_from_hidden_needs(linked):
     behavioural = Client()
     behavioural.force_login(world.behavioural)
     assert "COUNSELLING-SERVICE-Q4" in behavioural.get(chart).content.decode()
+
+
+def test_item4_goal_of_only_hidden_needs_is_hidden_with_them(linked):
+    world, social, client, hidden, visible, activity = linked
+    only_hidden = f.GoalFactory(
+        care_plan=world.plan, description="GOAL-ONLY-HIDDEN-Q4", owner_discipline=None
+    )
+    hidden.goals.add(only_hidden)
+    shared = f.GoalFactory(care_plan=world.plan, description="GOAL-SHARED-Q4", owner_discipline=None)
+    hidden.goals.add(shared)
+    visible.goals.add(shared)
+    detail = reverse("careplans:goal_detail", kwargs={"goal_id": only_hidden.pk})
+    assert client.get(detail).status_code == 404
+    assert client.get(f"/fhir/Goal/{only_hidden.pk}").status_code == 404
+    editor = reverse("careplans:plan_editor", kwargs={"plan_id": world.plan.pk})
+    for body in (
+        client.get(editor).content.decode(),
+        client.get("/api/v1/goals/").content.decode(),
+        client.get(f"/fhir/Patient/{world.patient.pk}/$everything").content.decode(),
+    ):
+        assert "GOAL-ONLY-HIDDEN-Q4" not in body
+        assert "GOAL-SHARED-Q4" in body
+    behavioural = Client()
+    behavioural.force_login(world.behavioural)
+    assert behavioural.get(detail).status_code == 200
+    assert "GOAL-ONLY-HIDDEN-Q4" in behavioural.get("/api/v1/goals/").content.decode()
+
+
+def test_item4_a_visible_activity_towards_the_goal_keeps_it_visible(linked):
+    world, social, client, hidden, visible, activity = linked
+    goal = f.GoalFactory(care_plan=world.plan, description="GOAL-WITH-ACTIVITY-Q4", owner_discipline=None)
+    hidden.goals.add(goal)
+    detail = reverse("careplans:goal_detail", kwargs={"goal_id": goal.pk})
+    assert client.get(detail).status_code == 404
+    activity.goals.add(goal)
+    assert client.get(detail).status_code == 200
+
+
+def test_item13_the_handoff_api_names_no_activity_the_reader_may_not_see(linked):
+    world, social, client, hidden, visible, activity = linked
+    secret = f.ActivityFactory(
+        care_plan=world.plan,
+        title="Counselling",
+        owner_discipline=f.discipline("behavioural-health"),
+        sensitivity=world.behavioural_health,
+    )
+    handoff = f.HandoffFactory(
+        patient=world.patient,
+        care_plan=world.plan,
+        activity=secret,
+        from_user=world.case_manager,
+        to_user=social,
+    )
+    for url in ("/api/v1/handoffs/", f"/api/v1/handoffs/{handoff.pk}/"):
+        body = client.get(url).json()
+        row = body["results"][0] if "results" in body else body
+        assert row["id"] == handoff.pk
+        assert row["activity"] is None
+    behavioural = Client()
+    behavioural.force_login(world.behavioural)
+    row = behavioural.get(f"/api/v1/handoffs/{handoff.pk}/").json()
+    assert row["activity"].endswith(f"/api/v1/activities/{secret.pk}/")

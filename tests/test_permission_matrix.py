@@ -526,6 +526,10 @@ def _add_hidden_items(world, m: Matrix) -> None:
         due_date=overdue,
     )
     Note.objects.create(care_plan=plan, text="HIDDEN-NOTE", author=world.behavioural, sensitivity=bh)
+    # a goal that exists only for a hidden need is hidden (and not counted) with it
+    f.GoalFactory(care_plan=plan, description="HIDDEN-GOAL").needs.add(
+        f.NeedFactory(care_plan=plan, description="HIDDEN-GOAL-NEED", sensitivity=bh)
+    )
     patient = f.PatientFactory(mrn="MRN-HIDDEN-1", given_name="Hidden", family_name="Person")
     team_services.membership_add(patient=patient, user=world.other_team_nurse, discipline=d("nursing"))
     other_plan = f.CarePlanFactory(patient=patient, title="Hidden plan", review_due=overdue)
@@ -651,3 +655,236 @@ def test_the_break_the_glass_role_really_holds_a_grant(world):
     ).exists()
     assert not TeamMembership.objects.current().filter(user=m.users["former_member"]).exists()
     assert uuid.UUID(str(m.catalog["service_id"].pk))
+
+
+# ---------------------------------------------------------------------------
+# Linked objects: a hidden item reached from items the role may see
+# ---------------------------------------------------------------------------
+# Every hidden item carries a marker text and an id no other row has, so a page that
+# follows a relation the permissions module did not filter shows one or the other.
+LINK_MARKS = {
+    "need": "LINKED-BH-NEED-K4",
+    "activity": "LINKED-BH-ACTIVITY-K4",
+    "comment": "LINKED-COMMENT-K4",
+    "relabelled": "LINKED-RELABELLED-NEED-K4",
+    "referral": "LINKED-REFERRAL-K4",
+    "referral_need": "LINKED-REFERRAL-NEED-K4",
+    "goal": "LINKED-GOAL-K4",
+    "goal_need": "LINKED-GOAL-NEED-K4",
+    "goal_comment": "LINKED-GOAL-COMMENT-K4",
+}
+LINK_IDS = {key: 7_340_011 + 97 * n for n, key in enumerate(LINK_MARKS)}
+VISIBLE_LINKING = ("VISIBLE-LINKING-ACTIVITY-K4", "VISIBLE-LINKING-GOAL-K4", "VISIBLE-LINKING-NEED-K4")
+HX = {"HTTP_HX_REQUEST": "true"}
+# list and search endpoints: (route name, query string); {pid} is the team patient
+LINK_QUERIES = {
+    "careplans:plan_print": ("", "?version=family", "?version=family&sensitive=1"),
+    "fhir-careplan-search": ("?patient={pid}",),
+    "fhir-careteam-search": ("?patient={pid}",),
+    "fhir-goal-search": ("?patient={pid}", "?subject=Patient/{pid}"),
+    "fhir-servicerequest-search": ("?patient={pid}",),
+    "fhir-task-search": ("?patient={pid}",),
+    "fhir-questionnaireresponse-search": ("?patient={pid}",),
+    "fhir-patient-search": ("?_id={pid}",),
+}
+# a PDF is the print view's HTML rendered (its text is compressed); the print view is read
+OFF_TEAM = {"anonymous", "admin", "outsider", "former_member", "future_member"}
+LINK_SKIPPED = {"careplans:plan_pdf", "logout", "api-schema", "api-docs"}
+
+
+def _seed_linked(world, m: Matrix) -> dict:
+    """Hidden items (behavioural health: the nurse, the pharmacist and emergency access do
+    not see them) linked from visible ones, and the visible ones to reach them from."""
+    d, bh, plan = f.discipline, world.behavioural_health, world.plan
+    ids = LINK_IDS
+
+    def hidden_need(key: str):
+        return f.NeedFactory(
+            id=ids[key],
+            care_plan=plan,
+            domain="behavioural",
+            category="mental-health",
+            description=LINK_MARKS[key],
+            sensitivity=bh,
+        )
+
+    need = hidden_need("need")
+    visible_need = f.NeedFactory(care_plan=plan, description=VISIBLE_LINKING[2])
+    visible_goal = f.GoalFactory(
+        care_plan=plan, description=VISIBLE_LINKING[1], owner_discipline=d("nursing")
+    )
+    # a goal with a hidden need and a visible one stays visible (it has a visible link)
+    need.goals.add(visible_goal)
+    visible_need.goals.add(visible_goal)
+    activity = f.ActivityFactory(
+        care_plan=plan, title=VISIBLE_LINKING[0], owner_discipline=d("nursing"), assigned_to=world.nurse
+    )
+    activity.needs.set([need, visible_need])
+    activity.goals.set([visible_goal])
+    # a handoff the nurse receives about a hidden activity
+    hidden_activity = f.ActivityFactory(
+        id=ids["activity"],
+        care_plan=plan,
+        title=LINK_MARKS["activity"],
+        owner_discipline=d("behavioural-health"),
+        sensitivity=bh,
+    )
+    hidden_activity.needs.set([visible_need])
+    handoff = f.HandoffFactory(
+        patient=world.patient,
+        care_plan=plan,
+        activity=hidden_activity,
+        from_user=world.case_manager,
+        to_user=world.nurse,
+        situation="Visible handoff K4",
+    )
+    # a comment written while its need was visible; the need is marked sensitive later
+    relabelled = f.NeedFactory(id=ids["relabelled"], care_plan=plan, description=LINK_MARKS["relabelled"])
+    Note.objects.create(
+        id=ids["comment"], care_plan=plan, need=relabelled, author=world.nurse, text=LINK_MARKS["comment"]
+    )
+    relabelled.sensitivity = bh
+    relabelled.save()
+    activity.needs.add(relabelled)
+    # a referral made from a hidden need
+    referral_need = hidden_need("referral_need")
+    f.ReferralFactory(
+        id=ids["referral"],
+        patient=world.patient,
+        care_plan=plan,
+        need=referral_need,
+        service=m.catalog["service_id"],
+        referred_by=world.behavioural,
+        reason=LINK_MARKS["referral"],
+        status="requested",
+        sent_at=timezone.now(),
+        consent=f.ConsentFactory(patient=world.patient),
+    )
+    visible_referral = f.ReferralFactory(
+        patient=world.patient,
+        care_plan=plan,
+        need=visible_need,
+        service=m.catalog["service_id"],
+        referred_by=world.nurse,
+        reason="Visible referral K4",
+    )
+    # a goal that exists only for a hidden need
+    goal = f.GoalFactory(
+        id=ids["goal"], care_plan=plan, description=LINK_MARKS["goal"], owner_discipline=None
+    )
+    hidden_need("goal_need").goals.add(goal)
+    Note.objects.create(
+        id=ids["goal_comment"],
+        care_plan=plan,
+        goal=goal,
+        author=world.behavioural,
+        text=LINK_MARKS["goal_comment"],
+    )
+    return {
+        "patient_id": world.patient,
+        "plan_id": plan,
+        "activity_id": activity,
+        "need_id": visible_need,
+        "goal_id": visible_goal,
+        "handoff_id": handoff,
+        "referral_id": visible_referral,
+        "membership_id": m.team["membership_id"],
+        "screening_id": m.team["screening_id"],
+        "note_id": m.team["note_id"],
+    }
+
+
+def _linked_urls(bag: dict, m: Matrix) -> list[tuple[str, str, dict]]:
+    """(method, url, headers) for every route fillable from the visible linking items:
+    pages (plain and htmx), forms posted empty (their error pages), API and FHIR."""
+    pid = bag["patient_id"].pk
+    api_objects = {
+        "api-patient": "patient_id",
+        "api-care-plan": "plan_id",
+        "api-goal": "goal_id",
+        "api-need": "need_id",
+        "api-activity": "activity_id",
+        "api-handoff": "handoff_id",
+        "api-referral": "referral_id",
+        "api-team-membership": "membership_id",
+    }
+    urls: list[tuple[str, str, dict]] = []
+    for route in routes():
+        if route.name is None or route.name in LINK_SKIPPED or route.rule in ("admin-site", "catalog-admin"):
+            continue
+        kwargs: dict = {}
+        for k in route.kwargs:
+            if k in bag:
+                kwargs[k] = bag[k].pk
+            elif k in m.catalog:
+                kwargs[k] = m.catalog[k].pk
+            elif k == "pk" and route.name.rsplit("-", 1)[0] in api_objects:
+                kwargs[k] = bag[api_objects[route.name.rsplit("-", 1)[0]]].pk
+            elif k == "task_id":
+                kwargs[k] = f"handoff-{bag['handoff_id'].pk}"
+            elif k == "response_id":
+                kwargs[k] = bag["screening_id"].pk
+            else:  # notifications are the caller's own: the matrix above covers them
+                break
+        else:
+            url = reverse(route.name, kwargs=kwargs)
+            for query in LINK_QUERIES.get(route.name, ("",)):
+                full = url + query.format(pid=pid)
+                urls.append(("GET", full, {}))
+                if route.rule != "api":
+                    urls.append(("GET", full, HX))
+            if route.rule in WRITE_RULES:
+                urls.append(("POST", url, HX))
+                urls.append(("POST", url, {}))
+    return urls
+
+
+def test_hidden_items_linked_from_visible_ones_never_show(world, capsys):
+    """For every role: no page, fragment, API answer, FHIR resource or print of the items
+    the role may see shows the text or the id of a hidden item linked from them."""
+    started = time.monotonic()
+    m = build(world)
+    bag = _seed_linked(world, m)
+    urls = _linked_urls(bag, m)
+    texts = list(LINK_MARKS.values())
+    hidden_ids = [str(i) for i in LINK_IDS.values()]
+    failures: list[str] = []
+    seen_by_viewers: set[str] = set()
+    seen_visible: set[str] = set()
+    cases = 0
+    for role in ROLES:
+        sees_all = role in SENSITIVE_VIEWERS
+        client = m.clients[role]
+        for method, url, headers in urls:
+            if role in OFF_TEAM and (method == "POST" or headers):
+                continue  # refused at the door: the plain reads prove it
+            with transaction.atomic():
+                post = method == "POST"
+                response = client.post(url, {}, **headers) if post else client.get(url, **headers)
+                transaction.set_rollback(True)
+            cases += 1
+            where = f"{method} {url}{' (htmx)' if headers else ''} as {role} [{response.status_code}]"
+            if response.status_code >= 500:
+                failures.append(f"{where}: server error")
+                continue
+            body = _normalized(response).decode("utf-8", "replace")
+            if sees_all:
+                seen_by_viewers.update(t for t in texts if t in body)
+                continue
+            if role == "nurse":
+                seen_visible.update(t for t in VISIBLE_LINKING if t in body)
+            leaked = [t for t in texts if t in body] + [f"id {i}" for i in hidden_ids if i in body]
+            if leaked:
+                failures.append(f"{where}: shows {leaked}")
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(
+            f"\nlinked hidden items: {cases} responses over {len(urls)} URLs x {len(ROLES)} roles in {elapsed:.1f}s"
+        )
+    assert not failures, f"{len(failures)} of {cases} responses leak hidden linked items:\n" + "\n".join(
+        failures
+    )
+    # controls: the pages walked do reach every hidden item (for those who may see it)
+    # and do show the visible items they are reached from
+    assert seen_by_viewers == set(texts), f"never shown even to its viewers: {set(texts) - seen_by_viewers}"
+    assert seen_visible == set(VISIBLE_LINKING), f"the nurse never saw {set(VISIBLE_LINKING) - seen_visible}"

@@ -206,7 +206,7 @@ def fhir_bad_request(message: str):
 def _plan_resources(access: PatientAccess, plans: list[CarePlan]) -> list[dict]:
     plan_ids = [p.pk for p in plans]
     goals = defaultdict(list)
-    for goal in Goal.objects.filter(care_plan_id__in=plan_ids).order_by("id"):
+    for goal in Goal.objects.filter(care_plan_id__in=plan_ids).filter(access.goal_q()).order_by("id"):
         goals[goal.care_plan_id].append(goal)
     activities = defaultdict(list)
     visible = (
@@ -225,9 +225,10 @@ def _plans(patient_id: int) -> list[CarePlan]:
     return list(CarePlan.objects.filter(patient_id=patient_id).select_related("author").order_by("id"))
 
 
-def _goals(patient_id: int) -> list[Goal]:
+def _goals(access: PatientAccess) -> list[Goal]:
     return list(
-        Goal.objects.filter(care_plan__patient_id=patient_id)
+        Goal.objects.filter(care_plan__patient_id=access.patient.pk)
+        .filter(access.goal_q())
         .select_related("owner_discipline")
         .order_by("id")
     )
@@ -494,7 +495,7 @@ class PatientEverythingView(FHIRView):
         entries.append((self.url(f"CareTeam/{pid}"), _careteam(access)))
         for plan, resource in zip(plans, _plan_resources(access, plans), strict=True):
             entries.append((self.url(f"CarePlan/{plan.pk}"), resource))
-        for goal in _goals(pid):
+        for goal in _goals(access):
             entries.append((self.url(f"Goal/{goal.pk}"), fhir.goal_resource(goal, pid)))
         for referral in _referrals(access):
             entries.append(
@@ -637,7 +638,7 @@ class GoalSearchView(FHIRView):
             return self.searchset("Goal", None, [])
         pid = access.patient.pk
         return self.searchset(
-            "Goal", access, [(self.url(f"Goal/{g.pk}"), fhir.goal_resource(g, pid)) for g in _goals(pid)]
+            "Goal", access, [(self.url(f"Goal/{g.pk}"), fhir.goal_resource(g, pid)) for g in _goals(access)]
         )
 
 

@@ -33,7 +33,7 @@ from careteam.models import (
     TeamMembership,
     User,
 )
-from careteam.permissions import patients_for, restrict
+from careteam.permissions import patients_for, restrict, visible_related
 from patients.models import DEMOGRAPHIC_FIELDS, Patient
 from referrals.models import Organization, Referral, ReferralOutcome, ReferralStatus, Service
 
@@ -71,6 +71,25 @@ class _Link(_TemplatedUrl, serializers.HyperlinkedRelatedField):
 
 class _Identity(_TemplatedUrl, serializers.HyperlinkedIdentityField):
     pass
+
+
+class _VisibleLink(_Link):
+    """A link to a related plan item only when the reader may see it (the activity of a
+    handoff): read from the restricted `Prefetch(..., to_attr=prefetched)` of a list, or
+    asked of the permissions module for one object."""
+
+    def __init__(self, prefetched: str, **kw):
+        self.prefetched = prefetched
+        super().__init__(**kw)
+
+    def get_attribute(self, instance):
+        if hasattr(instance, self.prefetched):
+            return getattr(instance, self.prefetched)
+        related = super().get_attribute(instance)
+        if related is None:
+            return None
+        user = self.context["request"].user
+        return related if visible_related(user, type(related)).filter(pk=related.pk).exists() else None
 
 
 def link(view_name: str, kwarg: str, **kw) -> serializers.HyperlinkedRelatedField:
@@ -533,7 +552,13 @@ class HandoffSerializer(serializers.ModelSerializer):
     url = identity("api-handoff-detail", "handoff_id")
     patient = link("api-patient-detail", "patient_id")
     care_plan = link("api-care-plan-detail", "plan_id", allow_null=True)
-    activity = link("api-activity-detail", "activity_id", allow_null=True)
+    activity = _VisibleLink(
+        "visible_activity",
+        view_name="api-activity-detail",
+        lookup_url_kwarg="activity_id",
+        read_only=True,
+        allow_null=True,
+    )
     to_discipline = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     fhir = serializers.SerializerMethodField()
 

@@ -30,8 +30,8 @@ from careteam.permissions import (
     access_patient_by_id,
     patient_access,
     patients_for,
-    sensitivity_visible_q,
     team_patients_for,
+    visible_related,
 )
 from patients import services as patient_services
 from patients.models import Patient
@@ -220,12 +220,8 @@ class ActivityViewSet(PlanItemViewSet):
     create_service = staticmethod(plan_services.activity_create)
 
     def base_queryset(self):
-        # linked needs the caller may not see (sensitive) are left out, as in the editor;
-        # they are needs of the same plan as an activity the caller may read, so the
-        # sensitivity policy is the one filter left to apply
-        visible_needs = Need.objects.only("id").filter(
-            sensitivity_visible_q(self.request.user, "care_plan__patient")
-        )
+        # linked needs the caller may not see (sensitive) are left out, as in the editor
+        visible_needs = visible_related(self.request.user, Need).only("id")
         return Activity.objects.select_related(
             "care_plan", "owner_discipline", "sensitivity"
         ).prefetch_related(
@@ -285,7 +281,11 @@ class HandoffViewSet(PatientDataViewSet):
     audit_type = "careteam.handoff"
 
     def base_queryset(self):
-        return Handoff.objects.select_related("to_discipline")
+        # the activity a handoff is about shows only to those who may see it
+        activities = visible_related(self.request.user, Activity).only("id")
+        return Handoff.objects.select_related("to_discipline").prefetch_related(
+            Prefetch("activity", queryset=activities, to_attr="visible_activity")
+        )
 
     def perform_service_create(self, data: dict):
         patient = data.pop("patient")

@@ -131,10 +131,14 @@ class StateCollector:
         now = timezone.now()
         window = dt.timedelta(hours=settings.NOTIFICATION_EMAIL_RETRY_HOURS)
         # as the sweep's re-enqueue sees them (careteam.reminders.emails_requeue): wanted
-        # (an active recipient with an address), not sent, not yet given up on
+        # (an active recipient with an address, not skipped by a restore), not sent, not
+        # yet given up on
         row = (
             Notification.objects.filter(
-                email_sent_at__isnull=True, created_at__gte=now - window, recipient__is_active=True
+                email_sent_at__isnull=True,
+                email_skipped_at__isnull=True,
+                created_at__gte=now - window,
+                recipient__is_active=True,
             )
             .exclude(recipient__email="")
             .aggregate(n=Count("pk"), oldest=Min("created_at"))

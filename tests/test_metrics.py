@@ -153,6 +153,13 @@ def test_unsent_emails_count_only_wanted_emails_still_being_retried(settings):
     assert 600 <= sample(text, "careteam_notification_email_oldest_unsent_age_seconds") < 700
 
 
+def test_emails_skipped_after_a_restore_are_not_counted_unsent():
+    skipped = notification(f.UserFactory())
+    Notification.objects.filter(pk=skipped.pk).update(email_skipped_at=timezone.now())
+    text = scrape().content.decode()
+    assert sample(text, "careteam_notification_emails_unsent") == 0
+
+
 def test_queue_length_counts_waiting_messages_of_every_priority(settings):
     queue = f"metrics-test-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from careteam.audit import AuditAction, audit
+from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import PatientAccess, access_item
 
@@ -232,6 +232,7 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             request=request,
         )
     except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
         return _conflict(request, kind, item, access, form, exc.current)
     except PermissionDenied as exc:
         return _render_item(request, item, access, status=403, error=str(exc))
@@ -352,6 +353,7 @@ def _status(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             request=request,
         )
     except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
         fresh = _item(request, kind, exc.current.pk)[0]
         return _render_item(
             request,
@@ -432,6 +434,7 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
             request=request,
         )
     except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
         current = exc.current
         theirs = CarePlanForm(instance=current, access=access, plan=current, prefix="theirs")
         rows = []

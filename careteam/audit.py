@@ -10,6 +10,8 @@
 - `audit_list(request, list_name=..., patient_ids=..., query=...)` writes ONE event per
   list read with the ids of the patients shown; `events_for_patient(id)` finds a
   patient's events, list reads that showed them included.
+- A change refused with 409, 412 or 428 is an `edit-refused` denial (the middleware calls
+  `audit_refused_edit`; `note_refusal` lets the code that refuses say why).
 - The database refuses UPDATE and DELETE on the table (trigger, migration careteam/0003).
 """
 
@@ -269,6 +271,43 @@ def audit_denied(request, *, url_kwargs: dict[str, Any], detail: str = "") -> Au
     )
 
 
+# Answers that refuse a change without writing it, and what each means.
+REFUSED_EDIT_STATUSES = {
+    409: "conflicts with the record's current state",
+    412: "made on an older version",
+    428: "sent without the version it was made on",
+}
+_REFUSAL = "_careteam_refusal"
+
+
+def note_refusal(request, reason: str) -> None:
+    """Say why this request's change is being refused, for its `edit-refused` event. Only
+    codes and version numbers: never field values or messages, which may name the patient."""
+    setattr(getattr(request, "_request", request), _REFUSAL, reason[:300])
+
+
+def audit_refused_edit(request: HttpRequest, *, status_code: int) -> AuditEvent | None:
+    """Audit one change refused with 409, 412 or 428 (page forms, the API, FHIR alike):
+    the object and its patient when the URL names them, the reason, no patient data."""
+    user = getattr(request, "user", None)
+    match = getattr(request, "resolver_match", None)
+    if user is None or not user.is_authenticated or match is None or "admin" in (match.namespaces or []):
+        return None
+    target = patient_url_target(match.kwargs) or ("", "", None)
+    object_type, object_id, patient_id = target
+    reason = getattr(request, _REFUSAL, None) or REFUSED_EDIT_STATUSES[status_code]
+    return audit(
+        user=user,
+        action=AuditAction.EDIT_REFUSED,
+        outcome=AuditOutcome.DENIED,
+        object_type=object_type or match.view_name,
+        object_id=object_id,
+        patient_id=patient_id,
+        request=request,
+        detail=f"HTTP {status_code} {request.method} {match.view_name}: {reason}",
+    )
+
+
 def _action_for(method: str) -> str:
     if method in ("GET", "HEAD", "OPTIONS"):
         return AuditAction.VIEW
@@ -281,11 +320,13 @@ __all__ = [
     "audit",
     "audit_denied",
     "audit_list",
+    "audit_refused_edit",
     "audit_request",
     "audited_outcomes",
     "client_ip",
     "events_for_patient",
     "patient_events_q",
+    "note_refusal",
     "patient_url_target",
     "AuditAction",
     "AuditOutcome",

@@ -19,6 +19,11 @@ class StaleVersionError(Exception):
             f"(your version {expected}, now {current.version})."
         )
 
+    @property
+    def audit_reason(self) -> str:
+        """The refusal as the audit trail records it: version numbers only."""
+        return f"stale version: sent {self.expected}, current {self.current.version}"
+
 
 def lock_for_update(instance: models.Model, expected_version: int | None) -> models.Model:
     """Re-read the row under a row lock and check its version (call inside atomic()).

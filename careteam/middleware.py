@@ -15,7 +15,7 @@ from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
 from . import metrics, twofactor
-from .audit import audit_request, patient_url_target
+from .audit import REFUSED_EDIT_STATUSES, audit_refused_edit, audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
 
@@ -134,7 +134,8 @@ class TwoFactorMiddleware:
 class PatientAuditMiddleware:
     """Every request to a URL naming patient data (patient_id, plan_id, goal_id, ...) is
     audited: a 403 or 404 answer as a denial, a 200 GET as a read unless the view wrote
-    its own audit event with `request=`. An audit write that fails fails the request.
+    its own audit event with `request=`. Every change refused with 409, 412 or 428, on
+    any URL, is an `edit-refused` denial. An audit write that fails fails the request.
 
     It also holds the line for emergency access: a write (any unsafe method) to a patient
     URL by someone whose only access to that patient is break-the-glass answers 403
@@ -177,6 +178,8 @@ class PatientAuditMiddleware:
         response = self.get_response(request)
         if response.status_code in (200, 403, 404):
             audit_request(request, status_code=response.status_code)
+        elif response.status_code in REFUSED_EDIT_STATUSES and request.method not in SAFE_METHODS:
+            audit_refused_edit(request, status_code=response.status_code)
         return response
 
 

@@ -333,6 +333,9 @@ class AuditAction(models.TextChoices):
     BREAK_GLASS = "break-glass", "Break the glass"
     LOGIN = "login", "Login"
     RESTORE = "restore", "Restore from a backup"
+    # a change refused because it was made on an older version, without one, or against
+    # the record's current state (HTTP 409, 412, 428): nothing was written
+    EDIT_REFUSED = "edit-refused", "Edit refused"
 
 
 class AuditOutcome(models.TextChoices):

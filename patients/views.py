@@ -18,7 +18,7 @@ from careplans.forms import CarePlanCreateForm
 from careplans.models import CarePlanStatus
 from careplans.screening import screenings_for
 from careteam import services as team_services
-from careteam.audit import AuditAction, audit, audit_list
+from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id
@@ -390,6 +390,7 @@ def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
                     request=request,
                 )
             except StaleVersionError as exc:
+                note_refusal(request, exc.audit_reason)
                 status = 409
                 form.add_error(None, "Someone saved this record after you opened it; check it and try again.")
                 form.data = form.data.copy()

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from careplans.models import CarePlan, Need
-from careteam.audit import AuditAction, audit, audit_list
+from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
 
@@ -309,6 +309,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
         _add_errors(form, exc)
         return _render_detail(request, referral, access, form=form, status=422)
     except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
         fresh, _ = selectors.referral_for_user(request.user, referral_id)
         return _render_detail(request, fresh, access, status=409, error=f"{exc} Review it and try again.")
     messages.success(request, f"Referral is now {updated.get_status_display().lower()}.")

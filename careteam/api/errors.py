@@ -17,6 +17,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from careteam.audit import note_refusal
 from careteam.concurrency import StaleVersionError
 
 # ValidationError codes that mean "the request is well formed but conflicts with the
@@ -95,11 +96,32 @@ def _constraint(exc: IntegrityError) -> str:
     return getattr(diag, "constraint_name", None) or "a database rule"
 
 
+def refusal_reason(exc: Exception) -> str | None:
+    """Why a change is refused (409/412/428), for the audit trail: codes, constraint
+    names and version numbers only, never a message that could quote the record."""
+    if isinstance(exc, StaleVersionError):
+        return exc.audit_reason
+    if isinstance(exc, PreconditionRequired):
+        return "no If-Match"
+    if isinstance(exc, PreconditionFailed):
+        return "If-Match names no version"
+    if isinstance(exc, DjangoValidationError) and _codes(exc) & CONFLICT_CODES:
+        return "conflict: " + ", ".join(sorted(_codes(exc) & CONFLICT_CODES))
+    if isinstance(exc, IntegrityError):
+        return f"database rule {_constraint(exc)}"
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    reason = refusal_reason(exc)
     exc = translate(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    request = context.get("request")
+    if reason and request is not None:
+        # the middleware writes the edit-refused event (careteam.audit.audit_refused_edit)
+        note_refusal(request, reason)
     if isinstance(exc, PreconditionFailed) and hasattr(exc, "current_version"):
         response.data = {"detail": response.data["detail"], "current_version": exc.current_version}
         response["ETag"] = f'W/"{exc.current_version}"'

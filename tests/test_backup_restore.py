@@ -9,6 +9,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -177,6 +178,16 @@ def _dev_module():
     return module
 
 
+def _dev_py_ready() -> bool:
+    """./dev.py would run at once: the checkout's .venv is installed for this pyproject.toml
+    (otherwise its first step would be a pip install)."""
+    dev = _dev_module()
+    try:
+        return dev.STAMP.read_text().strip() == dev._install_digest()
+    except OSError:
+        return False
+
+
 def _connect(dbname: str):
     db = connection.settings_dict
     return psycopg.connect(
@@ -195,6 +206,35 @@ def _row_counts(conn) -> dict[str, int]:
         t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
         for t in tables
     }
+
+
+@pytest.mark.django_db
+def test_dev_py_backup_names_the_dump_by_utc_time_and_restore_asks_before_replacing():
+    if not _dev_py_ready():
+        pytest.skip("./dev.py would install .venv first")
+    env = {**os.environ, "DATABASE_URL": worker_database_url(), "NO_COLOR": "1"}
+    before = set((ROOT / "backups").glob("careteam-*.dump"))
+    backup = subprocess.run(
+        [sys.executable, str(ROOT / "dev.py"), "backup"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    made = sorted(set((ROOT / "backups").glob("careteam-*.dump")) - before)
+    try:
+        assert backup.returncode == 0, backup.stderr
+        assert len(made) == 1 and re.fullmatch(r"careteam-\d{8}T\d{6}Z\.dump", made[0].name)
+        assert not list((ROOT / "backups").glob("*.partial"))
+
+        restore = subprocess.run(
+            [sys.executable, str(ROOT / "dev.py"), "restore", str(made[0])],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+        assert restore.returncode == 1 and "pass --yes" in restore.stderr
+    finally:
+        for path in made:
+            path.unlink()
 
 
 SWEEP_AND_SEND = """

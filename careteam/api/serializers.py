@@ -22,6 +22,7 @@ from careplans.models import (
     GoalLifecycle,
     Need,
 )
+from careteam.audit import PATIENT_URL_KWARGS, audit_denied
 from careteam.models import (
     AuditEvent,
     Discipline,
@@ -151,6 +152,29 @@ class RestrictedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
         if self.model is Patient:
             return patients_for(request.user)
         return restrict(self.model.objects.all(), request.user, patient_path=self.patient_path)
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            self.audit_refused(data)
+            raise
+
+    def audit_refused(self, data) -> None:
+        """A reference the caller may not follow is a denial of that row's patient data,
+        audited like a 404 on its URL (with its patient when the row exists; the same
+        lookup runs for a missing row, so the answer takes as long)."""
+        kwarg = next(
+            (k for k, (label, _) in PATIENT_URL_KWARGS.items() if label == self.model._meta.label), None
+        )
+        request = self.context.get("request")
+        if kwarg is None or request is None or isinstance(data, bool) or not isinstance(data, int | str):
+            return
+        audit_denied(
+            request,
+            url_kwargs={kwarg: data},
+            detail=f"API {request.method} {self.field_name or self.parent.field_name}: not visible",
+        )
 
 
 class CodeField(serializers.SlugRelatedField):

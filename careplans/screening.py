@@ -564,21 +564,14 @@ def proposals_for(access: PatientAccess, response: QuestionnaireResponse) -> lis
     )
 
 
-def suggested_services(patient, category: str, limit: int = 3) -> list:
-    """Catalog services for a proposed need: its category, in the patient's language, in
-    the patient's area; relaxed (area, then language) when nothing matches."""
-    from referrals.selectors import CatalogFilters, service_search
+def suggested_services(patient, categories, limit: int = 3) -> dict[str, list]:
+    """Catalog services for proposed needs, per category: in the patient's language and
+    area; relaxed (area, then language) when nothing matches. One query for them all."""
+    from referrals.selectors import services_suggested
 
-    attempts = [
-        CatalogFilters(category=category, language=patient.preferred_language or "", area=patient.city or ""),
-        CatalogFilters(category=category, language=patient.preferred_language or ""),
-        CatalogFilters(category=category),
-    ]
-    for filters in attempts:
-        found = list(service_search(filters)[:limit])
-        if found:
-            return found
-    return []
+    return services_suggested(
+        categories, language=patient.preferred_language or "", area=patient.city or "", limit=limit
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -663,18 +656,22 @@ def screening_save(
         detail="completed" if complete else "answers saved",
     )
     if complete:
-        for rule in fired_rules(response.questionnaire, answers, response.score):
-            proposal = ProposedNeed.objects.create(
-                response=response,
-                rule=rule,
-                category=rule.category,
-                domain=rule.domain,
-                description=rule.description,
-                sensitivity=response.sensitivity,
-            )
-            result.proposals.append(proposal)
-            if rule.urgent:
-                result.handoff = _safety_handoff(access=access, by=by, response=response, request=request)
+        fired = fired_rules(response.questionnaire, answers, response.score)
+        result.proposals = ProposedNeed.objects.bulk_create(
+            [
+                ProposedNeed(
+                    response=response,
+                    rule=rule,
+                    category=rule.category,
+                    domain=rule.domain,
+                    description=rule.description,
+                    sensitivity=response.sensitivity,
+                )
+                for rule in fired
+            ]
+        )
+        if any(rule.urgent for rule in fired):
+            result.handoff = _safety_handoff(access=access, by=by, response=response, request=request)
     return result
 
 
@@ -707,18 +704,7 @@ def _safety_handoff(*, access: PatientAccess, by: User, response: QuestionnaireR
     )
 
 
-@transaction.atomic
-def proposal_accept(*, access: PatientAccess, by: User, proposal: ProposedNeed, request=None) -> ProposedNeed:
-    """Create the need in the plan through the care-plan services (history, audit)."""
-    access.require_edit()
-    proposal = ProposedNeed.objects.select_for_update().select_related("response").get(pk=proposal.pk)
-    if proposal.status != ProposalStatus.PROPOSED:
-        raise ValidationError(
-            {"status": f"This proposal was already {proposal.get_status_display().lower()}."}
-        )
-    plan = proposal.response.care_plan or _active_plan(access.patient)
-    if plan is None:
-        raise ValidationError({"care_plan": "Start a care plan first: accepted needs go into the plan."})
+def _accept(*, access: PatientAccess, by: User, proposal: ProposedNeed, plan: CarePlan, request=None) -> None:
     need = plan_services.need_create(
         access=access,
         plan=plan,
@@ -733,8 +719,57 @@ def proposal_accept(*, access: PatientAccess, by: User, proposal: ProposedNeed, 
     proposal.need = need
     proposal.decided_by = by
     proposal.decided_at = timezone.now()
-    proposal.save()
+    proposal.save(update_fields=["status", "need", "decided_by", "decided_at"])
+
+
+def _plan_for(access: PatientAccess, response: QuestionnaireResponse) -> CarePlan:
+    plan = response.care_plan or _active_plan(access.patient)
+    if plan is None:
+        raise ValidationError({"care_plan": "Start a care plan first: accepted needs go into the plan."})
+    return plan
+
+
+def _locked_proposals():
+    """Proposals locked for a decision (only their own rows), with what accepting reads."""
+    return ProposedNeed.objects.select_for_update(of=("self",)).select_related(
+        "response__questionnaire", "response__care_plan"
+    )
+
+
+@transaction.atomic
+def proposal_accept(*, access: PatientAccess, by: User, proposal: ProposedNeed, request=None) -> ProposedNeed:
+    """Create the need in the plan through the care-plan services (history, audit)."""
+    access.require_edit()
+    proposal = _locked_proposals().get(pk=proposal.pk)
+    if proposal.status != ProposalStatus.PROPOSED:
+        raise ValidationError(
+            {"status": f"This proposal was already {proposal.get_status_display().lower()}."}
+        )
+    _accept(
+        access=access, by=by, proposal=proposal, plan=_plan_for(access, proposal.response), request=request
+    )
     return proposal
+
+
+@transaction.atomic
+def proposals_accept_all(
+    *, access: PatientAccess, by: User, response: QuestionnaireResponse, request=None
+) -> list[ProposedNeed]:
+    """Accept every open proposal of the screening the caller may see, all or nothing;
+    one a colleague decided meanwhile is left as they decided it."""
+    access.require_edit()
+    proposals = list(
+        _locked_proposals()
+        .filter(response=response, status=ProposalStatus.PROPOSED)
+        .filter(access.sensitivity_q())
+        .order_by("id")
+    )
+    if not proposals:
+        raise ValidationError({"status": "No proposed need is waiting for a decision."})
+    plan = _plan_for(access, proposals[0].response)
+    for proposal in proposals:
+        _accept(access=access, by=by, proposal=proposal, plan=plan, request=request)
+    return proposals
 
 
 @transaction.atomic

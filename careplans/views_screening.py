@@ -88,12 +88,10 @@ def screening_start(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 def _screening_context(access, response, *, fields=None, errors=None, message=""):
     proposals = screening.proposals_for(access, response)
+    wanted = [p for p in proposals if p.status != "dismissed" and p.domain == "social"]
+    services = screening.suggested_services(response.patient, {p.category for p in wanted})
     for proposal in proposals:
-        proposal.services = (
-            screening.suggested_services(response.patient, proposal.category)
-            if proposal.status != "dismissed" and proposal.domain == "social"
-            else []
-        )
+        proposal.services = services.get(proposal.category, []) if proposal in wanted else []
     return {
         "response": response,
         "patient": response.patient,
@@ -168,32 +166,33 @@ def screening_proposals(request: HttpRequest, screening_id: int) -> HttpResponse
     response, access = _response(request, screening_id)
     if access.read_only:
         return _forbidden(request, "Emergency access is read-only.")
-    visible = {p.pk: p for p in screening.proposals_for(access, response)}
     action = request.POST.get("action", "")
-    chosen: list[ProposedNeed]
-    if action == "accept-all":
-        chosen = [p for p in visible.values() if p.status == "proposed"]
-    else:
+    chosen: list[ProposedNeed] = []
+    if action in ("accept", "dismiss"):
+        visible = {p.pk: p for p in screening.proposals_for(access, response)}
         try:
             chosen = [visible[int(request.POST.get("proposal", ""))]]
         except (KeyError, ValueError):
             chosen = []
-    if action not in ("accept", "accept-all", "dismiss") or not chosen:
+    if action not in ("accept", "accept-all", "dismiss") or (action != "accept-all" and not chosen):
         context = _screening_context(access, response, message="")
         context["proposal_error"] = "Choose a proposed need and what to do with it."
         return render(request, "careplans/screening.html", context, status=422)
     try:
-        for proposal in chosen:
-            if action == "dismiss":
-                screening.proposal_dismiss(
-                    access=access,
-                    by=request.user,
-                    proposal=proposal,
-                    reason=request.POST.get("reason", ""),
-                    request=request,
-                )
-            else:
-                screening.proposal_accept(access=access, by=request.user, proposal=proposal, request=request)
+        if action == "accept-all":
+            chosen = screening.proposals_accept_all(
+                access=access, by=request.user, response=response, request=request
+            )
+        elif action == "dismiss":
+            screening.proposal_dismiss(
+                access=access,
+                by=request.user,
+                proposal=chosen[0],
+                reason=request.POST.get("reason", ""),
+                request=request,
+            )
+        else:
+            screening.proposal_accept(access=access, by=request.user, proposal=chosen[0], request=request)
     except PermissionDenied as exc:
         return _forbidden(request, str(exc))
     except ValidationError as exc:

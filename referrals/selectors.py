@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import (
     Aggregate,
+    Case,
     Count,
     DateTimeField,
     Exists,
@@ -16,12 +17,17 @@ from django.db.models import (
     F,
     FloatField,
     Func,
+    IntegerField,
+    Min,
     OuterRef,
     Q,
     QuerySet,
     TextField,
     Value,
+    When,
+    Window,
 )
+from django.db.models.functions import RowNumber
 from django.http import Http404
 from django.utils import timezone
 
@@ -79,6 +85,47 @@ def service_search(filters: CatalogFilters) -> QuerySet[Service]:
             .order_by("-rank", "name", "id")
         )
     return qs.order_by("name", "id")
+
+
+def services_suggested(
+    categories, *, language: str = "", area: str = "", limit: int = 3
+) -> dict[str, list[Service]]:
+    """Active services to suggest for each category code, in one query: those in the
+    language and area; when none, those in the language; when none, any; `limit` per
+    category, by name. The same answer as searching each category with those filters
+    in turn, at one query for any number of categories."""
+    categories = sorted({c for c in categories if c})
+    if not categories:
+        return {}
+    in_language = Q(service__languages__contains=[language]) if language else None
+    in_area = Q(service__service_area__icontains=area) if area else None
+    if in_language is not None and in_area is not None:
+        tier = Case(When(in_language & in_area, then=0), When(in_language, then=1), default=2)
+    elif in_language is not None:
+        tier = Case(When(in_language, then=0), default=2)
+    elif in_area is not None:
+        tier = Case(When(in_area, then=0), default=1)
+    else:
+        tier = Value(0)
+    through = Service.categories.through
+    category = F("taxonomyterm__code")
+    rows = (
+        through.objects.filter(taxonomyterm__code__in=categories, service__status=ServiceStatus.ACTIVE)
+        .annotate(tier=ExpressionWrapper(tier, output_field=IntegerField()))
+        .annotate(
+            best=Window(Min("tier"), partition_by=category),
+            place=Window(
+                RowNumber(), partition_by=category, order_by=[F("tier"), F("service__name"), F("service_id")]
+            ),
+        )
+        .filter(tier=F("best"), place__lte=limit)
+        .select_related("service__organization", "taxonomyterm")
+        .order_by("taxonomyterm__code", "place")
+    )
+    found: dict[str, list[Service]] = {code: [] for code in categories}
+    for row in rows:
+        found[row.taxonomyterm.code].append(row.service)
+    return found
 
 
 def matching_terms(query: SearchQuery) -> QuerySet:

@@ -310,7 +310,7 @@ def note_add(
     if kind == NoteKind.PROPOSAL:
         note.status = NoteStatus.OPEN
     if target is not None:
-        if not access.can_see_sensitivity(getattr(target, "sensitivity_id", None)):
+        if not access.can_see(target):
             raise ValidationError("No such item.")
         setattr(note, type(target).__name__.lower(), target)
         note.sensitivity_id = getattr(target, "sensitivity_id", None)

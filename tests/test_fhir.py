@@ -234,10 +234,14 @@ def test_everything_query_count_does_not_grow_with_the_record(world, django_asse
 # ---------------------------------------------------------------------------
 # Import
 # ---------------------------------------------------------------------------
-def _export(user, plan_id) -> dict:
-    """A transaction-free collection Bundle of the plan and its goals, as a partner would send."""
+def _export(user, plan_id, *, for_patient=None) -> dict:
+    """A transaction-free collection Bundle of the plan and its goals, as a partner would
+    send; `for_patient` re-targets it (every subject names that patient)."""
     _, plan = fhir_get(user, f"/fhir/CarePlan/{plan_id}")
     _, goals = fhir_get(user, f"/fhir/Goal?patient={plan['subject']['reference']}")
+    if for_patient is not None:
+        for resource in [plan, *(e["resource"] for e in goals.get("entry", []))]:
+            resource["subject"] = {"reference": f"Patient/{for_patient.pk}"}
     return {
         "resourceType": "Bundle",
         "type": "collection",
@@ -263,7 +267,7 @@ def new_patient(world):
 
 
 def test_round_trip_keeps_goals_activities_links_and_statuses(world, chart, new_patient):
-    bundle = _export(world.case_manager, world.plan.pk)
+    bundle = _export(world.case_manager, world.plan.pk, for_patient=new_patient)
     client = APIClient()
     client.force_authenticate(world.case_manager)
     response = client.post(f"/fhir/Patient/{new_patient.pk}/CarePlan/$import", bundle, format="json")
@@ -296,8 +300,7 @@ def test_round_trip_keeps_goals_activities_links_and_statuses(world, chart, new_
 
 
 def test_import_through_post_carePlan_uses_the_subject(world, chart, new_patient):
-    bundle = _export(world.case_manager, world.plan.pk)
-    bundle["entry"][0]["resource"]["subject"] = {"reference": f"Patient/{new_patient.pk}"}
+    bundle = _export(world.case_manager, world.plan.pk, for_patient=new_patient)
     bundle["entry"][0]["resource"]["status"] = "draft"
     client = APIClient()
     client.force_authenticate(world.case_manager)

@@ -580,7 +580,30 @@ def parse_careplan_bundle(data: dict) -> dict:
     }
     if errors:
         raise ValidationError(errors)
-    return {"plan": plan_spec, "goals": goal_specs, "activities": activity_specs}
+    # every patient the Bundle names (CarePlan.subject, Goal.subject): the import checks
+    # them against the patient it writes to
+    subjects = [
+        (kind, resource.subject.reference or "")
+        for kind, resource in [("CarePlan", plan), *(("Goal", g) for g in goals.values())]
+        if resource.subject is not None
+    ]
+    return {"plan": plan_spec, "goals": goal_specs, "activities": activity_specs, "subjects": subjects}
+
+
+def check_import_subjects(parsed: dict, patient_id: int) -> None:
+    """A Bundle imported for one patient names only that patient: a CarePlan or Goal
+    whose subject is another patient is refused (nothing is written)."""
+    expected = f"Patient/{patient_id}"
+    wrong = sorted({kind for kind, reference in parsed.get("subjects", ()) if reference != expected})
+    if wrong:
+        raise ValidationError(
+            {
+                "subject": [
+                    f"{kind}.subject must be {expected}, the patient this Bundle is imported for."
+                    for kind in wrong
+                ]
+            }
+        )
 
 
 @transaction.atomic

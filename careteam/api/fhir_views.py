@@ -588,6 +588,7 @@ def import_response(view: FHIRView, patient_id, parsed: dict) -> Response:
     except (Http404, PermissionDenied):
         audit_denied(view.request, url_kwargs={"patient_id": patient_id}, detail="FHIR CarePlan import")
         raise
+    fhir.check_import_subjects(parsed, access.patient.pk)
     with transaction.atomic():
         plan = fhir.careplan_import(access=access, by=view.request.user, parsed=parsed, request=view.request)
     access = patient_access(view.request.user, access.patient)

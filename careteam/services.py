@@ -173,29 +173,102 @@ def membership_end(
     end_date: dt.date | None = None,
     by: User | None = None,
     expected_version: int | None = None,
+    reason: str = "",
+    successor: User | None = None,
 ) -> TeamMembership:
-    """End a role today (or at a date): the permissions lapse when it ends."""
+    """End a role today (or at a date): the permissions lapse when it ends.
+
+    Anyone may leave a team (end their own role: it only takes rights away); ending
+    anyone else's follows `_membership_authorise`. The patient is never left without a
+    case manager by a person: ending the last case manager's role names a `successor`
+    who practises case management, and the handover happens today."""
     membership = lock_for_update(membership, expected_version)
-    _membership_authorise(membership=membership, by=by, appoint=False)
-    end = end_date or timezone.localdate()
+    membership_end_check(membership=membership, by=by)
+    today = timezone.localdate()
+    end = end_date or today
     if end < membership.start_date:
         raise ValidationError({"end_date": "The end date cannot be before the start date."})
+    last_case_manager = (
+        membership.role == TeamRole.CASE_MANAGER
+        and membership.status == MembershipStatus.ACTIVE
+        and not TeamMembership.objects.current()
+        .filter(patient_id=membership.patient_id, role=TeamRole.CASE_MANAGER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+    handover = _handover_discipline(membership, by, successor, last_case_manager, end, today)
     membership.end_date = end
-    if end <= timezone.localdate():
+    if end <= today:
         check_transition(MEMBERSHIP_TRANSITIONS, membership.status, MembershipStatus.INACTIVE)
         membership.status = MembershipStatus.INACTIVE
     membership.version += 1
     membership.save(update_fields=["end_date", "status", "version", "updated_at"])
     patient_permissions_sync(user=membership.user, patient=membership.patient)
     if by is not None:
+        reason = " ".join((reason or "").split())[:300]
         audit(
             user=by,
             action=AuditAction.UPDATE,
             obj=membership,
             patient=membership.patient,
-            detail=f"role ended {end.isoformat()}",
+            detail=f"role ended {end.isoformat()}" + (f": {reason}" if reason else ""),
+        )
+    if handover is not None and successor is not None:
+        new = (
+            TeamMembership.objects.current()
+            .select_for_update()
+            .filter(patient_id=membership.patient_id, user=successor, discipline=handover)
+            .first()
+        )
+        if new is not None:  # already on the team in that discipline: the role changes
+            new.role = TeamRole.CASE_MANAGER
+            new.version += 1
+            new.save(update_fields=["role", "version", "updated_at"])
+            patient_permissions_sync(user=successor, patient=membership.patient)
+        else:
+            new = membership_add(
+                patient=membership.patient, user=successor, discipline=handover, role=TeamRole.CASE_MANAGER
+            )
+        audit(
+            user=by,
+            action=AuditAction.CREATE,
+            obj=new,
+            patient=membership.patient,
+            detail=f"case manager handed over from {membership.user.get_username()}",
         )
     return membership
+
+
+def membership_end_check(*, membership: TeamMembership, by: User | None) -> None:
+    """PermissionDenied unless `by` may end this role: their own (leaving), or another's
+    under the appointment rules. Pages call it before reading the confirmation form."""
+    if by is not None and membership.user_id == by.pk:
+        return
+    _membership_authorise(membership=membership, by=by, appoint=False)
+
+
+def _handover_discipline(membership, by, successor, last_case_manager, end, today) -> Discipline | None:
+    """The discipline the successor takes the case manager role in, or None without a
+    handover; ValidationError when a person ends the last case manager's role without
+    a fitting successor."""
+    if by is None or not last_case_manager:
+        if successor is not None:
+            raise ValidationError({"successor": "Only the last case manager's role is handed over."})
+        return None
+    if successor is None:
+        raise ValidationError(
+            {"successor": "Name the case manager who takes over: the patient cannot be left without one."}
+        )
+    if end != today:
+        raise ValidationError({"end_date": "A handover to a new case manager happens today."})
+    discipline = membership.discipline
+    if (
+        successor.pk == membership.user_id
+        or not successor.is_active
+        or not successor.disciplines.filter(pk=discipline.pk).exists()
+    ):
+        raise ValidationError({"successor": f"Choose an active clinician who practises {discipline}."})
+    return discipline
 
 
 @transaction.atomic

@@ -88,9 +88,55 @@ class MembershipAddForm(forms.Form):
 
 
 class MembershipEndForm(forms.Form):
+    """Confirm the end of a role: a reason, a date, and for the last case manager the
+    colleague who takes over (only case-management clinicians are offered)."""
+
     version = forms.IntegerField(widget=forms.HiddenInput)
     end_date = forms.DateField(
-        label="Ends on", required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label="Ends on",
+        required=False,
+        help_text="Empty for today.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    reason = forms.CharField(
+        label="Why does this role end?",
+        max_length=300,
+        help_text="E.g. “Discharged from home health”, “Caseload moved to the north team”.",
+    )
+    successor = forms.ModelChoiceField(
+        label="Case manager who takes over",
+        queryset=User.objects.none(),
+        required=False,
+        empty_label="Choose a case manager",
+    )
+
+    def __init__(self, *args, membership=None, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        if membership is not None and membership.role == TeamRole.CASE_MANAGER:
+            from careteam.selectors import clinician_directory
+
+            self.fields["successor"].queryset = clinician_directory(discipline=membership.discipline).exclude(
+                pk=membership.user_id
+            )
+            self.fields["successor"].label_from_instance = lambda u: (
+                f"{u.display_name} ({u.username}), {u.caseload} patients"
+            )
+        else:
+            del self.fields["successor"]
+
+
+class ClinicianSearchForm(forms.Form):
+    """The team picker's directory search."""
+
+    q = forms.CharField(
+        label="Name or username",
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "placeholder": "e.g. Ellis"}),
+    )
+    discipline = forms.ModelChoiceField(
+        label="Discipline", queryset=Discipline.objects.all(), required=False, empty_label="Any discipline"
     )
 
 

@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -21,12 +22,14 @@ from careteam import services as team_services
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.models import TeamMembership, TeamRole
-from careteam.permissions import access_patient_by_id
+from careteam.permissions import access_patient_by_id, patient_access
+from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
 
 from . import selectors
 from . import services as patient_services
 from .forms import (
     CaregiverForm,
+    ClinicianSearchForm,
     ConsentForm,
     ConsentRevokeForm,
     MembershipAddForm,
@@ -222,8 +225,6 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         "screenings": list(screenings_for(access)[:5]),
         **_links(),
     }
-    if access.can_manage_team:
-        context["add_form"] = MembershipAddForm()
     if not access.read_only:
         context["plan_form"] = CarePlanCreateForm()
     return render(request, "patients/chart.html", context)
@@ -262,8 +263,6 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
         "screenings": list(screenings_for(access)[:5]),
         **_links(),
     }
-    if access.can_manage_team:
-        context["add_form"] = MembershipAddForm()
     return render(request, "patients/chart.html", context, status=422)
 
 
@@ -273,82 +272,142 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The team picker: search the directory of active clinicians (name, username,
+    discipline; each with their caseload) and give one a role on this team."""
     access = access_patient_by_id(request.user, patient_id)
     if not access.can_manage_team:
         return _forbidden(request, "Only the patient's case manager or plan lead can change the care team.")
-    form = MembershipAddForm(request.POST or None)
-    if request.method == "GET":
-        return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            membership = team_services.membership_add(
+    search = ClinicianSearchForm(request.GET if request.method == "GET" else request.POST)
+    form = None
+    if request.method == "POST":
+        form = MembershipAddForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                membership = team_services.membership_add(
+                    patient=access.patient,
+                    user=data["user"],
+                    discipline=data["discipline"],
+                    role=data["role"],
+                    start_date=data["start_date"],
+                    end_date=data["end_date"],
+                    by=request.user,
+                )
+            except PermissionDenied as exc:
+                return _forbidden(request, str(exc))
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"{membership.user.display_name} joined the team as {membership.get_role_display()}.",
+                )
+                return redirect(
+                    reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h"
+                )
+    results, more = [], False
+    if search.is_valid() and (search.cleaned_data["q"] or search.cleaned_data["discipline"]):
+        found = list(
+            clinician_directory(
+                q=search.cleaned_data["q"],
+                discipline=search.cleaned_data["discipline"],
                 patient=access.patient,
-                user=data["user"],
-                discipline=data["discipline"],
-                role=data["role"],
-                start_date=data["start_date"],
-                end_date=data["end_date"],
+            )[: DIRECTORY_LIMIT + 1]
+        )
+        results, more = found[:DIRECTORY_LIMIT], len(found) > DIRECTORY_LIMIT
+    context = {
+        "patient": access.patient,
+        "search": search,
+        "results": results,
+        "more": more,
+        "form": form,
+        "roles": TeamRole.choices,
+        "today": timezone.localdate(),
+    }
+    if request.htmx and request.method == "GET":
+        return render(request, "patients/_clinician_results.html", context)
+    return render(request, "patients/team_picker.html", context, status=422 if form is not None else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> HttpResponse:
+    """Confirm the end of a role (GET), then end it (POST) with a reason; the last case
+    manager names who takes over; someone leaving the team is told where they land."""
+    access = access_patient_by_id(request.user, patient_id)
+    membership = (
+        TeamMembership.objects.select_related("user", "discipline")
+        .filter(pk=membership_id, patient=access.patient)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such team role.")
+    own = membership.user_id == request.user.pk
+    try:
+        if own:
+            access.require_edit()
+        else:
+            access.require_manage_team()
+        team_services.membership_end_check(membership=membership, by=request.user)
+    except PermissionDenied as exc:
+        return _forbidden(request, str(exc))
+    if request.method == "GET":
+        form = MembershipEndForm(membership=membership, initial={"version": membership.version})
+        return _team_role_end_page(request, access, membership, form)
+    form = MembershipEndForm(request.POST, membership=membership)
+    if form.is_valid():
+        try:
+            team_services.membership_end(
+                membership=membership,
+                end_date=form.cleaned_data["end_date"],
                 by=request.user,
+                expected_version=form.cleaned_data["version"],
+                reason=form.cleaned_data["reason"],
+                successor=form.cleaned_data.get("successor"),
+            )
+        except StaleVersionError:
+            form.add_error(
+                None, "Someone changed this role after you opened the page; check it and try again."
             )
         except PermissionDenied as exc:
             return _forbidden(request, str(exc))
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
+            if own and not patient_access(request.user, access.patient).can_view:
+                messages.success(
+                    request,
+                    f"You left {access.patient.full_name}'s care team; the record is no longer on your worklist.",
+                )
+                return redirect("worklist")
             messages.success(
-                request, f"{membership.user.display_name} joined the team as {membership.get_role_display()}."
+                request, f"{membership.user.display_name}'s role as {membership.get_role_display()} ended."
             )
-            return redirect("patient_chart", patient_id=access.patient.pk)
-    chart = selectors.chart_for(access)
+            return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
+    return _team_role_end_page(request, access, membership, form, status=422)
+
+
+def _team_role_end_page(request, access, membership, form, status: int = 200) -> HttpResponse:
+    own = membership.user_id == request.user.pk
+    other_roles = (
+        TeamMembership.objects.current()
+        .filter(patient=access.patient, user=request.user)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
     context = {
-        "chart": chart,
         "patient": access.patient,
-        "access": access,
-        "add_form": form,
-        "language": _language(access.patient.preferred_language),
-        **_links(),
+        "membership": membership,
+        "form": form,
+        "own": own,
+        "keeps_access": other_roles,
+        "needs_successor": "successor" in form.fields
+        and not TeamMembership.objects.current()
+        .filter(patient=access.patient, role=TeamRole.CASE_MANAGER)
+        .exclude(pk=membership.pk)
+        .exists(),
     }
-    return render(request, "patients/chart.html", context, status=422)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> HttpResponse:
-    access = access_patient_by_id(request.user, patient_id)
-    membership = TeamMembership.objects.filter(pk=membership_id, patient=access.patient).first()
-    if membership is None:
-        raise Http404("No such team role.")
-    try:
-        access.require_manage_team()
-    except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
-    if request.method == "GET":
-        return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
-    form = MembershipEndForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "The role could not be ended: " + "; ".join(_flat_errors(form)))
-        return redirect("patient_chart", patient_id=access.patient.pk)
-    try:
-        team_services.membership_end(
-            membership=membership,
-            end_date=form.cleaned_data["end_date"],
-            by=request.user,
-            expected_version=form.cleaned_data["version"],
-        )
-    except StaleVersionError:
-        messages.error(
-            request, "Someone changed this role after you opened the chart; check it and try again."
-        )
-    except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
-    except ValidationError as exc:
-        messages.error(request, "The role could not be ended: " + "; ".join(exc.messages))
-    else:
-        messages.success(
-            request, f"{membership.user.display_name}'s role as {membership.get_role_display()} ended."
-        )
-    return redirect("patient_chart", patient_id=access.patient.pk)
+    return render(request, "patients/team_role_end.html", context, status=status)
 
 
 def _add_errors(form, exc: ValidationError) -> None:

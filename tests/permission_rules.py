@@ -28,6 +28,8 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
                     manager and lead may edit anything; items without an owner: any member)
   "team-manage"     assign/end roles: case manager and lead only; other members and
                     break-the-glass 403; everyone else 404
+  "team-leave"      end a role: as team-manage, except that the role's own holder may
+                    end it (leaving the team)
   "patient-audit"   a patient's access log: that patient's case manager and lead only;
                     everyone else 404 (other members included)
   "catalog-admin"   catalog administration: users with careteam.manage_catalog only;
@@ -74,7 +76,7 @@ RULES: dict[str, str] = {
     "patient_consent_revoke": "patient-write",
     "patient_consent_document": "patient-read",
     "team_role_add": "team-manage",
-    "team_role_end": "team-manage",
+    "team_role_end": "team-leave",
     "careplans:plan_editor": "patient-read",
     "careplans:plan_history": "patient-read",
     "careplans:plan_print": "patient-read",

@@ -397,7 +397,22 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
         raise ValidationError({"reason": "State the clinical reason in words, not one repeated character."})
     if not user.disciplines.exists():
         raise ValidationError("Only clinicians can use emergency access.")
+    # one request at a time per user, so two renewals cannot both pass the reason check
+    User.objects.select_for_update().filter(pk=user.pk).exists()
     now = timezone.now()
+    active = list(
+        BreakGlassAccess.objects.filter(user=user, patient=patient, expires_at__gt=now).order_by(
+            "-expires_at"
+        )
+    )
+    if any(_same_reason(g.reason, reason) for g in active):
+        raise ValidationError(
+            {
+                "reason": f"Your emergency access to this record is open until "
+                f"{timezone.localtime(active[0].expires_at):%H:%M}. To extend it, state a new reason: "
+                "the reason already given does not renew it."
+            }
+        )
     grant = BreakGlassAccess.objects.create(
         user=user,
         patient=patient,
@@ -405,13 +420,23 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
         started_at=now,
         expires_at=now + timedelta(hours=settings.BREAK_GLASS_HOURS),
     )
+    detail = reason if not active else f"renews emergency access {active[0].pk}; reason: {reason}"
     audit(
-        user=user, action=AuditAction.BREAK_GLASS, obj=grant, patient=patient, request=request, detail=reason
+        user=user, action=AuditAction.BREAK_GLASS, obj=grant, patient=patient, request=request, detail=detail
     )
     from .notifications import notify_break_glass
 
     notify_break_glass(grant=grant)
     return grant
+
+
+def _same_reason(a: str, b: str) -> bool:
+    """Reasons that differ only in case, spacing or closing punctuation are the same."""
+
+    def norm(text: str) -> str:
+        return " ".join(text.casefold().split()).strip(" .!?,;:")
+
+    return norm(a) == norm(b)
 
 
 # ---------------------------------------------------------------------------

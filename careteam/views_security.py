@@ -121,6 +121,16 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
                     user=request.user, patient=patient, reason=reason, request=request
                 )
             except ValidationError as exc:
+                # a refused request counts as an attempt (and towards the hourly cap)
+                audit(
+                    user=request.user,
+                    action=AuditAction.BREAK_GLASS,
+                    outcome=AuditOutcome.DENIED,
+                    obj=patient,
+                    patient=patient,
+                    request=request,
+                    detail=f"refused: {' '.join(exc.messages)}; reason: {reason}",
+                )
                 for message in exc.messages:
                     form.add_error(None, message)
             else:

@@ -92,7 +92,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = ("action", "outcome", ("at", admin.DateFieldListFilter))
     # username, object type, or an exact object or patient id (get_search_results)
     search_fields = ("username", "object_type")
-    search_help_text = "A username, an object type, or an exact object or patient id."
+    search_help_text = "A username, an object type, or an exact object id, patient id or request id."
     date_hierarchy = "at"
     show_full_result_count = False
 
@@ -103,7 +103,12 @@ class AuditEventAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        q = Q(username__icontains=term) | Q(object_type__icontains=term) | Q(object_id=term[:64])
+        q = (
+            Q(username__icontains=term)
+            | Q(object_type__icontains=term)
+            | Q(object_id=term[:64])
+            | Q(request_id=term[:64])
+        )
         if term.isdigit() and len(term) < 19:
             q |= Q(patient_id=int(term))
         return queryset.filter(q), False

@@ -25,6 +25,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from . import requestid
 from .models import AuditAction, AuditEvent, AuditOutcome
 
 # URL keyword -> (model label, lookup from that model to the patient id). The most
@@ -126,6 +127,7 @@ def audit(
         path=(django_request.get_full_path()[:300] if django_request is not None else ""),
         detail=(detail or "")[:500],
         patient_ids=sorted({int(pid) for pid in patient_ids if pid is not None}),
+        request_id=requestid.current() or "",
     )
     _mark(django_request, outcome)
     return event

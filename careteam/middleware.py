@@ -14,9 +14,29 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
-from . import metrics, twofactor
+from . import metrics, requestid, twofactor
 from .audit import REFUSED_EDIT_STATUSES, audit_refused_edit, audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
+
+
+class RequestIdMiddleware:
+    """Every request gets an id (careteam/requestid.py): the caller's `X-Request-ID` when it
+    is a plain token, else a new one. It is answered in `X-Request-ID`, logged with every
+    line and stored on audit events and enqueued tasks. Comes first in MIDDLEWARE.
+
+    The id stays set until the response is closed (`request_finished`): Django logs a 4xx
+    answer ("Not Found: ...") after the last middleware has returned."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = requestid.from_header(request.META.get("HTTP_X_REQUEST_ID"))
+        request.request_id = request_id
+        requestid.REQUEST_ID.set(request_id)
+        response = self.get_response(request)
+        response[requestid.HEADER] = request_id
+        return response
 
 
 class ProbeMiddleware:

@@ -374,6 +374,8 @@ class AuditEvent(models.Model):
     # A list read is one event; the patients its page showed are listed here, so the
     # read appears in each of their access logs (GIN-indexed containment).
     patient_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # the request (or the task a request enqueued) that wrote it: its X-Request-ID and log lines
+    request_id = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -11,6 +11,7 @@ the broker, whatever state it is in.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import queue
@@ -52,9 +53,11 @@ def _ensure() -> queue.Queue:
 
 
 def submit(job: Callable[[], None], what: str) -> None:
-    """Run `job` (a publish) on the publisher thread; never blocks the caller."""
+    """Run `job` (a publish) on the publisher thread; never blocks the caller. The job runs
+    in the caller's context, so the message carries the request's id (careteam/requestid.py)."""
+    context = contextvars.copy_context()
     try:
-        _ensure().put_nowait((job, what))
+        _ensure().put_nowait((lambda: context.run(job), what))
     except queue.Full:
         logger.warning("publisher queue full, not enqueuing %s; the reminder sweep will retry", what)
 

@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # an id per request, in X-Request-ID, every log line, audit events and tasks
+    "careteam.middleware.RequestIdMiddleware",
     # /healthz and /readyz answer here, before the host check, TLS redirect and session
     "careteam.middleware.ProbeMiddleware",
     # request latency by URL name for /metrics (careteam/metrics.py)
@@ -384,14 +386,31 @@ SPECTACULAR_SETTINGS = {
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # ---------------------------------------------------------------------------
-# Logging: to stdout, so any process manager collects it.
+# Logging: to stderr, so any process manager collects it; web, worker and beat alike
+# (careteam/celery.py keeps Celery from replacing this). LOG_FORMAT=json (the default
+# with DEBUG off) writes one JSON object per line; every line carries the request id
+# (careteam/requestid.py). docs/operations.md describes the fields.
 # ---------------------------------------------------------------------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"client_errors_short": {"()": "careteam.logfilters.ClientErrorWithoutTraceback"}},
+    "filters": {
+        "client_errors_short": {"()": "careteam.logfilters.ClientErrorWithoutTraceback"},
+        "request_id": {"()": "careteam.logfilters.RequestIdFilter"},
+    },
+    "formatters": {
+        "json": {"()": "careteam.logfilters.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_short"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["client_errors_short", "request_id"],
+            "formatter": LOG_FORMAT,
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

@@ -833,6 +833,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "source_ip",
             "path",
             "detail",
+            "request_id",
         ]
         read_only_fields = fields
 

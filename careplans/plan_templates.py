@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from careteam.audit import audit
@@ -103,6 +103,18 @@ def validate_content(content: Any) -> dict:
     return {kind: content.get(kind) or [] for kind in KINDS}
 
 
+def _version_refused(slug: str, version: int, newest: int) -> ValidationError:
+    stored = version == newest or PlanTemplate.objects.filter(slug=slug, version=version).exists()
+    problem = "is already stored" if stored else f"is older than the stored v{newest}"
+    return ValidationError(
+        {
+            "version": [
+                f"Version {version} of template {slug} {problem}: give the import a version newer than v{newest}."
+            ]
+        }
+    )
+
+
 @transaction.atomic
 def template_import(*, data: dict, by: User | None = None, request=None) -> PlanTemplate:
     """Store a template version from CareTeam JSON ({slug, title, goals, ...}) or from a
@@ -138,22 +150,21 @@ def template_import(*, data: dict, by: User | None = None, request=None) -> Plan
     content = validate_content(data)
     latest = PlanTemplate.objects.filter(slug=slug).order_by("-version").first()
     if latest is not None and version <= latest.version:
-        raise ValidationError(
-            {
-                "version": [
-                    f"Version {version} of template {slug} is already stored (the newest is "
-                    f"v{latest.version}): give the import a newer version."
-                ]
-            }
-        )
-    template = PlanTemplate.objects.create(
-        slug=slug,
-        version=version,
-        title=title[:200],
-        description=str(data.get("description") or ""),
-        status=data.get("status") if data.get("status") in ("draft", "active", "retired") else "active",
-        content=content,
-    )
+        raise _version_refused(slug, version, latest.version)
+    try:
+        with transaction.atomic():  # two imports of one version at once: one wins
+            template = PlanTemplate.objects.create(
+                slug=slug,
+                version=version,
+                title=title[:200],
+                description=str(data.get("description") or ""),
+                status=data.get("status")
+                if data.get("status") in ("draft", "active", "retired")
+                else "active",
+                content=content,
+            )
+    except IntegrityError:
+        raise _version_refused(slug, version, version) from None
     if by is not None:
         audit(
             user=by, action=AuditAction.CREATE, obj=template, request=request, detail=f"imported {template}"

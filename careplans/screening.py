@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -185,22 +185,27 @@ def questionnaire_import(
             problems.append(f"Unknown sensitivity category {rules['sensitivity']!r}.")
     if problems:
         raise ValidationError({"rules": problems})
-    if Questionnaire.objects.filter(url=resource["url"], version=resource["version"]).exists():
-        raise ValidationError(
-            {"version": [f"Version {resource['version']} of {resource['url']} is already stored."]}
-        )
-    codes = [c.get("code") for c in resource.get("code") or [] if c.get("code")]
-    questionnaire = Questionnaire.objects.create(
-        url=resource["url"],
-        version=resource["version"],
-        name=(resource.get("name") or resource.get("id") or "questionnaire")[:100],
-        title=(resource.get("title") or resource.get("name") or "Questionnaire")[:200],
-        code=codes[0][:40] if codes else "",
-        status=resource.get("status") if resource.get("status") in QuestionnaireStatus.values else "draft",
-        resource=resource,
-        scoring=rules.get("scoring") or {},
-        sensitivity=sensitivity,
+    refused = ValidationError(
+        {"version": [f"Version {resource['version']} of {resource['url']} is already stored."]}
     )
+    if Questionnaire.objects.filter(url=resource["url"], version=resource["version"]).exists():
+        raise refused
+    codes = [c.get("code") for c in resource.get("code") or [] if c.get("code")]
+    try:
+        with transaction.atomic():  # two imports of one version at once: one wins
+            questionnaire = Questionnaire.objects.create(
+                url=resource["url"],
+                version=resource["version"],
+                name=(resource.get("name") or resource.get("id") or "questionnaire")[:100],
+                title=(resource.get("title") or resource.get("name") or "Questionnaire")[:200],
+                code=codes[0][:40] if codes else "",
+                status=resource["status"],
+                resource=resource,
+                scoring=rules.get("scoring") or {},
+                sensitivity=sensitivity,
+            )
+    except IntegrityError:
+        raise refused from None
     for rule in rules.get("rules", []):
         ScreeningRule.objects.create(
             questionnaire=questionnaire,

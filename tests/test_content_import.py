@@ -302,3 +302,19 @@ def test_the_admin_lists_link_to_import_and_the_change_page_to_download(content_
     assert response.status_code == 302
     hf.refresh_from_db()
     assert hf.status == "retired" and hf.content["goals"]
+
+
+def test_a_template_version_older_than_the_newest_is_refused_as_older(content_admin):
+    hf = PlanTemplate.objects.get(slug="heart-failure-discharge")
+    resource = plan_templates.plandefinition_resource(hf)
+    resource["version"] = "3"
+    assert content_admin.post(TEMPLATE_IMPORT, {"file": upload(resource)}).status_code == 302
+    resource["version"] = "2"
+    before = counts()
+    response = content_admin.post(TEMPLATE_IMPORT, {"file": upload(resource)})
+    assert response.status_code == 422
+    assert (
+        "Version 2 of template heart-failure-discharge is older than the stored v3: "
+        "give the import a version newer than v3." in response.content.decode()
+    )
+    assert counts() == before

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan
-from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership
+from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership, TeamRole
 from careteam.permissions import PatientAccess, restrict, sensitivity_visible_q, team_patients_for
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
 
@@ -68,6 +68,21 @@ def referrals_awaiting_for(user) -> QuerySet:
     return Referral.objects.filter(referred_by_id=user.pk, status=ReferralStatus.REQUESTED)
 
 
+def team_overdue(user) -> tuple[QuerySet, QuerySet]:
+    """The team's overdue work the user may see (activities past their due date, open
+    handoffs past their due time), whoever owns it; correlate with OuterRef("pk")."""
+    user = getattr(user, "_wrapped", user) if user.pk else user
+    activities = Activity.objects.filter(
+        care_plan__patient_id=OuterRef("pk"),
+        status__in=ACTIVITY_OPEN_STATUSES,
+        due_date__lt=timezone.localdate(),
+    ).filter(sensitivity_visible_q(user, "care_plan__patient_id"))
+    handoffs = Handoff.objects.filter(
+        patient_id=OuterRef("pk"), status__in=HANDOFF_OPEN_STATUSES, due_at__lt=timezone.now()
+    )
+    return activities, handoffs
+
+
 def worklist(user, *, search: str = "", plan_status: str = "", waiting: bool = False) -> QuerySet:
     """The user's own patients (team members only; break-the-glass never lists), each
     annotated with the active plan and what is waiting for the user."""
@@ -93,6 +108,16 @@ def worklist(user, *, search: str = "", plan_status: str = "", waiting: bool = F
             handoffs_waiting=_count(handoffs_waiting_for(user).filter(patient_id=OuterRef("pk"))),
             activities_due=_count(activities_due_for(user).filter(care_plan__patient_id=OuterRef("pk"))),
             referrals_awaiting=_count(referrals_awaiting_for(user).filter(patient_id=OuterRef("pk"))),
+        )
+    )
+    # the case manager and the lead see the whole team's overdue work, not only their own
+    manages = my_role.filter(role__in=(TeamRole.CASE_MANAGER, TeamRole.LEAD))
+    overdue_activities, overdue_handoffs = team_overdue(user)
+    qs = qs.annotate(
+        team_overdue=Case(
+            When(Exists(manages), then=_count(overdue_activities) + _count(overdue_handoffs)),
+            default=Value(None),
+            output_field=IntegerField(),
         )
     )
     if plan_status == NO_PLAN:

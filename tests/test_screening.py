@@ -408,3 +408,44 @@ def test_two_concurrent_applies_add_everything_once(world):
     assert not errors
     assert (world.plan.goals.count(), world.plan.needs.count(), world.plan.activities.count()) == (3, 2, 5)
     assert TemplateItem.objects.filter(care_plan=world.plan).count() == 10
+
+
+def test_accept_all_takes_every_open_proposal_at_once_and_leaves_decided_ones(shipped, world):
+    access = patient_access(world.nurse, world.patient)
+    response = screening.screening_start(access=access, by=world.nurse, questionnaire=shipped["ahc"])
+    answers = {**AHC_NEGATIVE, "food-1": "LA6729-3", "transport-1": "LA33-6", "utilities-1": "LA33-6"}
+    screening.screening_save(
+        access=access, by=world.nurse, response=response, data=_post(answers), complete=True
+    )
+    utilities = response.proposals.get(rule__key="utilities")
+    screening.proposal_dismiss(access=access, by=world.nurse, proposal=utilities, reason="Paid up")
+    client = _client(world.nurse)
+    url = reverse("careplans:screening_proposals", kwargs={"screening_id": response.pk})
+    assert client.post(url, {"action": "accept-all"}).status_code == 302
+    statuses = dict(response.proposals.values_list("rule__key", "status"))
+    assert statuses == {"food-insecurity": "accepted", "transportation": "accepted", "utilities": "dismissed"}
+    assert Need.objects.filter(care_plan=world.plan).count() == 2
+    again = client.post(url, {"action": "accept-all"})
+    assert (
+        again.status_code == 422 and "No proposed need is waiting for a decision." in again.content.decode()
+    )
+    assert Need.objects.filter(care_plan=world.plan).count() == 2
+
+
+def test_accept_all_without_a_plan_accepts_nothing(shipped, world):
+    access = patient_access(world.nurse, world.patient)
+    response = screening.screening_start(access=access, by=world.nurse, questionnaire=shipped["ahc"])
+    answers = {**AHC_NEGATIVE, "food-1": "LA6729-3", "transport-1": "LA33-6"}
+    screening.screening_save(
+        access=access, by=world.nurse, response=response, data=_post(answers), complete=True
+    )
+    response.care_plan = None
+    response.save(update_fields=["care_plan"])
+    world.plan.status = "revoked"
+    world.plan.save(update_fields=["status"])
+    page = _client(world.nurse).post(
+        reverse("careplans:screening_proposals", kwargs={"screening_id": response.pk}),
+        {"action": "accept-all"},
+    )
+    assert page.status_code == 422 and "Start a care plan first" in page.content.decode()
+    assert not response.proposals.filter(status="accepted").exists() and not Need.objects.exists()

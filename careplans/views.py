@@ -269,25 +269,29 @@ def _conflict(request, kind: Kind, item, access, form, current) -> HttpResponse:
     form holding the user's values against the new version, so they merge and save again.
     Nothing is written."""
     theirs = kind.edit_form(instance=current, access=access, plan=item.care_plan, prefix="theirs")
-    rows = []
-    for name in form.changes():
-        field = form.fields[name]
-        mine_value = _display(field, form.cleaned_data.get(name))
-        their_value = _display(field, theirs.initial.get(name))
-        rows.append(
-            {
-                "label": field.label,
-                "mine": mine_value,
-                "theirs": their_value,
-                "differs": mine_value != their_value,
-            }
-        )
     data = request.POST.copy()
     data[form.add_prefix("expected_version")] = str(current.version)
     merge = kind.edit_form(data, instance=current, access=access, plan=item.care_plan, prefix=form.prefix)
     merge.is_valid()
-    conflict = {"rows": rows, "version": current.version, "theirs": current}
+    conflict = {**_conflict_rows(form, theirs, current), "theirs": current}
     return _form_response(request, current, access, merge, status=409, conflict=conflict)
+
+
+def _conflict_rows(form, theirs, current) -> dict:
+    """The fields the user changed, theirs beside the saved value (both as the user reads
+    them, from forms the permissions module filled), and who saved that version when."""
+    rows = []
+    for name in form.changes():
+        field = form.fields[name]
+        mine, other = _display(field, form.cleaned_data.get(name)), _display(field, theirs.initial.get(name))
+        rows.append({"label": field.label, "mine": mine, "theirs": other, "differs": mine != other})
+    saved = current.history.select_related("history_user").order_by("-history_date", "-history_id").first()
+    return {
+        "rows": rows,
+        "version": current.version,
+        "saved_by": saved.history_user.display_name if saved and saved.history_user else "",
+        "saved_at": saved.history_date if saved else None,
+    }
 
 
 def _display(field, value) -> str:
@@ -437,19 +441,11 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
         note_refusal(request, exc.audit_reason)
         current = exc.current
         theirs = CarePlanForm(instance=current, access=access, plan=current, prefix="theirs")
-        rows = []
-        for name in form.changes():
-            field = form.fields[name]
-            mine, other = (
-                _display(field, form.cleaned_data.get(name)),
-                _display(field, theirs.initial.get(name)),
-            )
-            rows.append({"label": field.label, "mine": mine, "theirs": other, "differs": mine != other})
         data = request.POST.copy()
         data[form.add_prefix("expected_version")] = str(current.version)
         merge = CarePlanForm(data, instance=current, access=access, plan=current, prefix="plan")
         merge.is_valid()
-        context.update(form=merge, conflict={"rows": rows, "version": current.version})
+        context.update(form=merge, conflict=_conflict_rows(form, theirs, current))
         return _plan_response(request, "careplans/_plan_form.html", context, status=409)
     except PermissionDenied as exc:
         context["error"] = str(exc)

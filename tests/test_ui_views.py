@@ -500,6 +500,9 @@ def test_a_stale_save_shows_both_versions_and_overwrites_nothing(client, world):
     body = stale.content.decode()
     assert "Home visit on Monday" in body and "Home visit with interpreter" in body
     assert "Someone else saved this activity" in body
+    # the conflict says who saved the version now on record, and when
+    assert f"saved by {world.case_manager.display_name}, " in body
+    assert stale.context["conflict"]["saved_at"] is not None
     act.refresh_from_db()
     assert act.title == "Home visit on Monday" and act.version == 2
     # the merge form carries the new version: saving it again succeeds
@@ -700,6 +703,7 @@ def test_only_case_manager_or_lead_change_the_plans_status(client, world):
     assert 'value="on-hold"' in form and 'value="draft"' not in form
     stale = client.post(url, {**data, "plan-status": "on-hold"}, **HX)
     assert stale.status_code == 409 and "Renamed by nurse" in stale.content.decode()
+    assert f"saved by {world.nurse.display_name}, " in stale.content.decode()
     ok = client.post(
         url,
         {**data, "plan-title": "Renamed by nurse", "plan-status": "on-hold", "plan-expected_version": 2},

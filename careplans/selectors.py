@@ -106,6 +106,48 @@ def notes_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
     )
 
 
+def item_label(item, plan: CarePlan | None = None) -> str:
+    """How a notification names a plan item: "activity 'Arrange rides to clinic'"."""
+    if item is None:
+        return f"care plan '{_short(plan.title)}'" if plan is not None else "the care plan"
+    kind = type(item).__name__.lower()
+    text = item.title if isinstance(item, Activity) else item.description
+    return f"{kind} '{_short(text)}'"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return f"{text[: limit - 1]}…" if len(text) > limit else text
+
+
+def item_url(item, plan: CarePlan) -> str:
+    """The page of an item (or of the plan, for a note on the plan itself)."""
+    if item is None:
+        return reverse("careplans:plan_editor", kwargs={"plan_id": plan.pk})
+    kind = type(item).__name__.lower()
+    return reverse(f"careplans:{kind}_detail", kwargs={f"{kind}_id": item.pk})
+
+
+def item_owner_ids(item) -> set[int]:
+    """Whom a comment or proposal on an item is for: an activity's assignee, else the
+    team members of its owning discipline; a goal's owning discipline on the team, else
+    whoever filed it; a need (which names no owner) whoever filed it."""
+    if item is None:
+        return set()
+    if isinstance(item, Activity) and item.assigned_to_id is not None:
+        return {item.assigned_to_id}
+    discipline_id = getattr(item, "owner_discipline_id", None)
+    if discipline_id is not None:
+        members = set(
+            TeamMembership.objects.current()
+            .filter(patient_id=item.care_plan.patient_id, discipline_id=discipline_id)
+            .values_list("user_id", flat=True)
+        )
+        if members or isinstance(item, Activity):
+            return members
+    return {item.created_by_id} if item.created_by_id is not None else set()
+
+
 def team_users(patient) -> QuerySet:
     """People who may be assigned an activity: the patient's current team."""
     current = TeamMembership.objects.current().filter(patient=patient)

@@ -4,6 +4,7 @@ caller read, saves with history (who and when) and writes an audit event."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -13,9 +14,11 @@ from django.db.models import Model
 from careteam.audit import audit
 from careteam.concurrency import apply_changes, lock_for_update
 from careteam.models import AuditAction, User
-from careteam.permissions import PatientAccess
+from careteam.notifications import notify_note_added
+from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
 from careteam.statemachine import check_transition
 
+from . import selectors
 from .models import (
     ACTIVITY_TRANSITIONS,
     CAREPLAN_TRANSITIONS,
@@ -290,6 +293,47 @@ def access_denied(message: str):
     return ReadOnlyAccess(message)
 
 
+# ---------------------------------------------------------------------------
+# Comments and proposals
+# ---------------------------------------------------------------------------
+# a handle: not inside a word or an email address; a full stop after it ends the sentence
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9_.@-])@([A-Za-z0-9_.-]+)")
+MAX_MENTIONS = 20
+
+
+def mentions_in(text: str) -> list[str]:
+    """The @usernames a note mentions, each once (usernames are compared ignoring case),
+    in the order written."""
+    seen: dict[str, str] = {}
+    for match in MENTION_RE.finditer(text or ""):
+        handle = match.group(1).rstrip(".-")
+        if handle and handle.lower() not in seen:
+            seen[handle.lower()] = handle
+    return list(seen.values())
+
+
+def _mentioned(access: PatientAccess, item, handles: list[str]) -> list[User]:
+    """The team members the handles name. Anyone else (no such user, not on this
+    patient's team, or not allowed to see the item) refuses the whole note."""
+    if len(handles) > MAX_MENTIONS:
+        raise ValidationError({"text": f"Mention at most {MAX_MENTIONS} people in one note."})
+    patient_id = access.patient.pk
+    audience = team_members_who_may_see_item(patient_id, item)
+    on_team = team_members_who_may_see(patient_id)
+    users, errors = [], []
+    for handle in handles:
+        user = audience.filter(username__iexact=handle).first()
+        if user is not None:
+            users.append(user)
+        elif on_team.filter(username__iexact=handle).exists():
+            errors.append(f"@{handle} may not see this item, so cannot be mentioned on it.")
+        else:
+            errors.append(f"@{handle} is not on this patient's team.")
+    if errors:
+        raise ValidationError({"text": errors})
+    return users
+
+
 @transaction.atomic
 def note_add(
     *,
@@ -301,19 +345,33 @@ def note_add(
     target=None,
     request=None,
 ) -> Note:
-    """Comment on, or propose a change to, any visible item (including other disciplines')."""
+    """Comment on, or propose a change to, any visible item (including other disciplines').
+    The item's owners and the team members @mentioned are notified; a mention of anyone
+    else refuses the note."""
     access.require_edit()
     text = (text or "").strip()
     if not text:
         raise ValidationError({"text": "Write the comment or proposal."})
     note = Note(care_plan=plan, author=by, text=text, kind=kind)
     if kind == NoteKind.PROPOSAL:
+        if target is None:
+            raise ValidationError({"kind": "Propose a change on a goal, need or activity."})
         note.status = NoteStatus.OPEN
     if target is not None:
         if not access.can_see(target):
             raise ValidationError("No such item.")
         setattr(note, type(target).__name__.lower(), target)
         note.sensitivity_id = getattr(target, "sensitivity_id", None)
+    mentioned = _mentioned(access, target, mentions_in(text))
+    _full_clean(note, exclude=["care_plan", "author", "goal", "need", "activity", "sensitivity"])
     note.save()
     audit(user=by, action=AuditAction.CREATE, obj=note, patient=access.patient, request=request)
+    notify_note_added(
+        note=note,
+        item=target,
+        label=selectors.item_label(target, plan),
+        owner_ids=selectors.item_owner_ids(target),
+        mentioned_ids={u.pk for u in mentioned},
+        url=f"{selectors.item_url(target, plan)}#note-{note.pk}",
+    )
     return note

@@ -22,6 +22,7 @@ from .permissions import (
     patient_visible_q,
     sensitivity_visible_q,
     team_members_who_may_see,
+    team_members_who_may_see_item,
     team_patients_for,
 )
 
@@ -184,6 +185,68 @@ def notify_handoff_answered(*, handoff, by, answer: str, at: dt.datetime) -> Not
         title=title,
         body=handoff.status_reason if answer == "rejected" else "",
         url=f"/team/handoffs/{handoff.pk}/",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Comments and proposals on plan items
+# ---------------------------------------------------------------------------
+def notify_note_added(*, note, item, label: str, owner_ids, mentioned_ids, url: str) -> int:
+    """Tell the item's owners (a comment or a proposed change) and the people mentioned
+    in the note, never its author, and only those on the patient's team who may see the
+    item (its sensitivity, a goal hidden with its needs). Someone both mentioned and an
+    owner gets the mention only. Returns how many were told."""
+    patient = note.care_plan.patient
+    wanted = (set(owner_ids) | set(mentioned_ids)) - {note.author_id}
+    if not wanted:
+        return 0
+    audience = team_members_who_may_see_item(patient.pk, item).filter(pk__in=wanted)
+    author = note.author.display_name
+    what = "Comment on" if note.kind == "comment" else "Change proposed to"
+    told = 0
+    for user in audience:
+        if user.pk in mentioned_ids:
+            kind = NotificationKind.NOTE_MENTION
+            title = f"{author} mentioned you on {label} ({patient})"
+        else:
+            kind = NotificationKind.NOTE_COMMENT if note.kind == "comment" else NotificationKind.NOTE_PROPOSAL
+            title = f"{what} {label} by {author} ({patient})"
+        created = notify(
+            recipient=user,
+            kind=kind,
+            obj=note,
+            patient_id=patient.pk,
+            due_moment=note.created_at,
+            title=title,
+            body=note.text,
+            url=url,
+            sensitivity_id=note.sensitivity_id,
+        )
+        told += created is not None
+    return told
+
+
+def notify_proposal_decided(*, note, item, label: str, url: str) -> Notification | None:
+    """Close the proposer's loop: their proposal was accepted or declined (with the
+    reason), while they are still on the team and may see the item."""
+    if note.author_id == note.decided_by_id:
+        return None
+    patient = note.care_plan.patient
+    if not team_members_who_may_see_item(patient.pk, item).filter(pk=note.author_id).exists():
+        return None
+    title = f"Your proposal on {label} was {note.status} by {note.decided_by.display_name} ({patient})"
+    if note.status == "declined":
+        title = f"{title}: {note.decision_reason}"
+    return notify(
+        recipient=note.author,
+        kind=NotificationKind.PROPOSAL_DECIDED,
+        obj=note,
+        patient_id=patient.pk,
+        due_moment=note.decided_at,
+        title=title,
+        body=note.decision_reason,
+        url=url,
+        sensitivity_id=note.sensitivity_id,
     )
 
 

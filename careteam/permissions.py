@@ -194,6 +194,22 @@ def team_members_who_may_see(patient_id: int, sensitivity_id: int | None = None)
     return qs
 
 
+def team_members_who_may_see_item(patient_id: int, item) -> QuerySet:
+    """`team_members_who_may_see` for one plan item (goal, need, activity or None: the
+    plan itself): a goal hidden with its needs is hidden from whoever may see none of
+    them. Whom a notification or a mention about the item may reach."""
+    qs = team_members_who_may_see(patient_id, getattr(item, "sensitivity_id", None))
+    if item is None or item._meta.label_lower != GOAL:
+        return qs
+    needs = item.needs.all()
+    if not needs.exists() or needs.filter(sensitivity__isnull=True).exists():
+        return qs  # no need to hide it with, or one everybody sees
+    from patients.models import Patient
+
+    patient = Patient.objects.get(pk=patient_id)
+    return qs.filter(pk__in=[u.pk for u in qs if patient_access(u, patient).can_see(item)])
+
+
 # ---------------------------------------------------------------------------
 # Restricted querysets: every list starts here
 # ---------------------------------------------------------------------------
@@ -354,6 +370,14 @@ class PatientAccess:
         if obj._meta.label_lower == GOAL:
             return obj.pk not in self.hidden_goal_ids()
         return self.can_see_sensitivity(getattr(obj, "sensitivity_id", None))
+
+    def can_see_note(self, note) -> bool:
+        """A comment or proposal: its own category and its target's as it is now (the
+        rule of `note_q`, for one note already loaded with its target)."""
+        if not self.can_view or not self.can_see_sensitivity(note.sensitivity_id):
+            return False
+        target = note.goal or note.need or note.activity
+        return target is None or self.can_see(target)
 
     def visible(self, objects) -> list:
         """Of related objects (a manager, queryset or list), those this user may see.

@@ -9,6 +9,7 @@ from django import forms
 from rest_framework.exceptions import ParseError
 
 from careteam.api.parsers import check_json
+from careteam.concurrency import VersionedFormMixin
 from careteam.models import Discipline, SensitivityCategory
 from careteam.permissions import PatientAccess
 
@@ -28,16 +29,17 @@ from .selectors import team_users
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
-class VersionedForm(forms.ModelForm):
-    """Edit forms post back the version they were rendered from."""
-
-    expected_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+class VersionedForm(VersionedFormMixin, forms.ModelForm):
+    """Edit forms post back the version they were rendered from (required); the same form
+    adding a new item has nothing to compare with and carries none."""
 
     def __init__(self, *args, access: PatientAccess, plan: CarePlan, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.access, self.plan = access, plan
-        if self.instance.pk and not self.is_bound:
+        if not self.instance.pk:
+            del self.fields["expected_version"]
+        elif not self.is_bound:
             self.initial["expected_version"] = self.instance.version
         if self.instance.pk:
             # an inline edit form replaces the item: put the keyboard where the user works
@@ -151,12 +153,11 @@ class ActivityForm(VersionedForm):
             self.initial.setdefault("owner_discipline", self.access.memberships[0].discipline_id)
 
 
-class StatusForm(forms.Form):
+class StatusForm(VersionedFormMixin):
     """Move an item to one of its legal next statuses."""
 
     status = forms.CharField(max_length=20)
     status_reason = forms.CharField(max_length=STATUS_REASON_MAX_LENGTH, required=False)
-    expected_version = forms.IntegerField()
 
 
 class NoteForm(forms.Form):
@@ -220,6 +221,11 @@ class CarePlanCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+
+class ScreeningSaveForm(VersionedFormMixin):
+    """The version a screening's answers were opened at; the answers themselves are parsed
+    by `careplans.screening.parse_answers`."""
 
 
 # ---------------------------------------------------------------------------

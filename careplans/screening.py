@@ -27,6 +27,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from careteam.audit import audit
+from careteam.concurrency import lock_for_update
 from careteam.models import AuditAction, SensitivityCategory, TeamMembership, TeamRole, User
 from careteam.permissions import PatientAccess, restrict
 
@@ -630,12 +631,20 @@ class SaveResult:
 
 @transaction.atomic
 def screening_save(
-    *, access: PatientAccess, by: User, response: QuestionnaireResponse, data, complete: bool, request=None
+    *,
+    access: PatientAccess,
+    by: User,
+    response: QuestionnaireResponse,
+    data,
+    complete: bool,
+    expected_version: int | None = None,
+    request=None,
 ) -> SaveResult:
     """Save the answers. Partial saves keep what is valid; completing checks every required
-    item and, with none missing, scores, proposes needs and raises the safety handoff."""
+    item and, with none missing, scores, proposes needs and raises the safety handoff.
+    A save from a page of an older version (`expected_version`) is refused."""
     access.require_edit()
-    response = QuestionnaireResponse.objects.select_for_update().get(pk=response.pk)
+    response = lock_for_update(response, expected_version)
     if response.status != ResponseStatus.IN_PROGRESS:
         raise ValidationError({"status": "This screening is already completed."})
     answers, errors = parse_answers(response.questionnaire, data, complete=complete)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from careteam.audit import AuditAction, audit, note_refusal
-from careteam.concurrency import StaleVersionError
+from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.permissions import PatientAccess, access_item
 
 from . import selectors, services
@@ -221,7 +221,7 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
         return _form_response(request, item, access, form)
     form = kind.edit_form(request.POST, instance=item, access=access, plan=item.care_plan, prefix=prefix)
     if not form.is_valid():
-        return _form_response(request, item, access, form, status=422)
+        return _form_response(request, item, access, form, status=form.invalid_status)
     try:
         saved = services.item_update(
             access=access,
@@ -342,6 +342,8 @@ def _status(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             return _render_item(request, item, access, status=403, error=str(exc))
     form = StatusForm(request.POST)
     if not form.is_valid():
+        if form.version_refused:
+            return _render_item(request, item, access, status=VERSION_REQUIRED, error=STALE_PAGE_MESSAGE)
         return _render_item(request, item, access, status=422, error="Choose a status.")
     field_name = selectors.STATUS_FIELDS[kind.model][0]
     changes = {field_name: form.cleaned_data["status"]}
@@ -427,7 +429,7 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
     if request.method == "GET":
         return _plan_response(request, "careplans/_plan_form.html", context)
     if not form.is_valid():
-        return _plan_response(request, "careplans/_plan_form.html", context, status=422)
+        return _plan_response(request, "careplans/_plan_form.html", context, status=form.invalid_status)
     try:
         saved = services.item_update(
             access=access,

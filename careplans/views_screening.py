@@ -12,10 +12,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from careteam.audit import AuditAction, audit
+from careteam.audit import AuditAction, audit, note_refusal
+from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.permissions import access_item, access_patient_by_id
 
 from . import plan_templates, screening
+from .forms import ScreeningSaveForm
 from .models import AnsweredBy, CarePlan, PlanTemplate, ProposedNeed, Questionnaire, QuestionnaireResponse
 
 
@@ -121,6 +123,10 @@ def screening_detail(request: HttpRequest, screening_id: int) -> HttpResponse:
     if access.read_only:
         return _forbidden(request, "Emergency access is read-only.")
     complete = request.POST.get("action") == "complete"
+    version = ScreeningSaveForm(request.POST)
+    if not version.is_valid():
+        context = _screening_context(access, response, message=STALE_PAGE_MESSAGE)
+        return render(request, "careplans/screening.html", context, status=VERSION_REQUIRED)
     try:
         result = screening.screening_save(
             access=access,
@@ -128,7 +134,21 @@ def screening_detail(request: HttpRequest, screening_id: int) -> HttpResponse:
             response=response,
             data=request.POST,
             complete=complete,
+            expected_version=version.cleaned_data["expected_version"],
             request=request,
+        )
+    except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
+        fresh, _ = _response(request, screening_id)
+        message = (
+            "Someone saved this screening after you opened it; your answers were not saved. "
+            "The saved answers are shown: enter yours again if they still apply."
+        )
+        return render(
+            request,
+            "careplans/screening.html",
+            _screening_context(access, fresh, message=message),
+            status=409,
         )
     except PermissionDenied as exc:
         return _forbidden(request, str(exc))

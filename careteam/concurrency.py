@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.db import models
+
+STALE_PAGE_MESSAGE = "This page is out of date; reload and try again."
+# A change sent without the version it was made on, as the API answers a missing If-Match
+# (and as the audit trail counts refused edits).
+VERSION_REQUIRED = 428
 
 
 class StaleVersionError(Exception):
@@ -45,3 +51,33 @@ def apply_changes(instance: models.Model, changes: dict[str, Any]) -> list[str]:
             setattr(instance, name, value)
             changed.append(name)
     return changed
+
+
+class VersionedFormMixin(forms.Form):
+    """Every page form that edits a versioned object posts back the version it was
+    rendered from (`expected_version`), as the API requires `If-Match`. A post without it
+    (or with a garbled one) is refused: the service could not tell a save made over a
+    colleague's newer change from a fresh one. Mix in before the form's base class."""
+
+    expected_version = forms.IntegerField(
+        widget=forms.HiddenInput,
+        min_value=1,
+        error_messages={key: STALE_PAGE_MESSAGE for key in ("required", "invalid", "min_value")},
+    )
+
+    version_refused = False
+
+    def clean(self):
+        data = super().clean()
+        if "expected_version" in self._errors:
+            # a hidden field's error is invisible next to it: say it on top, once
+            del self._errors["expected_version"]
+            self.add_error(None, STALE_PAGE_MESSAGE)
+            self.version_refused = True
+        return data
+
+    @property
+    def invalid_status(self) -> int:
+        """428 for a post that carried no usable version (only reloading helps), 422 for
+        input the user can correct."""
+        return VERSION_REQUIRED if self.version_refused else 422

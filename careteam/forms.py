@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from careplans.models import Activity, CarePlan
 
+from .concurrency import VersionedFormMixin
 from .models import Discipline, HandoffKind, Priority, TeamMembership, User
 from .permissions import PatientAccess
 
@@ -84,8 +85,9 @@ class HandoffForm(forms.Form):
         return data
 
 
-class HandoffActionForm(forms.Form):
-    """One button on the handoff page; a rejection needs a reason."""
+class HandoffActionForm(VersionedFormMixin):
+    """One button on the handoff page, carrying the version the page showed; a rejection
+    needs a reason."""
 
     ACTIONS = ("accept", "reject", "start", "complete", "cancel")
 

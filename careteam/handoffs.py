@@ -12,6 +12,7 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .audit import audit
+from .concurrency import StaleVersionError
 from .models import (
     HANDOFF_OPEN_STATUSES,
     HANDOFF_TRANSITIONS,
@@ -121,10 +122,18 @@ def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
     )
 
 
+def _check_version(handoff: Handoff, expected_version: int | None) -> None:
+    """Refuse an answer given from a page of an older version (None: no client copy)."""
+    if expected_version is not None and handoff.version != int(expected_version):
+        raise StaleVersionError(handoff, expected_version)
+
+
 @transaction.atomic
-def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
+def handoff_accept(
+    *, handoff: Handoff, user: User, expected_version: int | None = None, request=None
+) -> Handoff:
     """Acknowledge a handoff. For a discipline queue the first acceptance wins; a later
-    one gets 'already accepted by X'."""
+    one gets 'already accepted by X' (before its version is compared, so it says who)."""
     handoff = (
         Handoff.objects.select_for_update(of=("self",))
         .select_related("accepted_by", "from_user", "patient")
@@ -137,6 +146,7 @@ def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
         )
     if not _handoff_receiver_ok(handoff, user):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
+    _check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.ACCEPTED)
     now = timezone.now()
     handoff.status = HandoffStatus.ACCEPTED
@@ -161,7 +171,9 @@ def handoff_accept(*, handoff: Handoff, user: User, request=None) -> Handoff:
 
 
 @transaction.atomic
-def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -> Handoff:
+def handoff_reject(
+    *, handoff: Handoff, user: User, reason: str, expected_version: int | None = None, request=None
+) -> Handoff:
     handoff = (
         Handoff.objects.select_for_update(of=("self",))
         .select_related("from_user", "patient")
@@ -171,6 +183,7 @@ def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
     if not _handoff_receiver_ok(handoff, user):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
+    _check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.REJECTED)
     handoff.status = HandoffStatus.REJECTED
     handoff.status_reason = reason.strip()
@@ -192,7 +205,13 @@ def handoff_reject(*, handoff: Handoff, user: User, reason: str, request=None) -
 
 @transaction.atomic
 def handoff_set_status(
-    *, handoff: Handoff, user: User, status: str, reason: str = "", request=None
+    *,
+    handoff: Handoff,
+    user: User,
+    status: str,
+    reason: str = "",
+    expected_version: int | None = None,
+    request=None,
 ) -> Handoff:
     """Start, complete or cancel. The receiver works it; the sender (or case manager) cancels."""
     handoff = (
@@ -201,9 +220,12 @@ def handoff_set_status(
         .get(pk=handoff.pk)
     )
     if status == HandoffStatus.ACCEPTED:
-        return handoff_accept(handoff=handoff, user=user, request=request)
+        return handoff_accept(handoff=handoff, user=user, expected_version=expected_version, request=request)
     if status == HandoffStatus.REJECTED:
-        return handoff_reject(handoff=handoff, user=user, reason=reason, request=request)
+        return handoff_reject(
+            handoff=handoff, user=user, reason=reason, expected_version=expected_version, request=request
+        )
+    _check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, status)
     if status == HandoffStatus.CANCELLED:
         is_cm = (

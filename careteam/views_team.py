@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import handoffs as handoff_services
-from .audit import AuditAction, audit, audit_list
+from .audit import AuditAction, audit, audit_list, note_refusal
+from .concurrency import StaleVersionError
 from .forms import HandoffActionForm, HandoffForm
 from .models import HandoffStatus, Notification
 from .notifications import notification_mark_read, notification_open, notifications_for
@@ -76,20 +77,13 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
     return render(request, "team/handoff_form.html", {"form": form, "patient": access.patient}, status=status)
 
 
-def _answer(*, handoff, user, action: str, reason: str, request):
-    """The service call behind each button."""
-    if action == "accept":
-        return handoff_services.handoff_accept(handoff=handoff, user=user, request=request)
-    if action == "reject":
-        return handoff_services.handoff_reject(handoff=handoff, user=user, reason=reason, request=request)
-    target = {
-        "start": HandoffStatus.IN_PROGRESS,
-        "complete": HandoffStatus.COMPLETED,
-        "cancel": HandoffStatus.CANCELLED,
-    }[action]
-    return handoff_services.handoff_set_status(
-        handoff=handoff, user=user, status=target, reason=reason, request=request
-    )
+ACTION_STATUS = {
+    "accept": HandoffStatus.ACCEPTED,
+    "reject": HandoffStatus.REJECTED,
+    "start": HandoffStatus.IN_PROGRESS,
+    "complete": HandoffStatus.COMPLETED,
+    "cancel": HandoffStatus.CANCELLED,
+}
 
 
 @login_required
@@ -107,22 +101,32 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
         if action_form.is_valid():
             data = action_form.cleaned_data
             try:
-                _answer(
+                handoff_services.handoff_set_status(
                     handoff=handoff,
                     user=request.user,
-                    action=data["action"],
+                    status=ACTION_STATUS[data["action"]],
                     reason=data["reason"],
+                    expected_version=data["expected_version"],
                     request=request,
                 )
             except ValidationError as exc:
                 messages.error(request, _errors_text(exc))
                 status = 409
                 handoff.refresh_from_db()
+            except StaleVersionError as exc:
+                note_refusal(request, exc.audit_reason)
+                messages.error(
+                    request,
+                    "Someone answered or changed this handoff after you opened it; its current state "
+                    "is shown. Answer again if it still applies.",
+                )
+                status = 409
+                handoff.refresh_from_db()
             else:
                 messages.success(request, f"Handoff {handoff_services.ACTION_DONE[data['action']]}.")
                 return redirect("team:handoff_detail", handoff_id=handoff.pk)
         else:
-            status = 422
+            status = action_form.invalid_status
     else:
         audit(
             user=request.user,

@@ -6,6 +6,7 @@ from django import forms
 from django.core.validators import MaxLengthValidator
 
 from careplans.models import CarePlanStatus
+from careteam.concurrency import VersionedFormMixin
 from careteam.models import Discipline, TeamRole, User
 
 from .models import DEMOGRAPHIC_FIELDS, Caregiver, Consent, Patient
@@ -87,11 +88,10 @@ class MembershipAddForm(forms.Form):
         return data
 
 
-class MembershipEndForm(forms.Form):
+class MembershipEndForm(VersionedFormMixin):
     """Confirm the end of a role: a reason, a date, and for the last case manager the
     colleague who takes over (only case-management clinicians are offered)."""
 
-    version = forms.IntegerField(widget=forms.HiddenInput)
     end_date = forms.DateField(
         label="Ends on",
         required=False,
@@ -199,10 +199,8 @@ class PatientEnrolForm(forms.ModelForm):
         return data
 
 
-class PatientEditForm(PatientEnrolForm):
+class PatientEditForm(VersionedFormMixin, PatientEnrolForm):
     """Demographics edited later from the chart; the MRN is the record's key and stays."""
-
-    version = forms.IntegerField(widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -211,13 +209,14 @@ class PatientEditForm(PatientEnrolForm):
 
     def patient_data(self) -> dict:
         data = dict(self.cleaned_data)
-        data.pop("version", None)
+        data.pop("expected_version", None)
         return data
 
 
 class CaregiverForm(forms.ModelForm):
+    """A new caregiver; `CaregiverEditForm` edits one already recorded."""
+
     language = forms.ChoiceField(label="Their language", required=False)
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = Caregiver
@@ -244,8 +243,16 @@ class CaregiverForm(forms.ModelForm):
 
     def caregiver_data(self) -> dict:
         data = dict(self.cleaned_data)
-        data.pop("version", None)
+        data.pop("expected_version", None)
         return data
+
+
+class CaregiverEditForm(VersionedFormMixin, CaregiverForm):
+    pass
+
+
+class CaregiverEndForm(VersionedFormMixin):
+    """ "No longer a caregiver": only the version of the caregiver the page showed."""
 
 
 class ConsentForm(forms.ModelForm):
@@ -291,11 +298,10 @@ class ConsentForm(forms.ModelForm):
         return data
 
 
-class ConsentRevokeForm(forms.Form):
+class ConsentRevokeForm(VersionedFormMixin):
     reason = forms.CharField(
         label="Why is it revoked?",
         max_length=500,
         help_text="Who withdrew it and how, e.g. “Patient asked by phone”.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
-    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)

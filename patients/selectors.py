@@ -266,6 +266,7 @@ class WorkRow:
     url: str
     action: str  # the one-click action's label
     post_action: str = ""  # a handoff button's action value, posted to `url`
+    version: int | None = None  # the version of the handoff the button answers
 
     @property
     def sort_key(self):
@@ -331,6 +332,7 @@ def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: i
                     reverse("team:handoff_detail", kwargs={"handoff_id": h.pk}),
                     action,
                     post_action,
+                    h.version,
                 )
             )
 

@@ -20,7 +20,7 @@ from careplans.models import CarePlanStatus
 from careplans.screening import screenings_for
 from careteam import services as team_services
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
-from careteam.concurrency import StaleVersionError
+from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id, patient_access
 from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
@@ -28,6 +28,8 @@ from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
 from . import selectors
 from . import services as patient_services
 from .forms import (
+    CaregiverEditForm,
+    CaregiverEndForm,
     CaregiverForm,
     ClinicianSearchForm,
     ConsentForm,
@@ -217,6 +219,10 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
         patient=access.patient,
         request=request,
     )
+    return render(request, "patients/chart.html", _chart_context(access, chart))
+
+
+def _chart_context(access, chart) -> dict:
     context = {
         "chart": chart,
         "patient": access.patient,
@@ -227,7 +233,7 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     }
     if not access.read_only:
         context["plan_form"] = CarePlanCreateForm()
-    return render(request, "patients/chart.html", context)
+    return context
 
 
 # ---------------------------------------------------------------------------
@@ -352,20 +358,23 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
     except PermissionDenied as exc:
         return _forbidden(request, str(exc))
     if request.method == "GET":
-        form = MembershipEndForm(membership=membership, initial={"version": membership.version})
+        form = MembershipEndForm(membership=membership, initial={"expected_version": membership.version})
         return _team_role_end_page(request, access, membership, form)
     form = MembershipEndForm(request.POST, membership=membership)
+    status = 422
     if form.is_valid():
         try:
             team_services.membership_end(
                 membership=membership,
                 end_date=form.cleaned_data["end_date"],
                 by=request.user,
-                expected_version=form.cleaned_data["version"],
+                expected_version=form.cleaned_data["expected_version"],
                 reason=form.cleaned_data["reason"],
                 successor=form.cleaned_data.get("successor"),
             )
-        except StaleVersionError:
+        except StaleVersionError as exc:
+            note_refusal(request, exc.audit_reason)
+            status = 409
             form.add_error(
                 None, "Someone changed this role after you opened the page; check it and try again."
             )
@@ -384,7 +393,9 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
                 request, f"{membership.user.display_name}'s role as {membership.get_role_display()} ended."
             )
             return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#team-h")
-    return _team_role_end_page(request, access, membership, form, status=422)
+    else:
+        status = form.invalid_status
+    return _team_role_end_page(request, access, membership, form, status=status)
 
 
 def _team_role_end_page(request, access, membership, form, status: int = 200) -> HttpResponse:
@@ -432,7 +443,7 @@ def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
     if access.read_only:
         return _forbidden(request, "Emergency access is read-only.")
     patient = access.patient
-    initial = {"version": patient.version}
+    initial = {"expected_version": patient.version}
     form = PatientEditForm(
         request.POST or None, instance=patient if request.method == "GET" else None, initial=initial
     )
@@ -445,7 +456,7 @@ def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
                     by=request.user,
                     access=access,
                     data=form.patient_data(),
-                    expected_version=form.cleaned_data["version"],
+                    expected_version=form.cleaned_data["expected_version"],
                     request=request,
                 )
             except StaleVersionError as exc:
@@ -453,12 +464,14 @@ def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
                 status = 409
                 form.add_error(None, "Someone saved this record after you opened it; check it and try again.")
                 form.data = form.data.copy()
-                form.data["version"] = exc.current.version
+                form.data["expected_version"] = exc.current.version
             except ValidationError as exc:
                 _add_errors(form, exc)
             else:
                 messages.success(request, "Demographics saved.")
                 return redirect("patient_chart", patient_id=patient.pk)
+        else:
+            status = form.invalid_status
     elif request.method == "GET":
         audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
     return render(request, "patients/patient_edit.html", {"form": form, "patient": patient}, status=status)
@@ -475,16 +488,7 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
     current = list(patient.caregivers.filter(end_date__isnull=True))
     if request.method == "GET":
         audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
-        context = {
-            "patient": patient,
-            "caregivers": current,
-            "add_form": CaregiverForm(),
-            "forms": [
-                (c, CaregiverForm(instance=c, initial={"version": c.version}, prefix=f"c{c.pk}"))
-                for c in current
-            ],
-        }
-        return render(request, "patients/caregivers.html", context)
+        return _caregivers_page(request, patient, current)
     caregiver = None
     raw = request.POST.get("caregiver", "")
     if raw:
@@ -492,23 +496,36 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
         if caregiver is None:
             raise Http404("No such caregiver.")
     if caregiver is not None and request.POST.get("end"):
+        end_form = CaregiverEndForm(request.POST)
+        if not end_form.is_valid():
+            return _caregivers_page(
+                request, patient, current, error=STALE_PAGE_MESSAGE, status=VERSION_REQUIRED
+            )
         try:
             patient_services.caregiver_end(
                 by=request.user,
                 access=access,
                 caregiver=caregiver,
-                expected_version=request.POST.get("version") or None,
+                expected_version=end_form.cleaned_data["expected_version"],
                 request=request,
             )
-        except StaleVersionError:
-            messages.error(
-                request, "Someone changed this caregiver after you opened the page; check and try again."
+        except StaleVersionError as exc:
+            note_refusal(request, exc.audit_reason)
+            return _caregivers_page(
+                request,
+                patient,
+                current,
+                error="Someone changed this caregiver after you opened the page; check and try again.",
+                status=409,
             )
         else:
             messages.success(request, f"{caregiver.name} is no longer recorded as a caregiver.")
         return redirect("patient_caregivers", patient_id=patient.pk)
-    prefix = f"c{caregiver.pk}" if caregiver else None
-    form = CaregiverForm(request.POST, prefix=prefix)
+    if caregiver is None:
+        form = CaregiverForm(request.POST)
+    else:
+        form = CaregiverEditForm(request.POST, prefix=f"c{caregiver.pk}")
+    status = 422
     if form.is_valid():
         try:
             if caregiver is None:
@@ -521,10 +538,12 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
                     access=access,
                     caregiver=caregiver,
                     data=form.caregiver_data(),
-                    expected_version=form.cleaned_data["version"],
+                    expected_version=form.cleaned_data["expected_version"],
                     request=request,
                 )
-        except StaleVersionError:
+        except StaleVersionError as exc:
+            note_refusal(request, exc.audit_reason)
+            status = 409
             form.add_error(
                 None, "Someone changed this caregiver after you opened the page; check and try again."
             )
@@ -533,22 +552,36 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
         else:
             messages.success(request, f"{saved.name} saved.")
             return redirect("patient_caregivers", patient_id=patient.pk)
+    elif caregiver is not None:
+        status = form.invalid_status
+    if caregiver is None:
+        return _caregivers_page(request, patient, current, add_form=form, status=status)
+    return _caregivers_page(request, patient, current, bound={caregiver.pk: form}, status=status)
+
+
+def _caregivers_page(
+    request, patient, current, *, add_form=None, bound=None, error: str = "", status: int = 200
+) -> HttpResponse:
+    """The caregivers page: each current caregiver's edit form (the posted one with its
+    errors, the others fresh, carrying the version they show) and the add form."""
+    bound = bound or {}
+    if error:
+        messages.error(request, error)
     forms_ = [
         (
             c,
-            form
-            if caregiver and c.pk == caregiver.pk
-            else CaregiverForm(instance=c, initial={"version": c.version}, prefix=f"c{c.pk}"),
+            bound.get(c.pk)
+            or CaregiverEditForm(instance=c, initial={"expected_version": c.version}, prefix=f"c{c.pk}"),
         )
         for c in current
     ]
     context = {
         "patient": patient,
         "caregivers": current,
-        "add_form": form if caregiver is None else CaregiverForm(),
+        "add_form": add_form or CaregiverForm(),
         "forms": forms_,
     }
-    return render(request, "patients/caregivers.html", context, status=422)
+    return render(request, "patients/caregivers.html", context, status=status)
 
 
 # ---------------------------------------------------------------------------
@@ -563,7 +596,11 @@ def _consents_page(request, access, form, status=200, revoke_forms=None) -> Http
     )
     revoke_forms = revoke_forms or {}
     rows = [
-        (c, revoke_forms.get(c.pk) or ConsentRevokeForm(initial={"version": c.version}, prefix=f"r{c.pk}"))
+        (
+            c,
+            revoke_forms.get(c.pk)
+            or ConsentRevokeForm(initial={"expected_version": c.version}, prefix=f"r{c.pk}"),
+        )
         for c in consents
     ]
     return render(
@@ -614,6 +651,7 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
     if access.read_only:
         return _forbidden(request, "Emergency access is read-only.")
     form = ConsentRevokeForm(request.POST, prefix=f"r{consent.pk}")
+    status = 422
     if form.is_valid():
         try:
             patient_services.consent_revoke(
@@ -621,10 +659,12 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
                 access=access,
                 consent=consent,
                 reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["version"],
+                expected_version=form.cleaned_data["expected_version"],
                 request=request,
             )
-        except StaleVersionError:
+        except StaleVersionError as exc:
+            note_refusal(request, exc.audit_reason)
+            status = 409
             form.add_error(
                 None, "Someone changed this consent after you opened the page; check and try again."
             )
@@ -633,8 +673,10 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
         else:
             messages.success(request, f"Consent revoked: {consent.get_scope_display()}.")
             return redirect("patient_consents", patient_id=patient.pk)
+    else:
+        status = form.invalid_status
     return _consents_page(
-        request, access, ConsentForm(patient=patient), status=422, revoke_forms={consent.pk: form}
+        request, access, ConsentForm(patient=patient), status=status, revoke_forms={consent.pk: form}
     )
 
 

@@ -10,6 +10,8 @@ from django import forms
 from django.conf.locale import LANG_INFO
 from django.utils import timezone
 
+from careteam.concurrency import VersionedFormMixin
+
 from .models import (
     REFERRAL_CLOSED_STATUSES,
     REFERRAL_TRANSITIONS,
@@ -128,7 +130,7 @@ class ReferralForm(forms.Form):
         self.fields["need"].choices = [("", "No specific need")] + [(n.pk, str(n)) for n in needs]
 
 
-class ReferralStatusForm(forms.Form):
+class ReferralStatusForm(VersionedFormMixin):
     """Record the service's answer (on its behalf), progress, closing or reopening."""
 
     status = forms.ChoiceField(label="New status", error_messages={"required": "Choose the new status."})
@@ -136,7 +138,6 @@ class ReferralStatusForm(forms.Form):
         label="Outcome (to close)", required=False, choices=[("", "—"), *ReferralOutcome.choices]
     )
     note = forms.CharField(label="Note", required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, referral, **kwargs):
         super().__init__(*args, **kwargs)
@@ -146,7 +147,7 @@ class ReferralStatusForm(forms.Form):
             targets = [t for t in targets if t != ReferralStatus.REQUESTED] + [ReferralStatus.REQUESTED]
         # nothing preselected: a save without choosing must not record "Accepted"
         self.fields["status"].choices = [("", "Choose…")] + [(t, labels[t]) for t in targets]
-        self.fields["version"].initial = referral.version
+        self.fields["expected_version"].initial = referral.version
         self.reopening = referral.status in REFERRAL_CLOSED_STATUSES
         self.has_targets = bool(targets)
 

@@ -292,7 +292,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
     access.require_edit()
     form = ReferralStatusForm(request.POST, referral=referral)
     if not form.is_valid():
-        return _render_detail(request, referral, access, form=form, status=422)
+        return _render_detail(request, referral, access, form=form, status=form.invalid_status)
     data = form.cleaned_data
     try:
         updated = services.referral_set_status(
@@ -302,7 +302,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
             status=data["status"],
             outcome=data["outcome"],
             note=data["note"],
-            expected_version=data.get("version"),
+            expected_version=data["expected_version"],
             request=request,
         )
     except ValidationError as exc:

@@ -147,7 +147,7 @@ def revoke(client, consent, reason="Patient asked by phone", version=None):
         reverse(
             "patient_consent_revoke", kwargs={"patient_id": consent.patient_id, "consent_id": consent.pk}
         ),
-        {f"r{consent.pk}-reason": reason, f"r{consent.pk}-version": version or consent.version},
+        {f"r{consent.pk}-reason": reason, f"r{consent.pk}-expected_version": version or consent.version},
     )
 
 
@@ -168,7 +168,7 @@ def test_revoking_stops_referral_sends(world):
     assert AuditEvent.objects.filter(detail="consent referral revoked", patient_id=world.patient.pk).exists()
     sent = nurse.post(
         reverse("referrals:status", kwargs={"referral_id": referral.pk}),
-        {"status": "requested", "version": referral.version},
+        {"status": "requested", "expected_version": referral.version},
     )
     assert sent.status_code == 422 and b"consent" in sent.content
     assert reverse("patient_consents", kwargs={"patient_id": world.patient.pk}).encode() in sent.content
@@ -181,12 +181,12 @@ def test_revoke_needs_a_reason_and_the_current_version(world):
     nurse = signed_in(world.nurse)
     assert revoke(nurse, consent, reason="").status_code == 422
     stale = revoke(nurse, consent, version=consent.version + 5)
-    assert stale.status_code == 422 and b"Someone changed this consent" in stale.content
+    assert stale.status_code == 409 and b"Someone changed this consent" in stale.content
     missing = nurse.post(
         reverse("patient_consent_revoke", kwargs={"patient_id": world.patient.pk, "consent_id": consent.pk}),
         {f"r{consent.pk}-reason": "Patient asked"},
     )
-    assert missing.status_code == 422
+    assert missing.status_code == 428 and b"This page is out of date" in missing.content
     consent.refresh_from_db()
     assert consent.state == "in force"
 
@@ -229,7 +229,7 @@ def test_off_the_team_nothing_is_revealed(world):
     assert revoke(signed_in(world.nurse), other).status_code == 404
     wrong = signed_in(world.nurse).post(
         reverse("patient_consent_revoke", kwargs={"patient_id": world.patient.pk, "consent_id": other.pk}),
-        {f"r{other.pk}-reason": "x y z", f"r{other.pk}-version": 1},
+        {f"r{other.pk}-reason": "x y z", f"r{other.pk}-expected_version": 1},
     )
     assert wrong.status_code == 404
     consent.refresh_from_db()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 def _demo(patient, **values) -> dict:
     data = {
-        "version": patient.version,
+        "expected_version": patient.version,
         "given_name": patient.given_name,
         "family_name": patient.family_name,
         "preferred_name": "",
@@ -47,7 +47,7 @@ def test_member_edits_demographics_versioned_audited_with_history(client, world)
 def test_stale_version_and_bad_input_write_nothing(client, world):
     p = world.patient
     client.force_login(world.nurse)
-    r = client.post(f"/patients/{p.pk}/edit/", _demo(p, version=p.version - 1 or 99, phone="1"))
+    r = client.post(f"/patients/{p.pk}/edit/", _demo(p, expected_version=p.version - 1 or 99, phone="1"))
     assert r.status_code == 409
     assert b"Someone saved this record" in r.content
     r = client.post(f"/patients/{p.pk}/edit/", _demo(p, birth_date="2999-01-01", phone="2"))
@@ -92,7 +92,7 @@ def test_caregiver_add_edit_end(client, world):
         url,
         {
             "caregiver": c.pk,
-            pre + "version": c.version,
+            pre + "expected_version": c.version,
             pre + "name": "Rosa Diaz",
             pre + "relationship": "child",
             pre + "phone": "555-2",
@@ -104,13 +104,14 @@ def test_caregiver_add_edit_end(client, world):
     assert c.phone == "555-2" and not c.may_contact and c.version == 2
     # stale edit refused
     r = client.post(
-        url, {"caregiver": c.pk, pre + "version": 1, pre + "name": "Z", pre + "relationship": "child"}
+        url,
+        {"caregiver": c.pk, pre + "expected_version": 1, pre + "name": "Z", pre + "relationship": "child"},
     )
-    assert r.status_code == 422 and Caregiver.objects.get(pk=c.pk).name == "Rosa Diaz"
+    assert r.status_code == 409 and Caregiver.objects.get(pk=c.pk).name == "Rosa Diaz"
     # bad input: no name, unknown language
     r = client.post(url, {"name": "", "relationship": "child", "language": "xx-nope"})
     assert r.status_code == 422 and Caregiver.objects.filter(patient=p).count() == 1
-    r = client.post(url, {"caregiver": c.pk, "version": c.version, "end": "1"})
+    r = client.post(url, {"caregiver": c.pk, "expected_version": c.version, "end": "1"})
     assert r.status_code == 302
     c.refresh_from_db()
     assert c.end_date is not None and not c.is_primary

@@ -32,6 +32,11 @@ def _sbar(**extra):
     return data
 
 
+def _answer(client, url, handoff, data):
+    """POST an answer from the handoff page as it shows now (with the version it carries)."""
+    return client.post(url, {**data, "expected_version": Handoff.objects.get(pk=handoff.pk).version})
+
+
 def _handoff(world, *, to_user=None, to_discipline=None, due_in_hours=6, **kwargs):
     return handoff_services.handoff_create(
         from_user=kwargs.pop("from_user", world.lead),
@@ -149,9 +154,9 @@ def test_accept_start_complete_along_legal_transitions(client, world):
     handoff = _handoff(world, to_user=world.nurse)
     _login(client, world.nurse)
     url = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
-    assert client.post(url, {"action": "complete"}).status_code == 409  # not accepted yet
+    assert _answer(client, url, handoff, {"action": "complete"}).status_code == 409  # not accepted yet
     for action, status in [("accept", "accepted"), ("start", "in-progress"), ("complete", "completed")]:
-        assert client.post(url, {"action": action}).status_code == 302
+        assert _answer(client, url, handoff, {"action": action}).status_code == 302
         handoff.refresh_from_db()
         assert handoff.status == status
     assert 'name="action"' not in client.get(url).content.decode()
@@ -170,9 +175,10 @@ def test_second_acceptance_of_a_queue_handoff_says_who_accepted_it(client, world
     handoff = _handoff(world, to_discipline=f.discipline("nursing"))
     url = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
     _login(client, world.nurse)
-    assert client.post(url, {"action": "accept"}).status_code == 302
+    assert _answer(client, url, handoff, {"action": "accept"}).status_code == 302
     _login(client, second_nurse)
-    response = client.post(url, {"action": "accept"})
+    # the second nurse opened the page before the first accepted it
+    response = client.post(url, {"action": "accept", "expected_version": 1})
     assert response.status_code == 409
     assert f"already accepted by {world.nurse.display_name}" in response.content.decode()
     handoff.refresh_from_db()
@@ -183,12 +189,14 @@ def test_rejecting_needs_a_reason(client, world):
     handoff = _handoff(world, to_user=world.nurse)
     _login(client, world.nurse)
     url = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
-    response = client.post(url, {"action": "reject", "reason": " "})
+    response = _answer(client, url, handoff, {"action": "reject", "reason": " "})
     assert response.status_code == 422
     assert "Give a reason" in response.content.decode()
     handoff.refresh_from_db()
     assert handoff.status == "requested"
-    assert client.post(url, {"action": "reject", "reason": "Not a nursing task"}).status_code == 302
+    assert (
+        _answer(client, url, handoff, {"action": "reject", "reason": "Not a nursing task"}).status_code == 302
+    )
     handoff.refresh_from_db()
     assert (handoff.status, handoff.status_reason) == ("rejected", "Not a nursing task")
 
@@ -197,9 +205,9 @@ def test_only_sender_or_case_manager_can_cancel(client, world):
     handoff = _handoff(world, to_user=world.nurse)
     url = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
     _login(client, world.pharmacist)
-    assert client.post(url, {"action": "cancel"}).status_code == 409
+    assert _answer(client, url, handoff, {"action": "cancel"}).status_code == 409
     _login(client, world.case_manager)
-    assert client.post(url, {"action": "cancel"}).status_code == 302
+    assert _answer(client, url, handoff, {"action": "cancel"}).status_code == 302
     handoff.refresh_from_db()
     assert handoff.status == "cancelled"
 
@@ -310,7 +318,9 @@ def test_case_manager_sees_all_open_handoffs_of_their_patients_with_overdue_mark
 def test_empty_answer_is_a_form_error_and_changes_nothing(client, world):
     handoff = _handoff(world, to_user=world.nurse)
     _login(client, world.nurse)
-    response = client.post(reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk}), {})
+    response = client.post(
+        reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk}), {"expected_version": 1}
+    )
     assert response.status_code == 422
     assert "Choose one of the answers" in response.content.decode()
     handoff.refresh_from_db()

@@ -218,7 +218,8 @@ def test_the_referral_update_form_preselects_no_status(client, world, service):
     select = page[page.index('name="status"') :][:600]
     assert '<option value="" selected>Choose…</option>' in select
     response = client.post(
-        reverse("referrals:status", kwargs={"referral_id": referral.pk}), {"version": referral.version}
+        reverse("referrals:status", kwargs={"referral_id": referral.pk}),
+        {"expected_version": referral.version},
     )
     assert b"Choose the new status." in response.content
     referral.refresh_from_db()

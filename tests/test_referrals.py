@@ -53,7 +53,7 @@ def set_status(client, referral, status, **data):
     referral.refresh_from_db()
     return client.post(
         reverse("referrals:status", kwargs={"referral_id": referral.pk}),
-        {"status": status, "version": referral.version, **data},
+        {"status": status, "expected_version": referral.version, **data},
     )
 
 
@@ -248,7 +248,7 @@ def test_a_stale_form_gets_a_conflict_instead_of_overwriting(client, world, sent
     set_status(client, sent, "accepted")
     response = client.post(
         reverse("referrals:status", args=[sent.pk]),
-        {"status": "cancelled", "outcome": "declined", "version": old_version},
+        {"status": "cancelled", "outcome": "declined", "expected_version": old_version},
     )
     assert response.status_code == 409 and b"changed by someone else" in response.content
     sent.refresh_from_db()

@@ -198,7 +198,7 @@ def test_the_chart_form_applies_the_same_rules(world):
     assert response.status_code == 403
     cm_role = role_of(world, world.case_manager)
     end = reverse("team_role_end", kwargs={"patient_id": world.patient.pk, "membership_id": cm_role.pk})
-    response = client.post(end, {"version": cm_role.version})
+    response = client.post(end, {"expected_version": cm_role.version})
     assert response.status_code == 403
     assert snapshot() == before
 

@@ -199,16 +199,21 @@ def test_completing_without_required_answers_saves_nothing_and_names_the_items(s
     response = screening.screening_start(access=access, by=world.nurse, questionnaire=shipped["hvs"])
     client = _client(world.nurse)
     url = reverse("careplans:screening_detail", kwargs={"screening_id": response.pk})
-    page = client.post(url, {"q-hvs-1": "LA28397-0", "action": "complete"})
+    page = client.post(url, {"q-hvs-1": "LA28397-0", "action": "complete", "expected_version": 1})
     assert page.status_code == 422 and "This question needs an answer." in page.content.decode()
     response.refresh_from_db()
     assert response.status == "in-progress" and not response.proposals.exists()
     # a partial save keeps the answer; resuming shows it checked
-    assert client.post(url, {"q-hvs-1": "LA28397-0", "action": "save"}).status_code == 302
+    assert (
+        client.post(url, {"q-hvs-1": "LA28397-0", "action": "save", "expected_version": 1}).status_code == 302
+    )
     response.refresh_from_db()
     assert response.answers == {"hvs-1": ["LA28397-0"]}
     assert 'value="LA28397-0" checked' in client.get(url).content.decode()
-    assert client.post(url, {"q-hvs-1": "NOT-A-CODE", "action": "save"}).status_code == 422
+    assert (
+        client.post(url, {"q-hvs-1": "NOT-A-CODE", "action": "save", "expected_version": 2}).status_code
+        == 422
+    )
 
 
 def test_accepting_proposals_creates_needs_with_history_and_audit(shipped, world):

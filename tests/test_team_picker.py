@@ -109,11 +109,11 @@ def test_ending_a_role_is_confirmed_with_a_reason(world):
     pharmacist = role_of(world, world.pharmacist)
     confirm = client.get(end_url(world, pharmacist))
     assert confirm.status_code == 200 and "End the role" in confirm.content.decode()
-    refused = client.post(end_url(world, pharmacist), {"version": pharmacist.version})
+    refused = client.post(end_url(world, pharmacist), {"expected_version": pharmacist.version})
     assert refused.status_code == 422 and "reason" in refused.context["form"].errors
     assert role_of(world, world.pharmacist).version == pharmacist.version
     done = client.post(
-        end_url(world, pharmacist), {"version": pharmacist.version, "reason": "Regimen settled"}
+        end_url(world, pharmacist), {"expected_version": pharmacist.version, "reason": "Regimen settled"}
     )
     assert done.status_code == 302
     assert not TeamMembership.objects.current().filter(pk=pharmacist.pk).exists()
@@ -127,7 +127,8 @@ def test_the_lead_cannot_end_the_case_managers_role_even_with_a_reason(world):
     client = signed_in(world.lead)
     assert client.get(end_url(world, cm)).status_code == 403
     assert (
-        client.post(end_url(world, cm), {"version": cm.version, "reason": "Taking over"}).status_code == 403
+        client.post(end_url(world, cm), {"expected_version": cm.version, "reason": "Taking over"}).status_code
+        == 403
     )
     assert role_of(world, world.case_manager).pk == cm.pk
 
@@ -144,22 +145,24 @@ def test_the_last_case_manager_hands_over_to_a_named_successor(world):
     assert (
         world.nurse.display_name not in html.split("Case manager who takes over")[1]
     )  # nurses are not offered
-    refused = client.post(end_url(world, cm), {"version": cm.version, "reason": "Leaving the service"})
+    refused = client.post(
+        end_url(world, cm), {"expected_version": cm.version, "reason": "Leaving the service"}
+    )
     assert refused.status_code == 422 and "takes over" in refused.content.decode()
     later = (timezone.localdate() + dt.timedelta(days=7)).isoformat()
     refused = client.post(
         end_url(world, cm),
-        {"version": cm.version, "reason": "Leaving", "successor": successor.pk, "end_date": later},
+        {"expected_version": cm.version, "reason": "Leaving", "successor": successor.pk, "end_date": later},
     )
     assert refused.status_code == 422 and "happens today" in refused.content.decode()
     wrong = client.post(
-        end_url(world, cm), {"version": cm.version, "reason": "Leaving", "successor": world.nurse.pk}
+        end_url(world, cm), {"expected_version": cm.version, "reason": "Leaving", "successor": world.nurse.pk}
     )
     assert wrong.status_code == 422
     assert role_of(world, world.case_manager).role == "case-manager"
 
     done = client.post(
-        end_url(world, cm), {"version": cm.version, "reason": "Leaving", "successor": successor.pk}
+        end_url(world, cm), {"expected_version": cm.version, "reason": "Leaving", "successor": successor.pk}
     )
     assert done.status_code == 302 and done.url == reverse("worklist")
     assert role_of(world, successor).role == "case-manager"
@@ -178,7 +181,7 @@ def test_a_member_leaves_the_team_and_lands_on_the_worklist(world):
     confirm = client.get(end_url(world, nurse)).content.decode()
     assert "no longer see" in confirm and "land on your worklist" in confirm
     done = client.post(
-        end_url(world, nurse), {"version": nurse.version, "reason": "Moved to nights"}, follow=True
+        end_url(world, nurse), {"expected_version": nurse.version, "reason": "Moved to nights"}, follow=True
     )
     assert done.redirect_chain[-1][0] == reverse("worklist")
     assert "You left" in done.content.decode()
@@ -190,7 +193,9 @@ def test_another_members_role_cannot_be_ended_by_a_member(world):
     client = signed_in(world.nurse)
     assert client.get(end_url(world, pharmacist)).status_code == 403
     assert (
-        client.post(end_url(world, pharmacist), {"version": pharmacist.version, "reason": "x"}).status_code
+        client.post(
+            end_url(world, pharmacist), {"expected_version": pharmacist.version, "reason": "x"}
+        ).status_code
         == 403
     )
     assert role_of(world, world.pharmacist).pk == pharmacist.pk

@@ -625,7 +625,10 @@ def test_case_manager_assigns_and_ends_a_role(client, world):
     assert response.status_code == 302
     membership = TeamMembership.objects.get(user=world.outsider, patient=world.patient)
     end = reverse("team_role_end", kwargs={"patient_id": world.patient.pk, "membership_id": membership.pk})
-    assert client.post(end, {"version": membership.version, "reason": "Visits finished"}).status_code == 302
+    assert (
+        client.post(end, {"expected_version": membership.version, "reason": "Visits finished"}).status_code
+        == 302
+    )
     membership.refresh_from_db()
     assert membership.status == "inactive"
     client.force_login(world.outsider)
@@ -659,7 +662,7 @@ def test_ending_a_role_of_another_patients_team_is_404(client, world):
     url = reverse(
         "team_role_end", kwargs={"patient_id": world.patient.pk, "membership_id": other_membership.pk}
     )
-    assert client.post(url, {"version": 1}).status_code == 404
+    assert client.post(url, {"expected_version": 1}).status_code == 404
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.apps import apps
 from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 from django.urls import reverse
 
@@ -277,11 +278,14 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
         r.assigned_to_id for r in rows_by_model[Activity] if getattr(r, "assigned_to_id", None) is not None
     }
     labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)}
+    links = _activity_links(access, plan, rows_by_model[Activity])
     changes: list[Change] = []
     for model, rows in rows_by_model.items():
         previous: dict[int, dict[str, Any]] = {}
         for row in rows:
             values = _row_values(model, row)
+            if model is Activity:
+                values.update(links.get(row.history_id, EMPTY_LINKS))
             before = previous.get(row.id)
             kind = model.__name__.lower() if model is not CarePlan else "plan"
             by = row.history_user.display_name if row.history_user else "system"
@@ -290,7 +294,7 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
                 diff = [
                     (_verbose(model, n), "—", labels.value(model, n, v))
                     for n, v in values.items()
-                    if v not in (None, "", False)
+                    if v not in (None, "", False) and v != frozenset()
                 ]
             elif row.history_type == "-":
                 change_type, diff = "deleted", []
@@ -302,6 +306,8 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
                     if before.get(n) != v
                 ]
             previous[row.id] = values
+            if change_type == "changed" and not diff:
+                continue  # nothing the user may see changed (e.g. a link to a hidden need)
             changes.append(
                 Change(
                     at=row.history_date,
@@ -318,7 +324,48 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
 
 
 def _verbose(model, name: str) -> str:
+    if name in LINK_LABELS:
+        return LINK_LABELS[name]
     return str(model._meta.get_field(name).verbose_name).capitalize()
+
+
+LINK_LABELS = {"goals": "Linked goals", "needs": "Linked needs"}
+
+
+class _Linked(frozenset):
+    """The visible goals or needs an activity version linked to, shown by their text."""
+
+    names: dict[int, str] = {}
+
+    def __str__(self) -> str:
+        return "; ".join(sorted(self.names.get(pk, "") for pk in self)) or "—"
+
+
+EMPTY_LINKS: dict[str, Any] = {}
+
+
+def _activity_links(access: PatientAccess, plan: CarePlan, rows: list) -> dict[int, dict[str, Any]]:
+    """For each historical activity row: the goals and needs it linked to, keeping only
+    those the user may see (a link to a hidden need is neither named nor counted).
+    Two queries for the links of every version, one per kind for the names."""
+    if not rows:
+        return {}
+    history_ids = [r.history_id for r in rows]
+    out: dict[int, dict[str, Any]] = {h: {"goals": set(), "needs": set()} for h in history_ids}
+    for name, target, model in (("goals", "goal_id", Goal), ("needs", "need_id", Need)):
+        through = apps.get_model("careplans", f"HistoricalActivity_{name}")
+        visible = {
+            obj.pk: str(obj.description)[:60] for obj in access.visible(model.objects.filter(care_plan=plan))
+        }
+        for history_id, pk in through.objects.filter(history_id__in=history_ids).values_list(
+            "history_id", target
+        ):
+            if pk in visible:
+                out[history_id][name].add(pk)
+        linked = type(f"_Linked{name}", (_Linked,), {"names": visible})
+        for value in out.values():
+            value[name] = linked(value[name])
+    return out
 
 
 @dataclass

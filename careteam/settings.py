@@ -384,6 +384,8 @@ SPECTACULAR_SETTINGS = {
 # `Authorization: Bearer <METRICS_TOKEN>` and signed-in superusers; everyone else 404.
 # ---------------------------------------------------------------------------
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (or unset).")
 
 # ---------------------------------------------------------------------------
 # Logging: to stderr, so any process manager collects it; web, worker and beat alike

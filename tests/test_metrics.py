@@ -220,6 +220,7 @@ metrics.observe_request(view="worklist", method="GET", status=200, seconds=0.2)
 def test_multiprocess_mode_adds_up_the_request_metrics_of_every_process(tmp_path):
     env = {
         **os.environ,
+        "DEBUG": "true",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "DJANGO_SETTINGS_MODULE": "careteam.settings",
     }
@@ -237,3 +238,18 @@ def test_multiprocess_mode_adds_up_the_request_metrics_of_every_process(tmp_path
     ).stdout
     assert sample(out, "careteam_http_request_duration_seconds_count", 'method="GET",view="worklist"') == 2
     assert sample(out, "careteam_http_requests_total", 'status="2xx",view="worklist"') == 2
+
+
+def test_a_short_metrics_token_is_refused_at_start():
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "METRICS_TOKEN": "short",
+        "DJANGO_SETTINGS_MODULE": "careteam.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; settings.METRICS_TOKEN"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "METRICS_TOKEN must be at least 16 characters" in out.stderr

@@ -6,6 +6,7 @@ import socket
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from careteam import health
@@ -88,6 +89,17 @@ def test_readyz_reveals_no_address_or_reason(client, settings):
     body = client.get("/readyz").content.decode()
     for secret in ("s3cret", "127.0.0.1", "redis://", "Connection", "refused"):
         assert secret not in body
+
+
+def test_readyz_answers_503_while_a_migration_is_not_applied(client):
+    """As after a deploy whose `migrate` has not run yet (rolled back with the test)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM django_migrations WHERE id = (SELECT max(id) FROM django_migrations WHERE app = 'careteam')"
+        )
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "migrations": "pending", "broker": "ok"}
 
 
 def test_readyz_migrations_check_sees_the_running_code_fully_migrated():

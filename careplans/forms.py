@@ -15,6 +15,7 @@ from careteam.permissions import PatientAccess
 
 from .models import (
     CAREPLAN_TRANSITIONS,
+    GOAL_INITIAL_STATUSES,
     STATUS_REASON_MAX_LENGTH,
     Activity,
     CarePlan,
@@ -105,8 +106,9 @@ class GoalCreateForm(GoalForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        starting = ("proposed", "planned", "accepted", "active")
-        self.fields["lifecycle_status"].choices = [c for c in GoalLifecycle.choices if c[0] in starting]
+        self.fields["lifecycle_status"].choices = [
+            c for c in GoalLifecycle.choices if c[0] in GOAL_INITIAL_STATUSES
+        ]
 
 
 class NeedForm(VersionedForm):

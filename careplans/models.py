@@ -55,6 +55,8 @@ CAREPLAN_TRANSITIONS = {
     "revoked": {"entered-in-error"},
     "entered-in-error": set(),
 }
+# what a new plan may start as (active only when the patient has no other active plan)
+CAREPLAN_INITIAL_STATUSES = frozenset({"draft", "active"})
 
 
 class CarePlanIntent(models.TextChoices):
@@ -154,6 +156,10 @@ GOAL_TRANSITIONS = {
     "rejected": {"proposed", "entered-in-error"},
     "entered-in-error": set(),
 }
+# a new goal starts proposed or one open step on; completing, cancelling or rejecting it
+# (and recording its outcome) is a change of the goal, kept in its history
+GOAL_INITIAL_STATUSES = frozenset({"proposed", "planned", "accepted", "active"})
+GOAL_OUTCOME_ACHIEVEMENTS = frozenset({"achieved", "not-achieved", "not-attainable"})
 
 
 class GoalAchievement(models.TextChoices):
@@ -254,6 +260,7 @@ NEED_TRANSITIONS = {
     "resolved": {"recurrence", "entered-in-error"},
     "entered-in-error": set(),
 }
+NEED_INITIAL_STATUSES = frozenset({"active"})
 
 
 class Need(models.Model):
@@ -320,6 +327,7 @@ ACTIVITY_TRANSITIONS = {
     "entered-in-error": set(),
 }
 ACTIVITY_OPEN_STATUSES = ("not-started", "scheduled", "in-progress", "on-hold")
+ACTIVITY_INITIAL_STATUSES = frozenset({"not-started", "scheduled", "in-progress"})
 
 
 class Activity(models.Model):

@@ -16,13 +16,18 @@ from careteam.concurrency import apply_changes, lock_for_update
 from careteam.models import AuditAction, User
 from careteam.notifications import notify_note_added
 from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
-from careteam.statemachine import check_transition
+from careteam.statemachine import check_initial, check_transition
 
 from . import selectors
 from .models import (
+    ACTIVITY_INITIAL_STATUSES,
     ACTIVITY_TRANSITIONS,
+    CAREPLAN_INITIAL_STATUSES,
     CAREPLAN_TRANSITIONS,
+    GOAL_INITIAL_STATUSES,
+    GOAL_OUTCOME_ACHIEVEMENTS,
     GOAL_TRANSITIONS,
+    NEED_INITIAL_STATUSES,
     NEED_TRANSITIONS,
     STATUSES_NEEDING_REASON,
     Activity,
@@ -149,6 +154,7 @@ def careplan_create(
     if period_start:
         plan.period_start = period_start
     _full_clean(plan, exclude=["patient", "author"])
+    check_initial(CAREPLAN_INITIAL_STATUSES, plan.status, what="care plan")
     if plan.period_end and plan.period_end < plan.period_start:
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
     if (
@@ -170,6 +176,15 @@ def goal_create(*, access: PatientAccess, plan: CarePlan, by: User, request=None
     access.require_edit()
     goal = Goal(care_plan=plan, created_by=by, **fields)
     _full_clean(goal, exclude=["care_plan", "created_by"])
+    check_initial(GOAL_INITIAL_STATUSES, goal.lifecycle_status, label="lifecycle_status", what="goal")
+    if goal.achievement_status in GOAL_OUTCOME_ACHIEVEMENTS:
+        raise ValidationError(
+            {
+                "achievement_status": f"A new goal cannot start as '{goal.achievement_status}': record "
+                "the outcome by changing the goal once it exists."
+            },
+            code="illegal_initial_status",
+        )
     goal._history_user = by
     goal.save()
     audit(user=by, action=AuditAction.CREATE, obj=goal, patient=access.patient, request=request)
@@ -183,6 +198,7 @@ def need_create(
     access.require_edit()
     need = Need(care_plan=plan, created_by=by, **fields)
     _full_clean(need, exclude=["care_plan", "created_by"])
+    check_initial(NEED_INITIAL_STATUSES, need.status, what="need")
     _check_sensitivity_allowed(access, need)
     need._history_user = by
     need.save()
@@ -199,6 +215,7 @@ def activity_create(
     access.require_edit()
     activity = Activity(care_plan=plan, created_by=by, **fields)
     _full_clean(activity, exclude=["care_plan", "created_by"])
+    check_initial(ACTIVITY_INITIAL_STATUSES, activity.status, what="activity")
     _check_sensitivity_allowed(access, activity)
     _check_assignee(access, activity)
     if not access.can_edit_item(activity):

@@ -5,6 +5,21 @@ from collections.abc import Mapping
 from django.core.exceptions import ValidationError
 
 
+def check_initial(
+    allowed: frozenset[str] | set[str], value: str, *, label: str = "status", what: str
+) -> None:
+    """Raise ValidationError unless `value` is a status a new `what` may start as: later
+    statuses are reached through the transitions, so the history shows how."""
+    if value not in allowed:
+        raise ValidationError(
+            {
+                label: f"A new {what} starts as {', '.join(sorted(allowed))}; '{value}' is reached "
+                f"by changing it once it exists."
+            },
+            code="illegal_initial_status",
+        )
+
+
 def check_transition(
     transitions: Mapping[str, set[str] | frozenset[str]],
     current: str,

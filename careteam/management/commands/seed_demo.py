@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from careplans import services as plan_services
-from careplans.models import CarePlan
+from careplans.models import ACTIVITY_INITIAL_STATUSES, CarePlan
 from careteam import services as team_services
 from careteam.demo.catalog import CATALOG, TAXONOMY
 from careteam.demo.patients import PATIENTS
@@ -211,19 +211,29 @@ class Command(BaseCommand):
         for a in spec["activities"]:
             a = dict(a)
             sens = a.pop("sensitivity", None)
-            plan_services.activity_create(
+            # a new activity starts open; one done already gets there by the status machine
+            done = a["status"] not in ACTIVITY_INITIAL_STATUSES
+            activity = plan_services.activity_create(
                 access=access,
                 plan=plan,
                 by=owner,
                 title=a["title"],
                 owner_discipline=disciplines[a["owner"]],
                 assigned_to=users[a["assignee"]],
-                status=a["status"],
+                status="in-progress" if done else a["status"],
                 due_date=today + timedelta(days=a["due_days"]),
                 goals=[goals[i] for i in a.get("goals", [])],
                 needs=[needs[i] for i in a.get("needs", [])],
                 sensitivity=sensitivity.get(sens) if sens else None,
             )
+            if done:
+                plan_services.item_update(
+                    access=access,
+                    item=activity,
+                    by=owner,
+                    changes={"status": a["status"]},
+                    expected_version=activity.version,
+                )
         for h in spec["handoffs"]:
             handoff = team_services.handoff_create(
                 from_user=users[h["frm"]],

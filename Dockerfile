@@ -31,4 +31,4 @@ RUN DEBUG=false SECRET_KEY=collectstatic-build-only-placeholder \
 
 EXPOSE 8000
 CMD ["gunicorn", "careteam.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+     "--logger-class", "careteam.gunicorn_logging.Logger", "--access-logfile", "-"]

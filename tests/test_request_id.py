@@ -241,3 +241,45 @@ def test_a_published_task_carries_the_id_in_its_headers():
     outside = {}
     requestid.add_to_task_headers(headers=outside)
     assert outside == {}
+
+
+def test_gunicorn_writes_json_access_lines_with_the_request_id(tmp_path):
+    """The compose web command's logger: gunicorn's own lines are JSON too."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "gunicorn.log"
+    env = {**os.environ, "DEBUG": "true", "LOG_FORMAT": "json"}
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "careteam.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", "1", "--logger-class", "careteam.gunicorn_logging.Logger", "--access-logfile", "-"],
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/healthz?q=Patient+Name",
+                    headers={"X-Request-ID": "gunicorn-0001"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own server
+                    assert response.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.3)
+        time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    access = [x for x in lines if x["logger"] == "gunicorn.access" and x.get("request_id") == "gunicorn-0001"]
+    assert access, log.read_text()[-2000:]
+    assert access[0]["path"] == "/healthz" and access[0]["status"] == 200 and access[0]["method"] == "GET"
+    assert "Patient" not in json.dumps(access[0])  # no query string
+    assert any(x["logger"] == "gunicorn.error" and x["message"].startswith("Booting worker") for x in lines)

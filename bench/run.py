@@ -474,6 +474,15 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
             ),
         )
 
+    # -- My work: what needs me across all my patients --------------------------------
+    url = url_or_none("my_work")
+    for label, user in (("My work (case manager)", cm), ("My work (nurse)", nurse)):
+        if url is None:
+            bench.skip(label, "page", "no URL named 'my_work'")
+            continue
+        client = bench.client(user)
+        bench.measure(label, "page", lambda i, c=client: c.get(url), None)
+
     # -- patient chart, care plan ------------------------------------------------
     client = bench.client(cm)
     if url_or_none("patient_chart", patient_id=1):

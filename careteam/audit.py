@@ -92,6 +92,13 @@ def audited_outcomes(request) -> set[str]:
     return set(getattr(request, _MARK, ()) or ())
 
 
+def _text(value: Any, limit: int) -> str:
+    """A value as the audit trail stores it: text, at most `limit` characters, with NUL
+    (which PostgreSQL text refuses) written visibly, so a hostile URL is still recorded
+    as what it was and never stops the request it describes."""
+    return ("" if value is None else str(value)).replace("\x00", "\\x00")[:limit]
+
+
 def audit(
     *,
     user: Any,
@@ -120,12 +127,12 @@ def audit(
         username=user.get_username() if authenticated else "",
         action=action,
         outcome=outcome,
-        object_type=(object_type or "")[:60],
-        object_id="" if object_id is None else str(object_id)[:64],
+        object_type=_text(object_type, 60),
+        object_id=_text(object_id, 64),
         patient_id=patient_id,
         source_ip=client_ip(django_request),
-        path=(django_request.get_full_path()[:300] if django_request is not None else ""),
-        detail=(detail or "")[:500],
+        path=_text(django_request.get_full_path() if django_request is not None else "", 300),
+        detail=_text(detail, 500),
         patient_ids=sorted({int(pid) for pid in patient_ids if pid is not None}),
         request_id=requestid.current() or "",
     )

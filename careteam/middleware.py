@@ -115,20 +115,26 @@ class IdleSessionTimeoutMiddleware:
 
 
 class HostileInputMiddleware:
-    """Query parameters holding a NUL character (which no PostgreSQL text can hold, and no
-    legitimate client sends) answer 400, in JSON for the API and FHIR."""
+    """A path or query parameters holding a NUL character (which no PostgreSQL text can
+    hold, and no legitimate client sends) answer 400, in JSON for the API and FHIR: a NUL
+    in a URL's id would otherwise reach the database in every view and admin page with
+    a text key."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         query = request.META.get("QUERY_STRING", "")
-        if (
+        message = ""
+        if "\x00" in request.path_info or "\x00" in request.path:
+            message = "Addresses may not contain NUL characters."
+        elif (
             "%00" in query
             or "\x00" in query
             or any("\x00" in k or "\x00" in v for k, v in request.GET.items())
         ):
             message = "Query parameters may not contain NUL characters."
+        if message:
             if request.path.startswith(("/api/", "/fhir/")):
                 return JsonResponse({"detail": message}, status=400)
             return HttpResponseBadRequest(message, content_type="text/plain")

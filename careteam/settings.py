@@ -173,6 +173,9 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="CareTeam")
 # each wrong code doubles the wait before the next try on that device (1, 2, 4 ... s)
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
+# the admin never shows a device's secret (key, QR code): an administrator who could read
+# it would hold that person's second factor. Resetting a lost device is deleting it.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=15 * 60)  # seconds

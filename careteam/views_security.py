@@ -159,6 +159,9 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------
 # Audit: one patient's access log (case manager and lead), and the full search (auditors)
 # ---------------------------------------------------------------------------
+MAX_PAGE = 10**9
+
+
 def _page(queryset, request: HttpRequest) -> tuple[list, int, bool]:
     """One page without COUNT(*): the audit table grows without bound, so fetch one row
     more than a page to know whether there is a next one (a single query)."""
@@ -166,6 +169,8 @@ def _page(queryset, request: HttpRequest) -> tuple[list, int, bool]:
         number = max(1, int(request.GET.get("page", 1)))
     except ValueError:
         number = 1
+    # an offset past PostgreSQL's bigint is refused by the database: such a page is empty
+    number = min(number, MAX_PAGE)
     offset = (number - 1) * PAGE_SIZE
     rows = list(queryset[offset : offset + PAGE_SIZE + 1])
     return rows[:PAGE_SIZE], number, len(rows) > PAGE_SIZE

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
@@ -220,3 +221,49 @@ def test_api_creates_pass_wsgirefs_validator_with_a_plain_str_location(
     )
     assert status.startswith("201"), body
     assert AuditEvent.objects.filter(object_type="careplans.goal", action="create").exists()
+
+
+# ---------------------------------------------------------------------------
+# Found by tests/test_fuzz_endpoints.py
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path", ["/api/v1/activities/%00/", "/plans/goals/%00/", "/admin/knox/authtoken/%00/change/"]
+)
+def test_a_nul_in_the_path_answers_400(world, client, path):
+    client.force_login(world.admin if path.startswith("/admin/") else world.case_manager)
+    assert client.get(path).status_code == 400
+
+
+def test_the_audit_trail_writes_a_nul_visibly_rather_than_failing(world):
+    from careteam.audit import audit
+
+    event = audit(user=world.nurse, action="view", object_type="careplans.goal", object_id="1\x002")
+    assert event.object_id == "1\\x002"
+
+
+def test_marking_a_notification_read_with_a_format_suffix_answers(world):
+    from careteam.models import Notification
+
+    n = Notification.objects.create(
+        recipient=world.nurse,
+        kind="handoff-received",
+        object_type="careteam.handoff",
+        object_id=1,
+        title="x",
+        due_moment=timezone.now(),
+    )
+    response = api(world.nurse).post(f"/api/v1/notifications/{n.pk}/read.json")
+    assert response.status_code == 200, response.content
+    assert response.json()["read_at"]
+
+
+def test_a_page_of_the_access_log_past_any_number_answers(world, client):
+    client.force_login(world.case_manager)
+    response = client.get(f"/security/patients/{world.patient.pk}/access-log/", {"page": "9" * 30})
+    assert response.status_code == 200
+
+
+def test_the_admin_never_shows_a_second_factor_secret(world, client):
+    client.force_login(world.admin)
+    for view in ("config", "qrcode"):
+        assert client.get(f"/admin/otp_totp/totpdevice/{10**6}/{view}/").status_code == 403

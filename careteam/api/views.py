@@ -396,7 +396,7 @@ class NotificationViewSet(ApiViewMixin, AuditedListMixin, viewsets.ReadOnlyModel
 
     @extend_schema(request=None, responses={200: s.NotificationSerializer})
     @action(detail=True, methods=["post"])
-    def read(self, request, notification_id=None):
+    def read(self, request, notification_id=None, format=None):  # noqa: A002 - DRF's suffix kwarg
         """Mark the notification read (idempotent)."""
         notification = self.get_object()
         notification_mark_read(user=request.user, notification_id=notification.pk)

@@ -683,6 +683,8 @@ VISIBLE_LINKING = ("VISIBLE-LINKING-ACTIVITY-K4", "VISIBLE-LINKING-GOAL-K4", "VI
 HX = {"HTTP_HX_REQUEST": "true"}
 # list and search endpoints: (route name, query string); {pid} is the team patient
 LINK_QUERIES = {
+    # the change list, the plan as it was on a day, and the difference between two moments
+    "careplans:plan_history": ("", "?at={today}", "?from=1&to={later}"),
     "careplans:plan_print": ("", "?version=family", "?version=family&sensitive=1"),
     "fhir-careplan-search": ("?patient={pid}",),
     "fhir-careteam-search": ("?patient={pid}",),
@@ -803,6 +805,8 @@ def _linked_urls(bag: dict, m: Matrix) -> list[tuple[str, str, dict]]:
     """(method, url, headers) for every route fillable from the visible linking items:
     pages (plain and htmx), forms posted empty (their error pages), API and FHIR."""
     pid = bag["patient_id"].pk
+    today = timezone.localdate().isoformat()
+    later = int((timezone.now() + dt.timedelta(days=1)).timestamp() * 1_000_000)
     api_objects = {
         "api-patient": "patient_id",
         "api-care-plan": "plan_id",
@@ -834,7 +838,7 @@ def _linked_urls(bag: dict, m: Matrix) -> list[tuple[str, str, dict]]:
         else:
             url = reverse(route.name, kwargs=kwargs)
             for query in LINK_QUERIES.get(route.name, ("",)):
-                full = url + query.format(pid=pid)
+                full = url + query.format(pid=pid, today=today, later=later)
                 urls.append(("GET", full, {}))
                 if route.rule != "api":
                     urls.append(("GET", full, HX))
@@ -863,6 +867,8 @@ def test_hidden_items_linked_from_visible_ones_never_show(world, capsys):
         for method, url, headers in urls:
             if role in OFF_TEAM and (method == "POST" or headers):
                 continue  # refused at the door: the plain reads prove it
+            if sees_all and role != "case_manager" and (method == "POST" or headers):
+                continue  # sees every item: the case manager is the control
             with transaction.atomic():
                 post = method == "POST"
                 response = client.post(url, {}, **headers) if post else client.get(url, **headers)

@@ -163,7 +163,12 @@ def test_emails_skipped_after_a_restore_are_not_counted_unsent():
 def test_queue_length_counts_waiting_messages_of_every_priority(settings):
     queue = f"metrics-test-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    keys = [queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9))]
+    keys = [
+        queue,
+        *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)),
+        f"_kombu.binding.{queue}",
+        f"_kombu.binding_permanent.{queue}",
+    ]
     try:
         celery_app.send_task("careteam.ping", args=["a"], queue=queue)
         celery_app.send_task("careteam.ping", args=["b"], queue=queue)

@@ -43,6 +43,7 @@ from .forms import (
 from .models import Caregiver, Consent, ConsentDocument
 
 PAGE_SIZE = 25
+WORK_PAGE_SIZE = 50  # My work: the most urgent first, the rest on the next pages
 PLAN_STATUS_LABELS = dict(CarePlanStatus.choices)
 ROLE_LABELS = dict(TeamRole.choices)
 
@@ -186,16 +187,23 @@ def my_work(request: HttpRequest) -> HttpResponse:
     if kind and kind not in selectors.WORK_KINDS:
         kind, status = "", 400
     overdue_only = request.GET.get("overdue") in ("1", "on", "true")
-    rows = selectors.my_work(request.user, kind=kind, overdue_only=overdue_only)
+    page = Paginator(
+        selectors.my_work(request.user, kind=kind, overdue_only=overdue_only), WORK_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    rows = page.object_list
     audit_list(
         request,
         list_name="patients.my_work",
         patient_ids=[row.patient.pk for row in rows],
-        query={"kind": kind, "overdue": "1" if overdue_only else ""},
-        detail=f"My work, {len(rows)} rows",
+        query={"kind": kind, "overdue": "1" if overdue_only else "", "page": str(page.number)},
+        detail=f"My work, {len(rows)} rows of {page.paginator.count}",
     )
+    query = request.GET.copy()
+    query.pop("page", None)
     context = {
         "rows": rows,
+        "page": page,
+        "query": query.urlencode(),
         "kinds": selectors.WORK_KINDS,
         "kind": kind,
         "overdue_only": overdue_only,

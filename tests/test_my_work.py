@@ -107,3 +107,28 @@ def test_rejection_reason_reaches_the_sender(world):
 def test_clinicians_land_on_my_work(client, world):
     client.force_login(world.nurse)
     assert client.get("/")["Location"] == reverse("my_work")
+
+
+def test_my_work_pages_the_most_urgent_first(client, world):
+    today = timezone.localdate()
+    for i in range(60):
+        f.ActivityFactory(
+            care_plan=world.plan,
+            assigned_to=world.nurse,
+            title=f"Task {i:02d}",
+            due_date=today - dt.timedelta(days=60 - i),
+            status="in-progress",
+        )
+    world.plan.status = "active"
+    world.plan.save(update_fields=["status"])
+    client.force_login(world.nurse)
+    first = client.get(reverse("my_work"))
+    rows = first.context["rows"]
+    assert len(rows) == 50 and rows[0].what == "Activity: Task 00"
+    assert first.context["page"].paginator.count == 60
+    assert "page=2" in first.content.decode()
+    second = client.get(reverse("my_work"), {"page": 2, "kind": "activity"})
+    assert [r.what for r in second.context["rows"]][-1] == "Activity: Task 59"
+    assert len(second.context["rows"]) == 10
+    assert "kind=activity" in second.content.decode()
+    assert client.get(reverse("my_work"), {"page": "x"}).status_code == 200

@@ -17,6 +17,7 @@ from .models import (
     CAREPLAN_TRANSITIONS,
     GOAL_INITIAL_STATUSES,
     STATUS_REASON_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
     Activity,
     CarePlan,
     CarePlanStatus,
@@ -25,7 +26,7 @@ from .models import (
     Need,
     NoteKind,
 )
-from .selectors import team_users
+from .selectors import STATUS_FIELDS, next_statuses, team_users
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
@@ -168,6 +169,84 @@ class NoteForm(forms.Form):
     goal = forms.IntegerField(required=False, widget=forms.HiddenInput)
     need = forms.IntegerField(required=False, widget=forms.HiddenInput)
     activity = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class ProposalForm(VersionedFormMixin, forms.Form):
+    """Propose changes to an item one may not edit: the fields its editor offers (less
+    sensitivity and links), prefilled with the item as read, its legal next statuses, and
+    why. Only the fields changed become the proposal's `changes`."""
+
+    text = forms.CharField(
+        label="Your proposal",
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Say why; @username tells a team member.",
+    )
+
+    def __init__(self, *args, item, access: PatientAccess, fields: tuple[str, ...], **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.item, self.model = item, type(item)
+        status_name = STATUS_FIELDS[self.model][0]
+        names = [n for n in fields if n not in (status_name, "status_reason")]
+        model_fields = forms.fields_for_model(
+            self.model,
+            fields=names,
+            widgets={"description": forms.Textarea(attrs={"rows": 2}), "due_date": DATE, "target_due": DATE},
+            labels={
+                "owner_discipline": "Owning discipline",
+                "assigned_to": "Assigned to",
+                "target_due": "Target date",
+            },
+        )
+        for name in names:
+            field = model_fields[name]
+            field.required = False
+            self.fields[name] = field
+        if "owner_discipline" in self.fields:
+            self.fields["owner_discipline"].queryset = Discipline.objects.all()
+        if "assigned_to" in self.fields:
+            self.fields["assigned_to"].queryset = team_users(access.patient)
+            self.fields["assigned_to"].empty_label = "Unassigned"
+            self.fields["assigned_to"].label_from_instance = lambda u: u.display_name
+        self.status_name = status_name
+        self.fields[status_name] = forms.ChoiceField(
+            label="Status", required=False, choices=[("", "No change"), *next_statuses(item)]
+        )
+        self.fields["status_reason"] = forms.CharField(
+            label="Reason for the status", required=False, max_length=STATUS_REASON_MAX_LENGTH
+        )
+        if not self.is_bound:
+            self.initial.update(forms.model_to_dict(item, fields=names))
+            self.initial["expected_version"] = item.version
+        # the text last, next to the button
+        self.order_fields([*names, status_name, "status_reason", "text", "expected_version"])
+
+    def changes(self) -> dict:
+        """The fields the user changed (new values); the service keeps only real changes."""
+        data = self.cleaned_data
+        changes = {}
+        for name in self.fields:
+            if name in ("text", "expected_version", "status_reason", self.status_name):
+                continue
+            value = data.get(name)
+            current = getattr(self.item, name)
+            if getattr(value, "pk", value) != getattr(current, "pk", current) and not (
+                value in (None, "") and current in (None, "")
+            ):
+                changes[name] = value
+        if data.get(self.status_name):
+            changes[self.status_name] = data[self.status_name]
+            if data.get("status_reason"):
+                changes["status_reason"] = data["status_reason"]
+        return changes
+
+
+class DecisionForm(forms.Form):
+    """Accept or decline a proposal; a decline says why."""
+
+    reason = forms.CharField(label="Why not", required=False, max_length=STATUS_REASON_MAX_LENGTH)
+    next = forms.ChoiceField(choices=[("plan", "plan"), ("item", "item")], required=False)
 
 
 class CarePlanForm(VersionedForm):

@@ -425,6 +425,9 @@ class Note(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # proposals only
     changes = models.JSONField(default=dict, blank=True)
+    # the version of the item the proposal was made against: accepting it after the item
+    # changed is refused as a conflict, like any save from an old version
+    target_version = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=NoteStatus.choices, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

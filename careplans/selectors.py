@@ -11,6 +11,7 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 from django.urls import reverse
+from django.utils.formats import date_format
 
 from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
 from careteam.permissions import PatientAccess, history_rows
@@ -102,9 +103,61 @@ def notes_for(access: PatientAccess, plan: CarePlan) -> QuerySet:
     return (
         Note.objects.filter(care_plan=plan)
         .filter(access.note_q())
-        .select_related("author", "goal", "need", "activity")
+        .select_related("author", "decided_by", "goal", "need", "activity")
         .order_by("-created_at", "-id")
     )
+
+
+def notes_for_item(access: PatientAccess, item) -> QuerySet:
+    """The comments and proposals on one item, newest first."""
+    kind = type(item).__name__.lower()
+    return notes_for(access, item.care_plan).filter(**{kind: item})
+
+
+def decorate_notes(access: PatientAccess, notes: list) -> list:
+    """What the notes list shows: each proposal's changes in words (labels loaded once
+    for the list), and whether the user may accept or decline it (the item-write rule)."""
+    proposed = [n for n in notes if n.changes]
+    labels = _Labels() if proposed else None
+    if labels is not None:
+        user_ids = {
+            c.get(end)
+            for n in proposed
+            for name, c in n.changes.items()
+            if name == "assigned_to"
+            for end in ("from", "to")
+        } - {None}
+        labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=user_ids)}
+    for note in notes:
+        target = note.target
+        note.target_kind = type(target).__name__.lower() if target is not None else ""
+        note.is_open_proposal = note.kind == "proposal" and note.status == "open"
+        note.can_decide = (
+            note.is_open_proposal
+            and not access.read_only
+            and (access.can_edit_any if target is None else access.can_edit_item(target))
+        )
+        note.change_rows = []
+        if note.changes and target is not None:
+            model = type(target)
+            for name, change in note.changes.items():
+                note.change_rows.append(
+                    (
+                        _verbose(model, name),
+                        _proposal_value(labels, model, name, change.get("from")),
+                        _proposal_value(labels, model, name, change.get("to")),
+                    )
+                )
+    return notes
+
+
+def _proposal_value(labels, model, name: str, raw) -> str:
+    if raw not in (None, "") and model._meta.get_field(name).get_internal_type() == "DateField":
+        try:
+            return date_format(dt.date.fromisoformat(raw))
+        except (TypeError, ValueError):
+            return str(raw)
+    return labels.value(model, name, raw)
 
 
 def item_label(item, plan: CarePlan | None = None) -> str:
@@ -171,7 +224,7 @@ def editor_for(access: PatientAccess, plan: CarePlan) -> Editor:
     editor.goals = list(goals_for(access, plan))
     editor.needs = list(needs_for(access, plan))
     editor.activities = list(activities_for(access, plan))
-    editor.notes = list(notes_for(access, plan)[:30])
+    editor.notes = decorate_notes(access, list(notes_for(access, plan)[:30]))
     for item in editor.goals + editor.needs + editor.activities:
         decorate(access, item)
     return editor
@@ -187,6 +240,7 @@ def decorate(access: PatientAccess, item) -> Any:
     item.detail_url = reverse(f"careplans:{kind}_detail", kwargs=ids)
     item.edit_url = reverse(f"careplans:{kind}_edit", kwargs=ids)
     item.status_url = reverse(f"careplans:{kind}_status", kwargs=ids)
+    item.propose_url = reverse(f"careplans:{kind}_propose", kwargs=ids)
     item.status_value = getattr(item, STATUS_FIELDS[type(item)][0])
     # linked items through the permissions module's rule only: templates never follow
     # `item.needs` or `item.goals` themselves
@@ -213,6 +267,7 @@ class Change:
     by: str
     type: str  # created, changed, deleted
     fields: list[tuple[str, str, str]] = field(default_factory=list)  # (label, before, after)
+    reason: str = ""  # e.g. whose accepted proposal this version applies
 
     @property
     def token(self) -> str:
@@ -317,6 +372,7 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
                     by=by,
                     type=change_type,
                     fields=diff,
+                    reason=row.history_change_reason or "",
                 )
             )
     changes.sort(key=lambda c: c.at, reverse=True)

@@ -10,11 +10,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from careteam.audit import audit
 from careteam.concurrency import apply_changes, lock_for_update
 from careteam.models import AuditAction, User
-from careteam.notifications import notify_note_added
+from careteam.notifications import notify_note_added, notify_proposal_decided
 from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
 from careteam.statemachine import check_initial, check_transition
 
@@ -29,6 +30,8 @@ from .models import (
     GOAL_TRANSITIONS,
     NEED_INITIAL_STATUSES,
     NEED_TRANSITIONS,
+    NOTE_TRANSITIONS,
+    STATUS_REASON_MAX_LENGTH,
     STATUSES_NEEDING_REASON,
     Activity,
     CarePlan,
@@ -250,9 +253,11 @@ def item_update(
     changes: dict[str, Any],
     expected_version: int | None,
     request=None,
+    change_reason: str = "",
 ) -> Model:
     """Change a care plan, goal, need or activity. Refuses (StaleVersionError) if someone
-    saved it after `expected_version` was read; checks the status machine; keeps history."""
+    saved it after `expected_version` was read; checks the status machine; keeps history
+    (with `change_reason` on the version saved, e.g. whose proposal it applies)."""
     model = type(item)
     unknown = set(changes) - set(EDITABLE_FIELDS[model]) - {"goals", "needs"}
     if unknown:
@@ -285,6 +290,8 @@ def item_update(
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
     fresh.version += 1
     fresh._history_user = by
+    if change_reason:
+        fresh._change_reason = change_reason[:100]
     try:
         with transaction.atomic():
             fresh.save()
@@ -299,7 +306,7 @@ def item_update(
         obj=fresh,
         patient=access.patient,
         request=request,
-        detail="changed: " + ", ".join(changed + list(m2m)),
+        detail="changed: " + ", ".join(changed + list(m2m)) + (f"; {change_reason}" if change_reason else ""),
     )
     return fresh
 
@@ -360,11 +367,14 @@ def note_add(
     text: str,
     kind: str = "comment",
     target=None,
+    changes: dict[str, Any] | None = None,
+    target_version: int | None = None,
     request=None,
 ) -> Note:
     """Comment on, or propose a change to, any visible item (including other disciplines').
-    The item's owners and the team members @mentioned are notified; a mention of anyone
-    else refuses the note."""
+    A proposal may carry `changes` (field -> new value) to the item as the proposer read
+    it (`target_version`). The item's owners and the team members @mentioned are
+    notified; a mention of anyone else refuses the note."""
     access.require_edit()
     text = (text or "").strip()
     if not text:
@@ -379,6 +389,12 @@ def note_add(
             raise ValidationError("No such item.")
         setattr(note, type(target).__name__.lower(), target)
         note.sensitivity_id = getattr(target, "sensitivity_id", None)
+    if changes:
+        if kind != NoteKind.PROPOSAL:
+            raise ValidationError({"kind": "Only a proposal can change the item."})
+        note.changes = _proposed_changes(access, target, changes)
+    if kind == NoteKind.PROPOSAL:
+        note.target_version = target.version if target_version is None else int(target_version)
     mentioned = _mentioned(access, target, mentions_in(text))
     _full_clean(note, exclude=["care_plan", "author", "goal", "need", "activity", "sensitivity"])
     note.save()
@@ -392,3 +408,169 @@ def note_add(
         url=f"{selectors.item_url(target, plan)}#note-{note.pk}",
     )
     return note
+
+
+# fields a proposal may change, per item model: what the item's editor offers, less the
+# sensitivity (the proposer files nothing into a category) and the links
+PROPOSABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
+    Goal: (
+        "description",
+        "priority",
+        "owner_discipline",
+        "target_measure",
+        "target_value",
+        "target_due",
+        "lifecycle_status",
+        "achievement_status",
+        "status_reason",
+    ),
+    Need: ("category", "description", "is_barrier", "status", "status_reason"),
+    Activity: (
+        "title",
+        "description",
+        "owner_discipline",
+        "assigned_to",
+        "due_date",
+        "status",
+        "status_reason",
+    ),
+}
+
+
+def stored_value(model: type[Model], name: str, value: Any) -> Any:
+    """A field's value as a proposal keeps it in JSON: ids for foreign keys, ISO dates."""
+    field = model._meta.get_field(name)
+    if field.is_relation:
+        return getattr(value, "pk", value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _live_value(model: type[Model], name: str, raw: Any) -> Any:
+    """The model value of a stored proposal value, for `item_update`."""
+    field = model._meta.get_field(name)
+    if raw is None:
+        return None
+    if field.is_relation:
+        return field.related_model._default_manager.filter(pk=raw).first()
+    return field.to_python(raw)
+
+
+def _proposed_changes(access: PatientAccess, item: Model, changes: dict[str, Any]) -> dict[str, dict]:
+    """Check a proposal's changes the way the save would (allowed fields, legal status,
+    a reason where one is needed, field limits, an assignee on the team) and return
+    them as field -> {"from", "to"} stored values, leaving out what would not change."""
+    model = type(item)
+    unknown = set(changes) - set(PROPOSABLE_FIELDS[model])
+    if unknown:
+        raise ValidationError({name: "A proposal cannot change this field." for name in sorted(unknown)})
+    status_field, machine = STATUS_MACHINES[model]
+    changed = {
+        n: v
+        for n, v in changes.items()
+        if stored_value(model, n, v) != stored_value(model, n, getattr(item, n))
+    }
+    if set(changed) == {"status_reason"}:
+        changed = {}  # a reason alone changes nothing
+    if not changed:
+        return {}
+    candidate = model._default_manager.get(pk=item.pk)
+    if status_field in changed:
+        check_transition(machine, getattr(candidate, status_field), changed[status_field], label=status_field)
+        _check_reason(candidate, status_field, changed)
+    for name, value in changed.items():
+        setattr(candidate, name, value)
+    exclude = [f.name for f in model._meta.fields if f.name not in changed]
+    _full_clean(candidate, exclude=exclude)
+    if model is Activity:
+        _check_assignee(access, candidate)
+    return {
+        name: {"from": stored_value(model, name, getattr(item, name)), "to": stored_value(model, name, value)}
+        for name, value in changed.items()
+    }
+
+
+def _open_proposal(note: Note) -> Note:
+    """The proposal, locked and re-read; refused unless it is still open."""
+    fresh = (
+        Note.objects.select_for_update(of=("self",))
+        .select_related("care_plan__patient", "author", "goal", "need", "activity")
+        .get(pk=note.pk)
+    )
+    if fresh.kind != NoteKind.PROPOSAL:
+        raise ValidationError("This is a comment, not a proposal: there is nothing to accept or decline.")
+    if fresh.status != NoteStatus.OPEN:
+        raise ValidationError(f"This proposal was {fresh.get_status_display().lower()} already.")
+    return fresh
+
+
+def _require_decide(access: PatientAccess, note: Note) -> None:
+    """The item-write rule: the owning discipline, the case manager or the plan lead."""
+    target = note.target
+    allowed = access.can_edit_any if target is None else access.can_edit_item(target)
+    if access.read_only or not allowed:
+        raise access_denied(
+            "Emergency access is read-only."
+            if access.read_only
+            else "Only the item's owning discipline, the case manager or the plan lead can accept or decline this proposal."
+        )
+
+
+def _decided(note: Note, *, status: str, by: User, reason: str, request, access: PatientAccess) -> Note:
+    check_transition(NOTE_TRANSITIONS, note.status, status)
+    note.status, note.decided_by, note.decided_at, note.decision_reason = status, by, timezone.now(), reason
+    note.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=note,
+        patient=access.patient,
+        request=request,
+        detail=f"proposal {status}, proposed by {note.author.get_username()}",
+    )
+    target = note.target
+    notify_proposal_decided(
+        note=note,
+        item=target,
+        label=selectors.item_label(target, note.care_plan),
+        url=f"{selectors.item_url(target, note.care_plan)}#note-{note.pk}",
+    )
+    return note
+
+
+@transaction.atomic
+def note_accept(*, access: PatientAccess, note: Note, by: User, request=None) -> Note:
+    """Apply a proposal through the normal item update, from the version it was made
+    against (StaleVersionError, nothing changed, if the item changed since), with the
+    proposer named in the item's history and the audit trail; the proposer is told."""
+    access.require_edit()
+    note = _open_proposal(note)
+    _require_decide(access, note)
+    target = note.target
+    if note.changes and target is not None:
+        model = type(target)
+        item_update(
+            access=access,
+            item=target,
+            by=by,
+            changes={name: _live_value(model, name, c["to"]) for name, c in note.changes.items()},
+            expected_version=note.target_version,
+            request=request,
+            change_reason=f"Proposed by {note.author.display_name} (proposal {note.pk})",
+        )
+    return _decided(note, status=NoteStatus.ACCEPTED, by=by, reason="", request=request, access=access)
+
+
+@transaction.atomic
+def note_decline(*, access: PatientAccess, note: Note, by: User, reason: str, request=None) -> Note:
+    """Decline a proposal, saying why (required); the proposer is told the reason."""
+    access.require_edit()
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why you decline this proposal."})
+    if len(reason) > STATUS_REASON_MAX_LENGTH:
+        raise ValidationError({"reason": f"Keep the reason under {STATUS_REASON_MAX_LENGTH} characters."})
+    note = _open_proposal(note)
+    _require_decide(access, note)
+    return _decided(note, status=NoteStatus.DECLINED, by=by, reason=reason, request=request, access=access)

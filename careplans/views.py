@@ -10,19 +10,29 @@ from dataclasses import dataclass
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
-from careteam.permissions import PatientAccess, access_item
+from careteam.permissions import PatientAccess, access_item, patient_access
 
 from . import selectors, services
-from .forms import ActivityForm, CarePlanForm, GoalCreateForm, GoalForm, NeedForm, NoteForm, StatusForm
-from .models import Activity, CarePlan, Goal, Need
+from .forms import (
+    ActivityForm,
+    CarePlanForm,
+    DecisionForm,
+    GoalCreateForm,
+    GoalForm,
+    NeedForm,
+    NoteForm,
+    ProposalForm,
+    StatusForm,
+)
+from .models import Activity, CarePlan, Goal, Need, Note
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,20 @@ def _render_item(request, item, access, *, status: int = 200, error: str = "", m
     template = f"careplans/_{item.kind}.html"
     if not request.htmx:
         context["partial"] = template
+        context.update(_item_notes_context(access, item))
         template = "careplans/item_page.html"
     return render(request, template, context, status=status)
+
+
+def _item_notes_context(access: PatientAccess, item) -> dict:
+    """The notes section of an item's own page: its comments and proposals."""
+    notes = selectors.decorate_notes(access, list(selectors.notes_for_item(access, item)[:30]))
+    return {
+        "item_notes": notes,
+        "note_target": item,
+        "note_target_kind": type(item).__name__.lower(),
+        "note_form": NoteForm(prefix="note"),
+    }
 
 
 def _editor_context(
@@ -402,12 +424,17 @@ def _make_views(kind_name: str):
     def status(request, **kwargs):
         return _status(request, kind, kwargs[f"{kind_name}_id"])
 
-    return detail, edit, status
+    @login_required
+    @require_http_methods(["GET", "POST"])
+    def propose(request, **kwargs):
+        return _propose(request, kind, kwargs[f"{kind_name}_id"])
+
+    return detail, edit, status, propose
 
 
-goal_detail, goal_edit, goal_status = _make_views("goal")
-need_detail, need_edit, need_status = _make_views("need")
-activity_detail, activity_edit, activity_status = _make_views("activity")
+goal_detail, goal_edit, goal_status, goal_propose = _make_views("goal")
+need_detail, need_edit, need_status, need_propose = _make_views("need")
+activity_detail, activity_edit, activity_status, activity_propose = _make_views("activity")
 
 
 # ---------------------------------------------------------------------------
@@ -515,13 +542,138 @@ def note_create(request: HttpRequest, plan_id: int) -> HttpResponse:
         context = _editor_context(access, plan)
         context["note_form"] = form
         return render(request, "careplans/editor.html", context, status=status)
-    notes = list(selectors.notes_for(access, plan)[:30])
-    return render(
-        request,
-        "careplans/_notes.html",
-        {"notes": notes, "plan": plan, "note_form": form, "access": access},
-        status=status,
-    )
+    if target is not None and request.POST.get("note-scope") == "item":
+        context = {**_item_notes_context(access, target), "note_form": form}
+        notes = context.pop("item_notes")
+    else:
+        context = {}
+        notes = selectors.decorate_notes(access, list(selectors.notes_for(access, plan)[:30]))
+    context.update(notes=notes, plan=plan, note_form=form, access=access)
+    return render(request, "careplans/_notes.html", context, status=status)
+
+
+def _note(request: HttpRequest, note_id: int) -> tuple[Note, PatientAccess]:
+    """A note the user may see (its own category and its target's), or 404."""
+    qs = Note.objects.select_related("care_plan__patient", "author", "goal", "need", "activity")
+    try:
+        note = qs.get(pk=note_id)
+    except Note.DoesNotExist:
+        raise Http404("Not found.") from None
+    access = patient_access(request.user, note.care_plan.patient)
+    if not access.can_see_note(note):
+        raise Http404("Not found.")
+    return note, access
+
+
+@login_required
+@require_POST
+def note_accept(request: HttpRequest, note_id: int) -> HttpResponse:
+    """Accept a proposal: its changes are saved to the item from the version proposed on."""
+    return _decide(request, note_id, accept=True)
+
+
+@login_required
+@require_POST
+def note_decline(request: HttpRequest, note_id: int) -> HttpResponse:
+    """Decline a proposal with a reason."""
+    return _decide(request, note_id, accept=False)
+
+
+def _decide(request: HttpRequest, note_id: int, *, accept: bool) -> HttpResponse:
+    note, access = _note(request, note_id)
+    form = DecisionForm(request.POST)
+    form.is_valid()
+    on_item = form.cleaned_data.get("next") == "item" and note.target is not None
+    error, status = "", 200
+    try:
+        if accept:
+            services.note_accept(access=access, note=note, by=request.user, request=request)
+        else:
+            services.note_decline(
+                access=access,
+                note=note,
+                by=request.user,
+                reason=form.cleaned_data.get("reason", ""),
+                request=request,
+            )
+    except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
+        error, status = (
+            f"The {exc.current._meta.verbose_name} was changed after this proposal was made "
+            f"(version {exc.expected} then, {exc.current.version} now), so nothing was changed. "
+            "Look at it as it is now; the proposal stays open to decline or to propose again.",
+            409,
+        )
+    except PermissionDenied as exc:
+        error, status = str(exc), 403
+    except ValidationError as exc:
+        error, status = " ".join(exc.messages), 422
+    message = "" if error else ("Proposal accepted." if accept else "Proposal declined.")
+    anchor = f"#note-{note.pk}"
+    if status == 200 and not request.htmx:
+        url = (
+            selectors.item_url(note.target, note.care_plan)
+            if on_item
+            else reverse("careplans:plan_editor", kwargs={"plan_id": note.care_plan_id})
+        )
+        return redirect(url + anchor)
+    if on_item:
+        kind = KINDS[type(note.target).__name__.lower()]
+        item = _item(request, kind, note.target.pk)[0]
+        selectors.decorate(access, item)
+        context = {"item": item, "plan": item.care_plan, "access": access, "message": message}
+        context.update(_item_notes_context(access, item))
+        context.update(partial=f"careplans/_{kind.name}.html", decision_note=note.pk, decision_error=error)
+        return render(request, "careplans/item_page.html", context, status=status)
+    plan = note.care_plan
+    context = _editor_context(access, plan)
+    context.update(flash=message, decision_note=note.pk, decision_error=error)
+    template = "careplans/_plan_body.html" if request.htmx else "careplans/editor.html"
+    return render(request, template, context, status=status)
+
+
+def _propose(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
+    """Propose changes to an item (any team member, typically one who may not edit it):
+    the owner accepts or declines them."""
+    item, access = _item(request, kind, pk)
+    if not access.can_contribute():
+        return _render_item(request, item, access, status=403, error="Emergency access is read-only.")
+    prefix = f"propose-{kind.name}-{item.pk}"
+    fields = services.PROPOSABLE_FIELDS[kind.model]
+    form = ProposalForm(request.POST or None, item=item, access=access, fields=fields, prefix=prefix)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                note = services.note_add(
+                    access=access,
+                    plan=item.care_plan,
+                    by=request.user,
+                    text=form.cleaned_data["text"],
+                    kind="proposal",
+                    target=item,
+                    changes=form.changes(),
+                    target_version=form.cleaned_data["expected_version"],
+                    request=request,
+                )
+            except PermissionDenied as exc:
+                return _render_item(request, item, access, status=403, error=str(exc))
+            except ValidationError as exc:
+                _add_errors(form, exc)
+                status = 422
+            else:
+                if not request.htmx:
+                    return redirect(selectors.item_url(item, item.care_plan) + f"#note-{note.pk}")
+                return _render_item(request, item, access, message="Proposal sent to the item's owner.")
+        else:
+            status = form.invalid_status
+    selectors.decorate(access, item)
+    context = {"item": item, "plan": item.care_plan, "access": access, "form": form}
+    template = "careplans/_proposal_form.html"
+    if not request.htmx:
+        context["partial"] = template
+        template = "careplans/item_page.html"
+    return render(request, template, context, status=status)
 
 
 # ---------------------------------------------------------------------------

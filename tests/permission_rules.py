@@ -96,6 +96,12 @@ RULES: dict[str, str] = {
     "careplans:goal_status": "item-write",
     "careplans:need_status": "item-write",
     "careplans:activity_status": "item-write",
+    # proposing a change: any member; accepting or declining it: whoever may edit the item
+    "careplans:goal_propose": "patient-write",
+    "careplans:need_propose": "patient-write",
+    "careplans:activity_propose": "patient-write",
+    "careplans:note_accept": "item-write",
+    "careplans:note_decline": "item-write",
     # screening (sensitive instruments hidden like sensitive items) and plan templates
     # (preview for every member, apply by the case manager and the plan lead)
     "careplans:screening_start": "patient-write",

@@ -194,3 +194,247 @@ def test_a_former_member_cannot_be_mentioned(world):
         )
     assert exc.value.message_dict["text"] == ["@pharm1 is not on this patient's team."]
     assert not Note.objects.exists()
+
+
+# ---------------------------------------------------------------------------
+# Proposals: accepted through the normal update, or declined with a reason
+# ---------------------------------------------------------------------------
+def _propose(client, act, **values):
+    prefix = f"propose-activity-{act.pk}"
+    data = {
+        "title": act.title,
+        "description": act.description,
+        "owner_discipline": act.owner_discipline_id,
+        "assigned_to": act.assigned_to_id or "",
+        "due_date": act.due_date.isoformat() if act.due_date else "",
+        "status": "",
+        "status_reason": "",
+        "text": "Please move it",
+        "expected_version": act.version,
+    }
+    data.update(values)
+    return client.post(
+        reverse("careplans:activity_propose", kwargs={"activity_id": act.pk}),
+        {f"{prefix}-{k}": v for k, v in data.items()},
+        **HX,
+    )
+
+
+def _decide(client, note, action: str, **data):
+    return client.post(reverse(f"careplans:note_{action}", kwargs={"note_id": note.pk}), data, **HX)
+
+
+@pytest.fixture
+def rides(world):
+    return f.ActivityFactory(
+        care_plan=world.plan,
+        title="Arrange rides to clinic",
+        owner_discipline=f.discipline("nursing"),
+        assigned_to=world.nurse,
+    )
+
+
+def test_a_proposal_records_only_the_fields_changed_as_stored_values(client, world, rides):
+    client.force_login(world.pharmacist)
+    response = _propose(client, rides, due_date="2031-05-06", status="in-progress", text="Start now @nurse1")
+    assert response.status_code == 200, response.content.decode()
+    note = Note.objects.get(activity=rides)
+    assert note.kind == "proposal" and note.status == "open" and note.target_version == 1
+    assert note.changes == {
+        "due_date": {"from": None, "to": "2031-05-06"},
+        "status": {"from": "not-started", "to": "in-progress"},
+    }
+    # the assignee is mentioned too: told once
+    assert _kinds(world.nurse) == ["note-mention"]
+    rides.refresh_from_db()
+    assert rides.due_date is None and rides.version == 1
+
+
+def test_a_proposal_is_checked_like_a_save(client, world, rides):
+    client.force_login(world.pharmacist)
+    illegal = _propose(client, rides, status="completed")
+    assert illegal.status_code == 422
+    no_reason = _propose(client, rides, status="cancelled")
+    assert no_reason.status_code == 422
+    assert "Say why" in no_reason.content.decode()
+    outsider = _propose(client, rides, assigned_to=world.other_team_nurse.pk)
+    assert outsider.status_code == 422
+    assert not Note.objects.exists()
+    with pytest.raises(ValidationError):
+        plan_services.note_add(
+            access=_access(world, world.pharmacist),
+            plan=world.plan,
+            by=world.pharmacist,
+            text="Hide it",
+            kind="proposal",
+            target=rides,
+            changes={"sensitivity": world.behavioural_health},
+        )
+    assert not Note.objects.exists()
+
+
+def test_accepting_a_proposal_applies_it_with_history_naming_the_proposer(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06", status="scheduled")
+    note = Note.objects.get(activity=rides)
+    client.force_login(world.nurse)
+    response = _decide(client, note, "accept")
+    assert response.status_code == 200, response.content.decode()
+    rides.refresh_from_db()
+    assert str(rides.due_date) == "2031-05-06" and rides.status == "scheduled" and rides.version == 2
+    row = rides.history.latest("history_date")
+    assert row.history_user == world.nurse
+    assert world.pharmacist.display_name in row.history_change_reason
+    assert AuditEvent.objects.filter(
+        action="update", object_type="careplans.activity", detail__contains=world.pharmacist.display_name
+    ).exists()
+    note.refresh_from_db()
+    assert note.status == "accepted" and note.decided_by == world.nurse and note.decided_at
+    told = Notification.objects.get(recipient=world.pharmacist, kind="proposal-decided")
+    assert told.title.startswith("Your proposal on activity 'Arrange rides to clinic' was accepted by ")
+    # the history page names the proposer
+    history = client.get(reverse("careplans:plan_history", kwargs={"plan_id": world.plan.pk}))
+    assert f"Proposed by {world.pharmacist.display_name}" in history.content.decode()
+    # decided once
+    again = _decide(client, note, "accept")
+    assert again.status_code == 422
+    assert Notification.objects.filter(kind="proposal-decided").count() == 1
+
+
+def test_accepting_a_proposal_made_before_the_item_changed_is_a_conflict(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06")
+    note = Note.objects.get(activity=rides)
+    plan_services.item_update(
+        access=_access(world, world.nurse),
+        item=rides,
+        by=world.nurse,
+        changes={"description": "Taxi voucher"},
+        expected_version=1,
+    )
+    client.force_login(world.case_manager)
+    response = _decide(client, note, "accept")
+    assert response.status_code == 409
+    assert "was changed after this proposal was made" in response.content.decode()
+    rides.refresh_from_db()
+    assert rides.due_date is None and rides.description == "Taxi voucher" and rides.version == 2
+    note.refresh_from_db()
+    assert note.status == "open" and note.decided_by is None
+    assert not Notification.objects.filter(kind="proposal-decided").exists()
+    assert AuditEvent.objects.filter(outcome="denied", detail__contains="stale version").exists()
+
+
+def test_declining_a_proposal_needs_a_reason_and_tells_the_proposer(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06")
+    note = Note.objects.get(activity=rides)
+    client.force_login(world.nurse)
+    response = _decide(client, note, "decline", reason="   ")
+    assert response.status_code == 422
+    assert "Say why you decline" in response.content.decode()
+    note.refresh_from_db()
+    assert note.status == "open"
+    response = _decide(client, note, "decline", reason="The clinic moved the appointment")
+    assert response.status_code == 200
+    note.refresh_from_db()
+    assert note.status == "declined" and note.decision_reason == "The clinic moved the appointment"
+    rides.refresh_from_db()
+    assert rides.due_date is None and rides.version == 1
+    told = Notification.objects.get(recipient=world.pharmacist, kind="proposal-decided")
+    assert told.title.endswith(": The clinic moved the appointment")
+
+
+def test_who_may_not_edit_the_item_gets_403_and_off_the_team_404(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06")
+    note = Note.objects.get(activity=rides)
+    for action in ("accept", "decline"):
+        client.force_login(world.behavioural)
+        assert _decide(client, note, action, reason="No").status_code == 403
+        for user in (world.outsider, world.other_team_nurse, world.admin):
+            client.force_login(user)
+            assert _decide(client, note, action, reason="No").status_code == 404
+    note.refresh_from_db()
+    rides.refresh_from_db()
+    assert note.status == "open" and rides.version == 1
+    assert not Notification.objects.filter(kind="proposal-decided").exists()
+
+
+def test_a_sensitive_items_proposal_is_hidden_from_excluded_disciplines(client, world):
+    act = f.ActivityFactory(
+        care_plan=world.plan, owner_discipline=f.discipline("nursing"), sensitivity=world.behavioural_health
+    )
+    note = plan_services.note_add(
+        access=_access(world, world.behavioural),
+        plan=world.plan,
+        by=world.behavioural,
+        text="Later",
+        kind="proposal",
+        target=act,
+        changes={"due_date": __import__("datetime").date(2031, 1, 2)},
+    )
+    client.force_login(world.nurse)
+    assert _decide(client, note, "accept").status_code == 404
+    client.force_login(world.lead)
+    assert _decide(client, note, "accept").status_code == 200
+    act.refresh_from_db()
+    assert str(act.due_date) == "2031-01-02"
+
+
+def test_the_owner_sees_accept_and_decline_on_the_item_page_and_the_editor(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06")
+    note = Note.objects.get(activity=rides)
+    page = reverse("careplans:activity_detail", kwargs={"activity_id": rides.pk})
+    editor = reverse("careplans:plan_editor", kwargs={"plan_id": world.plan.pk})
+    accept = reverse("careplans:note_accept", kwargs={"note_id": note.pk})
+    for url in (page, editor):
+        body = client.get(url).content.decode()
+        assert f'id="note-{note.pk}"' in body and "Due date" in body
+        assert accept not in body
+    client.force_login(world.nurse)
+    for url in (page, editor):
+        body = client.get(url).content.decode()
+        assert accept in body and "Reason to decline" in body
+    # accepting from the item page returns to it
+    response = client.post(accept, {"next": "item"})
+    assert response.status_code == 302 and response["Location"] == f"{page}#note-{note.pk}"
+
+
+def test_the_editor_query_count_does_not_grow_with_notes(client, world, django_assert_max_num_queries):
+    def add_notes():
+        act = f.ActivityFactory(care_plan=world.plan, assigned_to=world.pharmacist)
+        goal = f.GoalFactory(care_plan=world.plan, owner_discipline=f.discipline("pharmacy"))
+        access = _access(world, world.nurse)
+        plan_services.note_add(access=access, plan=world.plan, by=world.nurse, text="See @pharm1", target=act)
+        plan_services.note_add(
+            access=access,
+            plan=world.plan,
+            by=world.nurse,
+            text="Sooner",
+            kind="proposal",
+            target=act,
+            changes={"due_date": __import__("datetime").date(2031, 1, 2), "assigned_to": world.lead},
+        )
+        plan_services.note_add(
+            access=access,
+            plan=world.plan,
+            by=world.nurse,
+            text="Higher",
+            kind="proposal",
+            target=goal,
+            changes={"priority": "high-priority", "owner_discipline": f.discipline("nursing")},
+        )
+
+    add_notes()
+    editor = reverse("careplans:plan_editor", kwargs={"plan_id": world.plan.pk})
+    client.force_login(world.case_manager)
+    client.get(editor)
+    with django_assert_max_num_queries(60) as few:
+        client.get(editor)
+    for _ in range(6):
+        add_notes()
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(editor)
+    assert len(response.context["editor"].notes) == 21
+    assert response.content.decode().count("Reason to decline") == 14

@@ -228,10 +228,18 @@ def notify_note_added(*, note, item, label: str, owner_ids, mentioned_ids, url: 
 
 def notify_proposal_decided(*, note, item, label: str, url: str) -> Notification | None:
     """Close the proposer's loop: their proposal was accepted or declined (with the
-    reason), while they are still on the team and may see the item."""
+    reason), while they are still on the team and may see the item. The owners' own
+    "change proposed" notifications are marked read: nothing waits for them any more."""
+    patient = note.care_plan.patient
+    # the owners' "change proposed" notifications asked them to act: read once decided
+    Notification.objects.filter(
+        object_type=note._meta.label_lower,
+        object_id=note.pk,
+        kind=NotificationKind.NOTE_PROPOSAL,
+        read_at__isnull=True,
+    ).update(read_at=note.decided_at)
     if note.author_id == note.decided_by_id:
         return None
-    patient = note.care_plan.patient
     if not team_members_who_may_see_item(patient.pk, item).filter(pk=note.author_id).exists():
         return None
     title = f"Your proposal on {label} was {note.status} by {note.decided_by.display_name} ({patient})"

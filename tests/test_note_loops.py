@@ -438,3 +438,91 @@ def test_the_editor_query_count_does_not_grow_with_notes(client, world, django_a
         response = client.get(editor)
     assert len(response.context["editor"].notes) == 21
     assert response.content.decode().count("Reason to decline") == 14
+
+
+def test_a_goal_hidden_with_its_sensitive_needs_reaches_no_excluded_owner(world):
+    goal = f.GoalFactory(
+        care_plan=world.plan, description="Fewer panic attacks", owner_discipline=f.discipline("nursing")
+    )
+    need = f.NeedFactory(care_plan=world.plan, sensitivity=world.behavioural_health, domain="behavioural")
+    need.goals.add(goal)
+    access = _access(world, world.case_manager)
+    plan_services.note_add(
+        access=access, plan=world.plan, by=world.case_manager, text="Progress?", target=goal
+    )
+    assert not Notification.objects.filter(recipient=world.nurse).exists()
+    with pytest.raises(ValidationError) as exc:
+        plan_services.note_add(
+            access=access, plan=world.plan, by=world.case_manager, text="@nurse1?", target=goal
+        )
+    assert "@nurse1 may not see this item" in str(exc.value)
+    plan_services.note_add(access=access, plan=world.plan, by=world.case_manager, text="@bh1 ?", target=goal)
+    assert _kinds(world.behavioural) == ["note-mention"]
+
+
+def test_the_owners_proposal_notification_is_read_once_decided(client, world, rides):
+    client.force_login(world.pharmacist)
+    _propose(client, rides, due_date="2031-05-06")
+    note = Note.objects.get(activity=rides)
+    waiting = Notification.objects.get(recipient=world.nurse, kind="note-proposal")
+    assert waiting.read_at is None
+    client.force_login(world.nurse)
+    assert _decide(client, note, "decline", reason="Not needed").status_code == 200
+    waiting.refresh_from_db()
+    assert waiting.read_at is not None
+
+
+def test_the_proposal_form_works_without_javascript(client, world, rides):
+    client.force_login(world.pharmacist)
+    url = reverse("careplans:activity_propose", kwargs={"activity_id": rides.pk})
+    page = client.get(url)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Propose a change to this activity" in body and "Send proposal" in body
+    assert "<html" in body.lower()
+    fragment = client.get(url, **HX).content.decode()
+    assert "<html" not in fragment.lower() and "Send proposal" in fragment
+    prefix = f"propose-activity-{rides.pk}"
+    response = client.post(
+        url,
+        {
+            f"{prefix}-title": "Arrange rides and escort",
+            f"{prefix}-owner_discipline": rides.owner_discipline_id,
+            f"{prefix}-assigned_to": world.nurse.pk,
+            f"{prefix}-text": "An escort is needed",
+            f"{prefix}-expected_version": 1,
+        },
+    )
+    note = Note.objects.get(activity=rides)
+    assert response.status_code == 302
+    assert response["Location"] == f"/plans/activities/{rides.pk}/#note-{note.pk}"
+    assert note.changes == {"title": {"from": "Arrange rides to clinic", "to": "Arrange rides and escort"}}
+    # a post without the version it was made on is refused
+    stale = client.post(url, {f"{prefix}-text": "again", f"{prefix}-title": "X"})
+    assert stale.status_code == 428
+    assert Note.objects.count() == 1
+
+
+def test_a_proposal_is_made_on_an_item_not_on_the_plan(world):
+    with pytest.raises(ValidationError):
+        plan_services.note_add(
+            access=_access(world, world.nurse), plan=world.plan, by=world.nurse, text="x", kind="proposal"
+        )
+    assert not Note.objects.exists()
+
+
+def test_a_comment_from_the_item_page_answers_with_that_items_notes(client, world, rides):
+    other = f.ActivityFactory(care_plan=world.plan, title="Other errand")
+    plan_services.note_add(
+        access=_access(world, world.nurse),
+        plan=world.plan,
+        by=world.nurse,
+        text="ELSEWHERE-NOTE",
+        target=other,
+    )
+    client.force_login(world.pharmacist)
+    response = _post_note(client, world, text="Bus pass?", kind="comment", activity=rides.pk, scope="item")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Comments and proposals on this activity" in body and "Bus pass?" in body
+    assert "ELSEWHERE-NOTE" not in body

@@ -118,6 +118,13 @@ def _check_assignee(access: PatientAccess, activity: Activity) -> None:
         raise ValidationError({"assigned_to": "The assignee must be on this patient's care team."})
 
 
+def _check_owner(access: PatientAccess, item: Model) -> None:
+    """The owner and assignee rule of the permissions module (`owner_problem`)."""
+    problem = access.owner_problem(item)
+    if problem:
+        raise ValidationError(problem)
+
+
 def _check_sensitivity_allowed(access: PatientAccess, instance: Model) -> None:
     sid = getattr(instance, "sensitivity_id", None)
     if sid is not None and not access.can_see_sensitivity(sid):
@@ -179,6 +186,7 @@ def goal_create(*, access: PatientAccess, plan: CarePlan, by: User, request=None
     access.require_edit()
     goal = Goal(care_plan=plan, created_by=by, **fields)
     _full_clean(goal, exclude=["care_plan", "created_by"])
+    _check_owner(access, goal)
     check_initial(GOAL_INITIAL_STATUSES, goal.lifecycle_status, label="lifecycle_status", what="goal")
     if goal.achievement_status in GOAL_OUTCOME_ACHIEVEMENTS:
         raise ValidationError(
@@ -221,12 +229,7 @@ def activity_create(
     check_initial(ACTIVITY_INITIAL_STATUSES, activity.status, what="activity")
     _check_sensitivity_allowed(access, activity)
     _check_assignee(access, activity)
-    if not access.can_edit_item(activity):
-        raise ValidationError(
-            {
-                "owner_discipline": "You can add activities owned by your own discipline; ask the case manager for others."
-            }
-        )
+    _check_owner(access, activity)
     activity._history_user = by
     activity.save()
     if goals:
@@ -286,6 +289,8 @@ def item_update(
             )
     if model is Activity:
         _check_assignee(access, fresh)
+    if model is not CarePlan and {"owner_discipline", "assigned_to"} & set(changed):
+        _check_owner(access, fresh)
     if model is CarePlan and fresh.period_end and fresh.period_end < fresh.period_start:
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
     fresh.version += 1

@@ -399,6 +399,37 @@ class PatientAccess:
         owner = getattr(item, "owner_discipline_id", None)
         return owner is None or owner in self.discipline_ids
 
+    def owner_problem(self, item) -> dict[str, str] | None:
+        """Why this member may not save `item` (a new or changed goal, need or activity)
+        with its owner and assignee, as {field: message}; None when they may. The case
+        manager and the plan lead give items to any discipline and anyone on the team;
+        other members only to a discipline they hold on this team (or none), assigned to
+        nobody, themselves or a colleague holding that discipline here. Work for another
+        discipline goes to it as a handoff."""
+        if not self.on_team or self.can_edit_any:
+            return None
+        owner = getattr(item, "owner_discipline_id", None)
+        if owner is not None and owner not in self.discipline_ids:
+            return {
+                "owner_discipline": "You can add items owned by your own discipline; the case manager "
+                "or the plan lead can add them for another discipline (or send a handoff)."
+            }
+        assignee = getattr(item, "assigned_to_id", None)
+        if assignee is None or assignee == self.user.pk:
+            return None
+        colleague = (
+            owner is not None
+            and TeamMembership.objects.current()
+            .filter(patient_id=self.patient.pk, user_id=assignee, discipline_id=owner)
+            .exists()
+        )
+        if colleague:
+            return None
+        return {
+            "assigned_to": "You can assign an activity to yourself or a colleague of its discipline on "
+            "this team; the case manager or the plan lead can assign it to anyone."
+        }
+
     def can_contribute(self) -> bool:
         """Add needs, goals, notes and proposals; send handoffs and referrals."""
         return self.on_team

@@ -39,6 +39,25 @@ class RequestIdMiddleware:
         return response
 
 
+class NotFoundFloorMiddleware:
+    """Every 404 takes at least NOT_FOUND_FLOOR_MS: a record hidden on another team and
+    no record at all cost almost the same work (permissions._as_if_hidden), and the floor
+    hides what difference is left, so the answer's timing tells nothing either."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.floor = settings.NOT_FOUND_FLOOR_MS / 1000
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        if response.status_code == 404 and self.floor > 0:
+            left = self.floor - (time.perf_counter() - started)
+            if left > 0:
+                time.sleep(left)
+        return response
+
+
 class ProbeMiddleware:
     """/healthz and /readyz (careteam/views_ops.py), answered first of all middleware: a
     load balancer or orchestrator probes by address, over plain HTTP, without a cookie,

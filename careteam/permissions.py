@@ -514,6 +514,14 @@ def emergency_access_only(user, patient_id: int) -> bool:
     ).exists()
 
 
+def _as_if_hidden(user) -> None:
+    """A missing id costs the same queries as a hidden one: the access check runs against
+    a patient that cannot exist, so the two 404s cannot be told apart by their timing."""
+    from patients.models import Patient
+
+    patient_access(user, Patient(pk=0))
+
+
 def access_patient_by_id(user, patient_id, *, for_write: bool = False) -> PatientAccess:
     """The patient and the user's access to it; 404 if missing or not visible (the same
     answer, so existence never leaks); 403 if visible but `for_write` and read-only."""
@@ -522,6 +530,7 @@ def access_patient_by_id(user, patient_id, *, for_write: bool = False) -> Patien
     try:
         patient = Patient.objects.get(pk=int(patient_id))
     except (Patient.DoesNotExist, TypeError, ValueError):
+        _as_if_hidden(user)
         raise Http404("No such patient.") from None
     access = patient_access(user, patient)
     if not access.can_view:
@@ -537,6 +546,7 @@ def access_item(user, queryset: QuerySet, pk, *, patient_path: str) -> tuple[Any
     try:
         obj = queryset.get(pk=pk)
     except (queryset.model.DoesNotExist, TypeError, ValueError):
+        _as_if_hidden(user)
         raise Http404("Not found.") from None
     patient = obj
     for part in patient_path.split("__"):

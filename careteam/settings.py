@@ -30,6 +30,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # With DEBUG on, Django's debug 404/500 pages (URL list, traceback, settings) instead of
 # the product's own. `./dev.py run` turns them off so a demo looks like the product.
 TECHNICAL_ERROR_PAGES = env.bool("TECHNICAL_ERROR_PAGES", default=DEBUG)
+# the least time a 404 takes (0 turns it off; off by default in development and tests)
+NOT_FOUND_FLOOR_MS = env.int("NOT_FOUND_FLOOR_MS", default=0 if DEBUG else 40)
 # The address people open CareTeam at: emails link to it (they carry no patient data,
 # only a link back). Required in production; a bare host or path is refused.
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000" if DEBUG else "").rstrip("/")
@@ -69,6 +71,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # an id per request, in X-Request-ID, every log line, audit events and tasks
     "careteam.middleware.RequestIdMiddleware",
+    # every 404 takes at least NOT_FOUND_FLOOR_MS: hidden and missing ids time alike
+    "careteam.middleware.NotFoundFloorMiddleware",
     # /healthz and /readyz answer here, before the host check, TLS redirect and session
     "careteam.middleware.ProbeMiddleware",
     # request latency by URL name for /metrics (careteam/metrics.py)

@@ -35,6 +35,7 @@ def _plain_http(settings):
     settings.AXES_ENABLED = True
     settings.REQUIRE_2FA = False  # tests that need two-factor sign-in turn it on
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+    settings.NOT_FOUND_FLOOR_MS = 0  # tests that need the 404 floor turn it on
 
 
 @pytest.fixture

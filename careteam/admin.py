@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Q
 
 from . import permissions, services
-from .audit import audit
+from .audit import audit, audit_list
 from .models import (
     AuditAction,
     AuditEvent,
@@ -40,6 +40,42 @@ class PatientRestrictedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def _patient_ids(self, pks) -> list[int]:
+        field = "pk" if self.patient_path == "pk" else self.patient_path
+        return list(self.model._default_manager.filter(pk__in=list(pks)).values_list(field, flat=True))
+
+    def changelist_view(self, request, extra_context=None):
+        """A list read of patient data in the admin is audited like any other list: one
+        event naming the patients on the page."""
+        response = super().changelist_view(request, extra_context)
+        changelist = (
+            getattr(response, "context_data", {}).get("cl") if hasattr(response, "context_data") else None
+        )
+        if getattr(response, "status_code", 200) == 200 and changelist is not None:
+            audit_list(
+                request,
+                list_name=f"admin.{self.model._meta.label_lower}",
+                patient_ids=self._patient_ids(obj.pk for obj in changelist.result_list),
+                query=dict(request.GET.items()),
+                detail=f"admin list, {len(changelist.result_list)} shown",
+            )
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if getattr(response, "status_code", 200) == 200:
+            patient_ids = self._patient_ids([object_id]) if str(object_id).isdigit() else []
+            audit(
+                user=request.user,
+                action=AuditAction.VIEW,
+                object_type=self.model._meta.label_lower,
+                object_id=object_id,
+                patient_id=patient_ids[0] if patient_ids else None,
+                request=request,
+                detail="admin read",
+            )
+        return response
 
 
 @admin.register(User)

@@ -208,3 +208,26 @@ def test_staff_without_the_audit_permission_cannot_read_the_admin_audit_log(worl
     staff = f.UserFactory(username="staff1", is_staff=True)
     response = signed_in(staff).get("/admin/careteam/auditevent/")
     assert response.status_code == 403
+
+
+# ---------------------------------------------------------------------------
+# Patient data read in the admin is audited, and only the admin's own patients show
+# ---------------------------------------------------------------------------
+def test_admin_lists_and_reads_of_patient_data_are_audited(world):
+    world.admin.disciplines.add(f.discipline("nursing"))
+    team_services.membership_add(
+        patient=world.other_patient, user=world.admin, discipline=f.discipline("nursing")
+    )
+    client = signed_in(world.admin)
+    response = client.get("/admin/careteam/teammembership/")
+    assert response.status_code == 200
+    event = AuditEvent.objects.filter(object_type="admin.careteam.teammembership").latest("pk")
+    assert event.patient_ids == [world.other_patient.pk]
+    membership = TeamMembership.objects.filter(patient=world.other_patient).first()
+    assert client.get(f"/admin/careteam/teammembership/{membership.pk}/change/").status_code == 200
+    read = AuditEvent.objects.filter(detail="admin read", object_id=str(membership.pk)).get()
+    assert read.patient_id == world.other_patient.pk
+    # the patient's access log finds both
+    from careteam.audit import events_for_patient
+
+    assert {event.pk, read.pk} <= set(events_for_patient(world.other_patient.pk).values_list("pk", flat=True))

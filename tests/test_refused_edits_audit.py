@@ -87,7 +87,9 @@ def test_page_step_the_handoff_cannot_take_is_audited_as_refused(client, world):
     handoff = _handoff(world, to_user=world.nurse)
     _login(client, world.nurse)
     url = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
-    assert client.post(url, {"action": "complete"}).status_code == 409  # not accepted yet
+    assert (
+        client.post(url, {"action": "complete", "expected_version": handoff.version}).status_code == 409
+    )  # not accepted yet
     event = _refused().get()
     assert (event.object_type, event.object_id) == ("careteam.handoff", str(handoff.pk))
     assert event.patient_id == world.patient.pk

@@ -25,7 +25,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan
+from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Goal, Note
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership, TeamRole
 from careteam.permissions import PatientAccess, restrict, sensitivity_visible_q, team_patients_for
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
@@ -253,6 +253,7 @@ WORK_KINDS = {
     "handoff-sent": "Handoffs I sent, unanswered",
     "referral": "Referrals awaiting a reply",
     "review": "Plan reviews due",
+    "proposal": "Proposals on my items",
 }
 
 
@@ -271,6 +272,8 @@ class WorkRow:
     @property
     def sort_key(self):
         due = self.due
+        if due is None:  # waiting for an answer, not due: after what is
+            return dt.datetime.max.replace(tzinfo=dt.UTC)
         if isinstance(due, dt.date) and not isinstance(due, dt.datetime):
             due = timezone.make_aware(dt.datetime.combine(due, dt.time.min))
         return due
@@ -401,9 +404,63 @@ def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: i
                     "Review plan",
                 )
             )
+    if wanted("proposal"):
+        rows.extend(_proposal_rows(user))
     if overdue_only:
         from careteam.templatetags.overdue import overdue_text
 
         rows = [r for r in rows if overdue_text(r.due, now).startswith("Overdue")]
     rows.sort(key=lambda r: r.sort_key)
+    return rows
+
+
+def _proposal_rows(user) -> list[WorkRow]:
+    """Open proposals by others on items I own (the people a proposal notifies: an
+    activity assigned to me or unassigned in my discipline, a goal of my discipline or
+    with no owner that I filed, a need I filed), shown by the item's own due date. The
+    note and its target are filtered as the notes list filters them."""
+    from django.urls import reverse
+
+    mine = Subquery(
+        TeamMembership.objects.current()
+        .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
+        .values("discipline_id")
+    )
+    owned = (
+        Q(activity__assigned_to_id=user.pk)
+        | Q(
+            activity__isnull=False, activity__assigned_to__isnull=True, activity__owner_discipline_id__in=mine
+        )
+        | Q(goal__owner_discipline_id__in=mine)
+        | Q(goal__isnull=False, goal__owner_discipline__isnull=True, goal__created_by_id=user.pk)
+        | Q(need__created_by_id=user.pk)
+    )
+    visible_goals = restrict(Goal.objects.all(), user, patient_path="care_plan__patient").values("pk")
+    notes = (
+        restrict(Note.objects.filter(kind="proposal", status="open"), user, patient_path="care_plan__patient")
+        .filter(care_plan__patient__in=team_patients_for(user))
+        .filter(sensitivity_visible_q(user, "care_plan__patient", "activity__sensitivity"))
+        .filter(sensitivity_visible_q(user, "care_plan__patient", "need__sensitivity"))
+        .filter(Q(goal__isnull=True) | Q(goal__in=visible_goals))
+        .filter(owned)
+        .exclude(author_id=user.pk)
+        .select_related("care_plan__patient", "author", "goal", "need", "activity")
+        .order_by("created_at", "id")[:WORK_LIMIT]
+    )
+    rows = []
+    for n in notes:
+        target = n.target
+        kind = type(target).__name__.lower()
+        text = target.title if kind == "activity" else target.description
+        rows.append(
+            WorkRow(
+                "proposal",
+                n.care_plan.patient,
+                f"Proposal by {n.author.display_name} on {kind} '{text[:60]}'",
+                getattr(target, "due_date", None) or getattr(target, "target_due", None),
+                user.display_name,
+                reverse(f"careplans:{kind}_detail", kwargs={f"{kind}_id": target.pk}) + f"#note-{n.pk}",
+                "Answer",
+            )
+        )
     return rows

@@ -526,3 +526,84 @@ def test_a_comment_from_the_item_page_answers_with_that_items_notes(client, worl
     assert response.status_code == 200
     assert "Comments and proposals on this activity" in body and "Bus pass?" in body
     assert "ELSEWHERE-NOTE" not in body
+
+
+# ---------------------------------------------------------------------------
+# My work: open proposals on items I own
+# ---------------------------------------------------------------------------
+def test_my_work_lists_open_proposals_on_my_items_only(client, world, rides):
+    hidden = f.ActivityFactory(
+        care_plan=world.plan,
+        title="HIDDEN-COUNSELLING",
+        owner_discipline=f.discipline("nursing"),
+        sensitivity=world.behavioural_health,
+    )
+    goal = f.GoalFactory(
+        care_plan=world.plan, description="Walk to the shop", owner_discipline=f.discipline("nursing")
+    )
+    plan_services.note_add(
+        access=_access(world, world.pharmacist),
+        plan=world.plan,
+        by=world.pharmacist,
+        text="Sooner",
+        kind="proposal",
+        target=rides,
+        changes={"due_date": __import__("datetime").date(2031, 1, 2)},
+    )
+    plan_services.note_add(
+        access=_access(world, world.pharmacist),
+        plan=world.plan,
+        by=world.pharmacist,
+        text="Later",
+        kind="proposal",
+        target=goal,
+    )
+    plan_services.note_add(
+        access=_access(world, world.case_manager),
+        plan=world.plan,
+        by=world.case_manager,
+        text="x",
+        kind="proposal",
+        target=hidden,
+    )
+    client.force_login(world.nurse)
+    body = client.get(reverse("my_work"), {"kind": "proposal"}).content.decode()
+    assert "Proposal by" in body and "activity &#x27;Arrange rides to clinic&#x27;" in body
+    assert "goal &#x27;Walk to the shop&#x27;" in body
+    assert "HIDDEN-COUNSELLING" not in body
+    note = Note.objects.get(activity=rides)
+    assert f"/plans/activities/{rides.pk}/#note-{note.pk}" in body
+    # the proposer and other disciplines are not asked
+    client.force_login(world.pharmacist)
+    assert "Proposal by" not in client.get(reverse("my_work")).content.decode()
+    # answered: gone
+    client.force_login(world.nurse)
+    _decide(client, note, "decline", reason="Keep the date")
+    body = client.get(reverse("my_work"), {"kind": "proposal"}).content.decode()
+    assert "Arrange rides to clinic" not in body and "Walk to the shop" in body
+
+
+def test_my_work_query_count_does_not_grow_with_proposals(client, world, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def propose():
+        act = f.ActivityFactory(care_plan=world.plan, assigned_to=world.nurse)
+        plan_services.note_add(
+            access=_access(world, world.pharmacist),
+            plan=world.plan,
+            by=world.pharmacist,
+            text="p",
+            kind="proposal",
+            target=act,
+        )
+
+    propose()
+    client.force_login(world.nurse)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(reverse("my_work")).status_code == 200
+    for _ in range(10):
+        propose()
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        body = client.get(reverse("my_work")).content.decode()
+    assert body.count(">Answer<") == 11

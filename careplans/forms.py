@@ -95,6 +95,7 @@ class GoalForm(VersionedForm):
             "target_measure",
             "target_value",
             "target_due",
+            "sensitivity",
         ]
         labels = {"description": "Goal", "expressed_by": "Whose goal is this?", "target_due": "Target date"}
         widgets = {"description": forms.Textarea(attrs={"rows": 2}), "target_due": DATE}

@@ -190,6 +190,16 @@ class Goal(models.Model):
     )
     achievement_status = models.CharField(max_length=20, choices=GoalAchievement.choices, blank=True)
     status_reason = status_reason_field()
+    # a goal may be sensitive itself; one that exists only for hidden needs is hidden with
+    # them whatever this says (careteam.permissions.goal_links_visible_q)
+    sensitivity = models.ForeignKey(
+        "careteam.SensitivityCategory",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Set to restrict this goal to the disciplines the policy allows.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )

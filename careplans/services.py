@@ -73,6 +73,7 @@ EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
         "lifecycle_status",
         "achievement_status",
         "status_reason",
+        "sensitivity",
     ),
     Need: ("domain", "category", "description", "is_barrier", "status", "status_reason", "sensitivity"),
     Activity: (
@@ -186,6 +187,7 @@ def goal_create(*, access: PatientAccess, plan: CarePlan, by: User, request=None
     access.require_edit()
     goal = Goal(care_plan=plan, created_by=by, **fields)
     _full_clean(goal, exclude=["care_plan", "created_by"])
+    _check_sensitivity_allowed(access, goal)
     _check_owner(access, goal)
     check_initial(GOAL_INITIAL_STATUSES, goal.lifecycle_status, label="lifecycle_status", what="goal")
     if goal.achievement_status in GOAL_OUTCOME_ACHIEVEMENTS:

@@ -339,7 +339,7 @@ class PatientAccess:
 
     def goal_q(self) -> Q:
         """Goals of this patient the user may see (see `goal_links_visible_q`)."""
-        return goal_links_visible_q(self.sensitivity_q())
+        return goal_links_visible_q(self.sensitivity_q()) & self.sensitivity_q("sensitivity")
 
     def hidden_goal_ids(self) -> frozenset[int]:
         """This patient's goals hidden from the user with their needs (one query, kept

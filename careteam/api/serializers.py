@@ -321,6 +321,7 @@ class GoalSerializer(serializers.ModelSerializer):
     achievement_status = serializers.ChoiceField(
         choices=GoalAchievement.choices, allow_blank=True, read_only=True
     )
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     fhir = serializers.SerializerMethodField()
 
     class Meta:
@@ -340,6 +341,7 @@ class GoalSerializer(serializers.ModelSerializer):
             "lifecycle_status",
             "achievement_status",
             "status_reason",
+            "sensitivity",
             "version",
             "created_at",
             "updated_at",
@@ -369,6 +371,7 @@ class GoalWriteSerializer(serializers.Serializer):
     achievement_status = serializers.ChoiceField(
         choices=GoalAchievement.choices, required=False, allow_blank=True
     )
+    sensitivity = sensitivity_field()
 
 
 class GoalCreateSerializer(GoalWriteSerializer):

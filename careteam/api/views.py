@@ -188,7 +188,7 @@ class GoalViewSet(PlanItemViewSet):
     create_service = staticmethod(plan_services.goal_create)
 
     def base_queryset(self):
-        return Goal.objects.select_related("care_plan", "owner_discipline")
+        return Goal.objects.select_related("care_plan", "owner_discipline", "sensitivity")
 
 
 @documented(s.NeedSerializer, s.NeedCreateSerializer, s.NeedUpdateSerializer)

@@ -452,15 +452,24 @@ def _proposal_rows(user) -> list[WorkRow]:
         | Q(goal__isnull=False, goal__owner_discipline__isnull=True, goal__created_by_id=user.pk)
         | Q(need__created_by_id=user.pk)
     )
+    my_patients = TeamMembership.objects.current().filter(user_id=user.pk).values("patient_id")
+    candidates = (
+        Note.objects.filter(kind="proposal", status="open", care_plan__patient_id__in=my_patients)
+        .filter(owned)
+        .exclude(author_id=user.pk)
+    )
+    # open proposals are rare: a plain probe over my memberships first (a superset), the
+    # full visibility rules of restrict() only for the few it finds (those rules cost far
+    # more to build than to run, and an estimate-driven plan over every open proposal)
+    candidate_ids = list(candidates.order_by("created_at", "id").values_list("pk", flat=True)[:WORK_LIMIT])
+    if not candidate_ids:
+        return []
     visible_goals = restrict(Goal.objects.all(), user, patient_path="care_plan__patient").values("pk")
     notes = (
-        restrict(Note.objects.filter(kind="proposal", status="open"), user, patient_path="care_plan__patient")
-        .filter(care_plan__patient__in=team_patients_for(user))
+        restrict(Note.objects.filter(pk__in=candidate_ids), user, patient_path="care_plan__patient")
         .filter(sensitivity_visible_q(user, "care_plan__patient", "activity__sensitivity"))
         .filter(sensitivity_visible_q(user, "care_plan__patient", "need__sensitivity"))
         .filter(Q(goal__isnull=True) | Q(goal__in=visible_goals))
-        .filter(owned)
-        .exclude(author_id=user.pk)
         .select_related("care_plan__patient", "author", "goal", "need", "activity")
         .order_by("created_at", "id")[:WORK_LIMIT]
     )

@@ -61,11 +61,14 @@ def catalog(per_category: int) -> None:
             service.categories.add(term)
 
 
-def post(answers: dict, action: str) -> QueryDict:
+def post(answers: dict, action: str, version: int = 1) -> QueryDict:
+    """The screening form's body: answers, the button pressed, and the version the page
+    was opened at (a new screening is at version 1)."""
     q = QueryDict(mutable=True)
     for link, values in answers.items():
         q.setlist(f"q-{link}", values if isinstance(values, list) else [values])
     q["action"] = action
+    q["expected_version"] = str(version)
     return q
 
 

@@ -27,6 +27,19 @@ def limited_text(max_length: int, **kwargs) -> models.TextField:
     return models.TextField(max_length=max_length, validators=[MaxLengthValidator(max_length)], **kwargs)
 
 
+def sensitivity_field(help_text: str = "") -> models.ForeignKey:
+    """The category an item is filed in; the permissions module hides it from the
+    disciplines the policy does not allow (empty: not sensitive)."""
+    return models.ForeignKey(
+        "careteam.SensitivityCategory",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=help_text,
+    )
+
+
 def status_reason_field() -> models.CharField:
     return models.CharField(
         max_length=STATUS_REASON_MAX_LENGTH,
@@ -192,14 +205,7 @@ class Goal(models.Model):
     status_reason = status_reason_field()
     # a goal may be sensitive itself; one that exists only for hidden needs is hidden with
     # them whatever this says (careteam.permissions.goal_links_visible_q)
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Set to restrict this goal to the disciplines the policy allows.",
-    )
+    sensitivity = sensitivity_field("Set to restrict this goal to the disciplines the policy allows.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -281,14 +287,7 @@ class Need(models.Model):
     is_barrier = models.BooleanField(default=False, help_text="Stands in the way of a goal.")
     status = models.CharField(max_length=20, choices=NeedStatus.choices, default=NeedStatus.ACTIVE)
     status_reason = status_reason_field()
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Set to restrict this item to the disciplines the policy allows.",
-    )
+    sensitivity = sensitivity_field("Set to restrict this item to the disciplines the policy allows.")
     goals = models.ManyToManyField(Goal, blank=True, related_name="needs")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
@@ -359,9 +358,7 @@ class Activity(models.Model):
     )
     status_reason = status_reason_field()
     due_date = models.DateField(null=True, blank=True)
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    sensitivity = sensitivity_field()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -428,9 +425,7 @@ class Note(models.Model):
     )
     kind = models.CharField(max_length=10, choices=NoteKind.choices, default=NoteKind.COMMENT)
     text = limited_text(TEXT_MAX_LENGTH)
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    sensitivity = sensitivity_field()
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     # proposals only
@@ -500,14 +495,7 @@ class Questionnaire(models.Model):
         blank=True,
         help_text='{"items": [linkIds], "bands": [[min, max, label]], "label": "PHQ-9 total"}',
     )
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory",
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Responses and the needs they propose are filed in this category.",
-    )
+    sensitivity = sensitivity_field("Responses and the needs they propose are filed in this category.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -584,9 +572,7 @@ class QuestionnaireResponse(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     score = models.IntegerField(null=True, blank=True)
     band = models.CharField(max_length=60, blank=True)
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    sensitivity = sensitivity_field()
     started_at = models.DateTimeField(default=timezone.now)
     authored_at = models.DateTimeField(default=timezone.now, help_text="Last saved")
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -628,9 +614,7 @@ class ProposedNeed(models.Model):
     need = models.OneToOneField(
         Need, on_delete=models.SET_NULL, null=True, blank=True, related_name="proposal"
     )
-    sensitivity = models.ForeignKey(
-        "careteam.SensitivityCategory", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    sensitivity = sensitivity_field()
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

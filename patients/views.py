@@ -381,11 +381,7 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
                 successor=form.cleaned_data.get("successor"),
             )
         except StaleVersionError as exc:
-            note_refusal(request, exc.audit_reason)
-            status = 409
-            form.add_error(
-                None, "Someone changed this role after you opened the page; check it and try again."
-            )
+            status = _stale(request, form, exc, "role")
         except PermissionDenied as exc:
             return _forbidden(request, str(exc))
         except ValidationError as exc:
@@ -427,6 +423,14 @@ def _team_role_end_page(request, access, membership, form, status: int = 200) ->
         .exists(),
     }
     return render(request, "patients/team_role_end.html", context, status=status)
+
+
+def _stale(request, form, exc: StaleVersionError, what: str) -> int:
+    """Someone saved after this user opened the page: say so on the form, audit the
+    refusal, answer 409 (nothing was written)."""
+    note_refusal(request, exc.audit_reason)
+    form.add_error(None, f"Someone changed this {what} after you opened the page; check it and try again.")
+    return 409
 
 
 def _add_errors(form, exc: ValidationError) -> None:
@@ -523,7 +527,7 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
                 request,
                 patient,
                 current,
-                error="Someone changed this caregiver after you opened the page; check and try again.",
+                error="Someone changed this caregiver after you opened the page; check it and try again.",
                 status=409,
             )
         else:
@@ -550,11 +554,7 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
                     request=request,
                 )
         except StaleVersionError as exc:
-            note_refusal(request, exc.audit_reason)
-            status = 409
-            form.add_error(
-                None, "Someone changed this caregiver after you opened the page; check and try again."
-            )
+            status = _stale(request, form, exc, "caregiver")
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -671,11 +671,7 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
                 request=request,
             )
         except StaleVersionError as exc:
-            note_refusal(request, exc.audit_reason)
-            status = 409
-            form.add_error(
-                None, "Someone changed this consent after you opened the page; check and try again."
-            )
+            status = _stale(request, form, exc, "consent")
         except ValidationError as exc:
             _add_errors(form, exc)
         else:

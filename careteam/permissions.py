@@ -251,6 +251,23 @@ def visible_related(user, model) -> QuerySet:
     return restrict(model._default_manager.all(), user, patient_path="care_plan__patient")
 
 
+def visible_notes(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Comments and proposals `user` may read, across patients (API lists): `restrict`
+    (the patient, the note's own category) and, as `PatientAccess.note_q` does for one
+    patient, its target as it is now: a need or activity in a hidden category, or a goal
+    hidden with its needs, hides its notes too."""
+    if queryset is None:
+        queryset = apps.get_model("careplans", "Note").objects.all()
+    ref = "care_plan__patient"
+    goals = restrict(apps.get_model("careplans", "Goal").objects.all(), user, patient_path=ref)
+    return (
+        restrict(queryset, user, patient_path=ref)
+        .filter(sensitivity_visible_q(user, ref, "need__sensitivity"))
+        .filter(sensitivity_visible_q(user, ref, "activity__sensitivity"))
+        .filter(Q(goal__isnull=True) | Q(goal__in=goals.values("pk")))
+    )
+
+
 GOAL = "careplans.goal"
 
 

@@ -6,7 +6,7 @@ import factory
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from careplans.models import Activity, CarePlan, Goal, Need
+from careplans.models import Activity, CarePlan, Goal, Need, Note
 from careteam.models import Discipline, Handoff, SensitivityCategory, TeamMembership, User
 from patients.models import Caregiver, Consent, Patient
 from referrals.models import Organization, Referral, Service, TaxonomyTerm
@@ -129,6 +129,21 @@ class ActivityFactory(DjangoModelFactory):
     title = factory.Sequence(lambda n: f"Activity {n}")
     owner_discipline = factory.LazyFunction(lambda: discipline("nursing"))
     status = "not-started"
+
+
+class NoteFactory(DjangoModelFactory):
+    """An open proposal (with no changes) on a new goal of the plan."""
+
+    class Meta:
+        model = Note
+
+    care_plan = factory.SubFactory(CarePlanFactory)
+    goal = factory.SubFactory(GoalFactory, care_plan=factory.SelfAttribute("..care_plan"))
+    kind = "proposal"
+    status = "open"
+    text = factory.Sequence(lambda n: f"Proposal {n}")
+    author = factory.SubFactory(UserFactory)
+    target_version = 1
 
 
 class HandoffFactory(DjangoModelFactory):

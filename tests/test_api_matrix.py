@@ -31,6 +31,7 @@ MAKERS = {
     "api-goal": lambda world, patient, plan: f.GoalFactory(care_plan=plan),
     "api-need": lambda world, patient, plan: f.NeedFactory(care_plan=plan),
     "api-activity": lambda world, patient, plan: f.ActivityFactory(care_plan=plan),
+    "api-note": lambda world, patient, plan: f.NoteFactory(care_plan=plan, author=world.case_manager),
     "api-team-membership": _membership,
     "api-handoff": lambda world, patient, plan: f.HandoffFactory(
         patient=patient, from_user=world.nurse, to_user=world.pharmacist
@@ -41,7 +42,9 @@ MAKERS = {
 }
 # Endpoints without patient data, each with its own rule (tested in test_api.py).
 NOT_PATIENT_DATA = {"api-organization", "api-service", "api-notification", "api-audit-event"}
-WRITABLE = set(MAKERS)
+# notes are never edited: they change only by their accept and decline actions
+DECIDED = {"api-note"}
+WRITABLE = set(MAKERS) - DECIDED
 
 ROLES = ["case_manager", "nurse", "break_glass", "outsider", "other_team_nurse", "anonymous"]
 # who sees the object on world.patient's team / the one on world.other_patient's team
@@ -113,6 +116,15 @@ def _check_role(world, basename, role, inside, outside):
                 assert changed.status_code == 403, changed.content
             else:
                 assert changed.status_code in (200, 400, 403), changed.content
+        if basename in DECIDED:
+            # no reason: refused (400) once the caller is found allowed to decide at all
+            declined = client.post(_url(basename, obj.pk) + "decline/", {}, format="json")
+            if not sees:
+                assert declined.status_code == 404, role
+            elif role == "break_glass":
+                assert declined.status_code == 403, declined.content
+            else:
+                assert declined.status_code == 400, declined.content
 
 
 # ---------------------------------------------------------------------------

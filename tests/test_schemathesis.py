@@ -54,6 +54,7 @@ def api_data(world, settings, wsgi_keeps_test_connection):
     activity = f.ActivityFactory(care_plan=world.plan, owner_discipline=f.discipline("case-management"))
     handoff = f.HandoffFactory(patient=world.patient, from_user=world.nurse, to_user=world.case_manager)
     referral = f.ReferralFactory(patient=world.patient, care_plan=world.plan, referred_by=world.case_manager)
+    note = f.NoteFactory(care_plan=world.plan, author=world.nurse)
     _, token = AuthToken.objects.create(user=world.case_manager)
     return {
         "token": token,
@@ -65,6 +66,7 @@ def api_data(world, settings, wsgi_keeps_test_connection):
             "activity_id": activity.pk,
             "handoff_id": handoff.pk,
             "referral_id": referral.pk,
+            "note_id": note.pk,
             "membership_id": world.patient.memberships.first().pk,
             "service_id": str(referral.service_id),
             "organization_id": str(referral.service.organization_id),

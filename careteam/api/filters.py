@@ -7,7 +7,7 @@ import django_filters as filters
 from django import forms
 from django.contrib.postgres.search import SearchQuery
 
-from careplans.models import Activity, CarePlan, Goal, Need
+from careplans.models import Activity, CarePlan, Goal, Need, Note
 from careteam.audit import patient_events_q
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership
 from patients.models import Patient
@@ -74,6 +74,19 @@ class ActivityFilter(filters.FilterSet):
     class Meta:
         model = Activity
         fields = ["patient", "care_plan", "status", "assigned_to", "owner_discipline"]
+
+
+class NoteFilter(filters.FilterSet):
+    patient = IdFilter(field_name="care_plan__patient_id")
+    care_plan = IdFilter(field_name="care_plan_id")
+    plan = IdFilter(field_name="care_plan_id", label="The same as care_plan")
+    goal = IdFilter(field_name="goal_id")
+    need = IdFilter(field_name="need_id")
+    activity = IdFilter(field_name="activity_id")
+
+    class Meta:
+        model = Note
+        fields = ["patient", "care_plan", "plan", "goal", "need", "activity", "kind", "status"]
 
 
 class TeamMembershipFilter(filters.FilterSet):

@@ -21,6 +21,8 @@ from careplans.models import (
     GoalAchievement,
     GoalLifecycle,
     Need,
+    Note,
+    NoteKind,
 )
 from careteam.audit import PATIENT_URL_KWARGS, audit_denied
 from careteam.models import (
@@ -520,6 +522,124 @@ class ActivityCreateSerializer(ActivityWriteSerializer):
 class ActivityUpdateSerializer(ActivityWriteSerializer):
     title = serializers.CharField(max_length=200, required=False)
     owner_discipline = discipline_field(required=False)
+
+
+# ---------------------------------------------------------------------------
+# Comments and proposals
+# ---------------------------------------------------------------------------
+CHANGES_SCHEMA = {
+    "type": "object",
+    "description": 'Field -> {"from": stored value, "to": stored value} (ids for references, ISO dates).',
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"from": {"nullable": True}, "to": {"nullable": True}},
+    },
+}
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    url = identity("api-note-detail", "note_id")
+    care_plan = link("api-care-plan-detail", "plan_id")
+    patient_id = serializers.IntegerField(source="care_plan.patient_id", read_only=True)
+    goal = link("api-goal-detail", "goal_id", allow_null=True)
+    need = link("api-need-detail", "need_id", allow_null=True)
+    activity = link("api-activity-detail", "activity_id", allow_null=True)
+    author_display_name = serializers.CharField(source="author.display_name", read_only=True)
+    sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    changes = serializers.SerializerMethodField()
+    status = serializers.CharField(
+        read_only=True, help_text="open, accepted or declined; empty for a comment."
+    )
+
+    class Meta:
+        model = Note
+        fields = [
+            "id",
+            "url",
+            "care_plan",
+            "care_plan_id",
+            "patient_id",
+            "goal",
+            "goal_id",
+            "need",
+            "need_id",
+            "activity",
+            "activity_id",
+            "kind",
+            "text",
+            "sensitivity",
+            "author_id",
+            "author_display_name",
+            "created_at",
+            "changes",
+            "target_version",
+            "status",
+            "decided_by_id",
+            "decided_at",
+            "decision_reason",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(CHANGES_SCHEMA)
+    def get_changes(self, obj) -> dict:
+        return obj.changes or {}
+
+
+class NoteCreateSerializer(serializers.Serializer):
+    """A comment on the plan or one of its items, or a proposal to change an item. Name
+    the plan, or the item (its plan is implied), or both."""
+
+    care_plan = RestrictedPrimaryKeyField(model=CarePlan, patient_path="patient", required=False)
+    goal = RestrictedPrimaryKeyField(model=Goal, patient_path="care_plan__patient", required=False)
+    need = RestrictedPrimaryKeyField(model=Need, patient_path="care_plan__patient", required=False)
+    activity = RestrictedPrimaryKeyField(model=Activity, patient_path="care_plan__patient", required=False)
+    kind = serializers.ChoiceField(choices=NoteKind.choices, default=NoteKind.COMMENT)
+    text = serializers.CharField(max_length=TEXT_MAX_LENGTH, help_text="@username mentions notify them.")
+    changes = serializers.DictField(
+        required=False,
+        help_text="Proposals only: field -> new value, as the item's own PATCH takes them.",
+    )
+    target_version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="The item's version the proposal was made against (default: its current one).",
+    )
+
+    def validate(self, attrs):
+        targets = [attrs.pop(name) for name in ("goal", "need", "activity") if name in attrs]
+        if len(targets) > 1:
+            raise serializers.ValidationError("Name one goal, need or activity, not several.")
+        target = targets[0] if targets else None
+        plan = attrs.get("care_plan")
+        if plan is None and target is None:
+            raise serializers.ValidationError({"care_plan": ["Name the care plan or the item."]})
+        if plan is not None and target is not None and target.care_plan_id != plan.pk:
+            raise serializers.ValidationError({"care_plan": ["The item is on another care plan."]})
+        attrs["care_plan"] = plan or target.care_plan
+        attrs["target"] = target
+        if "changes" in attrs and target is not None:
+            attrs["changes"] = self._item_changes(target, attrs["changes"])
+        return attrs
+
+    def _item_changes(self, target, changes: dict) -> dict:
+        """The proposed values as the item's own update takes them (codes and ids become
+        objects); which fields a proposal may change is the service's rule."""
+        update_serializer = {
+            Goal: GoalUpdateSerializer,
+            Need: NeedUpdateSerializer,
+            Activity: ActivityUpdateSerializer,
+        }[type(target)]
+        known = {name: value for name, value in changes.items() if name in update_serializer._declared_fields}
+        serializer = update_serializer(data=known, partial=True, context=self.context)
+        if not serializer.is_valid():
+            raise serializers.ValidationError({"changes": serializer.errors})
+        # unknown names go on as they are, for the service to refuse by name
+        return {**changes, **serializer.validated_data}
+
+
+class NoteDeclineSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=STATUS_REASON_MAX_LENGTH, help_text="Told to the proposer.")
 
 
 # ---------------------------------------------------------------------------

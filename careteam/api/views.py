@@ -7,6 +7,7 @@ and saves (atomically, audited), the output serializer renders the saved object.
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from knox.models import AuthToken
@@ -17,12 +18,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from careplans import services as plan_services
-from careplans.models import Activity, CarePlan, Goal, Need
+from careplans.models import Activity, CarePlan, Goal, Need, Note
 from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam import twofactor
-from careteam.audit import AuditAction, audit, events_for_patient
-from careteam.concurrency import lock_for_update
+from careteam.audit import AuditAction, audit, events_for_patient, note_refusal
+from careteam.concurrency import StaleVersionError, lock_for_update
 from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
 from careteam.notifications import notification_mark_read, notifications_for
 from careteam.permissions import (
@@ -31,6 +32,7 @@ from careteam.permissions import (
     patient_access,
     patients_for,
     team_patients_for,
+    visible_notes,
     visible_related,
 )
 from patients import services as patient_services
@@ -43,6 +45,7 @@ from . import filters
 from . import serializers as s
 from .auth import ApiTokenAuthentication, token_issue
 from .base import ETAG, IF_MATCH, ApiViewMixin, AuditedListMixin, PatientDataViewSet
+from .errors import Conflict
 
 
 def documented(output, create=None, update=None, **extra):
@@ -228,6 +231,87 @@ class ActivityViewSet(PlanItemViewSet):
             Prefetch("goals", queryset=Goal.objects.only("id")),
             Prefetch("needs", queryset=visible_needs, to_attr="visible_needs"),
         )
+
+
+# ---------------------------------------------------------------------------
+# Comments and proposals
+# ---------------------------------------------------------------------------
+DECISION_RESPONSES = {200: s.NoteSerializer}
+
+
+@extend_schema_view(
+    # no ETag: a note has no version
+    list=extend_schema(responses=s.NoteSerializer),
+    retrieve=extend_schema(responses=s.NoteSerializer),
+    create=extend_schema(request=s.NoteCreateSerializer, responses={201: s.NoteSerializer}),
+    accept=extend_schema(request=None, responses=DECISION_RESPONSES),
+    decline=extend_schema(request=s.NoteDeclineSerializer, responses=DECISION_RESPONSES),
+)
+class NoteViewSet(PatientDataViewSet):
+    """Comments and proposals: added by note_add (notifications, @mentions), decided by
+    note_accept / note_decline. A note is never edited, so there is no PATCH: a
+    proposal's `target_version` is its precondition."""
+
+    serializer_class = s.NoteSerializer
+    create_serializer_class = s.NoteCreateSerializer
+    filterset_class = filters.NoteFilter
+    ordering_fields = ["id", "created_at", "status"]
+    lookup_url_kwarg = "note_id"
+    patient_path = "care_plan__patient"
+    audit_type = "careplans.note"
+    http_method_names = ["get", "post", "head", "options"]
+
+    def base_queryset(self):
+        return Note.objects.select_related("care_plan", "author", "sensitivity")
+
+    def get_queryset(self):
+        """`visible_notes`: also hides notes whose target the caller may not see."""
+        if getattr(self, "swagger_fake_view", False):
+            return Note.objects.none()
+        return visible_notes(self.request.user, self.base_queryset())
+
+    def perform_service_create(self, data: dict):
+        plan = data.pop("care_plan")
+        access = patient_access(self.request.user, plan.patient)
+        return plan_services.note_add(
+            access=access, plan=plan, by=self.request.user, request=self.request, **data
+        )
+
+    def _decision_target(self):
+        """The note (404 unless visible) with the caller's access; read-only access is
+        refused (403) before the body is read, as on PATCH."""
+        note = self.get_object()
+        access = self.access_for(note)
+        access.require_edit()
+        return note, access
+
+    @action(detail=True, methods=["post"])
+    def accept(self, request, note_id=None, format=None):  # noqa: A002 - DRF's suffix kwarg
+        """Accept a proposal: its changes are saved to the item through the item's own
+        update, from the version proposed on (409 if the item changed since: nothing is
+        changed, the proposal stays open)."""
+        note, access = self._decision_target()
+        try:
+            with transaction.atomic():
+                note = plan_services.note_accept(access=access, note=note, by=request.user, request=request)
+        except StaleVersionError as exc:
+            note_refusal(request, exc.audit_reason)
+            raise Conflict(
+                f"The {exc.current._meta.verbose_name} was changed after this proposal was made "
+                f"(version {exc.expected} then, {exc.current.version} now), so nothing was changed."
+            ) from exc
+        return self.render(self.reload(note))
+
+    @action(detail=True, methods=["post"])
+    def decline(self, request, note_id=None, format=None):  # noqa: A002 - DRF's suffix kwarg
+        """Decline a proposal with a reason, which the proposer is told."""
+        note, access = self._decision_target()
+        data = self.input(s.NoteDeclineSerializer)
+        with transaction.atomic():
+            note = plan_services.note_decline(
+                access=access, note=note, by=request.user, reason=data["reason"], request=request
+            )
+        return self.render(self.reload(note))
 
 
 # ---------------------------------------------------------------------------
@@ -520,6 +604,7 @@ __all__ = [
     "GoalViewSet",
     "HandoffViewSet",
     "NeedViewSet",
+    "NoteViewSet",
     "NotificationViewSet",
     "OrganizationViewSet",
     "PatientViewSet",

@@ -269,21 +269,33 @@ def handoffs_visible(user) -> QuerySet:
     )
 
 
-def handoff_inbox(user) -> QuerySet:
-    """Handoffs waiting for the user's acknowledgement: addressed to them, or to a
-    discipline queue they hold on that patient's current team."""
+def inbox_q(user) -> Q:
+    """Waiting for the user's acknowledgement: requested, addressed to them or to a
+    discipline queue they hold on that patient's current team (not their own sends to
+    a colleague)."""
     my_queue = TeamMembership.objects.current().filter(
         user_id=user.pk, patient_id=OuterRef("patient_id"), discipline_id=OuterRef("to_discipline_id")
     )
     return (
-        handoffs_visible(user)
-        .filter(status=HandoffStatus.REQUESTED)
-        .filter(
-            Q(to_user_id=user.pk) | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue)
-        )
-        .exclude(from_user_id=user.pk, to_user_id__isnull=False)
-        .order_by("due_at", "id")
+        Q(status=HandoffStatus.REQUESTED)
+        & (Q(to_user_id=user.pk) | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue))
+        & ~Q(from_user_id=user.pk, to_user_id__isnull=False)
     )
+
+
+def accepted_q(user) -> Q:
+    """Accepted by the user and not completed yet."""
+    return Q(accepted_by_id=user.pk, status__in=(HandoffStatus.ACCEPTED, HandoffStatus.IN_PROGRESS))
+
+
+def sent_unanswered_q(user) -> Q:
+    """Sent by the user and not answered yet."""
+    return Q(from_user_id=user.pk, status=HandoffStatus.REQUESTED)
+
+
+def handoff_inbox(user) -> QuerySet:
+    """Handoffs waiting for the user's acknowledgement (`inbox_q`)."""
+    return handoffs_visible(user).filter(inbox_q(user)).order_by("due_at", "id")
 
 
 def handoffs_sent_by(user) -> QuerySet:
@@ -300,12 +312,8 @@ def handoffs_sent_by(user) -> QuerySet:
 
 
 def handoffs_accepted_by(user) -> QuerySet:
-    """Handoffs the user accepted and has not completed yet."""
-    return (
-        handoffs_visible(user)
-        .filter(accepted_by_id=user.pk, status__in=(HandoffStatus.ACCEPTED, HandoffStatus.IN_PROGRESS))
-        .order_by("due_at", "id")
-    )
+    """Handoffs the user accepted and has not completed yet (`accepted_q`)."""
+    return handoffs_visible(user).filter(accepted_q(user)).order_by("due_at", "id")
 
 
 def handoffs_open_for_case_manager(user) -> QuerySet:

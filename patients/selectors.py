@@ -12,6 +12,7 @@ from django.db.models import (
     BooleanField,
     Case,
     Exists,
+    ExpressionWrapper,
     F,
     Func,
     IntegerField,
@@ -336,46 +337,61 @@ def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: i
                 )
             )
 
-    def handoff_rows(qs, k: str, label: str, action: str, post_action: str = "") -> None:
-        for h in qs[:WORK_LIMIT]:
-            owner = h.to_user.display_name if h.to_user else f"{h.to_discipline} queue"
-            rows.append(
-                WorkRow(
-                    k,
-                    h.patient,
-                    f"{label}: {h.situation[:80]}",
-                    h.due_at,
-                    owner,
-                    handoff_url(h.pk),
-                    action,
-                    post_action,
-                    h.version,
-                )
-            )
-
-    if wanted("handoff-to-accept"):
-        handoff_rows(
-            handoff_selectors.handoff_inbox(user),
-            "handoff-to-accept",
-            "Handoff to accept",
-            "Accept",
-            "accept",
+    # the three kinds of handoff work in one query, each row flagged with its kinds
+    handoff_kinds = [
+        (k, q, label, action, post)
+        for k, q, label, action, post in (
+            ("handoff-to-accept", handoff_selectors.inbox_q(user), "Handoff to accept", "Accept", "accept"),
+            (
+                "handoff-accepted",
+                handoff_selectors.accepted_q(user),
+                "Handoff I accepted",
+                "Complete",
+                "complete",
+            ),
+            (
+                "handoff-sent",
+                handoff_selectors.sent_unanswered_q(user),
+                "Handoff I sent, not answered",
+                "Open",
+                "",
+            ),
         )
-    if wanted("handoff-accepted"):
-        handoff_rows(
-            handoff_selectors.handoffs_accepted_by(user),
-            "handoff-accepted",
-            "Handoff I accepted",
-            "Complete",
-            "complete",
-        )
-    if wanted("handoff-sent"):
-        sent = (
+        if wanted(k)
+    ]
+    if handoff_kinds:
+        flags = {
+            f"is_{i}": ExpressionWrapper(q, BooleanField()) for i, (_, q, *_rest) in enumerate(handoff_kinds)
+        }
+        either = Q()
+        for _, q, *_rest in handoff_kinds:
+            either |= q
+        found = (
             handoff_selectors.handoffs_visible(user)
-            .filter(from_user_id=user.pk, status=HandoffStatus.REQUESTED)
-            .order_by("due_at", "id")
+            .filter(either)
+            .annotate(**flags)
+            .order_by("due_at", "id")[: WORK_LIMIT * len(handoff_kinds)]
         )
-        handoff_rows(sent, "handoff-sent", "Handoff I sent, not answered", "Open")
+        per_kind: dict[str, int] = {}
+        for h in found:
+            for i, (k, _q, label, action, post) in enumerate(handoff_kinds):
+                if not getattr(h, f"is_{i}") or per_kind.get(k, 0) >= WORK_LIMIT:
+                    continue
+                per_kind[k] = per_kind.get(k, 0) + 1
+                owner = h.to_user.display_name if h.to_user else f"{h.to_discipline} queue"
+                rows.append(
+                    WorkRow(
+                        k,
+                        h.patient,
+                        f"{label}: {h.situation[:80]}",
+                        h.due_at,
+                        owner,
+                        handoff_url(h.pk),
+                        action,
+                        post,
+                        h.version,
+                    )
+                )
     if wanted("referral"):
         refs = (
             restrict(referrals_awaiting_for(user), user)

@@ -508,7 +508,9 @@ def _open_proposal(note: Note) -> Note:
     if fresh.kind != NoteKind.PROPOSAL:
         raise ValidationError("This is a comment, not a proposal: there is nothing to accept or decline.")
     if fresh.status != NoteStatus.OPEN:
-        raise ValidationError(f"This proposal was {fresh.get_status_display().lower()} already.")
+        raise ValidationError(
+            f"This proposal was {fresh.get_status_display().lower()} already.", code="already_decided"
+        )
     return fresh
 
 

@@ -97,6 +97,10 @@ def test_accepting_applies_the_change_with_history_naming_the_proposer(world, ri
     assert row.history_user == world.nurse
     assert world.pharmacist.display_name in row.history_change_reason
     assert Notification.objects.filter(recipient=world.pharmacist, kind="proposal-decided").exists()
+    # decided once: accepting again conflicts with its state
+    again = _accept(world.nurse, note_id)
+    assert again.status_code == 409, again.content
+    assert "accepted already" in again.json()["detail"]
 
 
 def test_declining_without_a_reason_answers_400_and_the_proposal_stays_open(world, rides):
@@ -167,6 +171,19 @@ def test_a_comment_on_a_sensitive_need_is_invisible_to_an_excluded_discipline(wo
     assert pharmacist.get(NOTES, {"need": need.pk}).json()["count"] == 0
     assert pharmacist.get(f"{NOTES}{note_id}/").status_code == 404
     assert result_ids(client_for(world.behavioural).get(NOTES)) == {note_id, other.json()["id"]}
+
+
+def test_notes_on_a_goal_hidden_with_its_needs_are_hidden_too(world):
+    world.behavioural_health.allowed_disciplines.set([f.discipline("behavioural-health")])
+    goal = f.GoalFactory(care_plan=world.plan)
+    f.NeedFactory(care_plan=world.plan, sensitivity=world.behavioural_health).goals.set([goal])
+    note = f.NoteFactory(care_plan=world.plan, goal=goal, author=world.behavioural)
+    on_plan = f.NoteFactory(care_plan=world.plan, goal=None, kind="comment", status="", author=world.nurse)
+    pharmacist = client_for(world.pharmacist)
+    assert result_ids(pharmacist.get(NOTES)) == {on_plan.pk}
+    assert pharmacist.get(f"{NOTES}{note.pk}/").status_code == 404
+    assert _accept(world.pharmacist, note.pk).status_code == 404
+    assert result_ids(client_for(world.case_manager).get(NOTES)) == {note.pk, on_plan.pk}
 
 
 def test_a_hidden_item_in_the_body_answers_400_like_a_missing_one_and_is_audited(world):

@@ -22,7 +22,13 @@ from careteam.concurrency import StaleVersionError
 
 # ValidationError codes that mean "the request is well formed but conflicts with the
 # object's current state": answered 409, not 400.
-CONFLICT_CODES = {"illegal_transition", "already_accepted", "duplicate_mrn", "possible_duplicate"}
+CONFLICT_CODES = {
+    "illegal_transition",
+    "already_accepted",
+    "already_decided",
+    "duplicate_mrn",
+    "possible_duplicate",
+}
 
 
 class PreconditionRequired(exceptions.APIException):

@@ -827,7 +827,7 @@ def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
     env.setdefault("TECHNICAL_ERROR_PAGES", "false")
     mail_dir = data_dir / "mail"
     mail_dir.mkdir(parents=True, exist_ok=True)
-    env.setdefault("EMAIL_URL", f"filemail://{mail_dir}")
+    env.setdefault("EMAIL_URL", f"filemail:///{mail_dir}")  # filemail:/// + an absolute path
     log("applying migrations (manage.py migrate)")
     if manage(["migrate", "--noinput"], env)[0] != 0:
         die("manage.py migrate failed")

@@ -382,6 +382,8 @@ SPECTACULAR_SETTINGS = {
         "ReferralOutcomeEnum": "referrals.models.ReferralOutcome",
         "ServiceStatusEnum": "referrals.models.ServiceStatus",
         "GoalPriorityEnum": "careplans.models.GoalPriority",
+        "NoteKindEnum": "careplans.models.NoteKind",
+        "NoteStatusEnum": "careplans.models.NoteStatus",
         "ReferralPriorityEnum": [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
     },
 }

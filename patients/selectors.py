@@ -26,9 +26,15 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Goal, Note
+from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Note
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership, TeamRole
-from careteam.permissions import PatientAccess, restrict, sensitivity_visible_q, team_patients_for
+from careteam.permissions import (
+    PatientAccess,
+    restrict,
+    sensitivity_visible_q,
+    team_patients_for,
+    visible_notes,
+)
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
 
 from .models import Consent, Patient
@@ -475,17 +481,13 @@ def _proposal_rows(user) -> list[WorkRow]:
         .exclude(author_id=user.pk)
     )
     # open proposals are rare: a plain probe over my memberships first (a superset), the
-    # full visibility rules of restrict() only for the few it finds (those rules cost far
+    # full visibility rules (visible_notes) only for the few it finds (those rules cost far
     # more to build than to run, and an estimate-driven plan over every open proposal)
     candidate_ids = list(candidates.order_by("created_at", "id").values_list("pk", flat=True)[:WORK_LIMIT])
     if not candidate_ids:
         return []
-    visible_goals = restrict(Goal.objects.all(), user, patient_path="care_plan__patient").values("pk")
     notes = (
-        restrict(Note.objects.filter(pk__in=candidate_ids), user, patient_path="care_plan__patient")
-        .filter(sensitivity_visible_q(user, "care_plan__patient", "activity__sensitivity"))
-        .filter(sensitivity_visible_q(user, "care_plan__patient", "need__sensitivity"))
-        .filter(Q(goal__isnull=True) | Q(goal__in=visible_goals))
+        visible_notes(user, Note.objects.filter(pk__in=candidate_ids))
         .select_related("care_plan__patient", "author", "goal", "need", "activity")
         .order_by("created_at", "id")[:WORK_LIMIT]
     )

@@ -100,6 +100,18 @@ _SITUATION = (
 )
 
 
+def _handoff_due(columns: str, title: str, where: str) -> str:
+    """The due-objects SELECT of a handoff rule: the handoff and its patient, `columns`
+    (the recipients' inputs and the due moment), the notification's title (SQL, with
+    `_SITUATION` and `_PATIENT_NAME` at hand) and the rule's condition."""
+    return f"""
+            SELECT h.id AS object_id, h.patient_id, {columns},
+                   {title} AS title,
+                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
+            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE {where}"""
+
+
 def _days(expr: str) -> str:
     """'1 day' / '3 days' for an integer SQL expression."""
     return f"({expr})::text || CASE WHEN ({expr}) = 1 THEN ' day' ELSE ' days' END"
@@ -140,13 +152,11 @@ RULES: tuple[Rule, ...] = (
         due_moment="h.created_at + %(ack)s",
         object_type="careteam.handoff",
         lock="h",
-        due_sql=f"""
-            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
-                   h.created_at + %(ack)s AS due_moment,
-                   'Handoff ' || {_SITUATION} || ' is waiting for you to accept it (' || {_PATIENT_NAME} || ')' AS title,
-                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
-            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
-            WHERE h.status = 'requested' AND h.created_at <= %(now)s - %(ack)s""",
+        due_sql=_handoff_due(
+            "h.to_user_id, h.to_discipline_id, h.created_at + %(ack)s AS due_moment",
+            f"'Handoff ' || {_SITUATION} || ' is waiting for you to accept it (' || {_PATIENT_NAME} || ')'",
+            "h.status = 'requested' AND h.created_at <= %(now)s - %(ack)s",
+        ),
         recipients_sql=_HANDOFF_RECEIVERS,
     ),
     Rule(
@@ -156,14 +166,11 @@ RULES: tuple[Rule, ...] = (
         lock="h",
         # Only while it is still before the due time; a handoff that passed its due time
         # without one gets HANDOFF_OVERDUE_RECEIVER instead.
-        due_sql=f"""
-            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
-                   h.due_at - %(soon)s AS due_moment,
-                   'Handoff ' || {_SITUATION} || ' is due soon (' || {_PATIENT_NAME} || ')' AS title,
-                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
-            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
-            WHERE h.status = ANY(%(handoff_open)s)
-              AND h.due_at > %(now)s AND h.due_at <= %(now)s + %(soon)s""",
+        due_sql=_handoff_due(
+            "h.to_user_id, h.to_discipline_id, h.due_at - %(soon)s AS due_moment",
+            f"'Handoff ' || {_SITUATION} || ' is due soon (' || {_PATIENT_NAME} || ')'",
+            "h.status = ANY(%(handoff_open)s) AND h.due_at > %(now)s AND h.due_at <= %(now)s + %(soon)s",
+        ),
         recipients_sql=_HANDOFF_RECEIVERS,
     ),
     Rule(
@@ -176,19 +183,17 @@ RULES: tuple[Rule, ...] = (
         # no "due soon" reminder for this due time (to anyone: a queue's is sent to every
         # member) tells its receiver it is overdue, once. The probe skips the handoffs that
         # had theirs before they are locked, as the INSERT's own probe does.
-        due_sql=f"""
-            SELECT h.id AS object_id, h.patient_id, h.to_user_id, h.to_discipline_id,
-                   h.due_at AS due_moment,
-                   'Handoff ' || {_SITUATION} || ' is overdue (' || {_PATIENT_NAME} || ')' AS title,
-                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
-            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
-            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s
+        due_sql=_handoff_due(
+            "h.to_user_id, h.to_discipline_id, h.due_at AS due_moment",
+            f"'Handoff ' || {_SITUATION} || ' is overdue (' || {_PATIENT_NAME} || ')'",
+            f"""h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s
               AND (
                   SELECT 1 FROM careteam_notification n
                   WHERE n.object_id = h.id AND n.object_type = 'careteam.handoff'
                     AND n.kind = '{NotificationKind.HANDOFF_DUE_SOON.value}' AND n.due_moment = h.due_at - %(soon)s
                   LIMIT 1
               ) IS NULL""",
+        ),
         recipients_sql=_HANDOFF_RECEIVERS,
     ),
     Rule(
@@ -196,12 +201,11 @@ RULES: tuple[Rule, ...] = (
         due_moment="h.due_at",
         object_type="careteam.handoff",
         lock="h",
-        due_sql=f"""
-            SELECT h.id AS object_id, h.patient_id, h.due_at AS due_moment,
-                   'Handoff ' || {_SITUATION} || ' is overdue, escalated to you (' || {_PATIENT_NAME} || ')' AS title,
-                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
-            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
-            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s""",
+        due_sql=_handoff_due(
+            "h.due_at AS due_moment",
+            f"'Handoff ' || {_SITUATION} || ' is overdue, escalated to you (' || {_PATIENT_NAME} || ')'",
+            "h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s",
+        ),
         recipients_sql=_CASE_MANAGER,
     ),
     Rule(
@@ -210,14 +214,13 @@ RULES: tuple[Rule, ...] = (
         object_type="careteam.handoff",
         lock="h",
         # the sender's loop: what they handed on is past its due time and not completed
-        due_sql=f"""
-            SELECT h.id AS object_id, h.patient_id, h.from_user_id, h.due_at AS due_moment,
-                   'Handoff ' || {_SITUATION} || ' you sent is overdue, '
+        due_sql=_handoff_due(
+            "h.from_user_id, h.due_at AS due_moment",
+            f"""'Handoff ' || {_SITUATION} || ' you sent is overdue, '
                    || CASE WHEN h.status = 'requested' THEN 'not accepted yet' ELSE 'not completed yet' END
-                   || ' (' || {_PATIENT_NAME} || ')' AS title,
-                   '/team/handoffs/' || h.id || '/' AS url, NULL::bigint AS sensitivity_id
-            FROM careteam_handoff h JOIN patients_patient pt ON pt.id = h.patient_id
-            WHERE h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s""",
+                   || ' (' || {_PATIENT_NAME} || ')'""",
+            "h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s",
+        ),
         recipients_sql="SELECT d.*, d.from_user_id AS recipient_id FROM d",
     ),
     Rule(

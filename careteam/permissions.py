@@ -201,13 +201,21 @@ def team_members_who_may_see_item(patient_id: int, item) -> QuerySet:
     qs = team_members_who_may_see(patient_id, getattr(item, "sensitivity_id", None))
     if item is None or item._meta.label_lower != GOAL:
         return qs
+    # the rule of goal_links_visible_q, in SQL for the whole team: a goal with needs is
+    # seen by whoever may see one of its needs or of the activities working towards it
     needs = item.needs.all()
-    if not needs.exists() or needs.filter(sensitivity__isnull=True).exists():
-        return qs  # no need to hide it with, or one everybody sees
-    from patients.models import Patient
-
-    patient = Patient.objects.get(pk=patient_id)
-    return qs.filter(pk__in=[u.pk for u in qs if patient_access(u, patient).can_see(item)])
+    if not needs.exists():
+        return qs
+    activities = apps.get_model("careplans", "Activity").objects.filter(goals=item)
+    categories = set(needs.values_list("sensitivity_id", flat=True)) | set(
+        activities.values_list("sensitivity_id", flat=True)
+    )
+    if None in categories:
+        return qs  # a need or activity everybody sees
+    who = Q()
+    for category in categories:
+        who |= Q(pk__in=team_members_who_may_see(patient_id, category).values("pk"))
+    return qs.filter(who)
 
 
 # ---------------------------------------------------------------------------

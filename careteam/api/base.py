@@ -174,8 +174,9 @@ class PatientDataViewSet(
 
     def access_for(self, obj) -> PatientAccess:
         patient = obj
-        for part in self.patient_path.split("__"):
-            patient = getattr(patient, part)
+        if self.patient_path != "pk":  # "pk": the object is the patient
+            for part in self.patient_path.split("__"):
+                patient = getattr(patient, part)
         return patient_access(self.request.user, patient)
 
     # -- writes ---------------------------------------------------------------

@@ -86,9 +86,6 @@ class PatientViewSet(PatientDataViewSet):
         )
         return patient
 
-    def access_for(self, obj) -> PatientAccess:
-        return patient_access(self.request.user, obj)
-
     def check_can_change(self, access: PatientAccess, obj) -> None:
         access.require_edit()
 

@@ -150,8 +150,8 @@ def patient_new(request: HttpRequest) -> HttpResponse:
             except patient_services.PossibleDuplicates as exc:
                 duplicates = exc.check
                 if duplicates.mrn_taken:
-                    form.add_error("mrn", "A patient with this MRN already exists.")
-                else:
+                    _add_errors(form, exc)
+                else:  # the page lists the candidates: ask for the tick next to them
                     form.add_error(
                         "not_a_duplicate",
                         "Check the possible duplicates below; tick this box if none of them is this patient.",

@@ -10,7 +10,8 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.db.models import Q
+from django.db.models import Func, Q
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -414,6 +415,8 @@ class NotificationKind(models.TextChoices):
     NOTE_COMMENT = "note-comment", "Comment on your item"
     NOTE_PROPOSAL = "note-proposal", "Change proposed to your item"
     NOTE_MENTION = "note-mention", "You were mentioned"
+    # conversations on a patient
+    CONVERSATION_MENTION = "conversation-mention", "You were mentioned in a conversation"
     PROPOSAL_DECIDED = "proposal-decided", "Your proposal was answered"
 
 
@@ -487,3 +490,198 @@ class DatabaseRestore(models.Model):
 
     def __str__(self) -> str:
         return f"Restore at {self.restored_at:%Y-%m-%d %H:%M:%S}"
+
+
+# ---------------------------------------------------------------------------
+# Conversations on a patient (FHIR Communication): messages, mentions, read state
+# ---------------------------------------------------------------------------
+CONVERSATION_SUBJECT_MAX_LENGTH = 200
+MESSAGE_MAX_LENGTH = 4000
+# how long after posting the author may still edit a message
+MESSAGE_EDIT_WINDOW = dt.timedelta(minutes=5)
+RETRACTED_TEXT = "retracted"
+# what a conversation may be about (at most one of them)
+CONVERSATION_ABOUT_FIELDS = ("goal", "need", "activity", "handoff", "referral")
+
+
+class Conversation(models.Model):
+    """A thread on one patient, about one plan item (goal, need, activity, handoff or
+    referral) or the patient in general. Who may see it is decided by
+    `careteam.permissions` from its own category and its item's, at read time."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="conversations")
+    # at most one of these (the item it is about); none: the patient in general
+    goal = models.ForeignKey(
+        "careplans.Goal", on_delete=models.RESTRICT, null=True, blank=True, related_name="conversations"
+    )
+    need = models.ForeignKey(
+        "careplans.Need", on_delete=models.RESTRICT, null=True, blank=True, related_name="conversations"
+    )
+    activity = models.ForeignKey(
+        "careplans.Activity", on_delete=models.RESTRICT, null=True, blank=True, related_name="conversations"
+    )
+    handoff = models.ForeignKey(
+        Handoff, on_delete=models.RESTRICT, null=True, blank=True, related_name="conversations"
+    )
+    referral = models.ForeignKey(
+        "referrals.Referral", on_delete=models.RESTRICT, null=True, blank=True, related_name="conversations"
+    )
+    subject = models.CharField(max_length=CONVERSATION_SUBJECT_MAX_LENGTH)
+    # the category the conversation is filed in: its item's when started, or chosen
+    # ("marked sensitive"); the item's own category is checked again at read time
+    sensitivity = models.ForeignKey(
+        SensitivityCategory, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # the newest message: the lists' order and the unread rule read it from this row
+    last_message = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_message_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(subject=""), name="conversation_subject_required"),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(
+                    Func(
+                        *CONVERSATION_ABOUT_FIELDS,
+                        function="num_nonnulls",
+                        output_field=models.IntegerField(),
+                    ),
+                    1,
+                ),
+                name="conversation_about_one_item",
+                violation_error_message="A conversation is about one item at most.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "-last_message_at"], name="conversation_patient_idx"),
+            models.Index(fields=["-last_message_at", "-id"], name="conversation_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+    @property
+    def about(self):
+        """The item it is about (None: the patient in general)."""
+        for name in CONVERSATION_ABOUT_FIELDS:
+            if getattr(self, f"{name}_id") is not None:
+                return getattr(self, name)
+        return None
+
+    @property
+    def about_kind(self) -> str:
+        for name in CONVERSATION_ABOUT_FIELDS:
+            if getattr(self, f"{name}_id") is not None:
+                return name
+        return ""
+
+
+class Message(models.Model):
+    """Plain text by a team member; edited by its author for a few minutes (the earlier
+    text kept as a revision), retracted but never deleted."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(max_length=MESSAGE_MAX_LENGTH)
+    created_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    # work made from this message ("make this an activity", "hand this off")
+    activity = models.ForeignKey(
+        "careplans.Activity", on_delete=models.SET_NULL, null=True, blank=True, related_name="from_messages"
+    )
+    handoff = models.ForeignKey(
+        Handoff, on_delete=models.SET_NULL, null=True, blank=True, related_name="from_messages"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text=""), name="message_text_required"),
+        ]
+        indexes = [models.Index(fields=["conversation", "id"], name="message_conversation_idx")]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+    @property
+    def is_retracted(self) -> bool:
+        return self.retracted_at is not None
+
+    def editable_until(self) -> dt.datetime:
+        return self.created_at + MESSAGE_EDIT_WINDOW
+
+    def can_be_edited_by(self, user, now: dt.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.author_id == user.pk and not self.is_retracted and now <= self.editable_until()
+
+
+class MessageRevisionKind(models.TextChoices):
+    EDIT = "edit", "Edited"
+    RETRACT = "retract", "Retracted"
+
+
+class MessageRevision(models.Model):
+    """A message's text as it was before an edit or a retraction (kept for the audit)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="revisions")
+    kind = models.CharField(max_length=10, choices=MessageRevisionKind.choices)
+    text = models.TextField()
+    replaced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["replaced_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.message_id} at {self.replaced_at:%Y-%m-%d %H:%M}"
+
+
+class MessageMention(models.Model):
+    """A team member, or a discipline's queue on the patient's team, @mentioned in a message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    discipline = models.ForeignKey(
+        Discipline, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, discipline__isnull=True)
+                | Q(user__isnull=True, discipline__isnull=False),
+                name="mention_names_one",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "message"], name="mention_user_idx"),
+            models.Index(fields=["discipline", "message"], name="mention_discipline_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.user or self.discipline} in {self.message_id}"
+
+
+class ConversationRead(models.Model):
+    """How far one person has read one conversation: unread while its last message is newer."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="reads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    last_read_message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    read_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "conversation"], name="one_read_state_per_person"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.conversation_id} to {self.last_read_message_id}"

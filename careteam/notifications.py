@@ -282,6 +282,34 @@ def handoff_notifications_mark_read(*, handoff, user=None) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Conversations
+# ---------------------------------------------------------------------------
+def notify_conversation_mention(*, message, recipients, sensitivity_id: int | None, url: str) -> int:
+    """Tell each person mentioned in a message (by name or through their discipline's
+    queue). The caller passes exactly those mentioned who may see the conversation
+    (`careteam.permissions.conversation_audience`), never the author. Returns how many
+    were told now (a repeat of the same message's mention is one row)."""
+    conversation = message.conversation
+    patient = conversation.patient
+    author = message.author.display_name
+    told = 0
+    for user in recipients:
+        created = notify(
+            recipient=user,
+            kind=NotificationKind.CONVERSATION_MENTION,
+            obj=message,
+            patient_id=patient.pk,
+            due_moment=message.created_at,
+            title=f"{author} mentioned you in {_quoted(conversation.subject)} ({patient})",
+            body=message.text,
+            url=url,
+            sensitivity_id=sensitivity_id,
+        )
+        told += created is not None
+    return told
+
+
+# ---------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------
 def notifications_for(user) -> QuerySet:

@@ -13,7 +13,8 @@ Rules (deny by default):
 - Derived items follow what they were made from, at read time: comments follow their
   target, referrals their need, and a goal that exists only for needs the user may not
   see (all its linked needs hidden, no visible need or activity working towards it) is
-  hidden with them.
+  hidden with them. A conversation follows its own category and its item's (a referral's
+  need; a handoff is seen by the whole team), and its messages follow it.
 - A clinician edits items owned by their discipline; the case manager and the plan lead
   edit any item and manage the team. Administrators see no clinical data unless on the team.
 
@@ -249,6 +250,8 @@ def restrict(queryset: QuerySet, user, *, patient_path: str = "patient") -> Quer
         qs = qs.filter(sensitivity_visible_q(user, ref, "need__sensitivity"))
     if queryset.model._meta.label_lower == GOAL:
         qs = qs.filter(goal_links_visible_q(sensitivity_visible_q(user, "care_plan__patient")))
+    if queryset.model._meta.label_lower == CONVERSATION:
+        qs = qs.filter(conversation_items_visible_q(user, ref))
     return qs
 
 
@@ -277,6 +280,70 @@ def visible_notes(user, queryset: QuerySet | None = None) -> QuerySet:
 
 
 GOAL = "careplans.goal"
+CONVERSATION = "careteam.conversation"
+MESSAGE = "careteam.message"
+
+
+# ---------------------------------------------------------------------------
+# Conversations: as visible as the item they are about, and their own category
+# ---------------------------------------------------------------------------
+def conversation_items_visible_q(user, patient_ref: str = "patient") -> Q:
+    """Conversations whose item the user may see now (`restrict` adds the patient, the
+    conversation's own category and its need's): an activity or a referral's need in a
+    hidden category, or a goal hidden with its needs, hides the conversation too."""
+    goals = restrict(
+        apps.get_model("careplans", "Goal").objects.all(), user, patient_path="care_plan__patient"
+    )
+    return (
+        sensitivity_visible_q(user, patient_ref, "activity__sensitivity")
+        & sensitivity_visible_q(user, patient_ref, "referral__need__sensitivity")
+        & (Q(goal__isnull=True) | Q(goal__in=goals.values("pk")))
+    )
+
+
+def visible_conversations(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Conversations `user` may read, across patients (inbox, API, unread counts)."""
+    if queryset is None:
+        queryset = apps.get_model("careteam", "Conversation").objects.all()
+    return restrict(queryset, user, patient_path="patient")
+
+
+def visible_messages(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Messages of the conversations `user` may read."""
+    if queryset is None:
+        queryset = apps.get_model("careteam", "Message").objects.all()
+    return queryset.filter(conversation__in=visible_conversations(user).values("pk"))
+
+
+def conversation_rule_item(conversation):
+    """The plan item whose visibility a conversation follows: its goal, need or activity,
+    a referral's need; None for a handoff (seen by the whole team) or the patient."""
+    if conversation.referral_id is not None:
+        return conversation.referral.need
+    for name in ("goal", "need", "activity"):
+        if getattr(conversation, f"{name}_id") is not None:
+            return getattr(conversation, name)
+    return None
+
+
+def conversation_audience(conversation) -> QuerySet:
+    """Active members of the patient's team today who may see this conversation: whom a
+    mention or any other notification about it may reach."""
+    patient_id = conversation.patient_id
+    qs = team_members_who_may_see_item(patient_id, conversation_rule_item(conversation))
+    if conversation.sensitivity_id is not None:
+        qs = qs.filter(pk__in=team_members_who_may_see(patient_id, conversation.sensitivity_id).values("pk"))
+    return qs
+
+
+def access_conversation(user, conversation_id, *, queryset: QuerySet | None = None):
+    """One conversation with the user's access to its patient; 404 when missing, on a
+    patient the user may not see, or hidden by its or its item's category (one answer)."""
+    if queryset is None:
+        queryset = apps.get_model("careteam", "Conversation").objects.select_related(
+            "patient", "goal", "need", "activity", "handoff", "referral__need"
+        )
+    return access_item(user, queryset, conversation_id, patient_path="patient")
 
 
 def goal_links_visible_q(item_visible: Q) -> Q:
@@ -394,7 +461,32 @@ class PatientAccess:
             return False
         if obj._meta.label_lower == GOAL:
             return obj.pk not in self.hidden_goal_ids()
+        if obj._meta.label_lower == CONVERSATION:
+            return self.can_see_conversation(obj)
+        if obj._meta.label_lower == MESSAGE:
+            return self.can_see_conversation(obj.conversation)
         return self.can_see_sensitivity(getattr(obj, "sensitivity_id", None))
+
+    def conversation_q(self, prefix: str = "") -> Q:
+        """This patient's conversations the user may see (`prefix`: the lookup to the
+        conversation, e.g. "conversation__" for messages): the rule of `can_see_conversation`."""
+        p = prefix
+        return (
+            self.sensitivity_q(f"{p}sensitivity")
+            & self.sensitivity_q(f"{p}need__sensitivity")
+            & self.sensitivity_q(f"{p}activity__sensitivity")
+            & self.sensitivity_q(f"{p}referral__need__sensitivity")
+            & ~Q(**{f"{p}goal_id__in": list(self.hidden_goal_ids())})
+        )
+
+    def can_see_conversation(self, conversation) -> bool:
+        """Its own category, and its item as the item's own page decides now."""
+        if not self.can_view or conversation.patient_id != self.patient.pk:
+            return False
+        if not self.can_see_sensitivity(conversation.sensitivity_id):
+            return False
+        item = conversation_rule_item(conversation)
+        return item is None or self.can_see(item)
 
     def can_see_note(self, note) -> bool:
         """A comment or proposal: its own category and its target's as it is now (the

@@ -28,6 +28,9 @@ CONFLICT_CODES = {
     "already_decided",
     "duplicate_mrn",
     "possible_duplicate",
+    # conversations: a message past its edit window, or already retracted
+    "edit_window_closed",
+    "already_retracted",
 }
 
 

@@ -1,0 +1,518 @@
+"""Conversations on a patient: start one (about a plan item or the patient), post, edit
+for a few minutes, retract, @mention team members or a discipline's queue, read state;
+and the reads the chart, the inbox and the nav need.
+
+Who may see a conversation is decided in `careteam.permissions` (`visible_conversations`,
+`PatientAccess.can_see_conversation`, `conversation_audience`): the patient's team (and
+read-only emergency access), less whoever may not see its category or its item's."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from .audit import audit
+from .concurrency import lock_for_update
+from .models import (
+    CONVERSATION_ABOUT_FIELDS,
+    CONVERSATION_SUBJECT_MAX_LENGTH,
+    MESSAGE_EDIT_WINDOW,
+    MESSAGE_MAX_LENGTH,
+    RETRACTED_TEXT,
+    AuditAction,
+    Conversation,
+    ConversationRead,
+    Discipline,
+    Message,
+    MessageMention,
+    MessageRevision,
+    MessageRevisionKind,
+    TeamMembership,
+    User,
+)
+from .notifications import notify_conversation_mention
+from .permissions import (
+    PatientAccess,
+    conversation_audience,
+    conversation_rule_item,
+    team_members_who_may_see,
+    visible_conversations,
+)
+
+# a handle: not inside a word or an email address; a full stop after it ends the sentence
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9_.@-])@([A-Za-z0-9_.-]+)")
+MAX_MENTIONS = 20
+# ValidationError codes the API answers with 409 (careteam.api.errors.CONFLICT_CODES)
+EDIT_WINDOW_CLOSED = "edit_window_closed"
+ALREADY_RETRACTED = "already_retracted"
+
+
+# ---------------------------------------------------------------------------
+# Text and mentions
+# ---------------------------------------------------------------------------
+def mentions_in(text: str) -> list[str]:
+    """The @handles a message names, each once (compared ignoring case), in order."""
+    seen: dict[str, str] = {}
+    for match in MENTION_RE.finditer(text or ""):
+        handle = match.group(1).rstrip(".-")
+        if handle and handle.lower() not in seen:
+            seen[handle.lower()] = handle
+    return list(seen.values())
+
+
+def _clean_text(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": "Write the message."})
+    if len(text) > MESSAGE_MAX_LENGTH:
+        raise ValidationError(
+            {"text": f"A message is at most {MESSAGE_MAX_LENGTH} characters (this one has {len(text)})."}
+        )
+    if "\x00" in text:
+        raise ValidationError({"text": "The message contains a character that cannot be stored."})
+    return text
+
+
+def _resolve_mentions(conversation: Conversation, text: str) -> tuple[list[User], list[Discipline]]:
+    """The team members and discipline queues a message names. Anyone else (no such
+    person, not on this patient's team, or not allowed to see this conversation) refuses
+    the whole message, with one line per handle."""
+    handles = mentions_in(text)
+    if not handles:
+        return [], []
+    if len(handles) > MAX_MENTIONS:
+        raise ValidationError(
+            {"text": f"Mention at most {MAX_MENTIONS} people or disciplines in one message."}
+        )
+    lowered = [h.lower() for h in handles]
+    patient_id = conversation.patient_id
+    audience = conversation_audience(conversation)
+    users = {
+        u.username.lower(): u for u in audience.annotate(handle=Lower("username")).filter(handle__in=lowered)
+    }
+    on_team = set(
+        team_members_who_may_see(patient_id)
+        .annotate(handle=Lower("username"))
+        .filter(handle__in=lowered)
+        .values_list("handle", flat=True)
+    )
+    # a discipline's queue: someone of it on this team today who may see the conversation
+    queues = {
+        d.code.lower(): d
+        for d in Discipline.objects.filter(code__in=lowered).filter(
+            Exists(
+                TeamMembership.objects.current().filter(
+                    patient_id=patient_id,
+                    discipline_id=OuterRef("pk"),
+                    user_id__in=audience.values("pk"),
+                )
+            )
+        )
+    }
+    known_codes = set(Discipline.objects.filter(code__in=lowered).values_list("code", flat=True))
+    mentioned_users, mentioned_queues, errors = [], [], []
+    for handle, key in zip(handles, lowered, strict=True):
+        if key in users:
+            mentioned_users.append(users[key])
+        elif key in on_team:
+            errors.append(f"@{handle} may not see this conversation, so cannot be mentioned in it.")
+        elif key in queues:
+            mentioned_queues.append(queues[key])
+        elif key in known_codes:
+            errors.append(
+                f"@{handle}: nobody of that discipline on this patient's team may see this conversation."
+            )
+        else:
+            errors.append(f"@{handle} is not on this patient's team.")
+    if errors:
+        raise ValidationError({"text": errors})
+    return mentioned_users, mentioned_queues
+
+
+def _mention_recipients(conversation: Conversation, users, queues) -> QuerySet:
+    """Exactly the people mentioned: by name, or holding a mentioned discipline on this
+    team today, and who may see the conversation."""
+    by_queue = TeamMembership.objects.current().filter(
+        patient_id=conversation.patient_id, discipline__in=[d.pk for d in queues]
+    )
+    return conversation_audience(conversation).filter(
+        Q(pk__in=[u.pk for u in users]) | Q(pk__in=by_queue.values("user_id"))
+    )
+
+
+def _save_mentions(message: Message, users, queues) -> None:
+    MessageMention.objects.bulk_create(
+        [MessageMention(message=message, user=u) for u in users]
+        + [MessageMention(message=message, discipline=d) for d in queues]
+    )
+
+
+def _notify_mentions(message: Message, users, queues, *, already: set[int] = frozenset()) -> int:
+    if not users and not queues:
+        return 0
+    conversation = message.conversation
+    recipients = _mention_recipients(conversation, users, queues).exclude(pk=message.author_id)
+    if already:
+        recipients = recipients.exclude(pk__in=already)
+    return notify_conversation_mention(
+        message=message,
+        recipients=list(recipients),
+        sensitivity_id=conversation_sensitivity_id(conversation),
+        url=message_url(message),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Labels and links
+# ---------------------------------------------------------------------------
+def conversation_url(conversation: Conversation) -> str:
+    return f"/patients/{conversation.patient_id}/conversations/{conversation.pk}/"
+
+
+def message_url(message: Message) -> str:
+    return f"/patients/{message.conversation.patient_id}/conversations/{message.conversation_id}/#message-{message.pk}"
+
+
+def conversation_sensitivity_id(conversation: Conversation) -> int | None:
+    """The category a notification about it is filed in: its own, else its item's."""
+    if conversation.sensitivity_id is not None:
+        return conversation.sensitivity_id
+    item = conversation_rule_item(conversation)
+    return getattr(item, "sensitivity_id", None)
+
+
+def about_label(item) -> str:
+    """How a page names the item a conversation is about."""
+    if item is None:
+        return "the patient"
+    kind = item._meta.verbose_name
+    text = (
+        getattr(item, "title", "")
+        or getattr(item, "description", "")
+        or getattr(item, "situation", "")
+        or str(item)
+    )
+    text = " ".join(str(text).split())
+    return f"{kind} “{text[:60]}”"
+
+
+def _about_item(access: PatientAccess, about) -> tuple[str, object] | tuple[None, None]:
+    """Which field an item goes in, after checking it is this patient's and visible."""
+    if about is None:
+        return None, None
+    label = about._meta.label_lower
+    field = {
+        "careplans.goal": "goal",
+        "careplans.need": "need",
+        "careplans.activity": "activity",
+        "careteam.handoff": "handoff",
+        "referrals.referral": "referral",
+    }.get(label)
+    if field is None:
+        raise ValidationError(
+            {"about": "A conversation is about a goal, need, activity, handoff or referral."}
+        )
+    patient_id = about.patient_id if field in ("handoff", "referral") else about.care_plan.patient_id
+    if patient_id != access.patient.pk:
+        raise ValidationError({"about": "No such item on this patient's record."})
+    probe = Conversation(patient=access.patient, **{field: about})
+    if not access.can_see_conversation(probe):
+        raise ValidationError({"about": "No such item on this patient's record."})
+    return field, about
+
+
+# ---------------------------------------------------------------------------
+# Writes
+# ---------------------------------------------------------------------------
+@transaction.atomic
+def conversation_start(
+    *,
+    access: PatientAccess,
+    by: User,
+    subject: str = "",
+    about=None,
+    sensitivity=None,
+    text: str = "",
+    request=None,
+) -> Conversation:
+    """Start a conversation on the patient (about one visible item, or none), filed in
+    the item's category or the one chosen (`sensitivity`, which the starter must be
+    allowed to see); with `text`, its first message (mentions checked as in `message_post`)."""
+    access.require_edit()
+    field, item = _about_item(access, about)
+    subject = " ".join((subject or "").split())
+    if not subject and item is not None:
+        subject = about_label(item)[:CONVERSATION_SUBJECT_MAX_LENGTH]
+    errors: dict[str, str] = {}
+    if not subject:
+        errors["subject"] = "Give the conversation a subject."
+    elif len(subject) > CONVERSATION_SUBJECT_MAX_LENGTH:
+        errors["subject"] = f"A subject is at most {CONVERSATION_SUBJECT_MAX_LENGTH} characters."
+    conversation = Conversation(patient=access.patient, subject=subject, started_by=by)
+    if field is not None:
+        setattr(conversation, field, item)
+    item_category = getattr(conversation_rule_item(conversation), "sensitivity_id", None)
+    chosen = getattr(sensitivity, "pk", sensitivity)
+    if chosen is not None and not access.can_see_sensitivity(int(chosen)):
+        errors["sensitivity"] = "Choose a category you may see."
+    elif chosen is not None and item_category is not None and int(chosen) != item_category:
+        errors["sensitivity"] = "A conversation about a sensitive item is filed in the item's category."
+    if text:
+        try:
+            _clean_text(text)
+        except ValidationError as exc:
+            errors.update({k: " ".join(v) for k, v in exc.message_dict.items()})
+    if errors:
+        raise ValidationError(errors)
+    conversation.sensitivity_id = item_category if item_category is not None else chosen
+    conversation.save()
+    audit(user=by, action=AuditAction.CREATE, obj=conversation, patient=access.patient, request=request)
+    if text:
+        message_post(access=access, by=by, conversation=conversation, text=text, request=request)
+    return conversation
+
+
+@transaction.atomic
+def message_post(
+    *,
+    access: PatientAccess,
+    by: User,
+    conversation: Conversation,
+    text: str,
+    request=None,
+) -> Message:
+    """Post a plain-text message. Mentions of anyone who is not on the team and allowed to
+    see the conversation refuse it; those mentioned (by name or discipline) are notified."""
+    access.require_edit()
+    if not access.can_see_conversation(conversation):
+        raise ValidationError("No such conversation.")
+    text = _clean_text(text)
+    users, queues = _resolve_mentions(conversation, text)
+    now = timezone.now()
+    message = Message.objects.create(conversation=conversation, author=by, text=text, created_at=now)
+    # the lists' order and everyone's unread state come from this row
+    Conversation.objects.filter(pk=conversation.pk).update(last_message=message, last_message_at=now)
+    conversation.last_message, conversation.last_message_at = message, now
+    _save_mentions(message, users, queues)
+    _read_to(conversation=conversation, user=by, message=message)
+    audit(user=by, action=AuditAction.CREATE, obj=message, patient=access.patient, request=request)
+    _notify_mentions(message, users, queues)
+    return message
+
+
+def _editable(access: PatientAccess, by: User, message: Message, expected_version: int | None) -> Message:
+    access.require_edit()
+    if not access.can_see_conversation(message.conversation):
+        raise ValidationError("No such message.")
+    if message.author_id != by.pk:
+        raise PermissionDenied("Only the author can change a message.")
+    fresh = lock_for_update(message, expected_version)
+    fresh.conversation = message.conversation
+    if fresh.is_retracted:
+        raise ValidationError("This message was retracted.", code=ALREADY_RETRACTED)
+    return fresh
+
+
+@transaction.atomic
+def message_edit(
+    *,
+    access: PatientAccess,
+    by: User,
+    message: Message,
+    text: str,
+    expected_version: int | None = None,
+    request=None,
+) -> Message:
+    """The author corrects a message within `MESSAGE_EDIT_WINDOW` of posting it; the
+    earlier text is kept as a revision. New mentions are notified."""
+    fresh = _editable(access, by, message, expected_version)
+    if timezone.now() > fresh.created_at + MESSAGE_EDIT_WINDOW:
+        minutes = int(MESSAGE_EDIT_WINDOW.total_seconds() // 60)
+        raise ValidationError(
+            f"A message can be edited for {minutes} minutes after it was posted; retract it or post a correction.",
+            code=EDIT_WINDOW_CLOSED,
+        )
+    text = _clean_text(text)
+    if text == fresh.text:
+        return fresh
+    users, queues = _resolve_mentions(fresh.conversation, text)
+    before = set(
+        _mention_recipients(fresh.conversation, *_current_mentions(fresh)).values_list("pk", flat=True)
+    )
+    now = timezone.now()
+    MessageRevision.objects.create(
+        message=fresh, kind=MessageRevisionKind.EDIT, text=fresh.text, replaced_at=now
+    )
+    fresh.text, fresh.edited_at, fresh.version = text, now, fresh.version + 1
+    fresh.save(update_fields=["text", "edited_at", "version"])
+    fresh.mentions.all().delete()
+    _save_mentions(fresh, users, queues)
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=fresh,
+        patient=access.patient,
+        request=request,
+        detail="edited",
+    )
+    _notify_mentions(fresh, users, queues, already=before)
+    return fresh
+
+
+def _current_mentions(message: Message) -> tuple[list[User], list[Discipline]]:
+    rows = list(message.mentions.select_related("user", "discipline"))
+    return [m.user for m in rows if m.user_id], [m.discipline for m in rows if m.discipline_id]
+
+
+@transaction.atomic
+def message_retract(
+    *,
+    access: PatientAccess,
+    by: User,
+    message: Message,
+    expected_version: int | None = None,
+    request=None,
+) -> Message:
+    """The author withdraws a message: its text reads "retracted" from now on, the
+    original is kept as a revision for the audit, and the row stays."""
+    fresh = _editable(access, by, message, expected_version)
+    now = timezone.now()
+    MessageRevision.objects.create(
+        message=fresh, kind=MessageRevisionKind.RETRACT, text=fresh.text, replaced_at=now
+    )
+    fresh.text, fresh.retracted_at, fresh.version = RETRACTED_TEXT, now, fresh.version + 1
+    fresh.save(update_fields=["text", "retracted_at", "version"])
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=fresh,
+        patient=access.patient,
+        request=request,
+        detail="retracted",
+    )
+    return fresh
+
+
+def _read_to(*, conversation: Conversation, user: User, message: Message | None) -> None:
+    if message is None:
+        return
+    ConversationRead.objects.bulk_create(
+        [
+            ConversationRead(
+                conversation=conversation, user=user, last_read_message=message, read_at=timezone.now()
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["user", "conversation"],
+        update_fields=["last_read_message", "read_at"],
+    )
+
+
+def conversation_mark_read(*, access: PatientAccess, by: User, conversation: Conversation) -> None:
+    """`by` has read the conversation up to its newest message (break-the-glass readers
+    too: it is their own state, not the record)."""
+    if not access.can_see_conversation(conversation):
+        return
+    _read_to(conversation=conversation, user=by, message=conversation.last_message)
+
+
+# ---------------------------------------------------------------------------
+# Reads
+# ---------------------------------------------------------------------------
+def unread_q(user) -> Q:
+    """Conversations with a message newer than what `user` has read."""
+    read = ConversationRead.objects.filter(
+        user_id=user.pk, conversation_id=OuterRef("pk"), last_read_message_id__gte=OuterRef("last_message_id")
+    )
+    return Q(last_message__isnull=False) & ~Q(Exists(read))
+
+
+def mentions_q(user) -> Q:
+    """Conversations with a message naming `user`, or a discipline they hold on that
+    patient's team today."""
+    my_queues = TeamMembership.objects.current().filter(
+        user_id=user.pk, patient_id=OuterRef(OuterRef("patient_id"))
+    )
+    named = MessageMention.objects.filter(message__conversation_id=OuterRef("pk")).filter(
+        Q(user_id=user.pk) | Q(discipline_id__in=my_queues.values("discipline_id"))
+    )
+    return Q(Exists(named))
+
+
+def _with_unread(qs: QuerySet, user) -> QuerySet:
+    read = ConversationRead.objects.filter(
+        user_id=user.pk, conversation_id=OuterRef("pk"), last_read_message_id__gte=OuterRef("last_message_id")
+    )
+    return qs.annotate(is_read=Exists(read))
+
+
+def conversations_for_patient(access: PatientAccess) -> QuerySet:
+    """The patient's conversations the user may see, newest first, with `is_read`."""
+    qs = Conversation.objects.filter(patient_id=access.patient.pk).filter(access.conversation_q())
+    return (
+        _with_unread(qs, access.user)
+        .select_related(
+            "goal", "need", "activity", "handoff", "referral", "last_message__author", "started_by"
+        )
+        .order_by("-last_message_at", "-id")
+    )
+
+
+def inbox(user, *, unread: bool = False, mentions: bool = False, about: str = "") -> QuerySet:
+    """Conversations across the patients on whose team `user` is (emergency access
+    excluded), newest first, with `is_read`. `about`: an item kind, "patient" for the
+    conversations about the patient in general."""
+    qs = visible_conversations(user).filter(
+        patient_id__in=TeamMembership.objects.current().filter(user_id=user.pk).values("patient_id")
+    )
+    if unread:
+        qs = qs.filter(unread_q(user))
+    if mentions:
+        qs = qs.filter(mentions_q(user))
+    if about == "patient":
+        qs = qs.filter(**{f"{name}__isnull": True for name in CONVERSATION_ABOUT_FIELDS})
+    elif about in CONVERSATION_ABOUT_FIELDS:
+        qs = qs.filter(**{f"{about}__isnull": False})
+    return (
+        _with_unread(qs, user)
+        .select_related("patient", "goal", "need", "activity", "handoff", "referral", "last_message__author")
+        .order_by("-last_message_at", "-id")
+    )
+
+
+UNREAD_COUNT_LIMIT = 99
+
+
+def unread_conversation_count(user, *, limit: int = UNREAD_COUNT_LIMIT) -> int:
+    """The number in the nav: unread conversations the user may see, counted up to
+    `limit` + 1 (shown as "99+"), in one query."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    user = getattr(user, "_wrapped", user)
+    ids = inbox(user, unread=True).order_by().values("pk")[: limit + 1]
+    return Conversation.objects.filter(pk__in=ids).count()
+
+
+def conversation_messages(conversation: Conversation) -> QuerySet:
+    """Its messages, oldest first, with authors, mentions and the work made from them
+    (the activity made from a message follows the activity's own rule in the template's
+    caller: pass `access.visible`)."""
+    return (
+        Message.objects.filter(conversation_id=conversation.pk)
+        .select_related("author", "activity", "handoff")
+        .prefetch_related(
+            Prefetch("mentions", queryset=MessageMention.objects.select_related("user", "discipline")),
+        )
+        .order_by("created_at", "id")
+    )
+
+
+def conversation_read(*, access: PatientAccess, by: User, conversation: Conversation, request=None) -> None:
+    """Opening a conversation: audited as a read and marked read for `by`."""
+    audit(user=by, action=AuditAction.VIEW, obj=conversation, patient=access.patient, request=request)
+    conversation_mark_read(access=access, by=by, conversation=conversation)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import (
     BooleanField,
@@ -35,6 +35,7 @@ from careteam.permissions import (
     team_patients_for,
     visible_notes,
 )
+from careteam.prepared import PreparedQuery
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
 
 from .models import Consent, Patient
@@ -264,10 +265,16 @@ WORK_KINDS = {
 }
 
 
+class WorkPatient(NamedTuple):
+    pk: int
+    family_name: str
+    given_name: str
+
+
 @dataclass
 class WorkRow:
     kind: str
-    patient: Patient
+    patient: WorkPatient
     what: str
     due: Any  # date or datetime
     owner: str
@@ -297,151 +304,210 @@ def _url_maker(name: str, kwarg: str):
     return lambda pk: f"{head}{int(pk)}{tail}"
 
 
+def _person(row, path: str) -> str:
+    """`User.display_name` from the columns `_person_fields(path)` selected."""
+    first, last, username = (getattr(row, name) or "" for name in _person_fields(path))
+    return f"{first} {last}".strip() or username
+
+
+def _patient(row, path: str) -> WorkPatient:
+    return WorkPatient(*(getattr(row, name) for name in _patient_fields(path)))
+
+
+def _person_fields(path: str) -> tuple[str, str, str]:
+    return (f"{path}__first_name", f"{path}__last_name", f"{path}__username")
+
+
+def _patient_fields(path: str) -> tuple[str, str, str]:
+    return (f"{path}_id", f"{path}__family_name", f"{path}__given_name")
+
+
+# Each kind of work is one restricted query, built once per process (careteam.prepared):
+# the permission rules cost Django more to build than PostgreSQL to run.
+def _activities_work(user, until):
+    mine_or_queue = Q(assigned_to_id=user.pk) | Q(
+        assigned_to__isnull=True,
+        owner_discipline_id__in=Subquery(
+            TeamMembership.objects.current()
+            .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
+            .values("discipline_id")
+        ),
+    )
+    return (
+        restrict(Activity.objects.all(), user, patient_path="care_plan__patient")
+        .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=until)
+        .filter(care_plan__status="active", care_plan__patient__in=team_patients_for(user))
+        .order_by("due_date", "id")
+        .values_list(
+            "pk",
+            "title",
+            "due_date",
+            *_patient_fields("care_plan__patient"),
+            "assigned_to_id",
+            *_person_fields("assigned_to"),
+            "owner_discipline__name",
+        )[:WORK_LIMIT]
+    )
+
+
+ACTIVITIES_WORK = PreparedQuery(_activities_work, dates=("until",))
+
+# the three kinds of handoff work, in one query, each row flagged with its kinds
+HANDOFF_WORK = {
+    "handoff-to-accept": ("Handoff to accept", "Accept", "accept"),
+    "handoff-accepted": ("Handoff I accepted", "Complete", "complete"),
+    "handoff-sent": ("Handoff I sent, not answered", "Open", ""),
+}
+
+
+def _handoffs_work(kinds: tuple[str, ...]):
+    def build(user):
+        from careteam import handoffs as handoff_selectors
+
+        rules = {
+            "handoff-to-accept": handoff_selectors.inbox_q,
+            "handoff-accepted": handoff_selectors.accepted_q,
+            "handoff-sent": handoff_selectors.sent_unanswered_q,
+        }
+        either = Q()
+        for k in kinds:
+            either |= rules[k](user)
+        flags = {f"is_{i}": ExpressionWrapper(rules[k](user), BooleanField()) for i, k in enumerate(kinds)}
+        return (
+            restrict(Handoff.objects.all(), user)
+            .filter(either)
+            .annotate(**flags)
+            .order_by("due_at", "id")
+            .values_list(
+                "pk",
+                "situation",
+                "due_at",
+                "version",
+                *_patient_fields("patient"),
+                "to_user_id",
+                *_person_fields("to_user"),
+                "to_discipline__name",
+                *flags,
+            )[: WORK_LIMIT * len(kinds)]
+        )
+
+    return PreparedQuery(build)
+
+
+_HANDOFF_QUERIES: dict[tuple[str, ...], PreparedQuery] = {}
+
+
+def _referrals_work(user):
+    return (
+        restrict(referrals_awaiting_for(user), user)
+        .order_by("sent_at", "id")
+        .values_list(
+            "pk",
+            "service__name",
+            "service__expected_response_days",
+            "sent_at",
+            "created_at",
+            *_patient_fields("patient"),
+            *_person_fields("referred_by"),
+        )[:WORK_LIMIT]
+    )
+
+
+REFERRALS_WORK = PreparedQuery(_referrals_work)
+
+
+def _reviews_work(user, until):
+    leads = TeamMembership.objects.current().filter(
+        user_id=user.pk, patient_id=OuterRef("patient_id"), role__in=["case-manager", "lead"]
+    )
+    return (
+        restrict(CarePlan.objects.filter(status="active", review_due__lte=until), user)
+        .filter(Exists(leads))
+        .order_by("review_due", "id")
+        .values_list("pk", "title", "review_due", *_patient_fields("patient"))[:WORK_LIMIT]
+    )
+
+
+REVIEWS_WORK = PreparedQuery(_reviews_work, dates=("until",))
+
+
 def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: int = 7) -> list[WorkRow]:
     """Everything assigned to the user or their discipline's queue on their patients'
     teams, due within `horizon_days` or overdue: one query per kind of work, whatever
     the number of rows; each restricted by careteam.permissions."""
-    from careteam import handoffs as handoff_selectors
-
-    activity_url = _url_maker("careplans:activity_detail", "activity_id")
-    handoff_url = _url_maker("team:handoff_detail", "handoff_id")
-    referral_url = _url_maker("referrals:detail", "referral_id")
-    plan_url = _url_maker("careplans:plan_editor", "plan_id")
-
     now = timezone.now()
-    today = timezone.localdate(now)
-    until = today + dt.timedelta(days=horizon_days)
+    until = timezone.localdate(now) + dt.timedelta(days=horizon_days)
     rows: list[WorkRow] = []
     wanted = lambda k: not kind or kind == k  # noqa: E731
+    me = getattr(user, "display_name", "")
     if wanted("activity"):
-        mine_or_queue = Q(assigned_to_id=user.pk) | Q(
-            assigned_to__isnull=True,
-            owner_discipline_id__in=Subquery(
-                TeamMembership.objects.current()
-                .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
-                .values("discipline_id")
-            ),
-        )
-        acts = (
-            restrict(Activity.objects.all(), user, patient_path="care_plan__patient")
-            .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=until)
-            .filter(care_plan__status="active", care_plan__patient__in=team_patients_for(user))
-            .select_related("care_plan__patient", "owner_discipline", "assigned_to")
-            .order_by("due_date", "id")[:WORK_LIMIT]
-        )
-        for a in acts:
-            owner = a.assigned_to.display_name if a.assigned_to else f"{a.owner_discipline} queue"
+        url = _url_maker("careplans:activity_detail", "activity_id")
+        for a in ACTIVITIES_WORK.fetch(user, now=now, until=until):
+            patient = _patient(a, "care_plan__patient")
+            owner = _person(a, "assigned_to") if a.assigned_to_id else f"{a.owner_discipline__name} queue"
             rows.append(
-                WorkRow(
-                    "activity",
-                    a.care_plan.patient,
-                    f"Activity: {a.title}",
-                    a.due_date,
-                    owner,
-                    activity_url(a.pk),
-                    "Open",
-                )
+                WorkRow("activity", patient, f"Activity: {a.title}", a.due_date, owner, url(a.pk), "Open")
             )
 
-    # the three kinds of handoff work in one query, each row flagged with its kinds
-    handoff_kinds = [
-        (k, q, label, action, post)
-        for k, q, label, action, post in (
-            ("handoff-to-accept", handoff_selectors.inbox_q(user), "Handoff to accept", "Accept", "accept"),
-            (
-                "handoff-accepted",
-                handoff_selectors.accepted_q(user),
-                "Handoff I accepted",
-                "Complete",
-                "complete",
-            ),
-            (
-                "handoff-sent",
-                handoff_selectors.sent_unanswered_q(user),
-                "Handoff I sent, not answered",
-                "Open",
-                "",
-            ),
-        )
-        if wanted(k)
-    ]
+    handoff_kinds = tuple(k for k in HANDOFF_WORK if wanted(k))
     if handoff_kinds:
-        flags = {
-            f"is_{i}": ExpressionWrapper(q, BooleanField()) for i, (_, q, *_rest) in enumerate(handoff_kinds)
-        }
-        either = Q()
-        for _, q, *_rest in handoff_kinds:
-            either |= q
-        found = (
-            handoff_selectors.handoffs_visible(user)
-            .filter(either)
-            .annotate(**flags)
-            .order_by("due_at", "id")[: WORK_LIMIT * len(handoff_kinds)]
-        )
+        url = _url_maker("team:handoff_detail", "handoff_id")
+        query = _HANDOFF_QUERIES.get(handoff_kinds)
+        if query is None:
+            query = _HANDOFF_QUERIES.setdefault(handoff_kinds, _handoffs_work(handoff_kinds))
         per_kind: dict[str, int] = {}
-        for h in found:
-            for i, (k, _q, label, action, post) in enumerate(handoff_kinds):
+        for h in query.fetch(user, now=now):
+            patient = _patient(h, "patient")
+            owner = _person(h, "to_user") if h.to_user_id else f"{h.to_discipline__name} queue"
+            for i, k in enumerate(handoff_kinds):
                 if not getattr(h, f"is_{i}") or per_kind.get(k, 0) >= WORK_LIMIT:
                     continue
                 per_kind[k] = per_kind.get(k, 0) + 1
-                owner = h.to_user.display_name if h.to_user else f"{h.to_discipline} queue"
+                label, action, post = HANDOFF_WORK[k]
                 rows.append(
                     WorkRow(
                         k,
-                        h.patient,
+                        patient,
                         f"{label}: {h.situation[:80]}",
                         h.due_at,
                         owner,
-                        handoff_url(h.pk),
+                        url(h.pk),
                         action,
                         post,
                         h.version,
                     )
                 )
     if wanted("referral"):
-        refs = (
-            restrict(referrals_awaiting_for(user), user)
-            .select_related("patient", "service", "referred_by")
-            .order_by("sent_at", "id")[:WORK_LIMIT]
-        )
-        for r in refs:
-            days = r.service.expected_response_days or 0
-            due = (r.sent_at or r.created_at) + dt.timedelta(days=days)
+        url = _url_maker("referrals:detail", "referral_id")
+        for r in REFERRALS_WORK.fetch(user, now=now):
+            due = (r.sent_at or r.created_at) + dt.timedelta(days=r.service__expected_response_days or 0)
             rows.append(
                 WorkRow(
                     "referral",
-                    r.patient,
-                    f"Referral to {r.service.name} awaiting a reply",
+                    _patient(r, "patient"),
+                    f"Referral to {r.service__name} awaiting a reply",
                     due,
-                    r.referred_by.display_name,
-                    referral_url(r.pk),
+                    _person(r, "referred_by"),
+                    url(r.pk),
                     "Open",
                 )
             )
     if wanted("review"):
-        leads = TeamMembership.objects.current().filter(
-            user_id=user.pk, patient_id=OuterRef("patient_id"), role__in=["case-manager", "lead"]
-        )
-        plans = (
-            restrict(CarePlan.objects.filter(status="active", review_due__lte=until), user)
-            .filter(Exists(leads))
-            .select_related("patient")
-            .order_by("review_due", "id")[:WORK_LIMIT]
-        )
-        for p in plans:
+        url = _url_maker("careplans:plan_editor", "plan_id")
+        for p in REVIEWS_WORK.fetch(user, now=now, until=until):
             rows.append(
                 WorkRow(
                     "review",
-                    p.patient,
+                    _patient(p, "patient"),
                     f"Review of care plan '{p.title}'",
                     p.review_due,
-                    user.display_name,
-                    plan_url(p.pk),
+                    me,
+                    url(p.pk),
                     "Review plan",
                 )
             )
     if wanted("proposal"):
-        rows.extend(_proposal_rows(user))
+        rows.extend(_proposal_rows(user, now=now))
     if overdue_only:
         from careteam.templatetags.overdue import overdue_text
 
@@ -453,13 +519,11 @@ def my_work(user, *, kind: str = "", overdue_only: bool = False, horizon_days: i
     return rows
 
 
-def _proposal_rows(user) -> list[WorkRow]:
+def _proposal_candidates(user):
     """Open proposals by others on items I own (the people a proposal notifies: an
     activity assigned to me or unassigned in my discipline, a goal of my discipline or
-    with no owner that I filed, a need I filed), shown by the item's own due date. The
-    note and its target are filtered as the notes list filters them."""
-    from django.urls import reverse
-
+    with no owner that I filed, a need I filed) on my current teams: a superset, which
+    `visible_notes` then narrows."""
     mine = Subquery(
         TeamMembership.objects.current()
         .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
@@ -475,15 +539,25 @@ def _proposal_rows(user) -> list[WorkRow]:
         | Q(need__created_by_id=user.pk)
     )
     my_patients = TeamMembership.objects.current().filter(user_id=user.pk).values("patient_id")
-    candidates = (
+    return (
         Note.objects.filter(kind="proposal", status="open", care_plan__patient_id__in=my_patients)
         .filter(owned)
         .exclude(author_id=user.pk)
+        .order_by("created_at", "id")
+        .values_list("pk")[:WORK_LIMIT]
     )
-    # open proposals are rare: a plain probe over my memberships first (a superset), the
-    # full visibility rules (visible_notes) only for the few it finds (those rules cost far
-    # more to build than to run, and an estimate-driven plan over every open proposal)
-    candidate_ids = list(candidates.order_by("created_at", "id").values_list("pk", flat=True)[:WORK_LIMIT])
+
+
+PROPOSAL_CANDIDATES = PreparedQuery(_proposal_candidates)
+
+
+def _proposal_rows(user, *, now: dt.datetime) -> list[WorkRow]:
+    """Open proposals by others on items I own, shown by the item's own due date. Open
+    proposals are rare: a plain probe over my memberships first, the full visibility
+    rules (visible_notes, as the notes list filters them) only for the few it finds."""
+    from django.urls import reverse
+
+    candidate_ids = [pk for (pk,) in PROPOSAL_CANDIDATES.fetch(user, now=now)]
     if not candidate_ids:
         return []
     notes = (
@@ -496,10 +570,11 @@ def _proposal_rows(user) -> list[WorkRow]:
         target = n.target
         kind = type(target).__name__.lower()
         text = target.title if kind == "activity" else target.description
+        patient = n.care_plan.patient
         rows.append(
             WorkRow(
                 "proposal",
-                n.care_plan.patient,
+                WorkPatient(patient.pk, patient.family_name, patient.given_name),
                 f"Proposal by {n.author.display_name} on {kind} '{text[:60]}'",
                 getattr(target, "due_date", None) or getattr(target, "target_due", None),
                 user.display_name,

@@ -2,7 +2,8 @@
 checking access to one patient and searching the catalog cost the same number of queries
 however many rows surround them, and a chart does not grow with the number of clinicians
 in the health system. (Worklist, chart, editor, history, API lists, FHIR $everything,
-inbox, referral list and audit pages have their own budgets in their test modules.)"""
+inbox, referral list and audit pages have their own budgets in their test modules; My work
+and the worklist are pinned here too.)"""
 
 from __future__ import annotations
 
@@ -190,3 +191,70 @@ def test_the_api_searches_the_catalog_by_full_text_with_constant_queries(
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = api.get(url, {"q": "groceries"})
     assert response.json()["count"] == 21
+
+
+# My work: one query per kind of work, the session, the user, the audit row and the nav
+MY_WORK_QUERIES = 10
+# the worklist: session, user, page count and page, the audit row and the nav
+WORKLIST_QUERIES = 8
+
+
+def _fill_my_work(world, n: int) -> None:
+    """n patients with an activity, a handoff to accept, a referral awaiting a reply and a
+    plan review, all for the case manager."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from careteam import handoffs
+
+    today = timezone.localdate()
+    cm = world.case_manager
+    for _ in range(n):
+        patient = f.PatientFactory()
+        team_services.membership_add(
+            patient=patient, user=cm, discipline=f.discipline("case-management"), role="case-manager"
+        )
+        plan = f.CarePlanFactory(patient=patient, review_due=today)
+        f.ActivityFactory(care_plan=plan, assigned_to=cm, due_date=today)
+        handoffs.handoff_create(
+            from_user=cm,
+            patient=patient,
+            to_user=None,
+            to_discipline=f.discipline("case-management"),
+            due_at=timezone.now() + dt.timedelta(hours=2),
+            situation="s",
+            background="b",
+            assessment="a",
+            recommendation="r",
+        )
+        f.ReferralFactory(
+            patient=patient,
+            care_plan=plan,
+            referred_by=cm,
+            status="requested",
+            sent_at=timezone.now(),
+            consent=f.ConsentFactory(patient=patient),
+        )
+
+
+@pytest.mark.parametrize("rows", [1, 30])
+def test_my_work_takes_the_same_queries_however_many_rows(client, world, rows, django_assert_max_num_queries):
+    _fill_my_work(world, rows)
+    client.force_login(world.case_manager)
+    client.get(reverse("my_work"))  # the first page after signing in also saves the session
+    with django_assert_max_num_queries(MY_WORK_QUERIES):
+        body = client.get(reverse("my_work")).content.decode()
+    assert body.count('class="work-') >= min(rows, 50)
+
+
+@pytest.mark.parametrize("patients", [1, 30])
+def test_the_worklist_takes_the_same_queries_however_many_patients(
+    client, world, patients, django_assert_max_num_queries
+):
+    _grow_caseload(world.nurse, patients)
+    client.force_login(world.nurse)
+    client.get(reverse("worklist"))  # the first page after signing in also saves the session
+    for query in ({}, {"waiting": "1"}, {"q": "a"}):
+        with django_assert_max_num_queries(WORKLIST_QUERIES):
+            assert client.get(reverse("worklist"), query).status_code == 200

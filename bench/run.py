@@ -483,6 +483,14 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
         client = bench.client(user)
         bench.measure(label, "page", lambda i, c=client: c.get(url), None)
 
+    # -- caseload: the case manager's patients, counts aggregated in SQL ---------------
+    url = url_or_none("team:caseload")
+    if url is None:
+        bench.skip("caseload view", "page", "no URL named 'team:caseload'")
+    else:
+        client = bench.client(cm)
+        bench.measure("caseload view", "page", lambda i, c=client: c.get(url), None)
+
     # -- patient chart, care plan ------------------------------------------------
     client = bench.client(cm)
     if url_or_none("patient_chart", patient_id=1):

@@ -99,3 +99,62 @@ class HandoffActionForm(VersionedFormMixin):
         if data.get("action") == "reject" and not (data.get("reason") or "").strip():
             self.add_error("reason", "Give a reason for rejecting the handoff.")
         return data
+
+
+# ---------------------------------------------------------------------------
+# Cover and caseload reassignment (careteam.caseloads)
+# ---------------------------------------------------------------------------
+class UsernameField(forms.ModelChoiceField):
+    """An active clinician named by username: a text box, not a select of everyone."""
+
+    widget = forms.TextInput(attrs={"placeholder": "Username", "autocomplete": "off"})
+    default_error_messages = {"invalid_choice": "No active clinician has this username."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("queryset", User.objects.filter(is_active=True))
+        super().__init__(to_field_name="username", **kwargs)
+
+    def to_python(self, value):
+        if isinstance(value, str) and ("\x00" in value or len(value) > 150):
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
+
+    def prepare_value(self, value):
+        return value.username if isinstance(value, User) else value
+
+
+class CoverForm(forms.Form):
+    colleague = UsernameField(label="Colleague who covers")
+    discipline = forms.ModelChoiceField(queryset=Discipline.objects.none(), label="Discipline covered")
+    start_date = forms.DateField(label="First day away", widget=forms.DateInput(attrs={"type": "date"}))
+    end_date = forms.DateField(label="Last day away", widget=forms.DateInput(attrs={"type": "date"}))
+    note = forms.CharField(label="Note (optional)", max_length=300, required=False)
+
+    def __init__(self, *args, absent: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["discipline"].queryset = absent.disciplines.all()
+
+
+class ReassignForm(forms.Form):
+    """Move some or all of a case manager's patients to another case manager."""
+
+    from_user = forms.ModelChoiceField(
+        queryset=User.objects.none(), label="From case manager", required=False
+    )
+    to_user = forms.ModelChoiceField(
+        queryset=User.objects.filter(is_active=True),
+        label="To case manager",
+        error_messages={"invalid_choice": "Choose the case manager who takes the patients over."},
+    )
+    scope = forms.ChoiceField(
+        choices=[("all", "All of their patients"), ("chosen", "Only the patients ticked below")],
+        initial="all",
+        widget=forms.RadioSelect,
+        label="Which patients",
+    )
+    patients = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=[], label="Patients")
+
+    def __init__(self, *args, case_managers, patient_choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from_user"].queryset = case_managers
+        self.fields["patients"].choices = patient_choices

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .audit import audit
 from .concurrency import StaleVersionError
+from .cover import receiver_for, work_for_q
 from .models import (
     HANDOFF_OPEN_STATUSES,
     HANDOFF_TRANSITIONS,
@@ -113,8 +114,10 @@ def handoff_create(
 
 
 def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
+    """The addressee, or while they are away the colleague covering them; for a queue,
+    anyone of that discipline on the team (cover members included)."""
     if handoff.to_user_id is not None:
-        return handoff.to_user_id == user.pk
+        return user.pk in (handoff.to_user_id, receiver_for(handoff.to_user_id))
     return (
         TeamMembership.objects.current()
         .filter(patient_id=handoff.patient_id, user=user, discipline_id=handoff.to_discipline_id)
@@ -270,15 +273,18 @@ def handoffs_visible(user) -> QuerySet:
 
 
 def inbox_q(user) -> Q:
-    """Waiting for the user's acknowledgement: requested, addressed to them or to a
-    discipline queue they hold on that patient's current team (not their own sends to
-    a colleague)."""
+    """Waiting for the user's acknowledgement: requested, addressed to them (or to
+    someone they cover today, careteam.cover) or to a discipline queue they hold on that
+    patient's current team (not their own sends to a colleague)."""
     my_queue = TeamMembership.objects.current().filter(
         user_id=user.pk, patient_id=OuterRef("patient_id"), discipline_id=OuterRef("to_discipline_id")
     )
     return (
         Q(status=HandoffStatus.REQUESTED)
-        & (Q(to_user_id=user.pk) | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue))
+        & (
+            work_for_q("to_user_id", user)
+            | Q(to_user__isnull=True, to_discipline__isnull=False) & Exists(my_queue)
+        )
         & ~Q(from_user_id=user.pk, to_user_id__isnull=False)
     )
 

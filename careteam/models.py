@@ -43,6 +43,7 @@ class User(AbstractUser):
         permissions = [
             ("manage_catalog", "Can manage the community service catalog"),
             ("view_audit_log", "Can search the audit log"),
+            ("supervise_caseloads", "Can see every case manager's caseload and reassign patients"),
         ]
 
     def __str__(self) -> str:
@@ -103,6 +104,10 @@ class TeamMembership(models.Model):
     )
     start_date = models.DateField(default=timezone.localdate)
     end_date = models.DateField(null=True, blank=True)
+    # set on the time-limited memberships a cover period adds (careteam.caseloads.cover_create)
+    cover = models.ForeignKey(
+        "Cover", on_delete=models.PROTECT, null=True, blank=True, related_name="memberships"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -148,6 +153,60 @@ class TeamMembership(models.Model):
             and self.start_date <= on
             and (self.end_date is None or self.end_date >= on)
         )
+
+
+# ---------------------------------------------------------------------------
+# Cover: a colleague of the same discipline receives an absent clinician's work
+# ---------------------------------------------------------------------------
+class CoverStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CoverQuerySet(models.QuerySet):
+    def in_force(self, on: dt.date | None = None) -> CoverQuerySet:
+        """Cover periods that route work today (dates inclusive)."""
+        on = on or timezone.localdate()
+        return self.filter(status=CoverStatus.ACTIVE, start_date__lte=on, end_date__gte=on)
+
+
+class Cover(models.Model):
+    """While `absent` is away (start to end date, inclusive) `colleague`, of the same
+    discipline, receives their handoffs, My work, reminders and mentions, and is on
+    their patients' teams as a time-limited member (careteam/cover.py is the rule)."""
+
+    absent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="covers")
+    colleague = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="covering")
+    discipline = models.ForeignKey(Discipline, on_delete=models.PROTECT, related_name="+")
+    start_date = models.DateField()
+    end_date = models.DateField()
+    note = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=CoverStatus.choices, default=CoverStatus.ACTIVE)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    objects = CoverQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-start_date", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__gte=models.F("start_date")), name="cover_end_after_start"
+            ),
+            models.CheckConstraint(condition=~Q(absent=models.F("colleague")), name="cover_not_self"),
+            models.CheckConstraint(condition=Q(status__in=CoverStatus.values), name="cover_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["absent", "status", "start_date", "end_date"], name="cover_absent_idx"),
+            models.Index(
+                fields=["colleague", "status", "start_date", "end_date"], name="cover_colleague_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.colleague} covers {self.absent} {self.start_date}..{self.end_date}"
 
 
 # ---------------------------------------------------------------------------

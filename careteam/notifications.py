@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .cover import receivers_for
 from .models import Notification, NotificationKind, TeamMembership, TeamRole
 from .permissions import (
     patient_visible_q,
@@ -142,7 +143,8 @@ def notify_handoff_received(*, handoff) -> int:
     cannot see."""
     members = TeamMembership.objects.current().filter(patient_id=handoff.patient_id).select_related("user")
     if handoff.to_user_id is not None:
-        members = members.filter(user_id=handoff.to_user_id)
+        # to the addressee, or to the colleague covering them today (careteam.cover)
+        members = members.filter(user_id=receivers_for([handoff.to_user_id])[handoff.to_user_id])
     else:
         members = members.filter(discipline_id=handoff.to_discipline_id)
     sent = 0
@@ -198,6 +200,10 @@ def notify_note_added(*, note, item, label: str, owner_ids, mentioned_ids, url: 
     item (its sensitivity, a goal hidden with its needs). Someone both mentioned and an
     owner gets the mention only. Returns how many were told."""
     patient = note.care_plan.patient
+    # whoever is away is told through the colleague covering them (careteam.cover)
+    routed = receivers_for({*owner_ids, *mentioned_ids})
+    owner_ids = {routed[i] for i in owner_ids}
+    mentioned_ids = {routed[i] for i in mentioned_ids}
     wanted = (set(owner_ids) | set(mentioned_ids)) - {note.author_id}
     if not wanted:
         return 0

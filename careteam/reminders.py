@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import publisher
+from .cover import receiver_sql
 from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
 from .permissions import VIEW_PATIENT
 
@@ -301,8 +302,13 @@ def _insert_sql(rule: Rule) -> str:
                   LIMIT 1
               ) IS NULL
             FOR UPDATE OF {rule.lock} SKIP LOCKED
-        ), t AS (
+        ), r AS (
             {rule.recipients_sql}
+        ), t AS (
+            -- whoever is away is reminded through the colleague covering them (careteam.cover)
+            SELECT r.object_id, r.patient_id, r.due_moment, r.title, r.url, r.sensitivity_id,
+                   {receiver_sql("r.recipient_id")} AS recipient_id
+            FROM r
         )
         INSERT INTO careteam_notification
             (recipient_id, kind, patient_id, object_type, object_id, due_moment,

@@ -48,10 +48,13 @@ def ping(token: str) -> dict:
 
 @shared_task(name="careteam.memberships_sync", base=PeriodicDatabaseTask)
 def memberships_sync() -> int:
-    """Grant and revoke object permissions as memberships start and end."""
+    """Grant and revoke object permissions as memberships start and end (cover
+    memberships included), after adding the colleague covering someone to the teams
+    the absent clinician joined since the cover was arranged."""
+    from .caseloads import covers_sync
     from .services import memberships_sync as sync
 
-    return sync()
+    return covers_sync() + sync()
 
 
 @shared_task(name="careteam.reminders_sweep", base=PeriodicDatabaseTask)

@@ -1,7 +1,8 @@
-"""URLs of handoffs, the inbox and notifications."""
+"""URLs of handoffs, the inbox, notifications, caseloads and cover."""
 
 from django.urls import path
 
+from . import views_caseload
 from . import views_team as views
 
 app_name = "team"
@@ -12,4 +13,7 @@ urlpatterns: list = [
     path("patients/<int:patient_id>/handoffs/new/", views.handoff_create, name="handoff_create"),
     path("handoffs/<int:handoff_id>/", views.handoff_detail, name="handoff_detail"),
     path("notifications/<int:notification_id>/", views.notification_detail, name="notification_detail"),
+    path("caseloads/", views_caseload.caseload, name="caseload"),
+    path("caseloads/reassign/", views_caseload.caseload_reassign, name="caseload_reassign"),
+    path("cover/", views_caseload.cover, name="cover"),
 ]

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from careteam.admin import PatientRestrictedAdmin
 
-from .models import Caregiver, Consent, Patient
+from .models import Caregiver, Consent, Patient, Programme, ProgrammeEnrolment
 
 
 @admin.register(Patient)
@@ -21,3 +21,17 @@ class CaregiverAdmin(PatientRestrictedAdmin):
 @admin.register(Consent)
 class ConsentAdmin(PatientRestrictedAdmin):
     list_display = ("patient", "scope", "status", "date_given", "expires_on")
+
+
+@admin.register(Programme)
+class ProgrammeAdmin(admin.ModelAdmin):
+    """Programmes are reference data: administrators add, rename and close them."""
+
+    list_display = ("name", "code", "active")
+    list_filter = ("active",)
+    prepopulated_fields = {"code": ("name",)}
+
+
+@admin.register(ProgrammeEnrolment)
+class ProgrammeEnrolmentAdmin(PatientRestrictedAdmin):
+    list_display = ("patient", "programme", "entered_on", "exited_on", "exit_reason")

@@ -9,7 +9,7 @@ from careplans.models import CarePlanStatus
 from careteam.concurrency import VersionedFormMixin
 from careteam.models import Discipline, TeamRole, User
 
-from .models import DEMOGRAPHIC_FIELDS, Caregiver, Consent, Patient
+from .models import DEMOGRAPHIC_FIELDS, Acuity, Caregiver, Consent, Patient, Programme, ProgrammeExitReason
 from .selectors import NO_PLAN
 
 PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
@@ -305,3 +305,29 @@ class ConsentRevokeForm(VersionedFormMixin):
         help_text="Who withdrew it and how, e.g. “Patient asked by phone”.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+
+
+# ---------------------------------------------------------------------------
+# Acuity and programmes
+# ---------------------------------------------------------------------------
+class AcuityForm(VersionedFormMixin):
+    acuity = forms.ChoiceField(
+        label="Acuity", choices=[("", "Not assessed"), *Acuity.choices], required=False
+    )
+
+
+class EnrolmentForm(forms.Form):
+    programme = forms.ModelChoiceField(
+        label="Programme", queryset=Programme.objects.filter(active=True), empty_label="Choose a programme"
+    )
+    entered_on = forms.DateField(label="Entered on", widget=forms.DateInput(attrs={"type": "date"}))
+    reason = forms.CharField(label="Reason for entry", max_length=300)
+
+
+class EnrolmentExitForm(VersionedFormMixin):
+    enrolment = forms.IntegerField(widget=forms.HiddenInput)
+    exited_on = forms.DateField(label="Left on", widget=forms.DateInput(attrs={"type": "date"}))
+    exit_reason = forms.ChoiceField(
+        label="Reason", choices=[("", "Choose a reason"), *ProgrammeExitReason.choices]
+    )
+    note = forms.CharField(label="Note", max_length=300, required=False)

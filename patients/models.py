@@ -20,6 +20,18 @@ class PatientStatus(models.TextChoices):
     DECEASED = "deceased", "Deceased"
 
 
+class Acuity(models.TextChoices):
+    """How much of a case manager's time a patient takes: the caseload's weight."""
+
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+# the load one patient adds to a caseload; a patient with no acuity set counts as low
+ACUITY_WEIGHTS = {"": 1, Acuity.LOW: 1, Acuity.MEDIUM: 2, Acuity.HIGH: 3}
+
+
 class AdministrativeGender(models.TextChoices):
     """FHIR administrative-gender."""
 
@@ -119,6 +131,14 @@ class Patient(models.Model):
     preferences = models.TextField(
         blank=True, help_text="What matters to the patient: their own words about care and goals."
     )
+    acuity = models.CharField(
+        max_length=10,
+        choices=Acuity.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Low, medium or high: the weight of this patient in a caseload (empty: not assessed).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -135,6 +155,7 @@ class Patient(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(mrn=""), name="patient_mrn_not_blank"),
             models.CheckConstraint(condition=Q(status__in=PatientStatus.values), name="patient_status_valid"),
+            models.CheckConstraint(condition=Q(acuity__in=["", *Acuity.values]), name="patient_acuity_valid"),
         ]
         indexes = [
             models.Index(Upper("family_name"), Upper("given_name"), name="patient_name_idx"),
@@ -331,3 +352,84 @@ class ConsentDocument(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# ---------------------------------------------------------------------------
+# Programmes and enrolment (case-management programmes a patient takes part in)
+# ---------------------------------------------------------------------------
+class Programme(models.Model):
+    """A case-management programme (complex care, transitions, ...): admin-managed data."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True, help_text="Patients can be enrolled in it.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProgrammeExitReason(models.TextChoices):
+    GOALS_MET = "goals-met", "Goals met"
+    MOVED = "moved", "Moved away"
+    DECLINED = "declined", "Declined to continue"
+    DIED = "died", "Died"
+    TRANSFERRED = "transferred", "Transferred to another programme or service"
+
+
+class EnrolmentQuerySet(models.QuerySet):
+    def open(self) -> EnrolmentQuerySet:
+        return self.filter(exited_on__isnull=True)
+
+
+class ProgrammeEnrolment(models.Model):
+    """One patient's time in one programme: entered (date, reason), exited (date, reason)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="enrolments")
+    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="enrolments")
+    entered_on = models.DateField(default=timezone.localdate)
+    entry_reason = models.CharField(max_length=300)
+    entered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    exited_on = models.DateField(null=True, blank=True)
+    exit_reason = models.CharField(max_length=20, choices=ProgrammeExitReason.choices, blank=True)
+    exit_note = models.CharField(max_length=300, blank=True)
+    exited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    version = models.PositiveIntegerField(default=1)
+
+    objects = EnrolmentQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-entered_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "programme"],
+                condition=Q(exited_on__isnull=True),
+                name="one_open_enrolment_per_programme",
+                violation_error_message="The patient is already enrolled in this programme.",
+            ),
+            models.CheckConstraint(
+                condition=Q(exited_on__isnull=True) | Q(exited_on__gte=F("entered_on")),
+                name="enrolment_exit_after_entry",
+            ),
+            models.CheckConstraint(
+                condition=Q(exited_on__isnull=True, exit_reason="")
+                | (Q(exited_on__isnull=False) & Q(exit_reason__in=ProgrammeExitReason.values)),
+                name="enrolment_exit_reason_iff_exited",
+            ),
+            models.CheckConstraint(condition=~Q(entry_reason=""), name="enrolment_entry_reason_required"),
+        ]
+        indexes = [models.Index(fields=["patient", "exited_on"], name="enrolment_patient_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.programme} from {self.entered_on}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.exited_on is None

@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Note
+from careteam.cover import work_for_q
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff, HandoffStatus, TeamMembership, TeamRole
 from careteam.permissions import (
     PatientAccess,
@@ -38,7 +39,7 @@ from careteam.permissions import (
 from careteam.prepared import PreparedQuery
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
 
-from .models import Consent, Patient
+from .models import Consent, Patient, ProgrammeEnrolment
 
 NO_PLAN = "none"
 
@@ -56,7 +57,7 @@ def handoffs_waiting_for(user) -> QuerySet:
         user_id=user.pk, patient_id=OuterRef("patient_id")
     )
     return Handoff.objects.filter(status=HandoffStatus.REQUESTED).filter(
-        Q(to_user_id=user.pk)
+        work_for_q("to_user_id", user)
         | Q(to_user__isnull=True, to_discipline_id__in=Subquery(own_disciplines.values("discipline_id")))
     )
 
@@ -67,7 +68,7 @@ def activities_due_for(user, *, on=None) -> QuerySet:
     # sensitivity_visible_q reads type(user): hand it the real User, not request's lazy proxy
     user = getattr(user, "_wrapped", user) if user.pk else user
     return Activity.objects.filter(
-        assigned_to_id=user.pk, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=on
+        work_for_q("assigned_to_id", user), status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=on
     ).filter(sensitivity_visible_q(user, "care_plan__patient_id"))
 
 
@@ -152,6 +153,7 @@ class Chart:
     plan_counts: dict[str, Any] = field(default_factory=dict)
     handoffs: list = field(default_factory=list)
     referrals: list = field(default_factory=list)
+    enrolments: list = field(default_factory=list)
 
 
 def chart_for(access: PatientAccess) -> Chart:
@@ -160,6 +162,9 @@ def chart_for(access: PatientAccess) -> Chart:
     chart = Chart(patient=patient, access=access)
     chart.caregivers = list(patient.caregivers.filter(end_date__isnull=True))
     chart.consents = list(Consent.objects.in_force().filter(patient=patient))
+    chart.enrolments = list(
+        ProgrammeEnrolment.objects.open().filter(patient=patient).select_related("programme")
+    )
     chart.team = list(
         TeamMembership.objects.current()
         .filter(patient=patient)
@@ -325,7 +330,8 @@ def _patient_fields(path: str) -> tuple[str, str, str]:
 # Each kind of work is one restricted query, built once per process (careteam.prepared):
 # the permission rules cost Django more to build than PostgreSQL to run.
 def _activities_work(user, until):
-    mine_or_queue = Q(assigned_to_id=user.pk) | Q(
+    # mine, or of a colleague I cover today (careteam.cover), or my discipline's queue
+    mine_or_queue = work_for_q("assigned_to_id", user) | Q(
         assigned_to__isnull=True,
         owner_discipline_id__in=Subquery(
             TeamMembership.objects.current()

@@ -18,12 +18,16 @@ from .models import (
     CONSENT_DOCUMENT_MAX_BYTES,
     CONSENT_DOCUMENT_TYPES,
     DEMOGRAPHIC_FIELDS,
+    Acuity,
     Caregiver,
     Consent,
     ConsentDocument,
     ConsentScope,
     ConsentStatus,
     Patient,
+    Programme,
+    ProgrammeEnrolment,
+    ProgrammeExitReason,
 )
 
 CASE_MANAGEMENT = "case-management"
@@ -359,3 +363,126 @@ def consent_revoke(
         detail=f"consent {consent.scope} revoked",
     )
     return consent
+
+
+# ---------------------------------------------------------------------------
+# Acuity and programme enrolment (any current team member; history and audit)
+# ---------------------------------------------------------------------------
+@transaction.atomic
+def patient_set_acuity(
+    *, by: User, access, acuity: str, expected_version: int | None, request=None
+) -> Patient:
+    """Set the patient's acuity (low, medium, high, or "" for not assessed) from the
+    version the caller read: a new version of the patient in its history, audited."""
+    _require_member(access)
+    if acuity not in ("", *Acuity.values):
+        raise ValidationError({"acuity": "Choose low, medium or high."})
+    patient = lock_for_update(access.patient, expected_version)
+    if patient.acuity == acuity:
+        return patient
+    before = patient.acuity or "not assessed"
+    patient.acuity = acuity
+    patient.version += 1
+    patient.save(update_fields=["acuity", "version", "updated_at"])
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=patient,
+        patient=patient,
+        request=request,
+        detail=f"acuity: {before} -> {acuity or 'not assessed'}",
+    )
+    access.patient = patient
+    return patient
+
+
+@transaction.atomic
+def programme_enrol(
+    *, by: User, access, programme: Programme | None, entered_on, reason: str, request=None
+) -> ProgrammeEnrolment:
+    """Enrol the patient in a programme from a date, for a reason; once per programme
+    at a time (the database enforces it too)."""
+    _require_member(access)
+    reason = " ".join((reason or "").split())
+    errors = {}
+    if programme is None or not programme.active:
+        errors["programme"] = "Choose a programme that is open for enrolment."
+    if not reason:
+        errors["reason"] = "Say why the patient enters the programme."
+    if entered_on is None:
+        errors["entered_on"] = "Give the date the patient entered the programme."
+    elif entered_on > timezone.localdate():
+        errors["entered_on"] = "The entry date cannot be in the future."
+    if errors:
+        raise ValidationError(errors)
+    patient = access.patient
+    if ProgrammeEnrolment.objects.open().filter(patient=patient, programme=programme).exists():
+        raise ValidationError({"programme": f"{patient.full_name} is already enrolled in {programme}."})
+    try:
+        with transaction.atomic():
+            enrolment = ProgrammeEnrolment.objects.create(
+                patient=patient,
+                programme=programme,
+                entered_on=entered_on,
+                entry_reason=reason[:300],
+                entered_by=by,
+            )
+    except IntegrityError as exc:
+        raise ValidationError({"programme": "The patient is already enrolled in this programme."}) from exc
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        obj=enrolment,
+        patient=patient,
+        request=request,
+        detail=f"enrolled in {programme.code} from {entered_on.isoformat()}",
+    )
+    return enrolment
+
+
+@transaction.atomic
+def programme_exit(
+    *,
+    by: User,
+    access,
+    enrolment: ProgrammeEnrolment,
+    exited_on,
+    exit_reason: str,
+    note: str = "",
+    expected_version: int | None,
+    request=None,
+) -> ProgrammeEnrolment:
+    """End an enrolment on a date with a reason (goals met, moved, declined, died,
+    transferred): kept in the patient's programme history."""
+    _require_member(access)
+    if enrolment.patient_id != access.patient.pk:
+        raise ValidationError("That enrolment belongs to another patient.")
+    enrolment = lock_for_update(enrolment, expected_version)
+    errors = {}
+    if enrolment.exited_on is not None:
+        raise ValidationError({"exit_reason": "The patient has already left this programme."})
+    if exit_reason not in ProgrammeExitReason.values:
+        errors["exit_reason"] = "Choose why the patient leaves the programme."
+    if exited_on is None:
+        errors["exited_on"] = "Give the date the patient left the programme."
+    elif exited_on < enrolment.entered_on:
+        errors["exited_on"] = "The exit date cannot be before the patient entered the programme."
+    elif exited_on > timezone.localdate():
+        errors["exited_on"] = "The exit date cannot be in the future."
+    if errors:
+        raise ValidationError(errors)
+    enrolment.exited_on = exited_on
+    enrolment.exit_reason = exit_reason
+    enrolment.exit_note = " ".join((note or "").split())[:300]
+    enrolment.exited_by = by
+    enrolment.version += 1
+    enrolment.save()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=enrolment,
+        patient_id=enrolment.patient_id,
+        request=request,
+        detail=f"left {enrolment.programme.code} on {exited_on.isoformat()}: {exit_reason}",
+    )
+    return enrolment

@@ -23,6 +23,7 @@ urlpatterns = [
         views.consent_document,
         name="patient_consent_document",
     ),
+    path("<int:patient_id>/programmes/", views.programmes, name="patient_programmes"),
     path("<int:patient_id>/plans/new/", views.plan_create, name="plan_create"),
     path("<int:patient_id>/team/add/", views.team_role_add, name="team_role_add"),
     path("<int:patient_id>/team/<int:membership_id>/end/", views.team_role_end, name="team_role_end"),

@@ -28,19 +28,22 @@ from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
 from . import selectors
 from . import services as patient_services
 from .forms import (
+    AcuityForm,
     CaregiverEditForm,
     CaregiverEndForm,
     CaregiverForm,
     ClinicianSearchForm,
     ConsentForm,
     ConsentRevokeForm,
+    EnrolmentExitForm,
+    EnrolmentForm,
     MembershipAddForm,
     MembershipEndForm,
     PatientEditForm,
     PatientEnrolForm,
     WorklistFilterForm,
 )
-from .models import Caregiver, Consent, ConsentDocument
+from .models import Caregiver, Consent, ConsentDocument, ProgrammeEnrolment
 
 PAGE_SIZE = 25
 WORK_PAGE_SIZE = 50  # My work: the most urgent first, the rest on the next pages
@@ -705,3 +708,135 @@ def consent_document(request: HttpRequest, patient_id: int, consent_id: int) -> 
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+# ---------------------------------------------------------------------------
+# Acuity and programmes (any current team member; history kept, audited)
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def programmes(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The patient's acuity and programme enrolments: set the acuity, enrol, exit. Each
+    POST names its form (`form=acuity|enrol|exit`); an unnamed one is the acuity form."""
+    access = access_patient_by_id(request.user, patient_id)
+    if request.method == "POST" and access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    patient = access.patient
+    which = request.POST.get("form", "acuity") if request.method == "POST" else ""
+    acuity_form = AcuityForm(
+        request.POST if which == "acuity" else None,
+        initial={"acuity": patient.acuity, "expected_version": patient.version},
+    )
+    enrol_form = EnrolmentForm(
+        request.POST if which == "enrol" else None, initial={"entered_on": timezone.localdate()}
+    )
+    exit_form = EnrolmentExitForm(request.POST) if which == "exit" else None
+    status = 200
+    if request.method == "POST":
+        status, done = _programmes_post(request, access, which, acuity_form, enrol_form, exit_form)
+        if done:
+            messages.success(request, done)
+            return redirect("patient_programmes", patient_id=patient.pk)
+        patient = access.patient
+    enrolments = list(
+        ProgrammeEnrolment.objects.filter(patient=patient)
+        .select_related("programme", "entered_by", "exited_by")
+        .order_by("exited_on", "-entered_on", "-id")
+    )
+    exit_forms = {
+        e.pk: (exit_form if exit_form is not None and str(e.pk) == request.POST.get("enrolment") else None)
+        or EnrolmentExitForm(
+            initial={"enrolment": e.pk, "expected_version": e.version, "exited_on": timezone.localdate()},
+            auto_id=f"id_exit{e.pk}_%s",
+        )
+        for e in enrolments
+        if e.is_open
+    }
+    history = list(
+        patient.history.filter(id=patient.pk)
+        .order_by("-history_date")
+        .values("acuity", "history_date", "history_user__username", "version")
+    )
+    acuity_history = [
+        h for i, h in enumerate(history) if i == len(history) - 1 or history[i + 1]["acuity"] != h["acuity"]
+    ]
+    return render(
+        request,
+        "patients/programmes.html",
+        {
+            "patient": patient,
+            "access": access,
+            "acuity_form": acuity_form,
+            "enrol_form": enrol_form,
+            "exit_forms": exit_forms,
+            "enrolments": enrolments,
+            "acuity_history": acuity_history,
+            "form_errors": exit_form.errors if exit_form is not None and exit_form.errors else None,
+        },
+        status=status,
+    )
+
+
+def _programmes_post(request, access, which, acuity_form, enrol_form, exit_form) -> tuple[int, str]:
+    """(status, success message or "") for one of the page's three forms."""
+    if which == "enrol":
+        form = enrol_form
+        if not form.is_valid():
+            return 422, ""
+        try:
+            patient_services.programme_enrol(
+                by=request.user,
+                access=access,
+                programme=form.cleaned_data["programme"],
+                entered_on=form.cleaned_data["entered_on"],
+                reason=form.cleaned_data["reason"],
+                request=request,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+            return 422, ""
+        return 200, f"Enrolled in {form.cleaned_data['programme']}."
+    if which == "exit":
+        form = exit_form
+        if not form.is_valid():
+            return form.invalid_status, ""
+        enrolment = ProgrammeEnrolment.objects.filter(
+            pk=form.cleaned_data["enrolment"], patient_id=access.patient.pk
+        ).first()
+        if enrolment is None:
+            form.add_error(None, "No such enrolment on this record.")
+            return 422, ""
+        try:
+            patient_services.programme_exit(
+                by=request.user,
+                access=access,
+                enrolment=enrolment,
+                exited_on=form.cleaned_data["exited_on"],
+                exit_reason=form.cleaned_data["exit_reason"],
+                note=form.cleaned_data["note"],
+                expected_version=form.cleaned_data["expected_version"],
+                request=request,
+            )
+        except StaleVersionError as exc:
+            return _stale(request, form, exc, "enrolment"), ""
+        except ValidationError as exc:
+            _add_errors(form, exc)
+            return 422, ""
+        return 200, f"{enrolment.programme} ended."
+    form = acuity_form
+    if not form.is_valid():
+        return form.invalid_status, ""
+    try:
+        patient_services.patient_set_acuity(
+            by=request.user,
+            access=access,
+            acuity=form.cleaned_data["acuity"],
+            expected_version=form.cleaned_data["expected_version"],
+            request=request,
+        )
+    except StaleVersionError as exc:
+        return _stale(request, form, exc, "record"), ""
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return 422, ""
+    return 200, "Acuity saved."

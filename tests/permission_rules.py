@@ -127,6 +127,12 @@ RULES: dict[str, str] = {
     "team:handoff_create": "patient-write",
     "team:handoff_detail": "patient-write",
     "team:notification_detail": "self",
+    # caseloads (own, or every case manager's counts for careteam.supervise_caseloads;
+    # patient rows only of visible patients), bulk reassignment, cover while away
+    "team:caseload": "login",
+    "team:caseload_reassign": "login",
+    "team:cover": "login",
+    "patient_programmes": "patient-write",
     # REST API v1, OpenAPI and FHIR R4 (tests/test_api_matrix.py covers their access)
     "api-activity-detail": "api",
     "api-activity-list": "api",

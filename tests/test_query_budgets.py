@@ -258,3 +258,56 @@ def test_the_worklist_takes_the_same_queries_however_many_patients(
     for query in ({}, {"waiting": "1"}, {"q": "a"}):
         with django_assert_max_num_queries(WORKLIST_QUERIES):
             assert client.get(reverse("worklist"), query).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("supervisor", [False, True])
+def test_the_caseload_view_takes_the_same_queries_however_many_patients(
+    client, world, supervisor, django_assert_max_num_queries
+):
+    """A case manager's caseload (and a supervisor's view of it with every case
+    manager's totals): counts aggregated in SQL, rows with correlated counts."""
+    import datetime as dt
+
+    from django.contrib.auth.models import Permission
+    from django.utils import timezone
+
+    viewer = world.case_manager
+    url = reverse("team:caseload")
+    if supervisor:
+        viewer = f.UserFactory(username="super-budget", disciplines=["case-management"])
+        viewer.user_permissions.add(Permission.objects.get(codename="supervise_caseloads"))
+        # one visible row from the start (an empty page skips the enrolments prefetch)
+        team_services.membership_add(
+            patient=world.patient, user=viewer, discipline=f.discipline("case-management")
+        )
+        url += f"?case_manager={world.case_manager.pk}"
+    client.force_login(viewer)
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    for _ in range(15):
+        patient = f.PatientFactory(acuity="high")
+        team_services.membership_add(
+            patient=patient,
+            user=world.case_manager,
+            discipline=f.discipline("case-management"),
+            role="case-manager",
+        )
+        if supervisor:
+            team_services.membership_add(
+                patient=patient, user=viewer, discipline=f.discipline("case-management")
+            )
+        plan = f.CarePlanFactory(patient=patient)
+        f.ActivityFactory(care_plan=plan, due_date=timezone.localdate() - dt.timedelta(days=1))
+    other = f.UserFactory(username="cm-budget", disciplines=["case-management"])
+    team_services.membership_add(
+        patient=f.PatientFactory(),
+        user=other,
+        discipline=f.discipline("case-management"),
+        role="case-manager",
+    )
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = client.get(url)
+    assert response.status_code == 200
+    assert response.content.count(b"/patients/") >= 16

@@ -36,8 +36,11 @@ DEMO_USERS = [
     ("behavioral", "Ruth", "Adeyemi", "LCSW", ["behavioural-health"]),
     ("homehealth", "Joe", "Brennan", "RN", ["home-health", "nursing"]),
     ("outsider", "Olivia", "Stone", "RN", ["nursing"]),
+    ("supervisor", "Grace", "Mendel", "RN, CCM", ["case-management"]),
 ]
 CATALOG_ADMINS = "Catalog administrators"
+CASELOAD_SUPERVISORS = "Caseload supervisors"
+DEMO_ACUITY = ("high", "medium", "low", "medium", "high", "low", "medium", "low", "medium")
 
 
 class Command(BaseCommand):
@@ -54,6 +57,7 @@ class Command(BaseCommand):
                 if not Patient.objects.filter(mrn=spec["patient"]["mrn"]).exists():
                     self._patient(spec, users, services)
                     created += 1
+            self._caseloads(users)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} patients added)."))
         self.stdout.write(f"Demo logins (password '{password}'):")
         for username, first, last, title, codes in DEMO_USERS:
@@ -95,6 +99,42 @@ class Command(BaseCommand):
         admin.groups.add(group)
         users["admin"] = admin
         return users
+
+    # -- caseloads: acuity, programmes, a supervisor and one cover period -----
+    def _caseloads(self, users: dict[str, User]) -> None:
+        from careteam import caseloads
+        from careteam.models import Cover
+        from patients.models import Programme, ProgrammeEnrolment
+
+        group, _ = Group.objects.get_or_create(name=CASELOAD_SUPERVISORS)
+        group.permissions.add(
+            Permission.objects.get(codename="supervise_caseloads", content_type__app_label="careteam")
+        )
+        users["supervisor"].groups.add(group)
+        today = timezone.localdate()
+        programmes = list(Programme.objects.filter(active=True).order_by("pk"))
+        mrns = [spec["patient"]["mrn"] for spec in PATIENTS]
+        for i, patient in enumerate(Patient.objects.filter(mrn__in=mrns).order_by("pk")):
+            if not patient.acuity:
+                Patient.objects.filter(pk=patient.pk).update(acuity=DEMO_ACUITY[i % len(DEMO_ACUITY)])
+            if programmes and not ProgrammeEnrolment.objects.filter(patient=patient).exists():
+                ProgrammeEnrolment.objects.create(
+                    patient=patient,
+                    programme=programmes[i % len(programmes)],
+                    entered_on=today - timedelta(days=40 - i),
+                    entry_reason="Two admissions in six months; agreed with the patient.",
+                    entered_by=users["casemanager"],
+                )
+        if not Cover.objects.filter(absent=users["nurse"]).exists():
+            caseloads.cover_create(
+                by=users["nurse"],
+                absent=users["nurse"],
+                colleague=users["homehealth"],
+                discipline=Discipline.objects.get(code="nursing"),
+                start_date=today + timedelta(days=7),
+                end_date=today + timedelta(days=11),
+                note="Annual leave",
+            )
 
     # -- catalog -------------------------------------------------------------
     def _catalog(self) -> dict[str, Service]:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .audit import audit
 from .concurrency import lock_for_update
+from .cover import receivers_for
 from .models import (
     CONVERSATION_ABOUT_FIELDS,
     CONVERSATION_SUBJECT_MAX_LENGTH,
@@ -135,13 +136,15 @@ def _resolve_mentions(conversation: Conversation, text: str) -> tuple[list[User]
 
 
 def _mention_recipients(conversation: Conversation, users, queues) -> QuerySet:
-    """Exactly the people mentioned: by name, or holding a mentioned discipline on this
-    team today, and who may see the conversation."""
+    """Exactly the people mentioned: by name (or, while one is away, the colleague
+    covering them: careteam.cover), or holding a mentioned discipline on this team today,
+    and who may see the conversation."""
     by_queue = TeamMembership.objects.current().filter(
         patient_id=conversation.patient_id, discipline__in=[d.pk for d in queues]
     )
+    named = receivers_for([u.pk for u in users])
     return conversation_audience(conversation).filter(
-        Q(pk__in=[u.pk for u in users]) | Q(pk__in=by_queue.values("user_id"))
+        Q(pk__in=sorted({named[u.pk] for u in users})) | Q(pk__in=by_queue.values("user_id"))
     )
 
 

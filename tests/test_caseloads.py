@@ -277,6 +277,31 @@ def test_cancelling_cover_sends_work_back_at_once(world):
     assert not patients_for(colleague).filter(pk=world.patient.pk).exists()
 
 
+def test_mentions_of_someone_away_reach_the_colleague_covering_them(world):
+    from careplans import services as plan_services
+    from careteam import conversations as conv
+    from careteam.permissions import patient_access
+
+    colleague = f.UserFactory(username="nurse9", disciplines=["nursing"])
+    today = timezone.localdate()
+    caseloads.cover_create(
+        by=world.nurse,
+        absent=world.nurse,
+        colleague=colleague,
+        discipline=f.discipline("nursing"),
+        start_date=today,
+        end_date=today,
+    )
+    access = patient_access(world.lead, world.patient)
+    plan_services.note_add(
+        access=access, plan=world.plan, by=world.lead, text="@nurse1 please check the wound"
+    )
+    conv.conversation_start(access=access, by=world.lead, subject="Wound", text="@nurse1 can you look today?")
+    kinds = set(Notification.objects.filter(recipient=colleague).values_list("kind", flat=True))
+    assert kinds == {"note-mention", "conversation-mention"}
+    assert not Notification.objects.filter(recipient=world.nurse).exists()
+
+
 # ---------------------------------------------------------------------------
 # Bulk reassignment
 # ---------------------------------------------------------------------------
@@ -355,3 +380,25 @@ def test_nobody_reassigns_someone_elses_caseload_without_supervising(client, wor
     )
     assert r.status_code == 404
     assert not Handoff.objects.exists()
+
+
+def test_a_supervisor_moves_a_whole_caseload_seeing_only_names_of_their_own_patients(client, world):
+    sup = _supervisor()
+    other_cm = f.UserFactory(username="cm2", disciplines=["case-management"])
+    hidden = _caseload(world.case_manager, 2)
+    Patient.objects.filter(pk=hidden[0].pk).update(family_name="Hiddenkamp")
+    team_services.membership_add(patient=world.patient, user=sup, discipline=f.discipline("case-management"))
+    _login(client, sup)
+    url = reverse("team:caseload_reassign")
+    page = client.get(url, {"from_user": world.case_manager.pk})
+    assert page.status_code == 200 and b"Hiddenkamp" not in page.content
+    data = {"from_user": world.case_manager.pk, "to_user": other_cm.pk, "scope": "all"}
+    confirm = client.post(url, {**data, "step": "preview"})
+    body = confirm.content.decode()
+    assert confirm.status_code == 200
+    assert "Team, Alice" in body and "Hiddenkamp" not in body and hidden[0].mrn not in body
+    assert "and 2 patients whose teams you are not on" in body
+    assert client.post(url, {**data, "step": "confirm"}).status_code == 302
+    assert Handoff.objects.filter(to_user=other_cm).count() == 3
+    event = AuditEvent.objects.get(object_type="caseload-reassignment")
+    assert event.user_id == sup.pk and len(event.patient_ids) == 3

@@ -335,7 +335,7 @@ def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
         r.assigned_to_id for r in rows_by_model[Activity] if getattr(r, "assigned_to_id", None) is not None
     }
     labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)}
-    links = _activity_links(access, plan, rows_by_model[Activity])
+    links = _activity_links(access, plan, rows_by_model[Activity], _history_rows(access, plan, Activity))
     changes: list[Change] = []
     for model, rows in rows_by_model.items():
         previous: dict[int, dict[str, Any]] = {}
@@ -402,7 +402,9 @@ class _Linked(frozenset):
 EMPTY_LINKS: dict[str, Any] = {}
 
 
-def _activity_links(access: PatientAccess, plan: CarePlan, rows: list) -> dict[int, dict[str, Any]]:
+def _activity_links(
+    access: PatientAccess, plan: CarePlan, rows: list, versions: QuerySet
+) -> dict[int, dict[str, Any]]:
     """For each historical activity row: the goals and needs it linked to, keeping only
     those the user may see (a link to a hidden need is neither named nor counted).
     Two queries for the links of every version, one per kind for the names."""
@@ -415,9 +417,10 @@ def _activity_links(access: PatientAccess, plan: CarePlan, rows: list) -> dict[i
         visible = {
             obj.pk: str(obj.description)[:60] for obj in access.visible(model.objects.filter(care_plan=plan))
         }
-        for history_id, pk in through.objects.filter(history_id__in=history_ids).values_list(
-            "history_id", target
-        ):
+        # the versions as a subquery: a thousand ids inlined cost more to send than to run
+        for history_id, pk in through.objects.filter(
+            history_id__in=versions.values("history_id")
+        ).values_list("history_id", target):
             if pk in visible:
                 out[history_id][name].add(pk)
         linked = type(f"_Linked{name}", (_Linked,), {"names": visible})

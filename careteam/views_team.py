@@ -9,6 +9,7 @@ import datetime as dt
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -152,15 +153,23 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET"])
 def open_handoffs(request: HttpRequest) -> HttpResponse:
-    """The case manager's view: every open handoff of their patients, oldest first."""
-    rows = list(handoff_services.handoffs_open_for_case_manager(request.user)[:500])
+    """The case manager's view: every open handoff of their patients, oldest first, a
+    page at a time."""
+    page = Paginator(handoff_services.handoffs_open_for_case_manager(request.user), OPEN_HANDOFFS_PAGE_SIZE)
+    page = page.get_page(request.GET.get("page"))
+    rows = list(page.object_list)
     audit_list(
         request,
         list_name="team.open_handoffs",
         patient_ids=[h.patient_id for h in rows],
-        detail=f"open handoffs, {len(rows)} shown",
+        query={"page": str(page.number)},
+        detail=f"open handoffs, {len(rows)} shown of {page.paginator.count}",
     )
-    return render(request, "team/open_handoffs.html", {"handoffs": rows, "now": timezone.now()})
+    context = {"handoffs": rows, "page": page, "query": "", "now": timezone.now()}
+    return render(request, "team/open_handoffs.html", context)
+
+
+OPEN_HANDOFFS_PAGE_SIZE = 50
 
 
 # ---------------------------------------------------------------------------

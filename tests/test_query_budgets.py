@@ -311,3 +311,44 @@ def test_the_caseload_view_takes_the_same_queries_however_many_patients(
         response = client.get(url)
     assert response.status_code == 200
     assert response.content.count(b"/patients/") >= 16
+
+
+OPEN_HANDOFFS_QUERIES = 8  # session, user, count, page, audit row, nav, and the page's own
+
+
+@pytest.mark.parametrize("handoffs", [2, 60])
+def test_open_handoffs_page_by_page_in_the_same_queries(
+    client, world, handoffs, django_assert_max_num_queries
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from careteam import handoffs as handoff_services
+
+    made = [
+        handoff_services.handoff_create(
+            from_user=world.nurse,
+            patient=world.patient,
+            to_discipline=f.discipline("pharmacy"),
+            due_at=timezone.now() + dt.timedelta(hours=1),
+            situation=f"s{i}",
+            background="b",
+            assessment="a",
+            recommendation="r",
+        )
+        for i in range(handoffs)
+    ]
+    client.force_login(world.case_manager)
+    url = reverse("team:open_handoffs")
+    client.get(url)
+    with django_assert_max_num_queries(OPEN_HANDOFFS_QUERIES):
+        first = client.get(url)
+    shown = [h.pk for h in first.context["handoffs"]]
+    assert shown == [h.pk for h in made[:50]]
+    if handoffs > 50:
+        with django_assert_max_num_queries(OPEN_HANDOFFS_QUERIES):
+            second = client.get(url, {"page": 2})
+        assert [h.pk for h in second.context["handoffs"]] == [h.pk for h in made[50:]]
+        assert 'rel="next"' in first.content.decode()
+    assert client.get(url, {"page": "x"}).status_code == 200  # a bad page number shows the first

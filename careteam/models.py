@@ -1,5 +1,5 @@
-"""Care-team models: users and disciplines, team memberships, handoffs, access policy,
-break-the-glass grants, audit events and notifications."""
+"""Care-team models: users, their preferences and disciplines, team memberships, handoffs,
+access policy, break-the-glass grants, audit events, notifications and digests."""
 
 from __future__ import annotations
 
@@ -53,6 +53,29 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username
+
+
+class UserPreference(models.Model):
+    """A person's own settings (the settings page, beside two-factor sign-in): their time
+    zone and the end-of-day digest, sent at `digest_time` of their local day."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="preference"
+    )
+    # an IANA zone name PostgreSQL knows (the sweep computes the local day in SQL);
+    # checked by careteam.digest.preference_update
+    time_zone = models.CharField(max_length=64, default="UTC")
+    digest_enabled = models.BooleanField(default=False)
+    digest_time = models.TimeField(default=dt.time(17, 0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user"], name="preference_digest_idx", condition=Q(digest_enabled=True))
+        ]
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user_id}"
 
 
 # ---------------------------------------------------------------------------
@@ -744,3 +767,47 @@ class ConversationRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read {self.conversation_id} to {self.last_read_message_id}"
+
+
+# ---------------------------------------------------------------------------
+# End-of-day digest (careteam/digest.py): one row per recipient and local day
+# ---------------------------------------------------------------------------
+class Digest(models.Model):
+    """One end-of-day digest: created by the reminder sweep once the recipient's local
+    send time has come, unique per recipient and local day, emailed at most once (counts
+    and links only), or skipped when there was nothing to say."""
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    local_date = models.DateField(help_text="The recipient's own calendar day this digest is for.")
+    due_moment = models.DateTimeField(help_text="The recipient's send time on that day, as an instant.")
+    created_at = models.DateTimeField(default=timezone.now)
+    # what the email said (numbers only), recorded when it was sent or skipped
+    counts = models.JSONField(default=dict, blank=True)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    # nothing to say, the digest turned off or the account closed by the time it was sent,
+    # or due before a restore (careteam.services.database_restore_record)
+    email_skipped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-local_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "local_date"], name="one_digest_per_recipient_and_day"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                name="digest_unsent_idx",
+                condition=Q(email_sent_at__isnull=True, email_skipped_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Digest for {self.recipient_id} on {self.local_date}"
+
+    @property
+    def email_handled(self) -> bool:
+        return self.email_sent_at is not None or self.email_skipped_at is not None

@@ -21,6 +21,14 @@ from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
+# Publishing retries twice (a stale pooled connection after a Redis restart), then gives
+# up: with the broker socket timeouts of settings.py one message costs at most a few
+# seconds of the publisher thread.
+PUBLISH = {
+    "retry": True,
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+}
+
 # Messages waiting in one process; beyond this a message is dropped (and logged): the sweep
 # finds its notification unsent and enqueues it again.
 MAX_PENDING = 10_000

@@ -1,7 +1,8 @@
 # SQL here is composed only from module constants; every value is a bound parameter.
 # ruff: noqa: S608
 """The reminder sweep: finds what is due and creates one Notification per (recipient,
-kind, object, due moment), then enqueues the emails.
+kind, object, due moment), then enqueues the emails; it also creates the end-of-day
+digests whose recipients' local send time has come (careteam/digest.py).
 
 Why it is built this way:
 - Every rule is ONE set-based statement, `INSERT ... SELECT ... ON CONFLICT DO NOTHING`,
@@ -37,7 +38,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import publisher
+from . import digest, publisher
 from .cover import receiver_sql
 from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
 from .permissions import VIEW_PATIENT
@@ -52,13 +53,8 @@ EMAIL_MESSAGES = 100
 # At most this many unsent emails are re-enqueued per sweep (the rest next minute).
 REQUEUE_LIMIT = 20_000
 
-# Publishing (on the background publisher thread, careteam/publisher.py) retries twice
-# (a stale pooled connection after a Redis restart), then gives up: with the broker socket
-# timeouts of settings.py one message costs at most a few seconds of that thread.
-PUBLISH = {
-    "retry": True,
-    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
-}
+# how a message is published (on the background publisher thread, careteam/publisher.py)
+PUBLISH = publisher.PUBLISH
 
 ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
 
@@ -371,8 +367,10 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
             result.created[str(rule.kind)] = len(ids)
             if ids and send_emails:
                 enqueue_emails(ids)
+    # the end-of-day digests whose recipients' local send time has come
+    result.created["digest"] = len(digest.digests_create(now=now, send_emails=send_emails))
     if send_emails:
-        result.requeued = emails_requeue(now=now)
+        result.requeued = emails_requeue(now=now) + digest.digests_requeue(now=now)
     if not send_emails:
         logger.info("reminder sweep as of %s: created %s, emails skipped", now, result.created)
     elif result.total or result.requeued:

@@ -456,6 +456,9 @@ _SKIP_UNSENT_EMAILS = """
     UPDATE careteam_notification SET email_skipped_at = %(now)s
     WHERE email_sent_at IS NULL AND email_skipped_at IS NULL AND created_at <= %(until)s
     RETURNING kind"""
+_SKIP_UNSENT_DIGESTS = """
+    UPDATE careteam_digest SET email_skipped_at = %(now)s
+    WHERE email_sent_at IS NULL AND email_skipped_at IS NULL AND created_at <= %(until)s"""
 
 
 @transaction.atomic
@@ -493,6 +496,8 @@ def database_restore_record(
     with connection.cursor() as cursor:
         cursor.execute(_SKIP_UNSENT_EMAILS, {"now": now, "until": until})
         emails = Counter(row[0] for row in cursor.fetchall())
+        cursor.execute(_SKIP_UNSENT_DIGESTS, {"now": now, "until": until})
+        emails.update({"digest": cursor.rowcount} if cursor.rowcount > 0 else {})
     sweep = reminders_sweep(now=until, send_emails=False)
     sessions_ended, _ = Session.objects.all().delete()
     tokens_revoked, _ = AuthToken.objects.all().delete()

@@ -83,3 +83,12 @@ def send_notification_emails(notification_ids: list[int]) -> int:
     from .notifications import notification_email_send
 
     return sum(notification_email_send(notification_id=i) for i in notification_ids)
+
+
+@shared_task(name="careteam.send_digest_emails", base=DatabaseTask)
+def send_digest_emails(digest_ids: list[int]) -> int:
+    """Count and email a batch of end-of-day digests, each in its own transaction; a
+    redelivered or retried batch skips those already handled."""
+    from .digest import digest_email_send
+
+    return sum(digest_email_send(digest_id=i) for i in digest_ids)

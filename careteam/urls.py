@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from patients import views as patient_views
 
-from . import views, views_twofactor
+from . import views, views_account, views_twofactor
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/two-factor/", views_twofactor.manage, name="two_factor"),
     path("accounts/two-factor/verify/", views_twofactor.verify, name="two_factor_verify"),
     path("accounts/two-factor/setup/", views_twofactor.setup, name="two_factor_setup"),
+    path("accounts/settings/", views_account.account_settings, name="account_settings"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # administrators sign in through the same pages as everyone (second factor included)
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),

@@ -327,10 +327,10 @@ def _patient_fields(path: str) -> tuple[str, str, str]:
     return (f"{path}_id", f"{path}__family_name", f"{path}__given_name")
 
 
-# Each kind of work is one restricted query, built once per process (careteam.prepared):
-# the permission rules cost Django more to build than PostgreSQL to run.
-def _activities_work(user, until):
-    # mine, or of a colleague I cover today (careteam.cover), or my discipline's queue
+def my_activities(user) -> QuerySet:
+    """Open activities of my patients' active plans that I may see: mine, or of a
+    colleague I cover today (careteam.cover), or unassigned in the queue of a discipline
+    I hold on that team. The activities My work lists; the end-of-day digest counts them."""
     mine_or_queue = work_for_q("assigned_to_id", user) | Q(
         assigned_to__isnull=True,
         owner_discipline_id__in=Subquery(
@@ -341,8 +341,29 @@ def _activities_work(user, until):
     )
     return (
         restrict(Activity.objects.all(), user, patient_path="care_plan__patient")
-        .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES, due_date__lte=until)
+        .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES)
         .filter(care_plan__status="active", care_plan__patient__in=team_patients_for(user))
+    )
+
+
+def my_handoffs_to_do(user) -> QuerySet:
+    """Open handoffs of my patients that wait for me: to accept (sent to me or my
+    discipline's queue) or accepted by me and not completed; only what I may see."""
+    from careteam import handoffs as handoff_selectors
+
+    return (
+        restrict(Handoff.objects.all(), user)
+        .filter(handoff_selectors.inbox_q(user) | handoff_selectors.accepted_q(user))
+        .filter(patient__in=team_patients_for(user))
+    )
+
+
+# Each kind of work is one restricted query, built once per process (careteam.prepared):
+# the permission rules cost Django more to build than PostgreSQL to run.
+def _activities_work(user, until):
+    return (
+        my_activities(user)
+        .filter(due_date__lte=until)
         .order_by("due_date", "id")
         .values_list(
             "pk",

@@ -60,6 +60,8 @@ RULES: dict[str, str] = {
     "two_factor_verify": "public",
     "two_factor_setup": "public",
     "two_factor": "login",
+    # the caller's own time zone and end-of-day digest
+    "account_settings": "login",
     # security (break-the-glass and audit)
     "security:emergency_access": "login",
     "security:patient_access_log": "patient-audit",

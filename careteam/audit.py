@@ -42,6 +42,8 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "handoff_id": ("careteam.Handoff", "patient_id"),
     "referral_id": ("referrals.Referral", "patient_id"),
     "consent_id": ("patients.Consent", "patient_id"),
+    # care transitions (the transitions app's pages name a transition by its id)
+    "transition_id": ("transitions.Transition", "patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
@@ -54,6 +56,7 @@ _SPECIFICITY = (
     "handoff_id",
     "consent_id",
     "membership_id",
+    "transition_id",
     "plan_id",
     "patient_id",
 )

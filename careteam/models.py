@@ -500,6 +500,9 @@ class NotificationKind(models.TextChoices):
     # conversations on a patient
     CONVERSATION_MENTION = "conversation-mention", "You were mentioned in a conversation"
     PROPOSAL_DECIDED = "proposal-decided", "Your proposal was answered"
+    # care transitions: an admission of a patient with an open plan, the debrief prompt
+    TRANSITION_ADMITTED = "transition-admitted", "Patient admitted to hospital"
+    DEBRIEF_DUE = "debrief-due", "Debrief after a discharge"
 
 
 class Notification(models.Model):

@@ -57,6 +57,8 @@ REQUEUE_LIMIT = 20_000
 PUBLISH = publisher.PUBLISH
 
 ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
+# the debrief window after a discharge (transitions.models.DEBRIEF_FROM_DAYS / _UNTIL_DAYS)
+DEBRIEF_FROM_DAYS, DEBRIEF_UNTIL_DAYS = 7, 30
 
 
 # ---------------------------------------------------------------------------
@@ -274,6 +276,25 @@ RULES: tuple[Rule, ...] = (
               AND r.sent_at + s.expected_response_days * interval '1 day' <= %(now)s""",
         recipients_sql="SELECT d.*, d.referred_by_id AS recipient_id FROM d",
     ),
+    Rule(
+        kind=NotificationKind.DEBRIEF_DUE,
+        due_moment="t.occurred_at + %(debrief_from)s",
+        object_type="transitions.transition",
+        lock="t",
+        # The care-transitions app's debrief: 7 days after a discharge, while it is not
+        # recorded and at most 30 days after; the case manager is prompted once (the due
+        # moment is the discharge's, so the unique key holds it to one row).
+        due_sql=f"""
+            SELECT t.id AS object_id, t.patient_id,
+                   t.occurred_at + %(debrief_from)s AS due_moment,
+                   'Debrief the discharge of ' || to_char(t.occurred_at AT TIME ZONE %(tz)s, 'DD Mon YYYY') || ' with the team (' || {_PATIENT_NAME} || ')' AS title,
+                   '/transitions/' || t.id || '/debrief/' AS url, NULL::bigint AS sensitivity_id
+            FROM transitions_transition t JOIN patients_patient pt ON pt.id = t.patient_id
+            WHERE t.kind = 'discharge' AND t.status = 'finished'
+              AND t.occurred_at + %(debrief_from)s <= %(now)s AND t.occurred_at + %(debrief_until)s >= %(now)s
+              AND NOT EXISTS (SELECT 1 FROM transitions_debrief db WHERE db.transition_id = t.id)""",
+        recipients_sql=_CASE_MANAGER,
+    ),
 )
 
 
@@ -349,6 +370,8 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "soon": dt.timedelta(minutes=settings.HANDOFF_DUE_SOON_MINUTES),
         "handoff_open": list(HANDOFF_OPEN_STATUSES),
         "activity_open": list(ACTIVITY_OPEN),
+        "debrief_from": dt.timedelta(days=DEBRIEF_FROM_DAYS),
+        "debrief_until": dt.timedelta(days=DEBRIEF_UNTIL_DAYS),
     }
     # the permission's id as a value (not a join) lets the planner estimate the grants right
     params["view_permission"] = Permission.objects.get(

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "patients.apps.PatientsConfig",
     "careplans.apps.CareplansConfig",
     "referrals.apps.ReferralsConfig",
+    "transitions.apps.TransitionsConfig",
 ]
 
 MIDDLEWARE = [

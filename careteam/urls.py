@@ -28,5 +28,6 @@ urlpatterns = [
     path("team/", include("careteam.urls_team")),
     path("security/", include("careteam.urls_security")),
     path("referrals/", include("referrals.urls")),
+    path("", include("transitions.urls")),
     path("", include("careteam.api.urls")),
 ]

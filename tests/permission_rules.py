@@ -26,6 +26,9 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
   "item-write"      changes an existing item: as patient-write, but members of another
                     discipline than the item's owner_discipline get 403 on POST (case
                     manager and lead may edit anything; items without an owner: any member)
+  "reconcile"       sign a medication reconciliation: as patient-write, but only members
+                    of a discipline the reconciliation policy allows (pharmacy by
+                    default) may POST; other members 403
   "team-manage"     assign/end roles: case manager and lead only; other members and
                     break-the-glass 403; everyone else 404
   "team-leave"      end a role: as team-manage, except that the role's own holder may
@@ -122,6 +125,26 @@ RULES: dict[str, str] = {
     "referrals:dashboard": "login",
     "referrals:catalog_import": "catalog-admin",
     "referrals:catalog_export": "catalog-admin",
+    # care transitions and medications (transitions app): the dashboard counts only the
+    # caller's own team patients; reconciling is for pharmacy (or what the policy allows)
+    "transitions:dashboard": "login",
+    "transitions:patient_transitions": "patient-write",
+    "transitions:hospital_pauses": "patient-write",
+    "transitions:transition_detail": "patient-read",
+    "transitions:debrief": "patient-write",
+    "transitions:step_done": "item-write",
+    "transitions:medications": "patient-write",
+    "transitions:reconcile": "reconcile",
+    "transitions:medication_history": "patient-read",
+    "transitions:schedule": "patient-read",
+    "transitions:schedule_pdf": "patient-read",
+    "transitions:api-transition-list": "api",
+    "transitions:api-transition-detail": "api",
+    "transitions:api-medication-line-list": "api",
+    "transitions:fhir-encounter-search": "api",
+    "transitions:fhir-encounter": "api",
+    "transitions:fhir-medicationstatement-search": "api",
+    "transitions:fhir-medicationstatement": "api",
     # handoffs, the inbox and notifications
     "team:inbox": "login",
     "team:handoffs_sent": "login",

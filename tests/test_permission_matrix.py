@@ -48,13 +48,24 @@ KNOWN_RULES = {
     "team-manage",
     "team-leave",
     "patient-audit",
+    "reconcile",
     "catalog-admin",
     "audit-admin",
     "superuser",
     *SKIPPED_RULES,
 }
-PATIENT_RULES = {"patient-read", "patient-write", "item-write", "team-manage", "team-leave", "patient-audit"}
-WRITE_RULES = {"patient-write", "item-write", "team-manage", "team-leave"}
+PATIENT_RULES = {
+    "patient-read",
+    "patient-write",
+    "item-write",
+    "team-manage",
+    "team-leave",
+    "patient-audit",
+    "reconcile",
+}
+WRITE_RULES = {"patient-write", "item-write", "team-manage", "team-leave", "reconcile"}
+# who may sign a medication reconciliation (the default policy: pharmacy)
+RECONCILERS = {"pharmacist"}
 # URL keywords naming patient data, most specific first: the first present is the target
 PATIENT_KWARGS = (
     "screening_id",
@@ -66,6 +77,7 @@ PATIENT_KWARGS = (
     "handoff_id",
     "consent_id",
     "membership_id",
+    "transition_id",
     "plan_id",
     "patient_id",
 )
@@ -237,6 +249,7 @@ def build(world) -> Matrix:
     team["referral_id"] = f.ReferralFactory(
         patient=world.patient, care_plan=world.plan, service=service, referred_by=world.nurse
     )
+    team["transition_id"] = _transition(world.patient, world.nurse)
     other = {
         "patient_id": world.other_patient,
         "plan_id": world.other_plan,
@@ -246,6 +259,7 @@ def build(world) -> Matrix:
         obj = other[key]
         type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
     other["membership_id"] = TeamMembership.objects.get(patient=world.other_patient)
+    other["transition_id"] = _transition(world.other_patient, world.other_team_nurse)
     other["consent_id"] = _consent(world.other_patient, world.other_team_nurse)
     other["handoff_id"] = f.HandoffFactory(
         patient=world.other_patient,
@@ -292,6 +306,16 @@ def build(world) -> Matrix:
             client.force_login(user)
         matrix.clients[role] = client
     return matrix
+
+
+def _transition(patient, recorder):
+    """A discharge of last week (its checklist is not needed for access)."""
+    from transitions.models import Transition
+
+    when = timezone.now() - dt.timedelta(days=8)
+    return Transition.objects.create(
+        patient=patient, kind="discharge", occurred_at=when, discharged_at=when, recorded_by=recorder
+    )
 
 
 def _consent(patient, recorder):
@@ -398,6 +422,8 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
         if rule == "team-manage"
         else may_edit(role, target)
         if rule == "item-write"
+        else role in RECONCILERS
+        if rule == "reconcile"
         else True
     )
     return {"ok"} if allowed else {403}

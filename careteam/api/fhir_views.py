@@ -32,6 +32,7 @@ from careteam.permissions import (
 )
 from referrals.models import Referral
 from referrals.selectors import referral_for_user
+from transitions import fhir as transitions_fhir
 
 from . import fhir
 from .auth import ApiTokenAuthentication
@@ -508,6 +509,7 @@ class PatientEverythingView(FHIRView):
             entries.append(
                 (self.url(f"QuestionnaireResponse/{response.pk}"), screening.response_resource(response))
             )
+        entries.extend(transitions_fhir.everything_entries(access, self.url))
         audit(
             user=request.user,
             action=AuditAction.EXPORT,

@@ -197,6 +197,8 @@ PATIENTS = [
             ("homehealth", "home-health", "member"),
             ("nurse", "nursing", "member"),
             ("physician", "physician", "member"),
+            ("pharmacist", "pharmacy", "member"),
+            ("socialworker", "social-work", "member"),
         ],
         "plan": dict(title="Hospital to home after right knee replacement", review_due_days=0),
         "goals": [

@@ -7,7 +7,9 @@ import datetime as dt
 import os
 from datetime import timedelta
 
+from django.apps import apps
 from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -58,6 +60,9 @@ class Command(BaseCommand):
                     self._patient(spec, users, services)
                     created += 1
             self._caseloads(users)
+        if apps.is_installed("transitions"):
+            # the care-transitions demo (a recent discharge) lives with its app
+            call_command("seed_transitions_demo", stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} patients added)."))
         self.stdout.write(f"Demo logins (password '{password}'):")
         for username, first, last, title, codes in DEMO_USERS:

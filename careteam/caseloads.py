@@ -143,7 +143,8 @@ def caseload_summaries(
 ) -> list[CaseloadSummary]:
     """Per case manager (all of them, or `user_ids`): patients, acuity-weighted load,
     open and overdue work, new this month. Counts only, no patient named: a supervisor
-    sees these for every case manager. Two queries whatever the number of rows."""
+    sees these for every case manager. A fixed number of queries whatever the number of
+    rows (the statement, its JIT setting, the users)."""
     now = timezone.now()
     today = today or timezone.localdate(now)
     params = {
@@ -155,7 +156,9 @@ def caseload_summaries(
         "activity_open": list(ACTIVITY_OPEN),
         "handoff_open": list(HANDOFF_OPEN_STATUSES),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # JIT compiling this join costs more than running it (400 ms at 10,000 patients)
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_SUMMARY_SQL, params)
         rows = cursor.fetchall()
     found = {}

@@ -483,6 +483,7 @@ def checklist_start(
     return added, linked
 
 
+@transaction.atomic
 def step_done(
     *, access: PatientAccess, by: User, activity: Activity, expected_version: int | None, request=None
 ) -> Activity:

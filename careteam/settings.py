@@ -327,6 +327,21 @@ API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=10)
 # FHIR search pages
 HSDS_IMPORT_MAX_BYTES = env.int("HSDS_IMPORT_MAX_BYTES", default=50_000_000)
 HSDS_IMPORT_MAX_FILES = env.int("HSDS_IMPORT_MAX_FILES", default=50)
+
+# The catalog as an HSDS 3.0 read API under /hsds/ (docs/hsds.md): "signed-in" (a session
+# or an API token, the default) or "public" (anyone; the catalog holds no patient data).
+HSDS_API_ACCESS = env.str("HSDS_API_ACCESS", default="signed-in")
+if HSDS_API_ACCESS not in ("signed-in", "public"):
+    raise ImproperlyConfigured(f"HSDS_API_ACCESS is 'signed-in' or 'public', not {HSDS_API_ACCESS!r}.")
+HSDS_API_PAGE_SIZE = env.int("HSDS_API_PAGE_SIZE", default=50)
+HSDS_API_MAX_PER_PAGE = env.int("HSDS_API_MAX_PER_PAGE", default=200)
+if not 1 <= HSDS_API_PAGE_SIZE <= HSDS_API_MAX_PER_PAGE:
+    raise ImproperlyConfigured("HSDS_API_PAGE_SIZE must be from 1 to HSDS_API_MAX_PER_PAGE.")
+# A listing not assured (checked by a catalog administrator) for this many months is
+# listed as stale on the catalog review page.
+CATALOG_STALE_MONTHS = env.int("CATALOG_STALE_MONTHS", default=12)
+if CATALOG_STALE_MONTHS < 1:
+    raise ImproperlyConfigured("CATALOG_STALE_MONTHS must be at least 1.")
 FHIR_IMPORT_MAX_ENTRIES = env.int("FHIR_IMPORT_MAX_ENTRIES", default=500)
 FHIR_SEARCH_MAX_COUNT = env.int("FHIR_SEARCH_MAX_COUNT", default=200)
 

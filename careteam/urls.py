@@ -29,5 +29,6 @@ urlpatterns = [
     path("security/", include("careteam.urls_security")),
     path("referrals/", include("referrals.urls")),
     path("", include("transitions.urls")),
+    path("hsds/", include("referrals.hsds_urls")),
     path("", include("careteam.api.urls")),
 ]

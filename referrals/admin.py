@@ -9,7 +9,16 @@ from django.utils import timezone
 from careteam.admin import PatientRestrictedAdmin
 
 from . import hsds
-from .models import Location, Organization, Referral, Service, ServiceAtLocation, ServiceStatus, TaxonomyTerm
+from .models import (
+    Location,
+    Organization,
+    Referral,
+    Service,
+    ServiceAtLocation,
+    ServiceStatus,
+    Taxonomy,
+    TaxonomyTerm,
+)
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -64,7 +73,13 @@ def _set_status(status: str, label: str):
 
 @admin.action(description="Mark selected services verified today")
 def mark_verified(modeladmin, request, queryset):
-    count = queryset.update(last_verified=timezone.localdate(), updated_at=timezone.now())
+    today = timezone.localdate()
+    count = queryset.update(
+        last_verified=today,
+        assured_date=today.isoformat(),
+        assurer_email=request.user.email or "",
+        updated_at=timezone.now(),
+    )
     modeladmin.message_user(request, f"{count} service(s) verified today.", messages.SUCCESS)
 
 
@@ -78,8 +93,8 @@ class OrganizationAdmin(CatalogAdmin):
 
 @admin.register(Service)
 class ServiceAdmin(CatalogAdmin):
-    list_display = ("name", "organization", "status", "is_free", "last_verified")
-    list_filter = ("status", "is_free", "categories", "last_verified")
+    list_display = ("name", "organization", "status", "capacity_status", "is_free", "last_verified")
+    list_filter = ("status", "capacity_status", "is_free", "categories", "last_verified")
     search_fields = ("name", "alternate_name", "description", "organization__name", "service_area")
     list_select_related = ("organization",)
     filter_horizontal = ("categories",)
@@ -110,6 +125,12 @@ class ServiceAtLocationAdmin(CatalogAdmin):
     search_fields = ("service__name", "location__name")
     list_select_related = ("service", "location")
     raw_id_fields = ("service", "location")
+
+
+@admin.register(Taxonomy)
+class TaxonomyAdmin(CatalogAdmin):
+    list_display = ("name", "version", "uri")
+    search_fields = ("name",)
 
 
 @admin.register(TaxonomyTerm)

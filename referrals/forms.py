@@ -15,6 +15,7 @@ from careteam.concurrency import VersionedFormMixin
 from .models import (
     REFERRAL_CLOSED_STATUSES,
     REFERRAL_TRANSITIONS,
+    CapacityStatus,
     ReferralOutcome,
     ReferralStatus,
     ServiceStatus,
@@ -124,6 +125,7 @@ class ReferralForm(forms.Form):
     reason = forms.CharField(label="Reason for the referral", widget=forms.Textarea(attrs={"rows": 3}))
     priority = forms.ChoiceField(choices=PRIORITIES, initial="routine")
     send = forms.BooleanField(label="Send now (otherwise saved as a draft)", required=False, initial=True)
+    send_to_full = forms.BooleanField(label="Send even though the service says it is full", required=False)
 
     def __init__(self, *args, needs=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -205,7 +207,10 @@ class MeasuresPeriodForm(forms.Form):
 class HsdsImportForm(forms.Form):
     file = forms.FileField(
         label="HSDS file",
-        help_text="A JSON file (organizations, services or services-at-location) or a .zip of the CSV package.",
+        help_text=(
+            "A JSON file (organizations, services, services-at-location, taxonomies or taxonomy "
+            "terms) or a .zip of the CSV package."
+        ),
     )
     kind = forms.ChoiceField(
         label="The JSON file holds",
@@ -215,6 +220,8 @@ class HsdsImportForm(forms.Form):
             ("organization", "Organizations"),
             ("service", "Services"),
             ("service_at_location", "Services at locations"),
+            ("taxonomy", "Taxonomies"),
+            ("taxonomy_term", "Taxonomy terms"),
         ],
     )
 
@@ -228,3 +235,30 @@ class HsdsImportForm(forms.Form):
         if upload.size > self.MAX_BYTES:
             raise forms.ValidationError("The file is larger than 50 MB.")
         return upload
+
+
+class CapacityForm(forms.Form):
+    """A service's capacity now (catalog administrators; partner staff through their page)."""
+
+    capacity_status = forms.ChoiceField(
+        label="Capacity", required=False, choices=[("", "Not known"), *CapacityStatus.choices]
+    )
+    capacity_note = forms.CharField(
+        label="Note", required=False, max_length=250, help_text="e.g. about 3 weeks' wait"
+    )
+    capacity_available = forms.IntegerField(
+        label="Places free", required=False, min_value=0, max_value=2**31 - 1
+    )
+    capacity_maximum = forms.IntegerField(
+        label="Places in all", required=False, min_value=0, max_value=2**31 - 1
+    )
+
+
+class ListingReviewForm(forms.Form):
+    change = forms.IntegerField(widget=forms.HiddenInput, min_value=1, max_value=2**31 - 1)
+    decision = forms.ChoiceField(choices=[("publish", "Publish"), ("reject", "Reject")])
+    note = forms.CharField(label="Note", required=False, max_length=1000)
+
+
+class AssureForm(forms.Form):
+    service = forms.UUIDField(widget=forms.HiddenInput)

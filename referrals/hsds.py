@@ -33,10 +33,21 @@ from typing import Any
 import jsonschema
 from django.db import transaction
 from django.utils.dateparse import parse_date, parse_datetime
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from careteam.validators import link_allowed, validate_link
 
-from .models import Location, Organization, Service, ServiceAtLocation, ServiceStatus, TaxonomyTerm
+from .models import (
+    CapacityStatus,
+    Location,
+    Organization,
+    Service,
+    ServiceAtLocation,
+    ServiceStatus,
+    Taxonomy,
+    TaxonomyTerm,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "hsds_schema"
 NAMESPACE = uuid.UUID("6f1c3f0e-4b7a-4d8e-9a51-2c8f3b0e7d10")  # ids of sub-records made on export
@@ -65,6 +76,7 @@ CSV_FILES: dict[str, str] = {
     "address": "addresses.csv",
     "accessibility": "accessibility.csv",
     "organization_identifier": "organization_identifiers.csv",
+    "service_capacity": "service_capacity.csv",
 }
 CORE_TABLES = ("organization", "service", "location", "service_at_location")
 # Files of the package that describe the data set rather than the catalog.
@@ -94,6 +106,7 @@ KEY_TABLE: dict[str, str] = {
     "organization_identifiers": "organization_identifier",
     "services": "service",
     "service": "service",
+    "service_capacity": "service_capacity",
 }
 
 # Sub-record lists kept in `details`, per owner table: key -> link column in the child row.
@@ -114,6 +127,7 @@ CHILD_LISTS: dict[str, dict[str, str]] = {
         "cost_options": "service_id",
         "required_documents": "service_id",
         "contacts": "service_id",
+        "service_capacity": "service_id",
     },
     "location": {
         "languages": "location_id",
@@ -164,6 +178,20 @@ _SUBSCHEMAS: dict[str, dict] = {}
 
 
 @cache
+def file_validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator for one of the schema files of `hsds_schema/` (e.g. "taxonomy_term"),
+    resolving its relative `$ref`s to the other files there."""
+
+    def retrieve(uri: str) -> Resource:
+        with open(SCHEMA_DIR / Path(uri).name, encoding="utf-8") as fh:
+            return Resource.from_contents(json.load(fh), default_specification=DRAFT202012)
+
+    schema = compiled_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, registry=Registry(retrieve=retrieve))
+
+
+@cache
 def table_fields() -> dict[str, tuple[dict[str, str], tuple[str, ...]]]:
     """Scalar properties (name -> JSON type) and required names of every HSDS table,
     read from the compiled schemas so the CSV columns follow the standard's order."""
@@ -188,7 +216,27 @@ def table_fields() -> dict[str, tuple[dict[str, str], tuple[str, ...]]]:
 
     for table in ("service", "organization", "service_at_location"):
         walk(compiled_schema(table), table)
+    walk(SERVICE_CAPACITY_SCHEMA, "service_capacity")
     return out
+
+
+# HSDS 3.1's service_capacity (openreferral/specification#221), which 3.0 lacks: CareTeam
+# serves and imports it (service_capacity_json), and the CSV package has its table.
+SERVICE_CAPACITY_SCHEMA: dict = {
+    "type": "object",
+    # 3.1 also requires unit_id, available and updated; a status without a count has none
+    "required": ["id", "service_id"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "service_id": {"type": "string", "format": "uuid"},
+        "unit_id": {"type": "string", "format": "uuid"},
+        "available": {"type": "number"},
+        "maximum": {"type": "number"},
+        "description": {"type": "string"},
+        "updated": {"type": "string", "format": "date-time"},
+        "unit": {"type": "object"},
+    },
+}
 
 
 def csv_columns(table: str) -> list[str]:
@@ -225,7 +273,14 @@ class ImportResult:
 
     def summary(self) -> str:
         parts = []
-        for table in ("organization", "service", "location", "service_at_location", "taxonomy_term"):
+        for table in (
+            "organization",
+            "service",
+            "location",
+            "service_at_location",
+            "taxonomy",
+            "taxonomy_term",
+        ):
             c, u = self.created.get(table, 0), self.updated.get(table, 0)
             if c or u:
                 parts.append(f"{table}: {c} created, {u} updated")
@@ -270,8 +325,19 @@ def _json_items(text: str) -> list[tuple[Any, int]]:
     return items
 
 
+TERM_MARKS = ("taxonomy_detail", "term_uri", "parent_id", "taxonomy_id")
+LOCATION_MARKS = ("location_type", "addresses", "latitude", "longitude", "transportation", "accessibility")
+
+
 def guess_table(obj: dict) -> str:
-    """organization, service or service_at_location, from the object's own keys."""
+    """The HSDS table an object belongs to, from its own keys: organization, service,
+    service_at_location, taxonomy_term, taxonomy or location."""
+    if any(k in obj for k in LOCATION_MARKS) and "status" not in obj:
+        return "location"
+    if any(k in obj for k in TERM_MARKS) or ("code" in obj and "taxonomy" in obj):
+        return "taxonomy_term"
+    if "version" in obj and not any(k in obj for k in ("status", "website", "email", "services")):
+        return "taxonomy"
     if "status" in obj or "service_at_locations" in obj or "organization" in obj or "organization_id" in obj:
         return "service"
     if "location" in obj or "location_id" in obj or "service_id" in obj or "service" in obj:
@@ -280,12 +346,17 @@ def guess_table(obj: dict) -> str:
 
 
 def _table_from_filename(name: str) -> str | None:
-    """organizations.json, services.json, service_at_locations.json (as export_hsds writes)."""
+    """organizations.json, services.json, service_at_locations.json (as export_hsds writes),
+    and the official examples' names (taxonomy.json, taxonomy_term_list.json, location.json)."""
     stem = name.lower()
     for prefix, table in (
         ("service_at_location", "service_at_location"),
         ("service", "service"),
         ("organization", "organization"),
+        ("taxonomy_term", "taxonomy_term"),
+        ("taxonomies", "taxonomy"),
+        ("taxonomy", "taxonomy"),
+        ("location", "location"),
     ):
         if stem.startswith(prefix):
             return table
@@ -302,27 +373,70 @@ def _schema_problems(table: str, obj: dict, file: str, line: int | None) -> list
     return problems
 
 
-def read_json(path: Path, table: str | None = None) -> tuple[list[_Item], list[Problem]]:
+JSON_TABLES = ("organization", "service", "service_at_location", "taxonomy_term", "taxonomy")
+LOCATION_REFUSED = (
+    "a file of locations cannot be imported on its own: an HSDS location belongs to an "
+    "organization or a service at a location. Import organizations.json (locations nested "
+    "in their organization), service_at_locations.json or the CSV package instead."
+)
+
+
+def read_json(path: Path, table: str | None = None) -> tuple[list[_Item], list[Problem], list[Problem]]:
+    """The objects of a JSON file, validated (problems), and the properties the schemas
+    do not know (warnings, as the CSV import warns of unknown columns)."""
     name = path.name
     try:
         text = path.read_text(encoding="utf-8")
         raw = _json_items(text)
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(name, None, f"cannot read the file: {exc}")]
+        return [], [Problem(name, None, f"cannot read the file: {exc}")], []
     except json.JSONDecodeError as exc:
-        return [], [Problem(name, exc.lineno, f"not valid JSON: {exc.msg}")]
-    items, problems = [], []
+        return [], [Problem(name, exc.lineno, f"not valid JSON: {exc.msg}")], []
+    items, problems, warnings = [], [], []
     table = table or _table_from_filename(name)
     for obj, line in raw:
         if not isinstance(obj, dict):
             problems.append(Problem(name, line, "expected an HSDS object"))
             continue
         kind = table or guess_table(obj)
+        if kind == "location":
+            return [], [Problem(name, line, LOCATION_REFUSED)], []
+        if kind not in JSON_TABLES:
+            problems.append(Problem(name, line, f"{kind} objects cannot be imported"))
+            continue
         found = _schema_problems(kind, obj, name, line)
         problems += found
         if not found:
             items.append(_Item(kind, obj, name, line))
-    return items, problems
+            unknown = unknown_properties(kind, obj)
+            if unknown:
+                warnings.append(Problem(name, line, f"unknown fields ignored: {', '.join(sorted(unknown))}"))
+    return items, problems, warnings
+
+
+def unknown_properties(table: str, obj: dict, path: str = "") -> list[str]:
+    """Properties of `obj` (and of its sub-records) that the HSDS schema of `table` does
+    not define, as table.property paths (service.phones[0].fax)."""
+    table_fields()
+    top = ("organization", "service", "service_at_location")
+    schema = compiled_schema(table) if table in top else _SUBSCHEMAS.get(table, {})
+    known = set(schema.get("properties", {})) | set(EXTENSIONS.get(table, ()))
+    path = path or table
+    out = []
+    for key, value in obj.items():
+        if key not in known:
+            out.append(f"{path}.{key}")
+            continue
+        child = KEY_TABLE.get(key)
+        if child is None or child not in _SUBSCHEMAS or key in EXTENSIONS.get(table, ()):
+            continue
+        if isinstance(value, dict):
+            out += unknown_properties(child, value, f"{path}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    out += unknown_properties(child, item, f"{path}.{key}[{i}]")
+    return out
 
 
 # Required columns a blank cell cannot satisfy (other required texts may be empty).
@@ -373,12 +487,12 @@ def read_csv_package(folder: Path) -> tuple[list[_Item], list[Problem], list[Pro
             with open(path, encoding="utf-8-sig", newline="") as fh:
                 reader = csv.DictReader(fh)
                 header = reader.fieldnames or []
-                unknown = [c for c in header if c not in scalars]
+                unknown = [f"{table}.{c}" for c in header if c not in scalars]
                 if "id" not in header:
                     problems.append(Problem(filename, 1, "no id column"))
                     continue
                 if unknown:
-                    warnings.append(Problem(filename, 1, f"unknown columns ignored: {', '.join(unknown)}"))
+                    warnings.append(Problem(filename, 1, f"unknown fields ignored: {', '.join(unknown)}"))
                 line = 1
                 for raw in reader:
                     start = line + 1
@@ -454,11 +568,15 @@ def read_csv_package(folder: Path) -> tuple[list[_Item], list[Problem], list[Pro
             found = _schema_problems(schema_table, obj, CSV_FILES[table], line)
             problems += found
             items.append(_Item(table, obj, CSV_FILES[table], line))
+    taxonomies = [
+        _Item("taxonomy", obj, CSV_FILES["taxonomy"], lines[("taxonomy", pk)])
+        for pk, obj in rows["taxonomy"].items()
+    ]
     terms = [
         _Item("taxonomy_term", obj, CSV_FILES["taxonomy_term"], lines[("taxonomy_term", pk)])
         for pk, obj in nested["taxonomy_term"].items()
     ]
-    return terms + items, problems, warnings
+    return taxonomies + terms + items, problems, warnings
 
 
 def _is_uuid(value: Any) -> bool:
@@ -537,7 +655,7 @@ def import_path(path: str | Path, *, table: str | None = None) -> ImportResult:
     if path.is_dir():
         items, problems, warnings = read_csv_package(path)
     elif path.suffix.lower() == ".json":
-        items, problems = read_json(path, table)
+        items, problems, warnings = read_json(path, table)
     elif path.suffix.lower() == ".csv":
         items, problems, warnings = read_csv_package(path.parent)
     else:
@@ -622,6 +740,7 @@ LOCATION_FIELDS = [
     "external_identifier_type",
 ]
 TERM_FIELDS = ["code", "name", "description", "taxonomy", "language", "term_uri"]
+TAXONOMY_FIELDS = ["name", "description", "uri", "version"]
 
 
 class _Writer:
@@ -690,10 +809,22 @@ class _Writer:
         return str(obj["id"])
 
     # -- tables ------------------------------------------------------------------
+    def _taxonomy(self, obj: dict, item: _Item) -> Taxonomy | None:
+        pk = self._pk(obj, item)
+        if pk is None:
+            return None
+        values = self._columns(Taxonomy, obj, TAXONOMY_FIELDS, item)
+        values["details"] = {k: obj[k] for k in ("metadata",) if k in obj}
+        taxonomy, created = Taxonomy.objects.update_or_create(pk=pk, defaults=values)
+        self.count("taxonomy", created)
+        return taxonomy
+
     def _taxonomy_term(self, obj: dict, item: _Item) -> TaxonomyTerm | None:
         pk = self._pk(obj, item)
         if pk is None:
             return None
+        if isinstance(obj.get("taxonomy_detail"), dict):
+            self._taxonomy(obj["taxonomy_detail"], item)
         values = self._columns(TaxonomyTerm, obj, TERM_FIELDS, item)
         values["taxonomy"] = values["taxonomy"] or ""
         taxonomy_id = obj.get("taxonomy_id") or (obj.get("taxonomy_detail") or {}).get("id")
@@ -786,6 +917,7 @@ class _Writer:
             return None
         values["details"] = _details(obj, "service")
         values.update(_derived_service_columns(obj))
+        values.update(capacity_columns(obj.get("service_capacity")))
         service, created = Service.objects.update_or_create(pk=pk, defaults=values)
         self.count("service", created)
         terms = []
@@ -865,6 +997,7 @@ def _details(obj: dict, table: str) -> dict:
     keys = list(child_lists(table))
     if table == "service":
         keys.append("program")
+        keys.remove("service_capacity")  # kept in the capacity columns
     return {k: obj[k] for k in keys if k in obj}
 
 
@@ -1008,9 +1141,10 @@ def service_at_location_json(sal: ServiceAtLocation, *, with_location: bool = Tr
     return _sorted(out)
 
 
-def service_json(service: Service) -> dict:
+def service_json(service: Service, *, with_locations: bool = True, with_organization: bool = False) -> dict:
     """One HSDS service object; the search columns become sub-records when an
-    administrator set them without one."""
+    administrator set them without one. One mapping for the export, the API and
+    (inverted) the import."""
     out = _clean({"id": service.pk, "organization_id": service.organization_id})
     columns = {f: getattr(service, f) for f in SERVICE_FIELDS}
     if not columns["assured_date"] and service.last_verified:
@@ -1072,10 +1206,89 @@ def service_json(service: Service) -> dict:
             attribute["taxonomy_term"] = term_json(categories[term_id])
     details["attributes"] = attributes
     out.update({k: v for k, v in details.items() if v not in ([], None)})
-    sals = [service_at_location_json(sal) for sal in service.service_at_locations.all()]
-    if sals:
-        out["service_at_locations"] = sals
+    capacity = service_capacity_json(service)
+    if capacity:
+        out["service_capacity"] = capacity
+    if with_locations:
+        sals = [service_at_location_json(sal) for sal in service.service_at_locations.all()]
+        if sals:
+            out["service_at_locations"] = sals
+    if with_organization:
+        out["organization"] = organization_json(service.organization)
     return _sorted(out)
+
+
+CAPACITY_UNIT = {"id": str(uuid.uuid5(NAMESPACE, "unit/places")), "name": "places", "scheme": "careteam"}
+
+
+def service_capacity_json(service: Service) -> list[dict]:
+    """The capacity as HSDS 3.1 `service_capacity` (one record; HSDS 3.0 has no such
+    table and its schemas allow the extra property). 3.1 counts places; CareTeam keeps a
+    status, carried as the record's description ("full", or "waitlist: about 3 weeks")."""
+    if not service.capacity_status:
+        return []
+    available = service.capacity_available
+    if available is None and service.capacity_status == CapacityStatus.FULL:
+        available = 0
+    description = service.capacity_status + (f": {service.capacity_note}" if service.capacity_note else "")
+    return [
+        _clean(
+            {
+                "id": _synth_id(service.pk, "capacity"),
+                "service_id": service.pk,
+                "unit_id": CAPACITY_UNIT["id"],
+                "unit": dict(CAPACITY_UNIT),
+                "available": available,
+                "maximum": service.capacity_maximum,
+                "description": description,
+                "updated": service.capacity_updated_at,
+            }
+        )
+    ]
+
+
+def capacity_columns(records: list[dict] | None) -> dict:
+    """The capacity columns from `service_capacity` records (the inverse of
+    service_capacity_json); no record leaves the capacity unknown."""
+    record = next(iter(records or []), None)
+    if not isinstance(record, dict):
+        return {
+            "capacity_status": "",
+            "capacity_note": "",
+            "capacity_available": None,
+            "capacity_maximum": None,
+            "capacity_updated_at": None,
+        }
+    status, _, note = str(record.get("description") or "").partition(":")
+    status = status.strip().lower()
+    available = record.get("available")
+    if status not in CapacityStatus.values:
+        status = CapacityStatus.FULL if available == 0 else CapacityStatus.AVAILABLE
+    count = lambda v: int(v) if isinstance(v, int | float) and 0 <= v < 2**31 else None  # noqa: E731
+    return {
+        "capacity_status": status,
+        "capacity_note": note.strip()[:250],
+        "capacity_available": count(available),
+        "capacity_maximum": count(record.get("maximum")),
+        "capacity_updated_at": parse_datetime(str(record.get("updated") or "")),
+    }
+
+
+def taxonomy_json(taxonomy: Taxonomy) -> dict:
+    out = _clean({"id": taxonomy.pk, "name": taxonomy.name, "uri": taxonomy.uri, "version": taxonomy.version})
+    out["description"] = taxonomy.description
+    out.update(taxonomy.details or {})
+    return out
+
+
+def one_to_one(table: str, obj: dict) -> dict:
+    """The object's own fields only (the HSDS API's list shape: no sub-record arrays)."""
+    scalars = table_fields()[table][0]
+    return {k: v for k, v in obj.items() if k in scalars or k in EXTENSIONS.get(table, ())}
+
+
+# Properties CareTeam adds to HSDS 3.0 objects (HSDS 3.1 names), known to the import.
+EXTENSIONS: dict[str, tuple[str, ...]] = {"service": ("service_capacity",)}
 
 
 def _lang_code(language: dict) -> str:
@@ -1099,9 +1312,12 @@ def catalog_querysets(services=None):
 
 
 def export_json(services=None) -> dict[str, list[dict]]:
-    """The three HSDS JSON documents (arrays), for all services or a chosen queryset."""
+    """The HSDS JSON documents (arrays), for all services or a chosen queryset, with the
+    catalog's taxonomies and terms (the CSV package has the same tables)."""
     organizations, services, sals = catalog_querysets(services)
     return {
+        "taxonomies.json": [taxonomy_json(t) for t in Taxonomy.objects.order_by("id")],
+        "taxonomy_terms.json": [term_json(t) for t in TaxonomyTerm.objects.order_by("id")],
         "organizations.json": [
             organization_json(o, sorted(o.locations.all(), key=lambda loc: str(loc.pk)))
             for o in organizations
@@ -1151,8 +1367,10 @@ def flatten(documents: dict[str, list[dict]]) -> dict[str, list[dict]]:
         add("organization", org, {})
     for service in documents.get("services.json", []):
         add("service", service, {})
-    for term in TaxonomyTerm.objects.order_by("id"):
-        add("taxonomy_term", term_json(term), {})
+    for taxonomy in documents.get("taxonomies.json", []):
+        add("taxonomy", taxonomy, {})
+    for term in documents.get("taxonomy_terms.json", []):
+        add("taxonomy_term", term, {})
     return {t: list(rows.values()) for t, rows in tables.items()}
 
 

@@ -20,6 +20,26 @@ from careteam.validators import validate_link
 # ---------------------------------------------------------------------------
 # Catalog (HSDS)
 # ---------------------------------------------------------------------------
+class Taxonomy(models.Model):
+    """An HSDS taxonomy: the vocabulary taxonomy terms come from (its terms point at it
+    by `TaxonomyTerm.taxonomy_id_ref`, which may name a taxonomy not in the catalog)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=250)
+    description = models.TextField(blank=True)
+    uri = models.CharField(max_length=500, blank=True, validators=[validate_link])
+    version = models.CharField(max_length=100, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="HSDS metadata records of the taxonomy.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "taxonomies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class TaxonomyTerm(models.Model):
     """A category in the catalog's taxonomy (HSDS taxonomy_term)."""
 
@@ -100,6 +120,14 @@ class ServiceStatus(models.TextChoices):
     TEMPORARILY_CLOSED = "temporarily closed", "Temporarily closed"
 
 
+class CapacityStatus(models.TextChoices):
+    """Whether a service can take a new client now (HSDS 3.1 service_capacity, simplified)."""
+
+    AVAILABLE = "available", "Taking new clients"
+    WAITLIST = "waitlist", "Waitlist"
+    FULL = "full", "Full"
+
+
 class Service(models.Model):
     """An HSDS service. `languages`, `is_free`, `service_area` and `categories` are the
     search columns; import derives them from the HSDS sub-records in `details`."""
@@ -139,6 +167,15 @@ class Service(models.Model):
     licenses = models.TextField(blank=True)
     alert = models.TextField(blank=True)
     last_modified = models.DateTimeField(null=True, blank=True)
+    capacity_status = models.CharField(
+        max_length=10, choices=CapacityStatus.choices, blank=True, help_text="Empty: not known."
+    )
+    capacity_available = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Places free now, when the service counts them."
+    )
+    capacity_maximum = models.PositiveIntegerField(null=True, blank=True)
+    capacity_note = models.CharField(max_length=250, blank=True, help_text="e.g. 'about 3 weeks' wait'")
+    capacity_updated_at = models.DateTimeField(null=True, blank=True)
     program_id = models.UUIDField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True, help_text=DETAILS_HELP)
     search_vector = models.GeneratedField(
@@ -158,6 +195,9 @@ class Service(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ServiceStatus.values), name="service_status_valid"),
             models.CheckConstraint(
+                condition=Q(capacity_status__in=["", *CapacityStatus.values]), name="service_capacity_valid"
+            ),
+            models.CheckConstraint(
                 condition=Q(minimum_age__isnull=True)
                 | Q(maximum_age__isnull=True)
                 | Q(maximum_age__gte=models.F("minimum_age")),
@@ -174,6 +214,10 @@ class Service(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_full(self) -> bool:
+        return self.capacity_status == CapacityStatus.FULL
 
 
 class Location(models.Model):
@@ -223,6 +267,70 @@ class ServiceAtLocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service} at {self.location}"
+
+
+# ---------------------------------------------------------------------------
+# Proposed listing edits, reviewed by a catalog administrator before they publish
+# ---------------------------------------------------------------------------
+class ListingChangeStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for review"
+    PUBLISHED = "published", "Published"
+    REJECTED = "rejected", "Rejected"
+
+
+LISTING_CHANGE_TRANSITIONS = {
+    "pending": {"published", "rejected"},
+    "published": set(),
+    "rejected": set(),
+}
+
+
+class ListingChange(models.Model):
+    """Edits someone proposed to a service's or an organization's listing (phones,
+    hours, capacity, ...): `changes` holds the new values by field, `previous` the
+    values when proposed (the review shows the difference); nothing reaches the listing
+    until a catalog administrator publishes it."""
+
+    service = models.ForeignKey(
+        Service, on_delete=models.CASCADE, null=True, blank=True, related_name="listing_changes"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="listing_changes"
+    )
+    changes = models.JSONField()
+    previous = models.JSONField(default=dict)
+    note = models.TextField(blank=True, help_text="Why, from the proposer.")
+    status = models.CharField(
+        max_length=10, choices=ListingChangeStatus.choices, default=ListingChangeStatus.PENDING
+    )
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(service__isnull=False, organization__isnull=True)
+                | Q(service__isnull=True, organization__isnull=False),
+                name="listing_change_one_listing",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ListingChangeStatus.values), name="listing_change_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "proposed_at"], name="listing_change_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Change #{self.pk} to {self.listing}"
+
+    @property
+    def listing(self):
+        return self.service if self.service_id else self.organization
 
 
 # ---------------------------------------------------------------------------

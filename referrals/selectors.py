@@ -398,3 +398,73 @@ __all__ = [
     "Percentile",
     "REFERRAL_CLOSED_STATUSES",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Eligibility and capacity before a referral; stale listings
+# ---------------------------------------------------------------------------
+# words of a service area that mean "anyone may come"
+AREA_EVERYWHERE = ("statewide", "nationwide", "anywhere", "all areas", "online", "national")
+
+
+def eligibility_warnings(service: Service, patient, *, today: dt.date | None = None) -> list[str]:
+    """What the catalog says that this patient may not meet (age range, service area):
+    warnings to read before sending, never a refusal (the catalog may be out of date)."""
+    warnings = []
+    age = patient.age(today) if getattr(patient, "birth_date", None) else None
+    low, high = service.minimum_age, service.maximum_age
+    if age is not None and ((low is not None and age < low) or (high is not None and age > high)):
+        span = (
+            f"{low}–{high}"
+            if low is not None and high is not None
+            else (f"{low}+" if low is not None else f"up to {high}")
+        )
+        warnings.append(f"{service.name} is for ages {span}; the patient is {age}.")
+    area = (service.service_area or "").strip()
+    places = [p.strip() for p in (patient.city, patient.postal_code) if p and p.strip()]
+    everywhere = any(w in area.lower() for w in AREA_EVERYWHERE)
+    if area and places and not everywhere and not any(p.lower() in area.lower() for p in places):
+        first_line = area.splitlines()[0][:80]
+        warnings.append(
+            f"{service.name} serves {first_line}; the patient's address is in {', '.join(places)}."
+        )
+    return warnings
+
+
+def capacity_warning(service: Service) -> str:
+    """A line about the service's capacity when it may not take the patient now."""
+    if service.capacity_status == "full":
+        when = (
+            f" (updated {timezone.localtime(service.capacity_updated_at):%-d %b %Y})"
+            if service.capacity_updated_at
+            else ""
+        )
+        return f"{service.name} says it is full{when}. It may not be able to take the patient."
+    if service.capacity_status == "waitlist":
+        note = f": {service.capacity_note}" if service.capacity_note else ""
+        return f"{service.name} has a waitlist{note}."
+    return ""
+
+
+def stale_services(*, months: int, today: dt.date | None = None) -> QuerySet[Service]:
+    """Services in use (not defunct) that no catalog administrator assured within
+    `months` months: never assured first, then the oldest."""
+    today = today or timezone.localdate()
+    year, month = divmod(today.month - 1 - months, 12)
+    cutoff = today.replace(year=today.year + year, month=month + 1, day=min(today.day, 28))
+    return (
+        Service.objects.exclude(status=ServiceStatus.DEFUNCT)
+        .filter(Q(last_verified__isnull=True) | Q(last_verified__lt=cutoff))
+        .select_related("organization")
+        .order_by(F("last_verified").asc(nulls_first=True), "name", "id")
+    )
+
+
+def pending_listing_changes() -> QuerySet:
+    from .models import ListingChange
+
+    return (
+        ListingChange.objects.filter(status="pending")
+        .select_related("service__organization", "organization", "proposed_by")
+        .order_by("proposed_at", "id")
+    )

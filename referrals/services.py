@@ -4,7 +4,7 @@ status changes along the Gravity SDOH Task machine, close with an outcome, reope
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,6 +19,7 @@ from .models import (
     REFERRAL_CLOSED_STATUSES,
     REFERRAL_DUPLICATE_STATUSES,
     REFERRAL_TRANSITIONS,
+    CapacityStatus,
     Referral,
     ReferralEvent,
     ReferralStatus,
@@ -360,3 +361,309 @@ def catalog_import_upload(*, upload, kind: str | None = None, by: User, request=
         detail=result.summary(),
     )
     return result
+
+
+# ---------------------------------------------------------------------------
+# Catalog: capacity and proposed listing edits
+# ---------------------------------------------------------------------------
+def is_catalog_admin(user) -> bool:
+    return bool(
+        user is not None
+        and user.is_active
+        and (user.is_superuser or user.has_perm("careteam.manage_catalog"))
+    )
+
+
+# Who besides catalog administrators may set a service's capacity at once: checks
+# `(user, service) -> bool` that other modules add (partner staff of the service's
+# organization), so this module never imports them.
+CAPACITY_EDITORS: list = []
+
+
+def may_set_capacity(user, service: Service) -> bool:
+    return is_catalog_admin(user) or any(check(user, service) for check in CAPACITY_EDITORS)
+
+
+@transaction.atomic
+def service_capacity_set(
+    *,
+    by: User,
+    service: Service,
+    status: str,
+    note: str = "",
+    available: int | None = None,
+    maximum: int | None = None,
+    request=None,
+) -> Service:
+    """Set whether a service takes new clients now. Capacity goes stale in days, so it
+    publishes at once (no review) for catalog administrators and the editors in
+    CAPACITY_EDITORS; anyone else proposes it through listing_change_propose."""
+    if not may_set_capacity(by, service):
+        raise PermissionDenied("Only catalog administrators or the service's own staff set its capacity.")
+    errors = _capacity_errors(status=status, note=note, available=available, maximum=maximum)
+    if errors:
+        raise ValidationError(errors)
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    now = timezone.now()
+    service.capacity_status = status
+    service.capacity_note = (note or "").strip()
+    service.capacity_available = available
+    service.capacity_maximum = maximum
+    service.capacity_updated_at = now
+    service.last_modified = now
+    service.save(
+        update_fields=[
+            "capacity_status",
+            "capacity_note",
+            "capacity_available",
+            "capacity_maximum",
+            "capacity_updated_at",
+            "last_modified",
+            "updated_at",
+        ]
+    )
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        object_type="referrals.service",
+        object_id=service.pk,
+        request=request,
+        detail=f"capacity {status or 'unknown'}",
+    )
+    return service
+
+
+def _capacity_errors(*, status, note, available, maximum) -> dict[str, str]:
+    errors = {}
+    if status not in ("", *CapacityStatus.values):
+        errors["capacity_status"] = (
+            f"Capacity is one of {', '.join(CapacityStatus.values)} (or empty: not known)."
+        )
+    if note and len(note) > 250:
+        errors["capacity_note"] = "The note is at most 250 characters."
+    for name, value in (("capacity_available", available), ("capacity_maximum", maximum)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31
+        ):
+            errors[name] = "A number of places from 0."
+    if isinstance(available, int) and isinstance(maximum, int) and available > maximum:
+        errors["capacity_available"] = "More places free than the maximum."
+    return errors
+
+
+# Fields a proposed edit may change, per listing (the rest comes from HSDS imports).
+SERVICE_EDITABLE = (
+    "phone",
+    "email",
+    "url",
+    "description",
+    "hours_description",
+    "application_process",
+    "eligibility_description",
+    "minimum_age",
+    "maximum_age",
+    "service_area",
+    "wait_time",
+    "fees_description",
+    "alert",
+    "capacity_status",
+    "capacity_note",
+    "capacity_available",
+    "capacity_maximum",
+)
+ORGANIZATION_EDITABLE = ("phone", "email", "website", "description")
+CAPACITY_FIELDS = ("capacity_status", "capacity_note", "capacity_available", "capacity_maximum")
+
+
+def _editable(listing) -> tuple[str, ...]:
+    return SERVICE_EDITABLE if isinstance(listing, Service) else ORGANIZATION_EDITABLE
+
+
+def _clean_changes(listing, changes) -> dict:
+    """The proposed values, checked by the listing's own fields (lengths, links, emails,
+    choices, numbers); only those that differ from the listing now."""
+    if not isinstance(changes, dict) or not changes:
+        raise ValidationError({"changes": "Propose at least one change."})
+    editable = _editable(listing)
+    unknown = sorted(str(k) for k in changes if k not in editable)
+    if unknown:
+        raise ValidationError({"changes": f"These fields cannot be proposed: {', '.join(unknown)}."})
+    cleaned, errors = {}, {}
+    for name, value in changes.items():
+        model_field = listing._meta.get_field(name)
+        if value in (None, "") and model_field.null:
+            value = None
+        elif value is None:
+            value = ""
+        try:
+            value = model_field.clean(value, listing)
+        except ValidationError as exc:
+            errors[name] = " ".join(exc.messages)
+            continue
+        if value != getattr(listing, name):
+            cleaned[name] = value
+    if isinstance(listing, Service):
+        low = cleaned.get("minimum_age", listing.minimum_age)
+        high = cleaned.get("maximum_age", listing.maximum_age)
+        if low is not None and high is not None and high < low:
+            errors["maximum_age"] = "The maximum age is below the minimum age."
+    if errors:
+        raise ValidationError(errors)
+    if not cleaned:
+        raise ValidationError({"changes": "Nothing would change: the listing already says this."})
+    return cleaned
+
+
+@transaction.atomic
+def listing_change_propose(
+    *,
+    by: User,
+    service: Service | None = None,
+    organization=None,
+    changes: dict,
+    note: str = "",
+    request=None,
+):
+    """Propose edits to a service's or an organization's listing (anyone signed in: a
+    partner's staff, a clinician who called the number). Nothing is published until a
+    catalog administrator reviews it (listing_change_publish)."""
+    from .models import ListingChange
+
+    if (service is None) == (organization is None):
+        raise ValueError("Propose a change to one service or one organization.")
+    listing = service if service is not None else organization
+    cleaned = _clean_changes(listing, changes)
+    change = ListingChange.objects.create(
+        service=service,
+        organization=organization,
+        changes=_jsonable(cleaned),
+        previous=_jsonable({k: getattr(listing, k) for k in cleaned}),
+        note=(note or "").strip(),
+        proposed_by=by,
+    )
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        object_type="referrals.listingchange",
+        object_id=change.pk,
+        request=request,
+        detail=f"proposed {', '.join(sorted(cleaned))}",
+    )
+    return change
+
+
+def _jsonable(values: dict) -> dict:
+    return {k: (v if v is None or isinstance(v, int | str) else str(v)) for k, v in values.items()}
+
+
+def _review(by: User, change, target: str):
+    from .models import LISTING_CHANGE_TRANSITIONS, ListingChange
+
+    if not is_catalog_admin(by):
+        raise PermissionDenied("Only catalog administrators review listing changes.")
+    change = ListingChange.objects.select_for_update().get(pk=change.pk)
+    if change.status != "pending":
+        raise ValidationError({"status": f"This change was already {change.status}."}, code="already_decided")
+    check_transition(LISTING_CHANGE_TRANSITIONS, change.status, target)
+    return change
+
+
+@transaction.atomic
+def listing_change_publish(*, by: User, change, note: str = "", request=None):
+    """Apply a proposed change to its listing: the listing's last_modified is now, and
+    the review assures it (assured_date today, by the reviewer)."""
+    change = _review(by, change, "published")
+    model = Service if change.service_id else type(change.organization)
+    listing = model.objects.select_for_update().get(pk=change.service_id or change.organization_id)
+    try:
+        cleaned = _clean_changes(listing, change.changes)
+    except ValidationError as exc:
+        if set(getattr(exc, "error_dict", {})) != {"changes"}:
+            raise
+        cleaned = {}  # the listing already says it all: publishing only assures it
+    now = timezone.now()
+    for name, value in cleaned.items():
+        setattr(listing, name, value)
+    if "phone" in cleaned:
+        _set_first_phone(listing, cleaned["phone"])
+    if isinstance(listing, Service):
+        if set(cleaned) & set(CAPACITY_FIELDS):
+            listing.capacity_updated_at = now
+        listing.last_modified = now
+        listing.last_verified = timezone.localdate()
+        listing.assured_date = timezone.localdate().isoformat()
+        listing.assurer_email = by.email or ""
+    listing.save()
+    change.status = "published"
+    change.reviewed_by = by
+    change.reviewed_at = now
+    change.review_note = (note or "").strip()
+    change.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        object_type="referrals.listingchange",
+        object_id=change.pk,
+        request=request,
+        detail=f"published {', '.join(sorted(cleaned)) or 'nothing new'}",
+    )
+    return change
+
+
+def _set_first_phone(listing, number: str) -> None:
+    """The HSDS phones kept in `details` are what the export serves: the first one
+    takes the new number (or goes, when the number is removed)."""
+    details = dict(listing.details or {})
+    phones = [dict(p) for p in details.get("phones") or []]
+    if not phones:
+        return
+    if number:
+        phones[0]["number"] = number
+    else:
+        phones = phones[1:]
+    details["phones"] = phones
+    listing.details = details
+
+
+@transaction.atomic
+def listing_change_reject(*, by: User, change, note: str = "", request=None):
+    """Refuse a proposed change: the listing stays as it is."""
+    change = _review(by, change, "rejected")
+    change.status = "rejected"
+    change.reviewed_by = by
+    change.reviewed_at = timezone.now()
+    change.review_note = (note or "").strip()
+    change.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        object_type="referrals.listingchange",
+        object_id=change.pk,
+        request=request,
+        detail="rejected",
+    )
+    return change
+
+
+@transaction.atomic
+def service_assure(*, by: User, service: Service, request=None) -> Service:
+    """A catalog administrator checked the listing and it is right as it is."""
+    if not is_catalog_admin(by):
+        raise PermissionDenied("Only catalog administrators assure listings.")
+    today = timezone.localdate()
+    Service.objects.filter(pk=service.pk).update(
+        last_verified=today,
+        assured_date=today.isoformat(),
+        assurer_email=by.email or "",
+        updated_at=timezone.now(),
+    )
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        object_type="referrals.service",
+        object_id=service.pk,
+        request=request,
+        detail="assured",
+    )
+    service.refresh_from_db()
+    return service

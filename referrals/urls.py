@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_catalog
 
 app_name = "referrals"
 urlpatterns = [
@@ -14,6 +14,9 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("catalog/import/", views.catalog_import, name="catalog_import"),
     path("catalog/export/", views.catalog_export, name="catalog_export"),
+    path("catalog/changes/", views_catalog.listing_changes, name="listing_changes"),
+    path("catalog/stale/", views_catalog.stale_listings, name="stale_listings"),
+    path("services/<uuid:service_id>/capacity/", views_catalog.service_capacity, name="service_capacity"),
     path("<int:referral_id>/", views.referral_detail, name="detail"),
     path("<int:referral_id>/status/", views.referral_status, name="status"),
 ]

@@ -95,9 +95,12 @@ def service_detail(request: HttpRequest, service_id) -> HttpResponse:
         )
     except (Service.DoesNotExist, ValidationError, ValueError):
         raise Http404("No such service.") from None
-    return render(
-        request, "referrals/service_detail.html", {"service": service, "details": service.details or {}}
-    )
+    context = {
+        "service": service,
+        "details": service.details or {},
+        "catalog_admin": services.is_catalog_admin(request.user),
+    }
+    return render(request, "referrals/service_detail.html", context)
 
 
 # ---------------------------------------------------------------------------
@@ -153,6 +156,12 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
             need = next((n for n in needs if n.pk == data["need"]), None)
             if chosen is None:
                 form.add_error("service", "That service is not in the catalog.")
+            elif chosen.is_full and data["send"] and not data["send_to_full"]:
+                # a warning, not a rule: the capacity may be out of date, the referrer decides
+                form.add_error(
+                    "send_to_full",
+                    f"{chosen.name} says it is full. Tick to send anyway, or save a draft.",
+                )
             else:
                 try:
                     referral = services.referral_create(
@@ -194,7 +203,13 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
             detail="new referral",
         )
     duplicate = None
+    patient = plan.patient
+    if page is not None:
+        for service in page:  # what the catalog says this patient may not meet, per result
+            service.eligibility = selectors.eligibility_warnings(service, patient)
+    warnings = []
     if chosen is not None:
+        warnings = selectors.eligibility_warnings(chosen, patient)
         chosen_need = next((n for n in needs if str(n.pk) == str(form["need"].value() or "")), None)
         duplicate = services.open_duplicate(patient=plan.patient, service=chosen, need=chosen_need)
     context = {
@@ -207,6 +222,8 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
         "query": _query_without_page(request),
         "consent": consent,
         "chosen": chosen,
+        "capacity_warning": selectors.capacity_warning(chosen) if chosen is not None else "",
+        "eligibility_warnings": warnings,
         "inactive": ServiceStatus.ACTIVE,
     }
     return render(request, "referrals/referral_new.html", context, status=status)

@@ -145,6 +145,10 @@ RULES: dict[str, str] = {
     "transitions:fhir-encounter": "api",
     "transitions:fhir-medicationstatement-search": "api",
     "transitions:fhir-medicationstatement": "api",
+    # capacity, the review of proposed listing changes and the stale listings
+    "referrals:service_capacity": "catalog-admin",
+    "referrals:listing_changes": "catalog-admin",
+    "referrals:stale_listings": "catalog-admin",
     # handoffs, the inbox and notifications
     "team:inbox": "login",
     "team:handoffs_sent": "login",
@@ -210,4 +214,15 @@ RULES: dict[str, str] = {
     "fhir-plandefinition-search": "api",
     "fhir-plandefinition-apply": "api",
     "fhir-task-search": "api",
+    # the catalog as an HSDS 3.0 read API (no patient data; tests/test_hsds_api.py covers
+    # its access: signed-in by default, public by HSDS_API_ACCESS)
+    "hsds-root": "api",
+    "hsds-service-list": "api",
+    "hsds-service-detail": "api",
+    "hsds-organization-list": "api",
+    "hsds-organization-detail": "api",
+    "hsds-service-at-location-list": "api",
+    "hsds-service-at-location-detail": "api",
+    "hsds-taxonomy-list": "api",
+    "hsds-taxonomy-term-list": "api",
 }

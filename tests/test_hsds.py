@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from referrals import hsds
-from referrals.models import Location, Organization, Service, ServiceAtLocation, TaxonomyTerm
+from referrals.models import Location, Organization, Service, ServiceAtLocation, Taxonomy, TaxonomyTerm
 from tests import factories as f
 
 DATA = Path(__file__).resolve().parent / "data" / "hsds"
@@ -251,3 +251,118 @@ def test_export_then_import_of_the_json_documents_gives_the_same_catalog(mixed_c
     second = tmp_path / "second"
     call_command("export_hsds", str(second))
     assert not differences(normalized(second), before)
+
+
+# ---------------------------------------------------------------------------
+# Files that are not organizations, services or services at locations
+# ---------------------------------------------------------------------------
+def test_the_official_location_example_is_refused_with_a_clear_error(capsys):
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_hsds", str(DATA / "location.json"))
+    assert (
+        "location.json, line 1: a file of locations cannot be imported on its own" in capsys.readouterr().err
+    )
+    assert catalog_counts() == (0, 0, 0, 0, 0)
+
+
+def test_a_location_is_refused_under_any_file_name(tmp_path):
+    path = tmp_path / "upload.json"
+    path.write_text((DATA / "location.json").read_text())
+    with pytest.raises(hsds.HsdsImportError, match="cannot be imported on its own"):
+        hsds.import_path(path)
+    assert catalog_counts() == (0, 0, 0, 0, 0)
+
+
+def test_the_official_taxonomy_example_imports_as_a_taxonomy_not_an_organization(tmp_path):
+    result = hsds.import_path(DATA / "taxonomy.json")
+    assert result.summary() == "taxonomy: 1 created, 0 updated"
+    taxonomy = Taxonomy.objects.get()
+    assert (taxonomy.name, taxonomy.version, taxonomy.uri) == ("name", "version", "http://example.com")
+    assert not Organization.objects.exists()
+    renamed = tmp_path / "upload.json"  # the objects' own keys tell, without the file name
+    renamed.write_text((DATA / "taxonomy.json").read_text())
+    assert hsds.import_path(renamed).summary() == "taxonomy: 0 created, 1 updated"
+
+
+def test_the_official_taxonomy_term_example_imports_the_term_and_its_taxonomy():
+    result = hsds.import_path(DATA / "taxonomy_term.json")
+    assert not Organization.objects.exists()
+    term = TaxonomyTerm.objects.get()
+    assert (term.code, term.name, term.language) == ("code", "name", "eng")
+    assert str(term.taxonomy_id_ref) == "5c4d79d7-cc55-470e-9f1f-8cad074e4892"
+    assert Taxonomy.objects.filter(pk=term.taxonomy_id_ref).exists()
+    assert "parent_id 0bc248fa-dc27-4650-9ba4-8f1a24ef16a2 matches no term" in str(result.warnings[0])
+    hsds.import_path(DATA / "taxonomy_term_list.json")
+    hsds.import_path(DATA / "taxonomy_list.json")
+    assert not Organization.objects.exists()
+
+
+def test_unknown_fields_are_warned_alike_in_json_and_csv(tmp_path):
+    service = json.loads((DATA / "service_full.json").read_text())
+    service["colour"] = "green"
+    service["phones"][0]["fax_only"] = True
+    path = tmp_path / "services.json"
+    path.write_text(json.dumps(service))
+    json_warnings = [str(w) for w in hsds.import_path(path).warnings]
+    assert (
+        "services.json, line 1: unknown fields ignored: service.colour, service.phones[0].fax_only"
+        in json_warnings
+    )
+
+    package = tmp_path / "csv"
+    shutil.copytree(DATA / "csv", package)
+    services = package / "services.csv"
+    lines = services.read_text().splitlines()
+    services.write_text("\n".join([lines[0] + ",colour", *(line + ",green" for line in lines[1:])]) + "\n")
+    csv_warnings = [str(w) for w in hsds.import_path(package).warnings]
+    assert "services.csv, line 1: unknown fields ignored: service.colour" in csv_warnings
+
+
+def test_capacity_goes_out_and_back_in_json_and_csv_alike(mixed_catalog, tmp_path):
+    from django.utils import timezone
+
+    Service.objects.filter(pk=mixed_catalog.pk).update(
+        capacity_status="waitlist",
+        capacity_note="about 3 weeks",
+        capacity_maximum=40,
+        capacity_updated_at=timezone.now(),
+    )
+    call_command("export_hsds", str(tmp_path / "out"))
+    exported = json.loads((tmp_path / "out" / "services.json").read_text())
+    groceries = next(s for s in exported if s["name"] == "Groceries")
+    assert groceries["service_capacity"][0]["description"] == "waitlist: about 3 weeks"
+    assert "about 3 weeks" in (tmp_path / "out" / "service_capacity.csv").read_text()
+    for source in ("csv", "json"):
+        Service.objects.filter(pk=mixed_catalog.pk).update(capacity_status="", capacity_note="")
+        if source == "csv":
+            hsds.import_path(tmp_path / "out")
+        else:
+            hsds.import_path(tmp_path / "out" / "services.json")
+        fresh = Service.objects.get(pk=mixed_catalog.pk)
+        assert (fresh.capacity_status, fresh.capacity_note, fresh.capacity_maximum) == (
+            "waitlist",
+            "about 3 weeks",
+            40,
+        ), source
+
+
+def test_json_and_csv_exports_carry_the_same_fields(mixed_catalog, tmp_path):
+    """Every field of the JSON documents is in the CSV package: the CSV read back and
+    nested again gives the JSON export."""
+    hsds.import_path(DATA / "taxonomy.json")
+    call_command("export_hsds", str(tmp_path))
+    documents = {name: json.loads((tmp_path / name).read_text()) for name in hsds.export_json()}
+    items, problems, _ = hsds.read_csv_package(tmp_path)
+    assert not problems
+    from_csv = {(i.table, str(i.obj["id"])): i.obj for i in items}
+    for name, table in (
+        ("services.json", "service"),
+        ("taxonomies.json", "taxonomy"),
+        ("taxonomy_terms.json", "taxonomy_term"),
+    ):
+        for obj in documents[name]:
+            flat = {k for k, v in obj.items() if not isinstance(v, dict | list)}
+            csv_obj = from_csv[(table, str(obj["id"]))]
+            assert flat <= set(csv_obj), (name, flat - set(csv_obj))
+            nested = {k for k, v in obj.items() if isinstance(v, list) and k != "service_at_locations"}
+            assert nested <= set(csv_obj), (name, nested - set(csv_obj))

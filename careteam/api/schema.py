@@ -44,7 +44,7 @@ def add_error_responses(result, generator, request, public):
     schemas.setdefault("ValidationError", VALIDATION_ERROR)
     schemas.setdefault("StaleVersion", STALE)
     for path, operations in result.get("paths", {}).items():
-        if not path.startswith("/api/v1/"):
+        if not path.startswith(("/api/v1/", "/hsds/")):
             continue
         for method, operation in operations.items():
             if method not in {"get", "post", "patch", "put", "delete"}:

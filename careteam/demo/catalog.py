@@ -264,3 +264,12 @@ CATALOG = [
         ],
     ),
 ]
+
+# service name, capacity, note (the catalog search shows them; a referral to a full
+# service is confirmed before it is sent)
+CAPACITY = [
+    ("Rental Assistance", "full", "funds for this quarter are spent; new applications from 1 January"),
+    ("Caregiver Respite Program", "waitlist", "about 3 weeks"),
+    ("Meals on Wheels Riverside", "available", ""),
+    ("Emergency Food Pantry", "available", ""),
+]

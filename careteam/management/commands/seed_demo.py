@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from datetime import timedelta
 
 from django.apps import apps
@@ -17,14 +18,22 @@ from django.utils import timezone
 from careplans import services as plan_services
 from careplans.models import ACTIVITY_INITIAL_STATUSES, CarePlan
 from careteam import services as team_services
-from careteam.demo.catalog import CATALOG, TAXONOMY
+from careteam.demo.catalog import CAPACITY, CATALOG, TAXONOMY
 from careteam.demo.patients import PATIENTS
 from careteam.models import Discipline, Handoff, SensitivityCategory, User
 from careteam.permissions import patient_access
 from careteam.reference import ensure_reference_data
 from patients.models import Caregiver, Consent, Patient
 from referrals import services as referral_services
-from referrals.models import Organization, Referral, ReferralEvent, Service, TaxonomyTerm
+from referrals.models import (
+    ListingChange,
+    Organization,
+    Referral,
+    ReferralEvent,
+    Service,
+    Taxonomy,
+    TaxonomyTerm,
+)
 
 # username, first, last, title, discipline codes
 DEMO_USERS = [
@@ -54,6 +63,7 @@ class Command(BaseCommand):
             ensure_reference_data()
             users = self._users(password)
             services = self._catalog()
+            self._catalog_review(services, users)
             created = 0
             for spec in PATIENTS:
                 if not Patient.objects.filter(mrn=spec["patient"]["mrn"]).exists():
@@ -173,6 +183,38 @@ class Command(BaseCommand):
                     service.categories.set([terms[c] for c in cats])
                 services[name] = service
         return services
+
+    def _catalog_review(self, services: dict[str, Service], users: dict[str, User]) -> None:
+        """Capacity on a few services (one full, one with a waitlist), one listing left
+        unassured (stale) and one proposed change waiting for the catalog admin."""
+        now = timezone.now()
+        # the demo's own categories as one HSDS taxonomy (/hsds/taxonomies)
+        taxonomy, _ = Taxonomy.objects.update_or_create(
+            pk=uuid.uuid5(uuid.NAMESPACE_URL, "careteam:taxonomy"),
+            defaults={"name": "careteam", "description": "CareTeam's need and service categories."},
+        )
+        TaxonomyTerm.objects.filter(taxonomy="careteam", taxonomy_id_ref__isnull=True).update(
+            taxonomy_id_ref=taxonomy.pk
+        )
+        for name, status, note in CAPACITY:
+            service = services.get(name)
+            if service is not None and not service.capacity_status:
+                Service.objects.filter(pk=service.pk).update(
+                    capacity_status=status, capacity_note=note, capacity_updated_at=now - timedelta(days=2)
+                )
+        stale = services.get("Friendly Caller")
+        if stale is not None:
+            Service.objects.filter(pk=stale.pk).update(
+                last_verified=timezone.localdate() - timedelta(days=500)
+            )
+        shelter = services.get("Emergency Shelter Referral Line")
+        if shelter is not None and not ListingChange.objects.filter(service=shelter).exists():
+            referral_services.listing_change_propose(
+                by=users["socialworker"],
+                service=shelter,
+                changes={"hours_description": "Every day, 24 hours", "capacity_status": "waitlist"},
+                note="Their line says beds are on a waitlist tonight.",
+            )
 
     # -- patients ------------------------------------------------------------
     def _patient(self, spec: dict, users: dict[str, User], services: dict[str, Service]) -> None:

@@ -1,5 +1,6 @@
-"""Import an Open Referral HSDS 3.0 catalog: a JSON file (organizations, services or
-services-at-location; one object or an array) or a folder holding the CSV package."""
+"""Import an Open Referral HSDS 3.0 catalog: a JSON file (organizations, services,
+services-at-location, taxonomies or taxonomy terms; one object, an array or an API page)
+or a folder holding the CSV package. A file of locations alone is refused."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("path")
         parser.add_argument(
             "--type",
-            choices=["organization", "service", "service_at_location"],
+            choices=["organization", "service", "service_at_location", "taxonomy", "taxonomy_term"],
             help="What the JSON file holds (guessed from the objects when left out).",
         )
 

@@ -1176,6 +1176,11 @@ def service_json(service: Service, *, with_locations: bool = True, with_organiza
                 "description": service.service_area,
             }
         ]
+    if service.hours_description and not details.get("schedules"):
+        # hours typed in (or published from a proposed change) as a schedule's description
+        details["schedules"] = [
+            {"id": _synth_id(service.pk, "hours"), "description": service.hours_description}
+        ]
     if service.phone and not details.get("phones"):
         details["phones"] = [{"id": _synth_id(service.pk, "phone"), "number": service.phone}]
     # categories -> attributes

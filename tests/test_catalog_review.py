@@ -270,3 +270,14 @@ def test_stale_listings_are_those_not_assured_for_the_configured_months(client, 
     old.refresh_from_db()
     assert old.last_verified == today - dt.timedelta(days=400)
     assert fresh.pk
+
+
+def test_published_hours_reach_the_hsds_export(world, pantry):
+    change = services.listing_change_propose(
+        by=world.nurse, service=pantry, changes={"hours_description": "Tue 9-12"}
+    )
+    services.listing_change_publish(by=world.admin, change=change)
+    pantry.refresh_from_db()
+    exported = hsds.service_json(pantry)
+    assert exported["schedules"][0]["description"] == "Tue 9-12"
+    assert not list(hsds.validator("service").iter_errors(exported))

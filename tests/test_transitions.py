@@ -558,3 +558,32 @@ def test_seed_demo_has_a_recent_discharge_with_its_checklist_half_done():
     assert len(steps) == len(DEFAULT_KEYS)
     assert Reconciliation.objects.filter(patient=maria).count() == 1
     assert timezone.now() - discharge.occurred_at < dt.timedelta(days=3)
+
+
+def test_conversations_about_a_step_show_who_told_whom_and_hidden_ones_do_not(world):
+    from careteam import conversations
+
+    post_encounter(world.case_manager, encounter(world.patient))
+    transition = Transition.objects.get()
+    step = TransitionStep.objects.get(transition=transition, key="medication-reconciliation")
+    access = patient_access(world.pharmacist, world.patient)
+    conversations.conversation_start(
+        access=access,
+        by=world.pharmacist,
+        about=step.activity,
+        subject="Metformin dose changed",
+        text="Told the daughter: 1000 mg now.",
+    )
+    conversations.conversation_start(
+        access=patient_access(world.behavioural, world.patient),
+        by=world.behavioural,
+        about=step.activity,
+        subject="HIDDEN-TALK-Q9",
+        sensitivity=world.behavioural_health,
+        text="Mood and the new pills.",
+    )
+    url = reverse("transitions:transition_detail", kwargs={"transition_id": transition.pk})
+    nurse = client_for(world.nurse).get(url).content.decode()
+    assert "Conversation “Metformin dose changed”" in nurse
+    assert "HIDDEN-TALK-Q9" not in nurse
+    assert "HIDDEN-TALK-Q9" in client_for(world.behavioural).get(url).content.decode()

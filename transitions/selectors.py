@@ -14,6 +14,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity
+from careteam.conversations import conversations_for_patient
 from careteam.models import Handoff
 from careteam.permissions import PatientAccess, restrict, team_patients_for
 
@@ -76,6 +77,7 @@ class StepRow:
     step: TransitionStep
     activity: Activity | None  # None: hidden from this viewer
     handoffs: list = field(default_factory=list)
+    conversations: list = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -88,7 +90,8 @@ class StepRow:
 
 def step_rows(access: PatientAccess, transition: Transition) -> list[StepRow]:
     """The checklist with each step's activity (as the viewer may see it) and the handoffs
-    linked to it (who told whom): three queries whatever the number of steps."""
+    and conversations about it (who told whom), as the viewer may see them: a fixed
+    number of queries whatever the number of steps."""
     steps = list(
         TransitionStep.objects.filter(transition=transition).select_related(
             "activity", "activity__owner_discipline", "activity__assigned_to"
@@ -109,10 +112,21 @@ def step_rows(access: PatientAccess, transition: Transition) -> list[StepRow]:
     by_activity: dict[int, list] = {}
     for handoff in handoffs:
         by_activity.setdefault(handoff.activity_id, []).append(handoff)
+    talks: dict[int, list] = {}
+    step_activities = Subquery(TransitionStep.objects.filter(transition=transition).values("activity_id"))
+    for conversation in conversations_for_patient(access).filter(activity_id__in=step_activities):
+        talks.setdefault(conversation.activity_id, []).append(conversation)
     rows = []
     for step in steps:
         activity = step.activity if access.can_see(step.activity) else None
-        rows.append(StepRow(step, activity, by_activity.get(step.activity_id, []) if activity else []))
+        rows.append(
+            StepRow(
+                step,
+                activity,
+                by_activity.get(step.activity_id, []) if activity else [],
+                talks.get(step.activity_id, []) if activity else [],
+            )
+        )
     return rows
 
 

@@ -92,11 +92,17 @@ class CarePlan(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
+    fhir = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a FHIR import brought that has no column: the source elements, the "
+        "column values derived from them, the import keys (careteam/api/fhir_import.py)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
 
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "fhir"])
 
     class Meta:
         ordering = ["-period_start", "-id"]
@@ -206,6 +212,11 @@ class Goal(models.Model):
     # a goal may be sensitive itself; one that exists only for hidden needs is hidden with
     # them whatever this says (careteam.permissions.goal_links_visible_q)
     sensitivity = sensitivity_field("Set to restrict this goal to the disciplines the policy allows.")
+    fhir = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a FHIR import brought that has no column (careteam/api/fhir_import.py)",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -213,7 +224,7 @@ class Goal(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
 
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "fhir"])
 
     class Meta:
         ordering = ["care_plan_id", "id"]
@@ -359,6 +370,11 @@ class Activity(models.Model):
     status_reason = status_reason_field()
     due_date = models.DateField(null=True, blank=True)
     sensitivity = sensitivity_field()
+    fhir = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a FHIR import brought that has no column (careteam/api/fhir_import.py)",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
@@ -366,7 +382,7 @@ class Activity(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
 
-    history = HistoricalRecords(excluded_fields=["updated_at"], m2m_fields=[goals, needs])
+    history = HistoricalRecords(excluded_fields=["updated_at", "fhir"], m2m_fields=[goals, needs])
 
     class Meta:
         ordering = ["care_plan_id", "due_date", "id"]

@@ -149,8 +149,12 @@ def careplan_create(
     period_start: dt.date | None = None,
     period_end: dt.date | None = None,
     review_due: dt.date | None = None,
+    fhir: dict | None = None,
+    imported: bool = False,
     request=None,
 ) -> CarePlan:
+    """A new plan starts draft or active; an `imported` one (FHIR import of another
+    system's record) keeps the status its source gave it, the one-active rule included."""
     access.require_edit()
     plan = CarePlan(
         patient=access.patient,
@@ -161,18 +165,22 @@ def careplan_create(
         review_due=review_due,
         period_end=period_end,
         author=by,
+        fhir=fhir or {},
     )
     if period_start:
         plan.period_start = period_start
     _full_clean(plan, exclude=["patient", "author"])
-    check_initial(CAREPLAN_INITIAL_STATUSES, plan.status, what="care plan")
+    if not imported:
+        check_initial(CAREPLAN_INITIAL_STATUSES, plan.status, what="care plan")
     if plan.period_end and plan.period_end < plan.period_start:
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
     if (
         status == CarePlanStatus.ACTIVE
         and CarePlan.objects.filter(patient=access.patient, status="active").exists()
     ):
-        raise ValidationError({"status": "This patient already has an active care plan."})
+        raise ValidationError(
+            {"status": "This patient already has an active care plan."}, code="business_rule"
+        )
     plan._history_user = by
     plan.save()
     audit(user=by, action=AuditAction.CREATE, obj=plan, patient=access.patient, request=request)
@@ -183,14 +191,18 @@ def careplan_create(
 # Plan items
 # ---------------------------------------------------------------------------
 @transaction.atomic
-def goal_create(*, access: PatientAccess, plan: CarePlan, by: User, request=None, **fields: Any) -> Goal:
+def goal_create(
+    *, access: PatientAccess, plan: CarePlan, by: User, imported: bool = False, request=None, **fields: Any
+) -> Goal:
+    """`imported`: another system's goal keeps its lifecycle and achievement status."""
     access.require_edit()
     goal = Goal(care_plan=plan, created_by=by, **fields)
     _full_clean(goal, exclude=["care_plan", "created_by"])
     _check_sensitivity_allowed(access, goal)
     _check_owner(access, goal)
-    check_initial(GOAL_INITIAL_STATUSES, goal.lifecycle_status, label="lifecycle_status", what="goal")
-    if goal.achievement_status in GOAL_OUTCOME_ACHIEVEMENTS:
+    if not imported:
+        check_initial(GOAL_INITIAL_STATUSES, goal.lifecycle_status, label="lifecycle_status", what="goal")
+    if goal.achievement_status in GOAL_OUTCOME_ACHIEVEMENTS and not imported:
         raise ValidationError(
             {
                 "achievement_status": f"A new goal cannot start as '{goal.achievement_status}': record "
@@ -223,12 +235,22 @@ def need_create(
 
 @transaction.atomic
 def activity_create(
-    *, access: PatientAccess, plan: CarePlan, by: User, goals=(), needs=(), request=None, **fields: Any
+    *,
+    access: PatientAccess,
+    plan: CarePlan,
+    by: User,
+    goals=(),
+    needs=(),
+    imported: bool = False,
+    request=None,
+    **fields: Any,
 ) -> Activity:
+    """`imported`: another system's activity keeps its status."""
     access.require_edit()
     activity = Activity(care_plan=plan, created_by=by, **fields)
     _full_clean(activity, exclude=["care_plan", "created_by"])
-    check_initial(ACTIVITY_INITIAL_STATUSES, activity.status, what="activity")
+    if not imported:
+        check_initial(ACTIVITY_INITIAL_STATUSES, activity.status, what="activity")
     _check_sensitivity_allowed(access, activity)
     _check_assignee(access, activity)
     _check_owner(access, activity)

@@ -95,7 +95,39 @@ DEMOGRAPHIC_FIELDS = (
     "state",
     "postal_code",
     "preferences",
+    "race",
+    "ethnicity",
+    "birth_sex",
 )
+
+
+class Race(models.TextChoices):
+    """OMB race categories (US Core race), plus unknown and asked-but-declined."""
+
+    AMERICAN_INDIAN = "1002-5", "American Indian or Alaska Native"
+    ASIAN = "2028-9", "Asian"
+    BLACK = "2054-5", "Black or African American"
+    PACIFIC_ISLANDER = "2076-8", "Native Hawaiian or Other Pacific Islander"
+    WHITE = "2106-3", "White"
+    UNKNOWN = "UNK", "Unknown"
+    DECLINED = "ASKU", "Asked but no answer"
+
+
+class Ethnicity(models.TextChoices):
+    """OMB ethnicity categories (US Core ethnicity)."""
+
+    HISPANIC = "2135-2", "Hispanic or Latino"
+    NOT_HISPANIC = "2186-5", "Not Hispanic or Latino"
+    UNKNOWN = "UNK", "Unknown"
+    DECLINED = "ASKU", "Asked but no answer"
+
+
+class BirthSex(models.TextChoices):
+    """US Core birth sex."""
+
+    FEMALE = "F", "Female"
+    MALE = "M", "Male"
+    UNKNOWN = "UNK", "Unknown"
 
 
 def validate_birth_date(value: dt.date) -> None:
@@ -138,6 +170,12 @@ class Patient(models.Model):
         default="",
         db_default="",
         help_text="Low, medium or high: the weight of this patient in a caseload (empty: not assessed).",
+    )
+    # optional, when known (US Core Patient race, ethnicity and birth sex)
+    race = models.CharField(max_length=10, choices=Race.choices, blank=True, db_default="")
+    ethnicity = models.CharField(max_length=10, choices=Ethnicity.choices, blank=True, db_default="")
+    birth_sex = models.CharField(
+        "sex assigned at birth", max_length=3, choices=BirthSex.choices, blank=True, db_default=""
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

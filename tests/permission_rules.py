@@ -225,4 +225,11 @@ RULES: dict[str, str] = {
     "hsds-service-at-location-detail": "api",
     "hsds-taxonomy-list": "api",
     "hsds-taxonomy-term-list": "api",
+    "fhir-practitioner": "api",
+    "fhir-practitioner-search": "api",
+    "fhir-practitionerrole": "api",
+    "fhir-practitionerrole-search": "api",
+    # any other /fhir/ or /api/ URL: an OperationOutcome or JSON 404
+    "fhir-not-found": "api",
+    "api-not-found": "api",
 }

@@ -114,6 +114,8 @@ def test_metadata_is_public_and_a_valid_capability_statement(world):
         "Questionnaire",
         "QuestionnaireResponse",
         "PlanDefinition",
+        "Practitioner",
+        "PractitionerRole",
     }
 
 
@@ -148,8 +150,9 @@ def test_care_team_lists_the_current_members_only(world):
     team_services.membership_end(membership=membership)
     status, team = fhir_get(world.nurse, f"/fhir/CareTeam/{world.patient.pk}")
     assert status == 200 and team["id"] == str(world.patient.pk)
-    members = {p["member"]["identifier"]["value"] for p in team["participant"]}
-    assert members == {"cm", "lead", "nurse1", "pharm1", "bh1"}
+    members = {p["member"]["reference"] for p in team["participant"]}
+    expected = User.objects.filter(username__in=["cm", "lead", "nurse1", "pharm1", "bh1"])
+    assert members == {f"Practitioner/{u.pk}" for u in expected}
 
 
 def test_sensitive_activity_is_absent_for_disciplines_the_policy_excludes(world, chart):
@@ -272,7 +275,10 @@ def test_round_trip_keeps_goals_activities_links_and_statuses(world, chart, new_
     client.force_authenticate(world.case_manager)
     response = client.post(f"/fhir/Patient/{new_patient.pk}/CarePlan/$import", bundle, format="json")
     assert response.status_code == 201, response.content
-    FhirCarePlan.model_validate(response.json())
+    answer = response.json()
+    Bundle.model_validate(answer)
+    FhirCarePlan.model_validate(answer["entry"][0]["resource"])
+    assert answer["entry"][-1]["resource"]["resourceType"] == "OperationOutcome"
     plan = CarePlan.objects.get(patient=new_patient)
     assert response["Location"].endswith(f"/fhir/CarePlan/{plan.pk}")
     assert (plan.status, plan.intent, plan.title) == ("active", "plan", world.plan.title)
@@ -319,7 +325,7 @@ def test_invalid_bundle_answers_400_operation_outcome_and_writes_nothing(world, 
     assert response.status_code == 400
     outcome = response.json()
     OperationOutcome.model_validate(outcome)
-    assert "half-done" in outcome["issue"][0]["diagnostics"]
+    assert any("half-done" in issue["diagnostics"] for issue in outcome["issue"])
     broken = {
         "resourceType": "Bundle",
         "type": "collection",
@@ -337,8 +343,10 @@ def test_import_that_fails_half_way_leaves_nothing_behind(world, chart):
     client.force_authenticate(world.case_manager)
     before = (CarePlan.objects.count(), Goal.objects.count(), Activity.objects.count())
     response = client.post(f"/fhir/Patient/{world.patient.pk}/CarePlan/$import", bundle, format="json")
-    assert response.status_code == 400
-    assert "already has an active care plan" in response.json()["issue"][0]["diagnostics"]
+    assert response.status_code == 409
+    issue = response.json()["issue"][0]
+    assert "already has an active care plan" in issue["diagnostics"] and issue["code"] == "business-rule"
+    assert issue["expression"] == ["Bundle.entry[0].resource.status"]
     assert (CarePlan.objects.count(), Goal.objects.count(), Activity.objects.count()) == before
 
 

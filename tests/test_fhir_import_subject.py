@@ -14,7 +14,13 @@ pytestmark = pytest.mark.django_db
 
 
 def _bundle(plan_subject: str | None, goal_subject: str | None) -> dict:
-    plan = {"resourceType": "CarePlan", "status": "draft", "intent": "plan", "title": "Imported"}
+    plan = {
+        "resourceType": "CarePlan",
+        "status": "draft",
+        "intent": "plan",
+        "title": "Imported",
+        "goal": [{"reference": "urn:uuid:goal"}],
+    }
     if plan_subject:
         plan["subject"] = {"reference": plan_subject}
     goal = {"resourceType": "Goal", "lifecycleStatus": "proposed", "description": {"text": "Walk daily"}}
@@ -70,7 +76,7 @@ def test_an_import_naming_its_own_patient_is_created(world):
     ref = f"Patient/{world.patient.pk}"
     response = _post(world, "/fhir/Patient/{pid}/CarePlan/$import", _bundle(ref, ref))
     assert response.status_code == 201, response.content
-    plan = CarePlan.objects.get(pk=response.json()["id"])
+    plan = CarePlan.objects.get(pk=response.json()["entry"][0]["resource"]["id"])
     assert plan.patient_id == world.patient.pk and plan.goals.count() == 1
 
 

@@ -113,7 +113,7 @@ def test_capability_statement_lists_questionnaire_response_and_plandefinition_ap
     assert status == 200
     resources = {r["type"]: r for r in data["rest"][0]["resource"]}
     assert {"Questionnaire", "QuestionnaireResponse", "PlanDefinition"} <= set(resources)
-    assert {p["name"] for p in resources["Questionnaire"]["searchParam"]} == {"code", "url", "status"}
+    assert {p["name"] for p in resources["Questionnaire"]["searchParam"]} == {"_id", "code", "url", "status"}
     assert [o["name"] for o in resources["PlanDefinition"]["operation"]] == ["apply"]
     assert {i["code"] for i in resources["Questionnaire"]["interaction"]} == {"read", "search-type"}
 

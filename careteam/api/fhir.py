@@ -11,27 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from html import escape
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.utils import timezone
 
-from careplans import services as plan_services
 from careplans.models import (
     Activity,
-    ActivityStatus,
     CarePlan,
-    CarePlanIntent,
-    CarePlanStatus,
     ExpressedBy,
     Goal,
-    GoalAchievement,
-    GoalLifecycle,
-    GoalPriority,
 )
 from careteam.models import Discipline, Handoff, TeamMembership
-from careteam.permissions import PatientAccess
-from patients.models import Patient
+from patients.models import BirthSex, Ethnicity, Patient, Race
 from referrals.models import Referral
 
 FHIR_JSON = "application/fhir+json"
@@ -44,6 +37,9 @@ OWNER_DISCIPLINE_EXT = f"{SYSTEM_BASE}/StructureDefinition/owner-discipline"
 GOAL_PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-priority"
 GOAL_ACHIEVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 LANGUAGE_SYSTEM = "urn:ietf:bcp:47"
+SERVICE_SYSTEM = f"{SYSTEM_BASE}/sid/service"
+TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
+TASK_KIND_SYSTEM = f"{SYSTEM_BASE}/CodeSystem/task-kind"
 
 # referral (Gravity SDOH Task codes) -> ServiceRequest.status
 SERVICE_REQUEST_STATUS = {
@@ -69,10 +65,12 @@ def _date(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def _meta(obj) -> dict:
+def _meta(obj, profile: str | None = None) -> dict:
     meta = {"lastUpdated": obj.updated_at.isoformat()} if getattr(obj, "updated_at", None) else {}
     if getattr(obj, "version", None):
         meta["versionId"] = str(obj.version)
+    if profile:
+        meta["profile"] = [profile]
     return meta
 
 
@@ -116,7 +114,8 @@ def patient_resource(patient: Patient) -> dict:
         {
             "resourceType": "Patient",
             "id": str(patient.pk),
-            "meta": _meta(patient),
+            "meta": _meta(patient, US_CORE_PATIENT),
+            "extension": us_core_patient_extensions(patient),
             "identifier": [{"system": MRN_SYSTEM, "value": patient.mrn}],
             "active": patient.status == "active",
             "name": name,
@@ -153,11 +152,11 @@ def goal_resource(goal: Goal, patient_id: int) -> dict:
             "dueDate": _date(goal.target_due),
         }
     )
-    return _drop_empty(
+    data = _drop_empty(
         {
             "resourceType": "Goal",
             "id": str(goal.pk),
-            "meta": _meta(goal),
+            "meta": _meta(goal, US_CORE_GOAL),
             "extension": discipline_extension(goal.owner_discipline),
             "lifecycleStatus": goal.lifecycle_status,
             "achievementStatus": {
@@ -186,6 +185,115 @@ def goal_resource(goal: Goal, patient_id: int) -> dict:
             "target": [target] if target else [],
         }
     )
+    return _with_source_goal(goal, data)
+
+
+def _source(obj) -> tuple[dict, dict]:
+    kept = getattr(obj, "fhir", None) or {}
+    return kept.get("source") or {}, kept.get("derived") or {}
+
+
+def _overlay(data: dict, source: dict, element: str, unchanged: bool) -> None:
+    """While the columns behind `element` hold what the import derived, answer the
+    element as it was sent (or leave it out when it was not sent)."""
+    if not unchanged:
+        return
+    if element in source:
+        data[element] = source[element]
+    else:
+        data.pop(element, None)
+
+
+def _with_source_goal(goal: Goal, data: dict) -> dict:
+    """An imported goal: the elements CareTeam has no column for as sent, and those it
+    has while unchanged (careteam/api/fhir_import.py)."""
+    source, derived = _source(goal)
+    if not derived:
+        # when the goal was set (US Core wants a start or a due date)
+        data["startDate"] = _date(timezone.localtime(goal.created_at).date()) if goal.created_at else None
+        return _order(_drop_empty(data), GOAL_ORDER)
+    from .fhir_import import goal_derived
+
+    now = goal_derived(goal)
+    for element, key in (
+        ("description", "description"),
+        ("achievementStatus", "achievement_status"),
+        ("priority", "priority"),
+        ("expressedBy", "expressed_by"),
+        ("target", "target"),
+    ):
+        if element == "expressedBy" and goal.expressed_by == ExpressedBy.PATIENT:
+            continue  # the patient is named as this record's patient, whatever the source said
+        _overlay(data, source, element, now[key] == derived.get(key))
+    for element in (
+        "identifier",
+        "category",
+        "startDate",
+        "startCodeableConcept",
+        "statusDate",
+        "statusReason",
+        "addresses",
+        "note",
+        "outcomeCode",
+        "outcomeReference",
+    ):
+        if element in source:
+            data[element] = source[element]
+    if "description" not in data:
+        data["description"] = {"text": goal.description}
+    return _order(data, GOAL_ORDER)
+
+
+GOAL_ORDER = (
+    "resourceType",
+    "id",
+    "meta",
+    "extension",
+    "identifier",
+    "lifecycleStatus",
+    "achievementStatus",
+    "category",
+    "priority",
+    "description",
+    "subject",
+    "startDate",
+    "startCodeableConcept",
+    "target",
+    "statusDate",
+    "statusReason",
+    "expressedBy",
+    "addresses",
+    "note",
+    "outcomeCode",
+    "outcomeReference",
+)
+CAREPLAN_ORDER = (
+    "resourceType",
+    "id",
+    "meta",
+    "text",
+    "contained",
+    "extension",
+    "identifier",
+    "status",
+    "intent",
+    "category",
+    "title",
+    "description",
+    "subject",
+    "period",
+    "created",
+    "author",
+    "careTeam",
+    "addresses",
+    "goal",
+    "activity",
+    "note",
+)
+
+
+def _order(data: dict, order: tuple[str, ...]) -> dict:
+    return {k: data[k] for k in sorted(data, key=lambda k: order.index(k) if k in order else len(order))}
 
 
 def activity_component(activity: Activity) -> dict:
@@ -202,15 +310,60 @@ def activity_component(activity: Activity) -> dict:
             "description": activity.description,
         }
     )
-    return {"detail": detail}
+    source, derived = _source(activity)
+    if not derived:
+        return {"detail": detail}
+    from .fhir_import import activity_derived
+
+    now = activity_derived(activity)
+    same = {key: now[key] == derived.get(key) for key in now}
+    sent = source.get("detail")
+    out = {k: source[k] for k in ("outcomeCodeableConcept", "outcomeReference", "progress") if k in source}
+    if sent is None and "reference" in source and all(same.values()):
+        return {**out, "reference": source["reference"]}
+    sent = sent or {}
+    if same["title"]:
+        detail.pop("code", None)
+        if "code" in sent:
+            detail["code"] = sent["code"]
+        elif activity.description == "" and same["description"]:
+            detail["description"] = activity.title  # it came as the description
+    detail.pop("kind", None)
+    if "kind" in sent:
+        detail["kind"] = sent["kind"]
+    if same["status"]:
+        detail["status"] = sent.get("status", detail["status"])
+    if same["status_reason"] and "statusReason" in sent:
+        detail["statusReason"] = sent["statusReason"]
+    if same["due"]:
+        detail.pop("scheduledPeriod", None)
+        for key in ("scheduledTiming", "scheduledPeriod", "scheduledString"):
+            if key in sent:
+                detail[key] = sent[key]
+    if same["assigned"] and "performer" in sent:
+        detail["performer"] = sent["performer"]
+    for key in (
+        "location",
+        "reasonCode",
+        "reasonReference",
+        "instantiatesCanonical",
+        "instantiatesUri",
+        "productCodeableConcept",
+        "productReference",
+        "dailyAmount",
+        "quantity",
+    ):
+        if key in sent:
+            detail[key] = sent[key]
+    return {**out, "detail": detail}
 
 
 def careplan_resource(plan: CarePlan, goals: Iterable[Goal], activities: Iterable[Activity]) -> dict:
-    return _drop_empty(
+    data = _drop_empty(
         {
             "resourceType": "CarePlan",
             "id": str(plan.pk),
-            "meta": _meta(plan),
+            "meta": _meta(plan, US_CORE_CAREPLAN),
             "status": plan.status,
             "intent": plan.intent,
             "title": plan.title,
@@ -224,40 +377,213 @@ def careplan_resource(plan: CarePlan, goals: Iterable[Goal], activities: Iterabl
             "activity": [activity_component(a) for a in activities],
         }
     )
+    data["category"] = [ASSESS_PLAN]
+    source, derived = _source(plan)
+    if derived:
+        from .fhir_import import plan_derived
+
+        now = plan_derived(plan)
+        for element, key in (
+            ("title", "title"),
+            ("description", "description"),
+            ("status", "status"),
+            ("period", "period"),
+        ):
+            _overlay(data, source, element, now[key] == derived.get(key))
+        for element in ("identifier", "text", "addresses", "note"):
+            if element in source:
+                data[element] = source[element]
+        _overlay(data, source, "created", True)  # as the source wrote it, or not at all
+        sent = source.get("category") or []
+        data["category"] = sent if any(_is_assess_plan(c) for c in sent) else [ASSESS_PLAN, *sent]
+    if "text" not in data:
+        data["text"] = careplan_narrative(plan, data)
+    return _order(data, CAREPLAN_ORDER)
 
 
-def careteam_resource(patient: Patient, memberships: Iterable[TeamMembership]) -> dict:
-    participants = []
-    for m in memberships:
-        participants.append(
+def careplan_narrative(plan: CarePlan, data: dict) -> dict:
+    """The plan in a few words, for US Core's narrative (what a reader without CareTeam sees)."""
+    period = data.get("period") or {}
+    lines = [
+        f"<p><b>{escape(plan.title)}</b></p>",
+        f"<p>Status: {escape(data.get('status', plan.status))}; from {escape(period.get('start', '?'))}"
+        + (f" to {escape(period['end'])}" if period.get("end") else "")
+        + "</p>",
+    ]
+    if plan.description:
+        lines.append(f"<p>{escape(plan.description)}</p>")
+    activities = [a.get("detail", {}).get("code", {}).get("text") or "" for a in data.get("activity", [])]
+    if any(activities):
+        lines.append("<ul>" + "".join(f"<li>{escape(t)}</li>" for t in activities if t) + "</ul>")
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{"".join(lines)}</div>'}
+
+
+# US Core race, ethnicity and birth sex of the patient record
+OMB_SYSTEM = "urn:oid:2.16.840.1.113883.6.238"
+NULL_FLAVOR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
+US_CORE_EXT = "http://hl7.org/fhir/us/core/StructureDefinition"
+
+
+def _omb(code: str, label: str) -> dict:
+    system = NULL_FLAVOR_SYSTEM if code in ("UNK", "ASKU") else OMB_SYSTEM
+    return {
+        "extension": [
+            {"url": "ombCategory", "valueCoding": {"system": system, "code": code, "display": label}},
+            {"url": "text", "valueString": label},
+        ]
+    }
+
+
+def us_core_patient_extensions(patient: Patient) -> list[dict]:
+    out = []
+    if getattr(patient, "race", ""):
+        out.append({"url": f"{US_CORE_EXT}/us-core-race", **_omb(patient.race, patient.get_race_display())})
+    if getattr(patient, "ethnicity", ""):
+        out.append(
             {
-                "role": [
-                    {
-                        "coding": [
-                            {
-                                "system": DISCIPLINE_SYSTEM,
-                                "code": m.discipline.code,
-                                "display": m.discipline.name,
-                            },
-                            {"system": TEAM_ROLE_SYSTEM, "code": m.role, "display": m.get_role_display()},
-                        ],
-                        "text": f"{m.discipline.name} ({m.get_role_display()})",
-                    }
-                ],
-                "member": user_ref(m.user),
+                "url": f"{US_CORE_EXT}/us-core-ethnicity",
+                **_omb(patient.ethnicity, patient.get_ethnicity_display()),
+            }
+        )
+    if getattr(patient, "birth_sex", ""):
+        out.append({"url": f"{US_CORE_EXT}/us-core-birthsex", "valueCode": patient.birth_sex})
+    return out
+
+
+CAREPLAN_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+ASSESS_PLAN = {"coding": [{"system": CAREPLAN_CATEGORY_SYSTEM, "code": "assess-plan"}]}
+
+
+def _is_assess_plan(concept: dict) -> bool:
+    return any(
+        c.get("system") == CAREPLAN_CATEGORY_SYSTEM and c.get("code") == "assess-plan"
+        for c in (concept or {}).get("coding") or []
+    )
+
+
+def role_concepts(membership: TeamMembership) -> list[dict]:
+    """A member's role: the SNOMED CT occupation of their discipline (US Core's Care Team
+    Member Function value set) with the discipline as a separate coding, and the team role."""
+    discipline = membership.discipline
+    codings = []
+    if discipline.code in DISCIPLINE_SNOMED:
+        code, display = DISCIPLINE_SNOMED[discipline.code]
+        codings.append({"system": SNOMED, "code": code, "display": display})
+    codings.append({"system": DISCIPLINE_SYSTEM, "code": discipline.code, "display": discipline.name})
+    codings.append(
+        {"system": TEAM_ROLE_SYSTEM, "code": membership.role, "display": membership.get_role_display()}
+    )
+    # one concept: US Core allows a participant one role
+    return [{"coding": codings, "text": f"{discipline.name} ({membership.get_role_display()})"}]
+
+
+def careteam_resource(
+    patient: Patient, memberships: Iterable[TeamMembership], *, active: bool = True
+) -> dict | None:
+    """The patient's team: its current members (or, when it has none, its former ones, as
+    an inactive team). A patient with no members at all has no CareTeam (None): US Core
+    wants at least one participant."""
+    participants = [
+        _drop_empty(
+            {
+                "role": role_concepts(m),
+                "member": {"reference": f"Practitioner/{m.user_id}", "display": m.user.display_name},
                 "period": _drop_empty({"start": _date(m.start_date), "end": _date(m.end_date)}),
             }
         )
+        for m in memberships
+    ]
+    if not participants:
+        return None
     return _drop_empty(
         {
             "resourceType": "CareTeam",
             "id": str(patient.pk),
-            "status": "active" if participants else "inactive",
+            "meta": {"profile": [US_CORE_CARETEAM]},
+            "status": "active" if active else "inactive",
             "name": f"Care team for {patient.full_name}",
             "subject": patient_ref(patient.pk),
             "participant": participants,
         }
     )
+
+
+def practitioner_resource(user, disciplines: Iterable[Discipline]) -> dict:
+    """A team member as a Practitioner: name, disciplines as qualifications, and only the
+    work contact (the account's email and phone)."""
+    telecom = []
+    if user.phone:
+        telecom.append({"system": "phone", "value": user.phone, "use": "work"})
+    if user.email:
+        telecom.append({"system": "email", "value": user.email, "use": "work"})
+    name = _drop_empty(
+        {
+            "family": user.last_name or user.username,
+            "given": [user.first_name] if user.first_name else [],
+            "suffix": [user.title] if user.title else [],
+            "text": user.display_name,
+        }
+    )
+    qualifications = []
+    for discipline in disciplines:
+        codings = []
+        if discipline.code in DISCIPLINE_SNOMED:
+            code, display = DISCIPLINE_SNOMED[discipline.code]
+            codings.append({"system": SNOMED, "code": code, "display": display})
+        codings.append({"system": DISCIPLINE_SYSTEM, "code": discipline.code, "display": discipline.name})
+        qualifications.append({"code": {"coding": codings, "text": discipline.name}})
+    return _drop_empty(
+        {
+            "resourceType": "Practitioner",
+            "id": str(user.pk),
+            "meta": {"profile": [US_CORE_PRACTITIONER]},
+            "identifier": [{"system": USER_SYSTEM, "value": user.username}],
+            "active": user.is_active,
+            "name": [name],
+            "telecom": telecom,
+            "qualification": qualifications,
+        }
+    )
+
+
+def practitioner_role_resource(membership: TeamMembership) -> dict:
+    """One membership of a patient's team: who, in which discipline and role, when."""
+    return _drop_empty(
+        {
+            "resourceType": "PractitionerRole",
+            "id": str(membership.pk),
+            "meta": {"profile": [US_CORE_PRACTITIONER_ROLE]},
+            "active": membership.status == "active",
+            "period": _drop_empty({"start": _date(membership.start_date), "end": _date(membership.end_date)}),
+            "practitioner": {
+                "reference": f"Practitioner/{membership.user_id}",
+                "display": membership.user.display_name,
+            },
+            "code": role_concepts(membership),
+        }
+    )
+
+
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition"
+US_CORE_PATIENT = f"{US_CORE}/us-core-patient"
+US_CORE_CAREPLAN = f"{US_CORE}/us-core-careplan"
+US_CORE_CARETEAM = f"{US_CORE}/us-core-careteam"
+US_CORE_GOAL = f"{US_CORE}/us-core-goal"
+US_CORE_PRACTITIONER = f"{US_CORE}/us-core-practitioner"
+US_CORE_PRACTITIONER_ROLE = f"{US_CORE}/us-core-practitionerrole"
+SNOMED = "http://snomed.info/sct"
+# SNOMED CT occupations for CareTeam's disciplines (Care Team Member Function value set);
+# disciplines without a close occupation carry CareTeam's own code only
+DISCIPLINE_SNOMED = {
+    "physician": ("309343006", "Physician"),
+    "nursing": ("106292003", "Professional nurse"),
+    "case-management": ("768730001", "Case manager"),
+    "social-work": ("106328005", "Social worker"),
+    "pharmacy": ("46255001", "Pharmacist"),
+    "physical-therapy": ("36682004", "Physiotherapist"),
+    "occupational-therapy": ("80546007", "Occupational therapist"),
+    "dietetics": ("159033005", "Dietitian"),
+}
 
 
 def service_request_resource(referral: Referral) -> dict:
@@ -271,7 +597,7 @@ def service_request_resource(referral: Referral) -> dict:
             "intent": "order",
             "priority": referral.priority,
             "basedOn": [{"reference": f"CarePlan/{referral.care_plan_id}"}],
-            "code": {"text": service.name},
+            "code": {"coding": [{"system": SERVICE_SYSTEM, "code": str(service.pk)}], "text": service.name},
             "subject": patient_ref(referral.patient_id),
             "authoredOn": (referral.sent_at or referral.created_at).isoformat(),
             "requester": user_ref(referral.referred_by),
@@ -294,7 +620,10 @@ def referral_task_resource(referral: Referral) -> dict:
             "statusReason": {"text": referral.status_reason} if referral.status_reason else None,
             "intent": "order",
             "priority": referral.priority,
-            "code": {"text": "Fulfill the referral"},
+            "code": {
+                "coding": [{"system": TASK_CODE_SYSTEM, "code": "fulfill"}],
+                "text": "Fulfill the referral",
+            },
             "focus": {"reference": f"ServiceRequest/{referral.pk}"},
             "for": patient_ref(referral.patient_id),
             "authoredOn": referral.created_at.isoformat(),
@@ -329,7 +658,10 @@ def handoff_task_resource(handoff: Handoff) -> dict:
             "statusReason": {"text": handoff.status_reason} if handoff.status_reason else None,
             "intent": "order",
             "priority": handoff.priority,
-            "code": {"text": f"Handoff ({handoff.get_kind_display()})"},
+            "code": {
+                "coding": [{"system": TASK_KIND_SYSTEM, "code": "handoff"}],
+                "text": f"Handoff ({handoff.get_kind_display()})",
+            },
             "description": handoff.situation,
             "for": patient_ref(handoff.patient_id),
             "authoredOn": handoff.created_at.isoformat(),
@@ -440,7 +772,30 @@ def parse_patient(data: dict) -> dict:
         code = next((c.code for c in codings if c.system in (None, LANGUAGE_SYSTEM) and c.code), "")
         if code and (communication.preferred or not language):
             language = code
+    extensions = {e.get("url"): e for e in data.get("extension") or [] if isinstance(e, dict)}
+
+    def omb(name: str) -> str | None:
+        ext = extensions.get(f"{US_CORE_EXT}/{name}")
+        if ext is None:
+            return None
+        for part in ext.get("extension") or []:
+            if part.get("url") == "ombCategory":
+                return (part.get("valueCoding") or {}).get("code") or ""
+        return ""
+
+    us_core = {}
+    for field_name, value, choices in (
+        ("race", omb("us-core-race"), Race),
+        ("ethnicity", omb("us-core-ethnicity"), Ethnicity),
+        ("birth_sex", (extensions.get(f"{US_CORE_EXT}/us-core-birthsex") or {}).get("valueCode"), BirthSex),
+    ):
+        if value is None:
+            continue
+        if value not in choices.values:
+            raise ValidationError({field_name: [f"'{value}' is not one of {', '.join(choices.values)}."]})
+        us_core[field_name] = value
     return {
+        **us_core,
         "mrn": mrns[0] if mrns else "",
         "given_name": " ".join(official.given),
         "family_name": official.family,
@@ -455,174 +810,3 @@ def parse_patient(data: dict) -> dict:
         "state": (address.state or "") if address is not None else "",
         "postal_code": (address.postalCode or "") if address is not None else "",
     }
-
-
-def parse_careplan_bundle(data: dict) -> dict:
-    """Validate a FHIR R4 Bundle holding one CarePlan (with its Goals) against the R4B
-    models and CareTeam's code sets; return what the import needs. Raises ValidationError
-    listing every problem, before anything is written."""
-    from fhir.resources.R4B.bundle import Bundle
-    from pydantic import ValidationError as PydanticError
-
-    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-        raise ValidationError({"resourceType": ["Send a Bundle holding one CarePlan and its Goals."]})
-    if "\\u0000" in json.dumps(data):
-        raise ValidationError({"Bundle": ["Text may not contain NUL characters."]})
-    try:
-        parsed = Bundle.model_validate(data)
-    except PydanticError as exc:
-        raise ValidationError(
-            {"Bundle": [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:20]]}
-        ) from None
-    plans, goals = [], {}
-    for entry in parsed.entry or []:
-        resource = entry.resource
-        if resource is None:
-            continue
-        kind = resource.get_resource_type()
-        if kind == "CarePlan":
-            plans.append(resource)
-        elif kind == "Goal":
-            keys = {entry.fullUrl} if entry.fullUrl else set()
-            if resource.id:
-                keys.add(f"Goal/{resource.id}")
-            goals[frozenset(keys)] = resource
-    errors: dict[str, list[str]] = {}
-    if len(plans) != 1:
-        raise ValidationError({"CarePlan": ["The Bundle must hold exactly one CarePlan."]})
-    plan = plans[0]
-    disciplines = {d.code: d for d in Discipline.objects.all()}
-
-    def discipline_of(element, field):
-        code = _ext_code(element, OWNER_DISCIPLINE_EXT)
-        if code is not None and code not in disciplines:
-            errors.setdefault(field, []).append(f"Unknown discipline '{code}'.")
-        return disciplines.get(code) if code else None
-
-    by_key: dict[str, int] = {}
-    goal_specs = []
-    for index, (keys, goal) in enumerate(goals.items()):
-        field = f"Goal[{index}]"
-        text = (goal.description.text or "").strip() if goal.description else ""
-        if not text:
-            errors.setdefault(field, []).append("A goal needs description.text.")
-        expressed = ExpressedBy.CLINICIAN
-        if goal.expressedBy is not None:
-            if (goal.expressedBy.reference or "").startswith("Patient/"):
-                expressed = ExpressedBy.PATIENT
-            elif goal.expressedBy.display == ExpressedBy.FAMILY.label:
-                expressed = ExpressedBy.FAMILY
-        target = (goal.target or [None])[0]
-        spec = {
-            "description": text,
-            "lifecycle_status": _choice(goal.lifecycleStatus, GoalLifecycle, field, errors),
-            "achievement_status": _choice(
-                _coding_code(goal.achievementStatus, GOAL_ACHIEVEMENT_SYSTEM) or "",
-                GoalAchievement,
-                field,
-                errors,
-            )
-            if _coding_code(goal.achievementStatus, GOAL_ACHIEVEMENT_SYSTEM)
-            else "",
-            "priority": _choice(
-                _coding_code(goal.priority, GOAL_PRIORITY_SYSTEM) or GoalPriority.MEDIUM,
-                GoalPriority,
-                field,
-                errors,
-            ),
-            "expressed_by": expressed,
-            "owner_discipline": discipline_of(goal, field),
-            "target_measure": (target.measure.text or "")[:200] if target and target.measure else "",
-            "target_value": (target.detailString or "")[:100] if target else "",
-            "target_due": _as_date(target.dueDate) if target else None,
-        }
-        for key in keys:
-            by_key[key] = index
-        goal_specs.append(spec)
-
-    def goal_index(reference, field) -> int | None:
-        ref = reference.reference or ""
-        if ref in by_key:
-            return by_key[ref]
-        errors.setdefault(field, []).append(f"Goal reference '{ref}' is not in the Bundle.")
-        return None
-
-    activity_specs = []
-    for index, activity in enumerate(plan.activity or []):
-        field = f"CarePlan.activity[{index}]"
-        detail = activity.detail
-        if detail is None:
-            errors.setdefault(field, []).append("Only activities with a detail can be imported.")
-            continue
-        title = ((detail.code.text if detail.code else None) or detail.description or "").strip()
-        if not title:
-            errors.setdefault(field, []).append("An activity needs detail.code.text or detail.description.")
-        due = _as_date(detail.scheduledPeriod.end) if detail.scheduledPeriod else None
-        activity_specs.append(
-            {
-                "title": title[:200],
-                "description": (detail.description or "") if detail.code and detail.code.text else "",
-                "status": _choice(detail.status, ActivityStatus, field, errors),
-                "status_reason": ((detail.statusReason.text or "") if detail.statusReason else "")[:300],
-                "due_date": due,
-                "owner_discipline": discipline_of(detail, field),
-                "goals": [i for i in (goal_index(r, field) for r in detail.goal or []) if i is not None],
-            }
-        )
-    plan_spec = {
-        "title": (plan.title or "Imported care plan")[:200],
-        "description": plan.description or "",
-        "status": _choice(plan.status, CarePlanStatus, "CarePlan", errors),
-        "intent": _choice(plan.intent, CarePlanIntent, "CarePlan", errors),
-        "period_start": _as_date(plan.period.start) if plan.period else None,
-        "period_end": _as_date(plan.period.end) if plan.period else None,
-        "subject": plan.subject.reference if plan.subject else None,
-    }
-    if errors:
-        raise ValidationError(errors)
-    # every patient the Bundle names (CarePlan.subject, Goal.subject): the import checks
-    # them against the patient it writes to
-    subjects = [
-        (kind, resource.subject.reference or "")
-        for kind, resource in [("CarePlan", plan), *(("Goal", g) for g in goals.values())]
-        if resource.subject is not None
-    ]
-    return {"plan": plan_spec, "goals": goal_specs, "activities": activity_specs, "subjects": subjects}
-
-
-def check_import_subjects(parsed: dict, patient_id: int) -> None:
-    """A Bundle imported for one patient names only that patient: a CarePlan or Goal
-    whose subject is another patient is refused (nothing is written)."""
-    expected = f"Patient/{patient_id}"
-    wrong = sorted({kind for kind, reference in parsed.get("subjects", ()) if reference != expected})
-    if wrong:
-        raise ValidationError(
-            {
-                "subject": [
-                    f"{kind}.subject must be {expected}, the patient this Bundle is imported for."
-                    for kind in wrong
-                ]
-            }
-        )
-
-
-@transaction.atomic
-def careplan_import(*, access: PatientAccess, by, parsed: dict, request=None) -> CarePlan:
-    """Create the plan, its goals and activities through the services: all or nothing."""
-    access.require_edit()
-    spec = dict(parsed["plan"])
-    spec.pop("subject", None)
-    plan = plan_services.careplan_create(access=access, by=by, request=request, **spec)
-    goals = [
-        plan_services.goal_create(access=access, plan=plan, by=by, request=request, **goal)
-        for goal in parsed["goals"]
-    ]
-    default_discipline = access.memberships[0].discipline if access.memberships else None
-    for activity in parsed["activities"]:
-        fields = dict(activity)
-        linked = [goals[i] for i in fields.pop("goals")]
-        fields["owner_discipline"] = fields["owner_discipline"] or default_discipline
-        plan_services.activity_create(
-            access=access, plan=plan, by=by, goals=linked, request=request, **fields
-        )
-    return plan

@@ -6,7 +6,7 @@ service as the plan editor). Built on the shared FHIRView helpers of fhir_views.
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q
 from django.http import Http404
 from rest_framework.response import Response
 
@@ -20,9 +20,8 @@ from careplans.models import (
 )
 from careteam.permissions import access_item, access_patient_by_id, patient_access
 
-from .fhir_views import MAX_SEARCH, FHIRView, _plan_resources, fhir_bad_request
-
-TOKEN_LIMIT = 300
+from . import fhir_search as fs
+from .fhir_views import HL7_SP, FHIRView, _id_param, _plan_resources, _subject_params, fhir_bad_request
 
 
 def questionnaire_resource(questionnaire: Questionnaire) -> dict:
@@ -38,27 +37,13 @@ def questionnaire_resource(questionnaire: Questionnaire) -> dict:
     return data
 
 
-def _param(request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    if not value or len(value) > TOKEN_LIMIT or "\x00" in value:
-        raise fhir_bad_request(f"Search parameter {name}: give a value of at most {TOKEN_LIMIT} characters.")
-    return value
-
-
-def _status_filter(request, queryset: QuerySet) -> QuerySet:
-    status = _param(request, "status")
-    if status is None:
-        return queryset
-    wanted = status.split(",")
-    unknown = [s for s in wanted if s not in QuestionnaireStatus.values]
-    if unknown:
-        raise fhir_bad_request(
-            f"Search parameter status: '{unknown[0]}' is not one of {', '.join(QuestionnaireStatus.values)}."
+def _status(value: str, name: str) -> Q:
+    status = fs.Token.parse(value).code
+    if status not in QuestionnaireStatus.values:
+        raise fs.bad_request(
+            f"Search parameter {name}: '{status}' is not one of {', '.join(QuestionnaireStatus.values)}."
         )
-    return queryset.filter(status__in=wanted)
+    return Q(status=status)
 
 
 def _canonical(raw: str) -> tuple[str, str | None]:
@@ -78,39 +63,46 @@ class QuestionnaireReadView(FHIRView):
         return self.respond(questionnaire_resource(questionnaire))
 
 
+def _questionnaire_code(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    coding = {"code": token.code, **({"system": token.system} if token.system else {})}
+    return Q(resource__code__contains=[coding])
+
+
+def _questionnaire_url(value: str, name: str) -> Q:
+    url, version = _canonical(value)
+    return Q(url=url, **({"version": version} if version is not None else {}))
+
+
+fs.register(
+    fs.SearchType(
+        kind="Questionnaire",
+        queryset=lambda user: Questionnaire.objects.all(),
+        render=lambda view, rows: [
+            (view.url(f"Questionnaire/{q.pk}"), questionnaire_resource(q)) for q in rows
+        ],
+        params=[
+            _id_param(),
+            fs.Param("code", "token", _questionnaire_code, "e.g. 96777-8", f"{HL7_SP}/Questionnaire-code"),
+            fs.Param("url", "uri", _questionnaire_url, "url or url|version", f"{HL7_SP}/Questionnaire-url"),
+            fs.Param("status", "token", _status, "", f"{HL7_SP}/Questionnaire-status"),
+        ],
+        default_order=("title", "-pk"),
+        patient_path=None,
+    )
+)
+
+
 class QuestionnaireSearchView(FHIRView):
     """Search by `code` ([system|]code, e.g. 96777-8), `url` (url or url|version), `status`;
     no parameter lists every stored version."""
 
-    def get(self, request):
-        found = Questionnaire.objects.all()
-        code = _param(request, "code")
-        if code is not None:
-            system, bar, value = code.rpartition("|")
-            coding = {"code": value, **({"system": system} if bar and system else {})}
-            found = found.filter(resource__code__contains=[coding])
-        url = _param(request, "url")
-        if url is not None:
-            url, version = _canonical(url)
-            found = found.filter(url=url)
-            if version is not None:
-                found = found.filter(version=version)
-        found = _status_filter(request, found)
-        rows = list(found.order_by("title", "-id")[:MAX_SEARCH])
-        return self.searchset(
-            "Questionnaire",
-            None,
-            [(self.url(f"Questionnaire/{q.pk}"), questionnaire_resource(q)) for q in rows],
-        )
+    search_kind = "Questionnaire"
 
 
 # ---------------------------------------------------------------------------
 # QuestionnaireResponse (patient data)
 # ---------------------------------------------------------------------------
-def responses_for(access) -> list[QuestionnaireResponse]:
-    return list(screening.screenings_for(access).order_by("id")[:MAX_SEARCH])
-
-
 class QuestionnaireResponseReadView(FHIRView):
     def get(self, request, response_id: int):
         response, access = access_item(
@@ -123,18 +115,36 @@ class QuestionnaireResponseReadView(FHIRView):
         return self.respond(screening.response_resource(response))
 
 
+fs.register(
+    fs.SearchType(
+        kind="QuestionnaireResponse",
+        queryset=lambda user: screening.screenings_visible(user).select_related("questionnaire", "author"),
+        render=lambda view, rows: [
+            (view.url(f"QuestionnaireResponse/{r.pk}"), screening.response_resource(r)) for r in rows
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("patient_id"),
+            fs.Param(
+                "authored",
+                "date",
+                fs.date_q("authored_at__date"),
+                "",
+                f"{HL7_SP}/QuestionnaireResponse-authored",
+            ),
+        ],
+        sorts={"authored": "authored_at"},
+        default_order=("-started_at", "-pk"),
+        requires_one_of=("patient", "subject", "_id"),
+    )
+)
+
+
 class QuestionnaireResponseSearchView(FHIRView):
     """Search by patient (?patient=<id>): the screenings the caller may see; sensitive
     instruments are absent for disciplines the policy excludes."""
 
-    def get(self, request):
-        access = self.searched_patient()
-        rows = [] if access is None else responses_for(access)
-        return self.searchset(
-            "QuestionnaireResponse",
-            access,
-            [(self.url(f"QuestionnaireResponse/{r.pk}"), screening.response_resource(r)) for r in rows],
-        )
+    search_kind = "QuestionnaireResponse"
 
 
 # ---------------------------------------------------------------------------
@@ -152,32 +162,54 @@ class PlanDefinitionReadView(FHIRView):
         return self.respond(plan_templates.plandefinition_resource(_template(template_id)))
 
 
+def _plandefinition_url(value: str, name: str) -> Q:
+    url, version = _canonical(value)
+    base = f"{plan_templates.BASE}/PlanDefinition/"
+    slug = url.removeprefix(base) if url.startswith(base) else None
+    if not slug:
+        return Q(pk__in=[])
+    if version is None:
+        return Q(slug=slug)
+    return Q(slug=slug, version=int(version)) if version.isdigit() and len(version) < 9 else Q(pk__in=[])
+
+
+fs.register(
+    fs.SearchType(
+        kind="PlanDefinition",
+        queryset=lambda user: PlanTemplate.objects.all(),
+        render=lambda view, rows: [
+            (view.url(f"PlanDefinition/{t.pk}"), plan_templates.plandefinition_resource(t)) for t in rows
+        ],
+        params=[
+            _id_param(),
+            fs.Param("url", "uri", _plandefinition_url, "url or url|version", f"{HL7_SP}/PlanDefinition-url"),
+            fs.Param(
+                "name",
+                "string",
+                lambda value, name, modifier="": Q(slug=value.replace("_", "-").lower()),
+                "",
+                f"{HL7_SP}/PlanDefinition-name",
+            ),
+            fs.Param(
+                "title",
+                "string",
+                lambda value, name, modifier="": Q(title__icontains=value),
+                "contains",
+                f"{HL7_SP}/PlanDefinition-title",
+            ),
+            fs.Param("status", "token", _status, "", f"{HL7_SP}/PlanDefinition-status"),
+        ],
+        default_order=("title", "-version", "pk"),
+        patient_path=None,
+        operations=(("apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"),),
+    )
+)
+
+
 class PlanDefinitionSearchView(FHIRView):
     """Search by `url` (url or url|version), `name`, `title` (contains), `status`."""
 
-    def get(self, request):
-        found = PlanTemplate.objects.all()
-        url = _param(request, "url")
-        if url is not None:
-            url, version = _canonical(url)
-            base = f"{plan_templates.BASE}/PlanDefinition/"
-            slug = url.removeprefix(base) if url.startswith(base) else None
-            found = found.filter(slug=slug) if slug else found.none()
-            if version is not None:
-                found = found.filter(version=int(version)) if version.isdigit() else found.none()
-        name = _param(request, "name")
-        if name is not None:
-            found = found.filter(slug=name.replace("_", "-").lower())
-        title = _param(request, "title")
-        if title is not None:
-            found = found.filter(title__icontains=title)
-        found = _status_filter(request, found)
-        rows = list(found.order_by("title", "-version")[:MAX_SEARCH])
-        return self.searchset(
-            "PlanDefinition",
-            None,
-            [(self.url(f"PlanDefinition/{t.pk}"), plan_templates.plandefinition_resource(t)) for t in rows],
-        )
+    search_kind = "PlanDefinition"
 
 
 def _subject(request) -> str:

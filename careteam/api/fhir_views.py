@@ -1,40 +1,50 @@
-"""FHIR R4 endpoints (/fhir/): reads, search by patient, Patient/$everything, the
-CapabilityStatement, and the import of a CarePlan Bundle. Same permission checks and
-audit as the rest of CareTeam; errors answer as OperationOutcome."""
+"""FHIR R4 endpoints (/fhir/): reads, searches driven by the search table
+(careteam/api/fhir_search.py), Patient/$everything, the CapabilityStatement written from
+that table, and the import of CarePlan Bundles. Same permission checks and audit as the
+rest of CareTeam; every error, unknown URLs included, answers as an OperationOutcome."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
-from django.http import Http404
+from django.db.models import Exists, F, IntegerField, OuterRef, Prefetch, Q, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+from django.utils import timezone
 from django.utils.http import urlencode
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, MethodNotAllowed, NotAcceptable, NotFound
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from careplans import screening
-from careplans.models import Activity, CarePlan, Goal
+from careplans.models import Activity, CarePlan, CarePlanStatus, Goal, GoalLifecycle
 from careteam.audit import audit, audit_denied, audit_list
-from careteam.models import AuditAction, Handoff, TeamMembership
+from careteam.models import AuditAction, Handoff, HandoffStatus, TeamMembership
 from careteam.permissions import (
     PatientAccess,
     access_item,
     access_patient_by_id,
     patient_access,
+    patient_visible_q,
     patients_for,
+    restrict,
+    visible_related,
 )
 from referrals.models import Referral
 from referrals.selectors import referral_for_user
 from transitions import fhir as transitions_fhir
 
 from . import fhir
+from . import fhir_search as fs
 from .auth import ApiTokenAuthentication
 from .errors import api_exception_handler
 from .parsers import SafeJSONParser
@@ -53,10 +63,10 @@ CODES = {
     429: "throttled",
 }
 
-
-# Searches that do not page yet (Questionnaire, PlanDefinition, QuestionnaireResponse)
-# return at most this many resources.
+# Searches that do not page yet return at most this many resources (kept for callers
+# outside the search table).
 MAX_SEARCH = 50
+JSON_FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
 
 
 class FHIRRenderer(JSONRenderer):
@@ -69,9 +79,13 @@ class FHIRParser(SafeJSONParser):
 
 
 def fhir_exception_handler(exc, context):
+    issues = getattr(exc, "fhir_issues", None)
     response = api_exception_handler(exc, context)
     if response is None:
         return None
+    if issues:
+        response.data = {"resourceType": "OperationOutcome", "issue": issues}
+        return response
     data = response.data
     if isinstance(data, dict) and set(data) - {"detail", "current_version"}:
         message = "; ".join(
@@ -83,14 +97,32 @@ def fhir_exception_handler(exc, context):
     return response
 
 
+def prefers_strict(request) -> bool:
+    """`Prefer: handling=strict`: refuse what cannot be honoured instead of ignoring it."""
+    prefer = request.headers.get("Prefer", "")
+    return any(part.strip().lower() == "handling=strict" for part in prefer.split(","))
+
+
 @extend_schema(exclude=True)
 class FHIRView(APIView):
     renderer_classes = [FHIRRenderer, JSONRenderer]
     parser_classes = [FHIRParser, SafeJSONParser]
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
+    search_kind: str | None = None  # the search table entry GET answers, for search views
 
     def get_exception_handler(self):
         return fhir_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        fmt = request.query_params.get("_format")
+        if fmt is not None and fmt.strip().lower() not in JSON_FORMATS:
+            raise NotAcceptable(f"_format={fmt}: this server answers JSON only (_format=json).")
+        super().initial(request, *args, **kwargs)
+
+    def get(self, request, *args, **kwargs):
+        if self.search_kind is None:
+            raise MethodNotAllowed(request.method)
+        return self.search(fs.REGISTRY[self.search_kind])
 
     def url(self, path: str) -> str:
         return self.request.build_absolute_uri(f"/fhir/{path}")
@@ -101,20 +133,6 @@ class FHIRView(APIView):
         if version:
             response["ETag"] = f'W/"{version}"'
         return response
-
-    def searched_patient(self) -> PatientAccess | None:
-        """The patient a search names (?patient=12 or Patient/12); None when not visible,
-        so a search for a hidden patient finds nothing rather than answering 404 (the
-        refusal is audited against that patient)."""
-        raw = self.request.query_params.get("patient") or self.request.query_params.get("subject")
-        if not raw:
-            raise fhir_bad_request("Search by patient: ?patient=<id>.")
-        raw = raw.removeprefix("Patient/")
-        try:
-            return access_patient_by_id(self.request.user, raw)
-        except Http404:
-            self._hidden_patient = raw
-            return None
 
     def page_window(self) -> tuple[int, int]:
         """(offset, count) from `_offset` and `_count`: count defaults to and is capped at
@@ -132,52 +150,116 @@ class FHIRView(APIView):
 
         return number("_offset", 0), min(number("_count", limit), limit)
 
-    def searchset(
-        self,
-        kind: str,
-        access: PatientAccess | None,
-        entries: list[tuple[str, dict]],
-        *,
-        total: int | None = None,
-        patient_ids: list[int] | None = None,
-    ) -> Response:
-        """One page of a search Bundle with `link` self/next/previous, audited with the
-        searched patient (for a hidden one, as a denial naming that patient). `entries` is
-        the whole result, or already the page when `total` is given."""
+    # -- search ------------------------------------------------------------------
+    def search(self, search: fs.SearchType) -> Response:
+        """Run one search of the table: filter, count, one page in a fixed number of
+        queries, `_include`s (visible-only), `link` self/next/previous, audit."""
+        request = self.request
+        strict = prefers_strict(request)
+        parts = search.parts or [("", search)]
+        parsed_parts = [
+            (prefix, part, fs.parse(part, request.query_params, strict=strict)) for prefix, part in parts
+        ]
+        parsed = parsed_parts[0][2]
         offset, count = self.page_window()
-        if total is None:
-            total, page = len(entries), entries[offset : offset + count]
-        else:
-            page = entries
-        hidden = getattr(self, "_hidden_patient", None)
-        if access is None and hidden is not None:
-            audit_denied(
-                self.request,
-                url_kwargs={"patient_id": hidden},
-                detail=f"FHIR {kind} search for a patient not visible",
+        querysets = [
+            (prefix, part, part.queryset(request.user).filter(p.q)) for prefix, part, p in parsed_parts
+        ]
+        total = sum(qs.count() for _, _, qs in querysets)
+        rows: list = []
+        if not parsed.summary_count and count:
+            rows = self._page(querysets, parsed, offset, count)
+        entries = self._render(parts, rows)
+        included = []
+        seen = {url for url, _ in entries}
+        for name in parsed.includes:
+            for url, resource in search.includes[name](self, [row for _, row in rows]):
+                if url not in seen:
+                    seen.add(url)
+                    included.append((url, resource))
+        self._audit_search(search, parsed, [row for _, row in rows], total, offset)
+        data = fhir.bundle(entries)
+        if included:
+            data.setdefault("entry", []).extend(
+                {"fullUrl": url, "resource": resource, "search": {"mode": "include"}}
+                for url, resource in included
             )
-        else:
-            audit_list(
-                self.request,
-                list_name=f"fhir.{kind}",
-                patient_id=access.patient.pk if access else None,
-                patient_ids=patient_ids or (),
-                query=self.request.query_params.dict(),
-                detail=f"FHIR search, {total} results, {len(page)} shown from {offset}",
-            )
-        data = fhir.bundle(page)
         data["total"] = total
-        data["link"] = self.page_links(kind, offset, count, total)
+        data["link"] = self.page_links(search.kind, parsed, offset, count, total)
         return self.respond(data)
 
-    def page_links(self, kind: str, offset: int, count: int, total: int) -> list[dict]:
-        params = {k: v for k, v in self.request.query_params.items() if k not in ("_offset", "_count")}
+    def _page(self, querysets, parsed: fs.Parsed, offset: int, count: int) -> list[tuple[str, object]]:
+        """One page of (part prefix, row). A search over several tables (Task) pages over
+        the UNION of (sort key, table, id), then loads each table's rows by id."""
+        if len(querysets) == 1:
+            prefix, part, qs = querysets[0]
+            ordered = qs.order_by(*parsed.order, *part.default_order)
+            return [(prefix, row) for row in ordered[offset : offset + count]]
+        key = parsed.order[0] if parsed.order else querysets[0][1].default_order[0]
+        descending, column = key.startswith("-"), key.lstrip("-")
+        selects = [
+            qs.order_by()
+            .annotate(sort_key=F(column), part_no=Value(i, output_field=IntegerField()))
+            .values_list("sort_key", "part_no", "pk")
+            for i, (_, _, qs) in enumerate(querysets)
+        ]
+        union = selects[0].union(*selects[1:], all=True)
+        ordered = union.order_by("-sort_key" if descending else "sort_key", "part_no", "pk")
+        keys = list(ordered[offset : offset + count])
+        loaded = {}
+        for i, (_, _part, qs) in enumerate(querysets):
+            ids = [pk for _, n, pk in keys if n == i]
+            if ids:
+                loaded.update({(i, row.pk): row for row in qs.filter(pk__in=ids)})
+        return [(querysets[n][0], loaded[(n, pk)]) for _, n, pk in keys if (n, pk) in loaded]
+
+    def _render(self, parts, rows: list[tuple[str, object]]) -> list[tuple[str, dict]]:
+        by_part: dict[str, list] = defaultdict(list)
+        for prefix, row in rows:
+            by_part[prefix].append(row)
+        rendered: dict[tuple[str, int], tuple[str, dict]] = {}
+        for prefix, part in parts:
+            if by_part[prefix]:
+                for row, entry in zip(by_part[prefix], part.render(self, by_part[prefix]), strict=True):
+                    rendered[(prefix, row.pk)] = entry
+        return [rendered[(prefix, row.pk)] for prefix, row in rows]
+
+    def _audit_search(self, search: fs.SearchType, parsed: fs.Parsed, rows, total: int, offset: int) -> None:
+        request = self.request
+        if search.patient_path is None:
+            return
+        named = list(dict.fromkeys(parsed.patient_ids))
+        visible = set()
+        if named:
+            visible = set(patients_for(request.user).filter(pk__in=named).values_list("pk", flat=True))
+        shown = sorted({_patient_id(row, search.patient_path) for row in rows})
+        if not named or visible:
+            audit_list(
+                request,
+                list_name=f"fhir.{search.kind}",
+                patient_id=next(iter(visible)) if len(visible) == 1 else None,
+                patient_ids=shown,
+                query=request.query_params.dict(),
+                detail=f"FHIR search, {total} results, {len(rows)} shown from {offset}",
+            )
+        for hidden in [pk for pk in named if pk not in visible][:5]:
+            audit_denied(
+                request,
+                url_kwargs={"patient_id": hidden},
+                detail=f"FHIR {search.kind} search for a patient not visible",
+            )
+
+    def page_links(self, kind: str, parsed: fs.Parsed, offset: int, count: int, total: int) -> list[dict]:
+        """self/next/previous: the parameters the search honoured (ignored ones are left
+        out, as the specification asks), the page size and the offset."""
 
         def link(relation: str, at: int) -> dict:
-            query = urlencode({**params, "_offset": at, "_count": count})
+            query = urlencode([*parsed.accepted, ("_count", count), ("_offset", at)])
             return {"relation": relation, "url": f"{self.url(kind)}?{query}"}
 
         links = [link("self", offset)]
+        if parsed.summary_count:
+            return links
         if count and offset + count < total:
             links.append(link("next", offset + count))
         if offset > 0 and count:
@@ -195,6 +277,15 @@ class FHIRView(APIView):
         )
 
 
+def _patient_id(row, path: str) -> int:
+    if path == "pk":
+        return row.pk
+    *through, last = path.split("__")
+    for name in through:
+        row = getattr(row, name)
+    return getattr(row, f"{last}_id")
+
+
 def fhir_bad_request(message: str):
     from rest_framework.exceptions import ValidationError
 
@@ -204,22 +295,31 @@ def fhir_bad_request(message: str):
 # ---------------------------------------------------------------------------
 # Loaders shared by reads, searches and $everything (queries constant in rows)
 # ---------------------------------------------------------------------------
-def _plan_resources(access: PatientAccess, plans: list[CarePlan]) -> list[dict]:
+def plan_resources(user, plans: list[CarePlan]) -> list[dict]:
+    """CarePlan resources with the goals and activities `user` may see (any patients)."""
     plan_ids = [p.pk for p in plans]
     goals = defaultdict(list)
-    for goal in Goal.objects.filter(care_plan_id__in=plan_ids).filter(access.goal_q()).order_by("id"):
+    for goal in (
+        visible_related(user, Goal)
+        .filter(care_plan_id__in=plan_ids)
+        .order_by("id")
+        .only("id", "care_plan_id")
+    ):
         goals[goal.care_plan_id].append(goal)
     activities = defaultdict(list)
     visible = (
-        Activity.objects.filter(care_plan_id__in=plan_ids)
-        .filter(access.sensitivity_q())
+        restrict(Activity.objects.filter(care_plan_id__in=plan_ids), user, patient_path="care_plan__patient")
         .select_related("owner_discipline", "assigned_to")
-        .prefetch_related(Prefetch("goals", queryset=Goal.objects.only("id")))
+        .prefetch_related(Prefetch("goals", queryset=visible_related(user, Goal).only("id")))
         .order_by("id")
     )
     for activity in visible:
         activities[activity.care_plan_id].append(activity)
     return [fhir.careplan_resource(p, goals[p.pk], activities[p.pk]) for p in plans]
+
+
+def _plan_resources(access: PatientAccess, plans: list[CarePlan]) -> list[dict]:
+    return plan_resources(access.user, plans)
 
 
 def _plans(patient_id: int) -> list[CarePlan]:
@@ -258,51 +358,734 @@ def _questionnaire_responses(access: PatientAccess) -> list:
     return list(screening.screenings_for(access).order_by("id"))
 
 
-def _careteam(access: PatientAccess) -> dict:
-    members = (
-        TeamMembership.objects.current().filter(patient=access.patient).select_related("user", "discipline")
+def _team_members():
+    """Memberships that have begun and were not entered in error."""
+    return TeamMembership.objects.filter(start_date__lte=timezone.localdate()).exclude(
+        status__in=["proposed", "entered-in-error"]
     )
-    return fhir.careteam_resource(access.patient, members)
+
+
+def shown_memberships_q(ref: str = "") -> Q:
+    """The memberships a CareTeam shows: the current ones, or, for a team with no current
+    member, the former ones. `ref` is the path from the row to the membership."""
+    p = f"{ref}__" if ref else ""
+    current_ids = TeamMembership.objects.current().values("pk")
+    team_has_current = Exists(TeamMembership.objects.current().filter(patient_id=OuterRef(f"{p}patient_id")))
+    return Q(**{f"{p}pk__in": current_ids}) | (
+        Q(**{f"{p}pk__in": _team_members().values("pk")}) & ~Q(team_has_current)
+    )
+
+
+def careteam_resources(patients: list) -> list[dict | None]:
+    """The CareTeam of each patient (None for a patient whose team never had a member)."""
+    members = defaultdict(list)
+    shown = (
+        _team_members()
+        .filter(patient_id__in=[p.pk for p in patients])
+        .filter(shown_memberships_q())
+        .select_related("user", "discipline")
+        .order_by("id")
+    )
+    current = set(
+        TeamMembership.objects.current()
+        .filter(patient_id__in=[p.pk for p in patients])
+        .values_list("pk", flat=True)
+    )
+    for membership in shown:
+        members[membership.patient_id].append(membership)
+    return [
+        fhir.careteam_resource(p, members[p.pk], active=any(m.pk in current for m in members[p.pk]))
+        for p in patients
+    ]
+
+
+def _careteam(access: PatientAccess) -> dict:
+    team = careteam_resources([access.patient])[0]
+    if team is None:
+        raise Http404
+    return team
+
+
+def visible_memberships(user):
+    """Memberships a caller may see as PractitionerRoles: those the CareTeams of patients
+    the caller may see show (never a team of a patient hidden from them)."""
+    return (
+        _team_members()
+        .filter(patient_visible_q(user, "patient_id"))
+        .filter(shown_memberships_q())
+        .select_related("user", "discipline")
+    )
+
+
+def visible_practitioners(user):
+    """Team members of the patients the caller may see (and no one else)."""
+    from careteam.models import User
+
+    return User.objects.filter(pk__in=visible_memberships(user).values("user_id")).prefetch_related(
+        "disciplines"
+    )
+
+
+# ---------------------------------------------------------------------------
+# The search table (fhir_content_views adds Questionnaire, QuestionnaireResponse and
+# PlanDefinition)
+# ---------------------------------------------------------------------------
+HL7_SP = "http://hl7.org/fhir/SearchParameter"
+US_CORE_SP = "http://hl7.org/fhir/us/core/SearchParameter"
+CAREPLAN_CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
+
+
+def patient_includes(path: str):
+    """`_include=X:patient`: the patients `rows` name (through `path`), those the caller
+    may see."""
+
+    def load(view: FHIRView, rows: list) -> list[tuple[str, dict]]:
+        ids = {_patient_id(row, path) for row in rows}
+        patients = patients_for(view.request.user).filter(pk__in=ids).order_by("id")
+        return [(view.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in patients]
+
+    return load
+
+
+def _subject_params(path: str, *, subject: bool = True) -> list[fs.Param]:
+    params = [
+        fs.Param("patient", "reference", fs.reference_q(path), "Patient/<id>", f"{HL7_SP}/clinical-patient")
+    ]
+    if subject:
+        params.append(fs.Param("subject", "reference", fs.reference_q(path), "Patient/<id>"))
+    return params
+
+
+def _id_param(prefix: str = "") -> fs.Param:
+    return fs.Param("_id", "token", fs.id_q(prefix=prefix), "", f"{HL7_SP}/Resource-id")
+
+
+def _last_updated(field_name: str = "updated_at") -> fs.Param:
+    return fs.Param(
+        "_lastUpdated", "date", fs.date_q(f"{field_name}__date"), "", f"{HL7_SP}/Resource-lastUpdated"
+    )
+
+
+# Patient ---------------------------------------------------------------------
+def _patient_identifier(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    if not token.matches_system(fhir.MRN_SYSTEM) or not token.code:
+        return Q(pk__in=[])
+    return Q(mrn__iexact=token.code)
+
+
+fs.register(
+    fs.SearchType(
+        kind="Patient",
+        profile=fhir.US_CORE_PATIENT,
+        queryset=lambda user: patients_for(user),
+        render=lambda view, rows: [(view.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in rows],
+        params=[
+            _id_param(),
+            fs.Param(
+                "identifier",
+                "token",
+                _patient_identifier,
+                "The MRN: [system|]value",
+                f"{HL7_SP}/Patient-identifier",
+            ),
+            fs.Param(
+                "name",
+                "string",
+                fs.string_q("given_name", "family_name", "preferred_name"),
+                "",
+                f"{HL7_SP}/individual-name",
+            ),
+            fs.Param("family", "string", fs.string_q("family_name"), "", f"{HL7_SP}/individual-family"),
+            fs.Param(
+                "given",
+                "string",
+                fs.string_q("given_name", "preferred_name"),
+                "",
+                f"{HL7_SP}/individual-given",
+            ),
+            fs.Param("birthdate", "date", fs.date_q("birth_date"), "", f"{HL7_SP}/individual-birthdate"),
+            fs.Param(
+                "gender",
+                "token",
+                fs.code_q("gender", allowed=("male", "female", "other", "unknown")),
+                "",
+                f"{HL7_SP}/individual-gender",
+            ),
+        ],
+        sorts={"birthdate": "birth_date", "_lastUpdated": "updated_at"},
+        default_order=("family_name", "given_name", "pk"),
+        patient_path="pk",
+        requires_one_of=("_id", "identifier", "name", "family", "given", "birthdate", "gender"),
+        interactions=("read", "update", "search-type", "create"),
+        conditional_create=True,
+        operations=(("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),),
+    )
+)
+
+
+# CarePlan --------------------------------------------------------------------
+def _coding_q(path: str, token: fs.Token) -> Q:
+    """A coding in the JSON array of CodeableConcepts (or the one concept) at `path`."""
+    coding = {k: v for k, v in (("system", token.system), ("code", token.code)) if v}
+    if not coding:
+        return Q(pk__in=[])
+    if path.endswith("__coding"):
+        return Q(**{f"{path}__contains": [coding]})
+    return Q(**{f"{path}__contains": [{"coding": [coding]}]})
+
+
+def _careplan_category(value: str, name: str) -> Q:
+    """Every plan is a US Core assess-plan (CareTeam emits it for all); an imported plan
+    also has the categories it came with."""
+    token = fs.Token.parse(value)
+    if token.matches_system(CAREPLAN_CATEGORY_SYSTEM) and token.code in ("assess-plan", ""):
+        return Q(pk__isnull=False)
+    return _coding_q("fhir__source__category", token)
+
+
+def _goal_description(value: str, name: str, modifier: str = "") -> Q:
+    """Goal.description: a coding of an imported goal, or (`:text`) the words."""
+    if modifier == "text":
+        return Q(description__icontains=value)
+    return _coding_q("fhir__source__description__coding", fs.Token.parse(value))
+
+
+_goal_description.modifiers = ("text",)  # type: ignore[attr-defined]
+
+
+def careplan_goal_includes(view: FHIRView, plans: list) -> list[tuple[str, dict]]:
+    goals = (
+        visible_related(view.request.user, Goal)
+        .filter(care_plan_id__in=[p.pk for p in plans])
+        .select_related("owner_discipline", "care_plan")
+        .order_by("id")
+    )
+    return [(view.url(f"Goal/{g.pk}"), fhir.goal_resource(g, g.care_plan.patient_id)) for g in goals]
+
+
+def careplan_careteam_includes(view: FHIRView, plans: list) -> list[tuple[str, dict]]:
+    patients = list(
+        patients_for(view.request.user).filter(pk__in={p.patient_id for p in plans}).order_by("id")
+    )
+    return [
+        (view.url(f"CareTeam/{p.pk}"), r)
+        for p, r in zip(patients, careteam_resources(patients), strict=True)
+        if r is not None
+    ]
+
+
+fs.register(
+    fs.SearchType(
+        kind="CarePlan",
+        profile=fhir.US_CORE_CAREPLAN,
+        queryset=lambda user: restrict(
+            CarePlan.objects.select_related("author"), user, patient_path="patient"
+        ),
+        render=lambda view, rows: [
+            (view.url(f"CarePlan/{p.pk}"), r)
+            for p, r in zip(rows, plan_resources(view.request.user, rows), strict=True)
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("patient_id"),
+            fs.Param("category", "token", _careplan_category, "", f"{HL7_SP}/CarePlan-category"),
+            fs.Param(
+                "status",
+                "token",
+                fs.code_q("status", allowed=CarePlanStatus.values),
+                "",
+                f"{HL7_SP}/CarePlan-status",
+            ),
+            fs.Param(
+                "date",
+                "date",
+                fs.period_q("period_start", "period_end"),
+                "CarePlan.period",
+                f"{HL7_SP}/clinical-date",
+            ),
+            _last_updated(),
+        ],
+        sorts={"date": "period_start", "_lastUpdated": "updated_at"},
+        includes={
+            "CarePlan:goal": careplan_goal_includes,
+            "CarePlan:patient": patient_includes("patient"),
+            "CarePlan:subject": patient_includes("patient"),
+            "CarePlan:care-team": careplan_careteam_includes,
+        },
+        requires_one_of=("patient", "subject", "_id"),
+        operations=(
+            (
+                "import",
+                f"{fhir.SYSTEM_BASE}/OperationDefinition/CarePlan-import",
+            ),
+        ),
+    )
+)
+
+
+# CareTeam (one per patient: the rows are patients) ----------------------------
+def _careteam_status(value: str, name: str) -> Q:
+    code = fs.Token.parse(value).code
+    current = Exists(TeamMembership.objects.current().filter(patient_id=OuterRef("pk")))
+    return {"active": Q(current), "inactive": ~Q(current)}.get(code, Q(pk__in=[]))
+
+
+def _careteam_role(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    current = TeamMembership.objects.current().filter(patient_id=OuterRef("pk"))
+    q = Q(pk__in=[])
+    if token.matches_system(fhir.DISCIPLINE_SYSTEM):
+        q |= Q(Exists(current.filter(discipline__code=token.code) if token.code else current))
+    if token.matches_system(fhir.TEAM_ROLE_SYSTEM):
+        q |= Q(Exists(current.filter(role=token.code) if token.code else current))
+    return q
+
+
+def careteam_participant_includes(view: FHIRView, patients: list) -> list[tuple[str, dict]]:
+    users = visible_practitioners(view.request.user).filter(
+        pk__in=visible_memberships(view.request.user)
+        .filter(patient_id__in=[p.pk for p in patients])
+        .values("user_id")
+    )
+    return [
+        (view.url(f"Practitioner/{u.pk}"), fhir.practitioner_resource(u, u.disciplines.all()))
+        for u in users.order_by("id")
+    ]
+
+
+fs.register(
+    fs.SearchType(
+        kind="CareTeam",
+        queryset=lambda user: patients_for(user).filter(
+            Exists(_team_members().filter(patient_id=OuterRef("pk")))
+        ),
+        render=lambda view, rows: [
+            (view.url(f"CareTeam/{p.pk}"), r) for p, r in zip(rows, careteam_resources(rows), strict=True)
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("pk"),
+            fs.Param(
+                "status",
+                "token",
+                _careteam_status,
+                "active (current members) or inactive",
+                f"{HL7_SP}/CareTeam-status",
+            ),
+            fs.Param(
+                "role",
+                "token",
+                _careteam_role,
+                "A member's discipline or team role",
+                f"{US_CORE_SP}/us-core-careteam-role",
+            ),
+        ],
+        includes={
+            "CareTeam:patient": patient_includes("pk"),
+            "CareTeam:subject": patient_includes("pk"),
+            "CareTeam:participant": careteam_participant_includes,
+        },
+        profile=fhir.US_CORE_CARETEAM,
+        patient_path="pk",
+        requires_one_of=("patient", "subject", "_id"),
+    )
+)
+
+
+# Goal ------------------------------------------------------------------------
+fs.register(
+    fs.SearchType(
+        kind="Goal",
+        profile=fhir.US_CORE_GOAL,
+        queryset=lambda user: restrict(
+            Goal.objects.select_related("owner_discipline", "care_plan"),
+            user,
+            patient_path="care_plan__patient",
+        ),
+        render=lambda view, rows: [
+            (view.url(f"Goal/{g.pk}"), fhir.goal_resource(g, g.care_plan.patient_id)) for g in rows
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("care_plan__patient_id"),
+            fs.Param(
+                "lifecycle-status",
+                "token",
+                fs.code_q("lifecycle_status", allowed=GoalLifecycle.values),
+                "",
+                f"{HL7_SP}/Goal-lifecycle-status",
+            ),
+            fs.Param(
+                "target-date",
+                "date",
+                fs.date_q("target_due"),
+                "Goal.target.dueDate",
+                f"{HL7_SP}/Goal-target-date",
+            ),
+            fs.Param(
+                "description",
+                "token",
+                _goal_description,
+                "A coding of the description ([system|]code), or :text",
+                f"{US_CORE_SP}/us-core-goal-description",
+            ),
+            _last_updated(),
+        ],
+        sorts={"target-date": "target_due", "_lastUpdated": "updated_at"},
+        includes={
+            "Goal:patient": patient_includes("care_plan__patient"),
+            "Goal:subject": patient_includes("care_plan__patient"),
+        },
+        patient_path="care_plan__patient",
+        requires_one_of=("patient", "subject", "_id"),
+    )
+)
+
+
+# ServiceRequest --------------------------------------------------------------
+SERVICE_REQUEST_STATUSES = (
+    "draft",
+    "active",
+    "on-hold",
+    "revoked",
+    "completed",
+    "entered-in-error",
+    "unknown",
+)
+
+
+def _service_request_status(value: str, name: str) -> Q:
+    code = fs.Token.parse(value).code
+    if code not in SERVICE_REQUEST_STATUSES:
+        raise fs.bad_request(
+            f"Search parameter {name}: '{code}' is not one of {', '.join(SERVICE_REQUEST_STATUSES)}."
+        )
+    return Q(status__in=[k for k, v in fhir.SERVICE_REQUEST_STATUS.items() if v == code])
+
+
+def _service_code(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    if not token.matches_system(fhir.SERVICE_SYSTEM) or not token.code:
+        return Q(pk__in=[])
+    import uuid
+
+    try:
+        return Q(service_id=uuid.UUID(token.code))
+    except ValueError:
+        return Q(pk__in=[])
+
+
+def service_request_basedon_includes(view: FHIRView, rows: list) -> list[tuple[str, dict]]:
+    plans = list(
+        restrict(
+            CarePlan.objects.filter(pk__in={r.care_plan_id for r in rows if r.care_plan_id}).select_related(
+                "author"
+            ),
+            view.request.user,
+            patient_path="patient",
+        ).order_by("id")
+    )
+    return [
+        (view.url(f"CarePlan/{p.pk}"), r)
+        for p, r in zip(plans, plan_resources(view.request.user, plans), strict=True)
+    ]
+
+
+def _referrals_visible(user):
+    return restrict(
+        Referral.objects.select_related("service__organization", "referred_by"), user, patient_path="patient"
+    ).annotate(authored=Coalesce("sent_at", "created_at"))
+
+
+fs.register(
+    fs.SearchType(
+        kind="ServiceRequest",
+        queryset=_referrals_visible,
+        render=lambda view, rows: [
+            (view.url(f"ServiceRequest/{r.pk}"), fhir.service_request_resource(r)) for r in rows
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("patient_id"),
+            fs.Param("status", "token", _service_request_status, "", f"{HL7_SP}/ServiceRequest-status"),
+            fs.Param(
+                "code", "token", _service_code, "The community service (its id)", f"{HL7_SP}/clinical-code"
+            ),
+            fs.Param(
+                "authored", "date", fs.date_q("authored__date"), "", f"{HL7_SP}/ServiceRequest-authored"
+            ),
+            _last_updated(),
+        ],
+        sorts={"authored": "authored", "_lastUpdated": "updated_at"},
+        includes={
+            "ServiceRequest:patient": patient_includes("patient"),
+            "ServiceRequest:subject": patient_includes("patient"),
+            "ServiceRequest:based-on": service_request_basedon_includes,
+        },
+    )
+)
+
+
+# Task: handoffs and the tasks tracking referrals, one search over both -----------
+def _task_code(code: str):
+    def build(value: str, name: str) -> Q:
+        token = fs.Token.parse(value)
+        system = fhir.TASK_CODE_SYSTEM if code == "fulfill" else fhir.TASK_KIND_SYSTEM
+        return (
+            Q(pk__isnull=False) if token.matches_system(system) and token.code in (code, "") else Q(pk__in=[])
+        )
+
+    return build
+
+
+TASK_STATUSES = sorted(set(HandoffStatus.values) | set(fhir.SERVICE_REQUEST_STATUS))
+
+
+def _task_part(prefix: str, queryset, render, code: str) -> fs.SearchType:
+    return fs.SearchType(
+        kind="Task",
+        queryset=queryset,
+        render=render,
+        params=[
+            _id_param(prefix=f"{prefix}-"),
+            fs.Param(
+                "patient", "reference", fs.reference_q("patient_id"), "Task.for", f"{HL7_SP}/Task-patient"
+            ),
+            fs.Param(
+                "status", "token", fs.code_q("status", allowed=TASK_STATUSES), "", f"{HL7_SP}/Task-status"
+            ),
+            fs.Param(
+                "code",
+                "token",
+                _task_code(code),
+                f"handoff ({fhir.TASK_KIND_SYSTEM}) or fulfill ({fhir.TASK_CODE_SYSTEM}, a referral)",
+                f"{HL7_SP}/Task-code",
+            ),
+            fs.Param("authored-on", "date", fs.date_q("created_at__date"), "", f"{HL7_SP}/Task-authored-on"),
+            _last_updated(),
+        ],
+        sorts={"authored-on": "created_at", "_lastUpdated": "updated_at"},
+        includes={"Task:patient": patient_includes("patient")},
+        default_order=("created_at", "pk"),
+        requires_one_of=("patient", "_id"),
+    )
+
+
+_handoff_part = _task_part(
+    "handoff",
+    lambda user: restrict(
+        Handoff.objects.select_related("from_user", "to_user", "to_discipline"), user, patient_path="patient"
+    ),
+    lambda view, rows: [(view.url(f"Task/handoff-{h.pk}"), fhir.handoff_task_resource(h)) for h in rows],
+    "handoff",
+)
+_referral_part = _task_part(
+    "referral",
+    lambda user: restrict(
+        Referral.objects.select_related("service__organization", "referred_by"), user, patient_path="patient"
+    ),
+    lambda view, rows: [(view.url(f"Task/referral-{r.pk}"), fhir.referral_task_resource(r)) for r in rows],
+    "fulfill",
+)
+fs.register(
+    fs.SearchType(
+        kind="Task",
+        queryset=_handoff_part.queryset,
+        render=_handoff_part.render,
+        params=_handoff_part.params,
+        sorts=_handoff_part.sorts,
+        includes=_handoff_part.includes,
+        requires_one_of=("patient", "_id"),
+        parts=[("handoff", _handoff_part), ("referral", _referral_part)],
+    )
+)
+
+
+# Practitioner and PractitionerRole: the members of the teams the caller may see -------
+def _practitioner_name(value: str, name: str, modifier: str = "") -> Q:
+    return fs.string_q("first_name", "last_name", "username")(value, name, modifier)
+
+
+_practitioner_name.modifiers = ("exact", "contains")  # type: ignore[attr-defined]
+
+
+def _practitioner_identifier(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    if not token.matches_system(fhir.USER_SYSTEM) or not token.code:
+        return Q(pk__in=[])
+    return Q(username=token.code)
+
+
+def _membership_role(value: str, name: str) -> Q:
+    token = fs.Token.parse(value)
+    q = Q(pk__in=[])
+    if token.matches_system(fhir.DISCIPLINE_SYSTEM):
+        q |= Q(discipline__code=token.code)
+    if token.matches_system(fhir.SNOMED):
+        q |= Q(
+            discipline__code__in=[d for d, (code, _) in fhir.DISCIPLINE_SNOMED.items() if code == token.code]
+        )
+    if token.matches_system(fhir.TEAM_ROLE_SYSTEM):
+        q |= Q(role=token.code)
+    return q
+
+
+fs.register(
+    fs.SearchType(
+        kind="Practitioner",
+        queryset=visible_practitioners,
+        render=lambda view, rows: [
+            (view.url(f"Practitioner/{u.pk}"), fhir.practitioner_resource(u, u.disciplines.all()))
+            for u in rows
+        ],
+        params=[
+            _id_param(),
+            fs.Param("name", "string", _practitioner_name, "", f"{HL7_SP}/Practitioner-name"),
+            fs.Param(
+                "identifier",
+                "token",
+                _practitioner_identifier,
+                "The username",
+                f"{HL7_SP}/Practitioner-identifier",
+            ),
+        ],
+        patient_path=None,
+        profile=fhir.US_CORE_PRACTITIONER,
+    )
+)
+fs.register(
+    fs.SearchType(
+        kind="PractitionerRole",
+        queryset=visible_memberships,
+        render=lambda view, rows: [
+            (view.url(f"PractitionerRole/{m.pk}"), fhir.practitioner_role_resource(m)) for m in rows
+        ],
+        params=[
+            _id_param(),
+            fs.Param(
+                "practitioner",
+                "reference",
+                fs.reference_q("user_id", "Practitioner"),
+                "Practitioner/<id>",
+                f"{HL7_SP}/PractitionerRole-practitioner",
+            ),
+            fs.Param(
+                "role",
+                "token",
+                _membership_role,
+                "Discipline, its SNOMED CT occupation, or team role",
+                f"{HL7_SP}/PractitionerRole-role",
+            ),
+        ],
+        includes={"PractitionerRole:practitioner": lambda view, rows: _practitioners_of(view, rows)},
+        patient_path=None,
+        profile=fhir.US_CORE_PRACTITIONER_ROLE,
+    )
+)
+
+
+def _practitioners_of(view: FHIRView, memberships: list) -> list[tuple[str, dict]]:
+    users = (
+        visible_practitioners(view.request.user)
+        .filter(pk__in={m.user_id for m in memberships})
+        .order_by("id")
+    )
+    return [
+        (view.url(f"Practitioner/{u.pk}"), fhir.practitioner_resource(u, u.disciplines.all())) for u in users
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Patient/$everything: one builder per section, in order. Other modules add theirs
+# with `everything_section`; `_type` picks sections by the resource types they emit.
+# ---------------------------------------------------------------------------
+EverythingBuilder = Callable[["FHIRView", PatientAccess], list[tuple[str, dict]]]
+EVERYTHING: list[tuple[tuple[str, ...], EverythingBuilder]] = []
+
+
+def everything_section(*kinds: str):
+    """Register a builder of (fullUrl, resource) pairs for Patient/$everything; `kinds`
+    are the resource types it emits (for `_type`). Queries must not grow with rows."""
+
+    def decorator(builder: EverythingBuilder) -> EverythingBuilder:
+        EVERYTHING.append((kinds, builder))
+        return builder
+
+    return decorator
+
+
+@everything_section("Patient")
+def _everything_patient(view, access):
+    return [(view.url(f"Patient/{access.patient.pk}"), fhir.patient_resource(access.patient))]
+
+
+@everything_section("CareTeam")
+def _everything_careteam(view, access):
+    team = careteam_resources([access.patient])[0]
+    return [(view.url(f"CareTeam/{access.patient.pk}"), team)] if team is not None else []
+
+
+@everything_section("CarePlan")
+def _everything_careplans(view, access):
+    plans = _plans(access.patient.pk)
+    return [
+        (view.url(f"CarePlan/{p.pk}"), r) for p, r in zip(plans, _plan_resources(access, plans), strict=True)
+    ]
+
+
+@everything_section("Goal")
+def _everything_goals(view, access):
+    pid = access.patient.pk
+    return [(view.url(f"Goal/{g.pk}"), fhir.goal_resource(g, pid)) for g in _goals(access)]
+
+
+@everything_section("ServiceRequest", "Task")
+def _everything_referrals(view, access):
+    entries = []
+    for referral in _referrals(access):
+        entries.append((view.url(f"ServiceRequest/{referral.pk}"), fhir.service_request_resource(referral)))
+        entries.append((view.url(f"Task/referral-{referral.pk}"), fhir.referral_task_resource(referral)))
+    return entries
+
+
+@everything_section("Task")
+def _everything_handoffs(view, access):
+    return [
+        (view.url(f"Task/handoff-{h.pk}"), fhir.handoff_task_resource(h))
+        for h in _handoffs(access.patient.pk)
+    ]
+
+
+@everything_section("Encounter", "MedicationStatement")
+def _everything_transitions(view, access):
+    return transitions_fhir.everything_entries(access, view.url)
+
+
+@everything_section("QuestionnaireResponse")
+def _everything_screenings(view, access):
+    return [
+        (view.url(f"QuestionnaireResponse/{r.pk}"), screening.response_resource(r))
+        for r in _questionnaire_responses(access)
+    ]
 
 
 # ---------------------------------------------------------------------------
 # Endpoints
 # ---------------------------------------------------------------------------
 class MetadataView(FHIRView):
-    """The CapabilityStatement: what this server offers (public, like any FHIR server's)."""
+    """The CapabilityStatement: what this server offers (public, like any FHIR server's),
+    written from the search table."""
 
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
 
     def get(self, request):
-        search_patient = [{"name": "patient", "type": "reference"}]
-
-        def resource(kind, interactions, search=True, operations=(), params=()):
-            data = {
-                "type": kind,
-                "interaction": [{"code": code} for code in interactions],
-            }
-            if params:
-                data["searchParam"] = [{"name": name, "type": kind_} for name, kind_ in params]
-            elif search:
-                data["searchParam"] = search_patient
-            elif kind == "Patient":
-                data["searchParam"] = [
-                    {"name": "identifier", "type": "token"},
-                    {"name": "name", "type": "string"},
-                    {"name": "_id", "type": "token"},
-                ]
-            if operations:
-                data["operation"] = [
-                    {"name": name, "definition": definition} for name, definition in operations
-                ]
-            return data
-
         return self.respond(
             {
                 "resourceType": "CapabilityStatement",
                 "status": "active",
-                "date": "2026-11-23",
+                "date": "2026-12-04",
                 "publisher": "CareTeam",
                 "kind": "instance",
                 "software": {"name": "CareTeam"},
@@ -312,51 +1095,62 @@ class MetadataView(FHIRView):
                 "rest": [
                     {
                         "mode": "server",
+                        "documentation": "Searches page with _count and _offset (Bundle.link next/"
+                        "previous), answer _summary=count, sort with _sort on the listed dates and "
+                        "include the listed references; comma lists mean OR. An unsupported "
+                        "parameter is ignored (and left out of link[self]), or refused with 400 "
+                        "under 'Prefer: handling=strict'. JSON only (_format=xml answers 406).",
                         "security": {
-                            "description": "Authorization: Token <token> from POST /api/v1/auth/token/, "
-                            "or a signed-in session. Same access rules as the application."
+                            "description": "Authorization: Bearer <token> (or Token <token>) from "
+                            "POST /api/v1/auth/token/, or a signed-in session. Same access rules "
+                            "as the application: only patients whose team the caller is on."
                         },
-                        "resource": [
-                            resource(
-                                "Patient",
-                                ["read", "search-type"],
-                                search=False,
-                                operations=[
-                                    (
-                                        "everything",
-                                        "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                                    )
-                                ],
-                            ),
-                            resource("CarePlan", ["read", "search-type", "create"]),
-                            resource("CareTeam", ["read", "search-type"]),
-                            resource("Goal", ["read", "search-type"]),
-                            resource("ServiceRequest", ["read", "search-type"]),
-                            resource("Task", ["read", "search-type"]),
-                            resource(
-                                "Questionnaire",
-                                ["read", "search-type"],
-                                params=[("code", "token"), ("url", "uri"), ("status", "token")],
-                            ),
-                            resource("QuestionnaireResponse", ["read", "search-type"]),
-                            resource(
-                                "PlanDefinition",
-                                ["read", "search-type"],
-                                params=[
-                                    ("url", "uri"),
-                                    ("name", "string"),
-                                    ("title", "string"),
-                                    ("status", "token"),
-                                ],
-                                operations=[
-                                    ("apply", "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply")
-                                ],
-                            ),
-                        ],
+                        "resource": fs.capability_resources(),
                     }
                 ],
             }
         )
+
+
+class NotFoundView(FHIRView):
+    """Any /fhir/ URL no endpoint serves: an OperationOutcome, never the HTML page."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def _refuse(self, request, *args, **kwargs):
+        path = request.path.removeprefix("/fhir").strip("/")
+        parts = path.split("/") if path else []
+        if not parts:
+            if request.method == "POST":
+                raise MethodNotAllowed(
+                    "POST",
+                    "Batch and transaction Bundles are not accepted at the base URL; import a CarePlan "
+                    "Bundle with POST /fhir/Patient/<id>/CarePlan/$import.",
+                )
+            raise NotFound("See /fhir/metadata for what this server offers.")
+        kind = parts[0]
+        if kind not in fs.REGISTRY and kind != "metadata":
+            raise NotFound(f"Resource type {kind} is not supported by this server (see /fhir/metadata).")
+        if "_history" in parts:
+            raise NotFound("Version history (_history, vread) is not supported by this server.")
+        raise NotFound(f"{path} is not known.")
+
+    get = post = put = patch = delete = _refuse
+
+
+@csrf_exempt  # answers 404 and writes nothing, whatever the method
+def api_not_found(request, *args, **kwargs):
+    """Unknown /api/ URLs answer JSON, not the HTML 404 page (a missing trailing slash
+    on GET is redirected, as Django's APPEND_SLASH would)."""
+    if request.method in ("GET", "HEAD") and not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != "api-not-found":
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""))
+    return JsonResponse({"detail": "Not found."}, status=404)
 
 
 class PatientReadView(FHIRView):
@@ -389,33 +1183,9 @@ class PatientReadView(FHIRView):
 
 
 class PatientSearchView(FHIRView):
-    """Find a visible patient by MRN (`identifier=[system|]value`), `name` or `_id`."""
+    """GET: search (the Patient row of the search table). POST: create, conditionally."""
 
-    def get(self, request):
-        params = request.query_params
-        identifier, name, pk = params.get("identifier"), params.get("name"), params.get("_id")
-        if not (identifier or name or pk):
-            raise fhir_bad_request("Search patients by identifier (MRN), name or _id.")
-        patients = patients_for(request.user)
-        if identifier:
-            system, _, value = identifier.rpartition("|")
-            if system and system != fhir.MRN_SYSTEM:
-                patients = patients.none()
-            patients = patients.filter(mrn=value)
-        if name:
-            patients = patients.search(name)
-        if pk:
-            patients = patients.filter(pk=int(pk)) if pk.isdigit() and len(pk) < 16 else patients.none()
-        offset, count = self.page_window()
-        total = patients.count()
-        found = list(patients.order_by("family_name", "given_name", "id")[offset : offset + count])
-        return self.searchset(
-            "Patient",
-            None,
-            [(self.url(f"Patient/{p.pk}"), fhir.patient_resource(p)) for p in found],
-            total=total,
-            patient_ids=[p.pk for p in found],
-        )
+    search_kind = "Patient"
 
     def post(self, request):
         return patient_create(self, request)
@@ -490,35 +1260,37 @@ class PatientEverythingView(FHIRView):
 
     def get(self, request, patient_id: int):
         access = access_patient_by_id(request.user, patient_id)
-        pid = access.patient.pk
-        plans = _plans(pid)
-        entries = [(self.url(f"Patient/{pid}"), fhir.patient_resource(access.patient))]
-        entries.append((self.url(f"CareTeam/{pid}"), _careteam(access)))
-        for plan, resource in zip(plans, _plan_resources(access, plans), strict=True):
-            entries.append((self.url(f"CarePlan/{plan.pk}"), resource))
-        for goal in _goals(access):
-            entries.append((self.url(f"Goal/{goal.pk}"), fhir.goal_resource(goal, pid)))
-        for referral in _referrals(access):
-            entries.append(
-                (self.url(f"ServiceRequest/{referral.pk}"), fhir.service_request_resource(referral))
-            )
-            entries.append((self.url(f"Task/referral-{referral.pk}"), fhir.referral_task_resource(referral)))
-        for handoff in _handoffs(pid):
-            entries.append((self.url(f"Task/handoff-{handoff.pk}"), fhir.handoff_task_resource(handoff)))
-        for response in _questionnaire_responses(access):
-            entries.append(
-                (self.url(f"QuestionnaireResponse/{response.pk}"), screening.response_resource(response))
-            )
-        entries.extend(transitions_fhir.everything_entries(access, self.url))
+        wanted = self.types()
+        entries = []
+        for kinds, builder in EVERYTHING:
+            if wanted is None or wanted & set(kinds):
+                entries += [
+                    (url, r)
+                    for url, r in builder(self, access)
+                    if wanted is None or r["resourceType"] in wanted
+                ]
         audit(
             user=request.user,
             action=AuditAction.EXPORT,
             obj=access.patient,
-            patient_id=pid,
+            patient_id=access.patient.pk,
             request=request,
             detail=f"FHIR $everything, {len(entries)} resources",
         )
         return self.respond(fhir.bundle(entries))
+
+    def types(self) -> set[str] | None:
+        """`_type=Goal,CarePlan`: only those resource types; an unknown type is a 400 under
+        strict handling and otherwise ignored."""
+        raw = self.request.query_params.getlist("_type")
+        if not raw:
+            return None
+        known = {kind for kinds, _ in EVERYTHING for kind in kinds}
+        wanted = {v for value in raw for v in fs.split_values(value, "_type")}
+        unknown = wanted - known
+        if unknown and prefers_strict(self.request):
+            raise fhir_bad_request(f"_type: $everything holds no {', '.join(sorted(unknown))}.")
+        return wanted & known
 
 
 class CarePlanReadView(FHIRView):
@@ -534,34 +1306,36 @@ class CarePlanReadView(FHIRView):
 
 
 class CarePlanSearchView(FHIRView):
-    """GET: search by patient. POST: import a CarePlan Bundle for the patient its
-    CarePlan.subject names (same as Patient/{id}/CarePlan/$import)."""
+    """GET: search. POST: import a CarePlan Bundle for the patient its CarePlan.subject
+    names (same as Patient/{id}/CarePlan/$import)."""
 
-    def get(self, request):
-        access = self.searched_patient()
-        if access is None:
-            return self.searchset("CarePlan", None, [])
-        plans = _plans(access.patient.pk)
-        resources = _plan_resources(access, plans)
-        return self.searchset(
-            "CarePlan",
-            access,
-            [(self.url(f"CarePlan/{p.pk}"), r) for p, r in zip(plans, resources, strict=True)],
-        )
+    search_kind = "CarePlan"
 
     def post(self, request):
-        parsed = fhir.parse_careplan_bundle(check_import_size(request.data))
-        subject = parsed["plan"]["subject"] or ""
-        if not subject.startswith("Patient/"):
-            raise fhir_bad_request("CarePlan.subject must reference the Patient (Patient/<id>).")
-        return import_response(self, subject.removeprefix("Patient/"), parsed)
+        data = check_import_size(request.data)
+        subjects = [
+            ((e.get("resource") or {}).get("subject") or {}).get("reference") or ""
+            for e in (data.get("entry") or [] if isinstance(data, dict) else [])
+            if isinstance(e, dict) and (e.get("resource") or {}).get("resourceType") == "CarePlan"
+        ]
+        subject = subjects[0] if subjects else ""
+        if not subject.startswith("Patient/") or not subject.removeprefix("Patient/").isdigit():
+            raise fhir_bad_request(
+                "CarePlan.subject must reference the Patient (Patient/<id>), or import with "
+                "POST /fhir/Patient/<id>/CarePlan/$import."
+            )
+        return import_response(self, subject.removeprefix("Patient/"), data)
 
 
 class CarePlanImportView(FHIRView):
+    """Import a transaction or collection Bundle of CarePlans and Goals for this patient
+    (careteam/api/fhir_import.py). `?unreferenced-goals=active-plan` adds Goals no
+    CarePlan references to the patient's active plan; `If-None-Exist: identifier=s|v`
+    answers the plan already imported with that identifier instead."""
+
     def post(self, request, patient_id: int):
         access_patient_by_id(request.user, patient_id)  # 404 before reading the body
-        parsed = fhir.parse_careplan_bundle(check_import_size(request.data))
-        return import_response(self, patient_id, parsed)
+        return import_response(self, patient_id, check_import_size(request.data))
 
 
 class ImportTooLarge(APIException):
@@ -582,21 +1356,77 @@ def check_import_size(data):
     return data
 
 
-def import_response(view: FHIRView, patient_id, parsed: dict) -> Response:
+def import_response(view: FHIRView, patient_id, data) -> Response:
+    """Answer a `collection` Bundle: the imported (or already imported) CarePlans, then an
+    OperationOutcome with an `information` summary and a `warning` for each element not
+    kept. 201 when something was written, 200 when nothing was."""
     from django.db import transaction
 
+    from . import fhir_import
+
+    request = view.request
     try:
-        access = access_patient_by_id(view.request.user, patient_id, for_write=True)
+        access = access_patient_by_id(request.user, patient_id, for_write=True)
     except (Http404, PermissionDenied):
-        audit_denied(view.request, url_kwargs={"patient_id": patient_id}, detail="FHIR CarePlan import")
+        audit_denied(request, url_kwargs={"patient_id": patient_id}, detail="FHIR CarePlan import")
         raise
-    fhir.check_import_subjects(parsed, access.patient.pk)
+    pid = access.patient.pk
+    wanted = _if_none_exist_identifier(request)
+    if wanted is not None:
+        found = fhir_import.existing_plan(pid, [f"identifier:{wanted}"])
+        if found is not None:
+            return _import_answer(view, access, [found], fhir_import.Issues(), status=200)
+    spec = fhir_import.parse_bundle(data, patient_id=pid)
+    attach = request.query_params.get("unreferenced-goals") == "active-plan"
     with transaction.atomic():
-        plan = fhir.careplan_import(access=access, by=view.request.user, parsed=parsed, request=view.request)
+        result = fhir_import.careplans_import(
+            access=access, by=request.user, spec=spec, attach_loose_goals=attach, request=request
+        )
+    written = bool(result.created or result.goals_attached)
+    result.issues.warnings.insert(
+        0,
+        {
+            "severity": "information",
+            "code": "informational",
+            "diagnostics": f"{len(result.created)} care plans imported, {len(result.unchanged)} already "
+            f"imported and unchanged, {result.goals_attached} unreferenced goals added to the active plan.",
+        },
+    )
+    return _import_answer(
+        view, access, result.created + result.unchanged, result.issues, status=201 if written else 200
+    )
+
+
+def _if_none_exist_identifier(request) -> str | None:
+    from urllib.parse import parse_qs
+
+    header = request.headers.get("If-None-Exist")
+    if header is None:
+        return None
+    values = parse_qs(header).get("identifier", [])
+    if len(values) != 1 or not values[0].strip() or "|" not in values[0]:
+        raise fhir_bad_request("If-None-Exist must be identifier=system|value.")
+    return values[0].strip()
+
+
+def _import_answer(view: FHIRView, access, plans, issues, *, status: int) -> Response:
     access = patient_access(view.request.user, access.patient)
-    plan = CarePlan.objects.select_related("author").get(pk=plan.pk)
-    response = view.respond(_plan_resources(access, [plan])[0], status=201)
-    response["Location"] = view.url(f"CarePlan/{plan.pk}")
+    rows = list(CarePlan.objects.filter(pk__in=[p.pk for p in plans]).select_related("author").order_by("id"))
+    entries = [
+        {"fullUrl": view.url(f"CarePlan/{p.pk}"), "resource": r}
+        for p, r in zip(rows, _plan_resources(access, rows), strict=True)
+    ]
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": issues.warnings
+        or [{"severity": "information", "code": "informational", "diagnostics": "Already imported."}],
+    }
+    response = view.respond(
+        {"resourceType": "Bundle", "type": "collection", "entry": [*entries, {"resource": outcome}]},
+        status=status,
+    )
+    if len(rows) == 1:
+        response["Location"] = view.url(f"CarePlan/{rows[0].pk}")
     return response
 
 
@@ -616,10 +1446,7 @@ class CareTeamReadView(FHIRView):
 
 
 class CareTeamSearchView(FHIRView):
-    def get(self, request):
-        access = self.searched_patient()
-        entries = [] if access is None else [(self.url(f"CareTeam/{access.patient.pk}"), _careteam(access))]
-        return self.searchset("CareTeam", access, entries)
+    search_kind = "CareTeam"
 
 
 class GoalReadView(FHIRView):
@@ -635,14 +1462,7 @@ class GoalReadView(FHIRView):
 
 
 class GoalSearchView(FHIRView):
-    def get(self, request):
-        access = self.searched_patient()
-        if access is None:
-            return self.searchset("Goal", None, [])
-        pid = access.patient.pk
-        return self.searchset(
-            "Goal", access, [(self.url(f"Goal/{g.pk}"), fhir.goal_resource(g, pid)) for g in _goals(access)]
-        )
+    search_kind = "Goal"
 
 
 class ServiceRequestReadView(FHIRView):
@@ -653,14 +1473,7 @@ class ServiceRequestReadView(FHIRView):
 
 
 class ServiceRequestSearchView(FHIRView):
-    def get(self, request):
-        access = self.searched_patient()
-        referrals = [] if access is None else _referrals(access)
-        return self.searchset(
-            "ServiceRequest",
-            access,
-            [(self.url(f"ServiceRequest/{r.pk}"), fhir.service_request_resource(r)) for r in referrals],
-        )
+    search_kind = "ServiceRequest"
 
 
 class TaskReadView(FHIRView):
@@ -693,16 +1506,28 @@ class TaskReadView(FHIRView):
 
 
 class TaskSearchView(FHIRView):
-    def get(self, request):
-        access = self.searched_patient()
-        entries = []
-        if access is not None:
-            pid = access.patient.pk
-            entries += [
-                (self.url(f"Task/handoff-{h.pk}"), fhir.handoff_task_resource(h)) for h in _handoffs(pid)
-            ]
-            entries += [
-                (self.url(f"Task/referral-{r.pk}"), fhir.referral_task_resource(r))
-                for r in _referrals(access)
-            ]
-        return self.searchset("Task", access, entries)
+    search_kind = "Task"
+
+
+class PractitionerReadView(FHIRView):
+    def get(self, request, practitioner_id: int):
+        user = visible_practitioners(request.user).filter(pk=practitioner_id).first()
+        if user is None:
+            raise Http404
+        return self.respond(fhir.practitioner_resource(user, user.disciplines.all()))
+
+
+class PractitionerSearchView(FHIRView):
+    search_kind = "Practitioner"
+
+
+class PractitionerRoleReadView(FHIRView):
+    def get(self, request, role_id: int):
+        membership = visible_memberships(request.user).filter(pk=role_id).first()
+        if membership is None:
+            raise Http404
+        return self.respond(fhir.practitioner_role_resource(membership))
+
+
+class PractitionerRoleSearchView(FHIRView):
+    search_kind = "PractitionerRole"

@@ -1,6 +1,6 @@
 """REST API (/api/v1/), OpenAPI schema and docs, and FHIR R4 (/fhir/)."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -61,6 +61,22 @@ urlpatterns = [
     ),
     path("fhir/Task", fv.TaskSearchView.as_view(), name="fhir-task-search"),
     path("fhir/Task/<str:task_id>", fv.TaskReadView.as_view(), name="fhir-task"),
+    path("fhir/Practitioner", fv.PractitionerSearchView.as_view(), name="fhir-practitioner-search"),
+    path(
+        "fhir/Practitioner/<int:practitioner_id>",
+        fv.PractitionerReadView.as_view(),
+        name="fhir-practitioner",
+    ),
+    path(
+        "fhir/PractitionerRole",
+        fv.PractitionerRoleSearchView.as_view(),
+        name="fhir-practitionerrole-search",
+    ),
+    path(
+        "fhir/PractitionerRole/<int:role_id>",
+        fv.PractitionerRoleReadView.as_view(),
+        name="fhir-practitionerrole",
+    ),
     path("fhir/Questionnaire", fc.QuestionnaireSearchView.as_view(), name="fhir-questionnaire-search"),
     path(
         "fhir/Questionnaire/<int:questionnaire_id>",
@@ -88,4 +104,7 @@ urlpatterns = [
         fc.PlanDefinitionApplyView.as_view(),
         name="fhir-plandefinition-apply",
     ),
+    # anything else under /fhir/ or /api/: an OperationOutcome or JSON 404, never HTML
+    re_path(r"^fhir(?:/.*)?$", fv.NotFoundView.as_view(), name="fhir-not-found"),
+    re_path(r"^api/.*$", fv.api_not_found, name="api-not-found"),
 ]

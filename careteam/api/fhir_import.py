@@ -551,7 +551,7 @@ def _plan(resource, expr, full_url, issues, disciplines, patient_urls, goal_ref)
             activities.append(spec)
     needs = []
     for a, concern in enumerate(resource.get("addresses") or []):
-        words = (concern.get("display") or concern.get("reference") or "").strip()
+        words = (concern.get("display") or "").strip()  # a bare urn:uuid says nothing to a reader
         if words:
             needs.append(
                 {"description": words[:STATEMENT_MAX_LENGTH], "expression": f"{expr}.addresses[{a}]"}

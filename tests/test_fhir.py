@@ -13,7 +13,9 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.careplan import CarePlan as FhirCarePlan
 from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.goal import Goal as FhirGoal
+from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -38,6 +40,8 @@ MODELS = {
     "Bundle": Bundle,
     "OperationOutcome": OperationOutcome,
     "CapabilityStatement": CapabilityStatement,
+    "Encounter": Encounter,
+    "MedicationStatement": MedicationStatement,
 }
 
 

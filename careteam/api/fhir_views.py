@@ -266,6 +266,47 @@ class FHIRView(APIView):
             links.append(link("previous", max(0, offset - count)))
         return links
 
+    # -- searches outside the table (transitions' Encounter, MedicationStatement) ------
+    def searched_patient(self) -> PatientAccess | None:
+        """The patient a search names (?patient=12 or Patient/12); None when not visible,
+        so a search for a hidden patient finds nothing rather than answering 404."""
+        raw = self.request.query_params.get("patient") or self.request.query_params.get("subject")
+        if not raw:
+            raise fhir_bad_request("Search by patient: ?patient=<id>.")
+        raw = raw.removeprefix("Patient/")
+        try:
+            return access_patient_by_id(self.request.user, raw)
+        except Http404:
+            self._hidden_patient = raw
+            return None
+
+    def searchset(self, kind: str, access: PatientAccess | None, entries: list[tuple[str, dict]]) -> Response:
+        """One page of a search Bundle built from the whole result (for searches not in the
+        search table yet), audited like the table's."""
+        offset, count = self.page_window()
+        total, page = len(entries), entries[offset : offset + count]
+        hidden = getattr(self, "_hidden_patient", None)
+        if access is None and hidden is not None:
+            audit_denied(
+                self.request,
+                url_kwargs={"patient_id": hidden},
+                detail=f"FHIR {kind} search for a patient not visible",
+            )
+        else:
+            audit_list(
+                self.request,
+                list_name=f"fhir.{kind}",
+                patient_id=access.patient.pk if access else None,
+                query=self.request.query_params.dict(),
+                detail=f"FHIR search, {total} results, {len(page)} shown from {offset}",
+            )
+        data = fhir.bundle(page)
+        data["total"] = total
+        accepted = [(k, v) for k, v in self.request.query_params.items() if k not in ("_offset", "_count")]
+        parsed = fs.Parsed(Q(), accepted, [], [], [], False, [])
+        data["link"] = self.page_links(kind, parsed, offset, count, total)
+        return self.respond(data)
+
     def audit_read(self, obj, patient_id: int, detail: str = "FHIR read") -> None:
         audit(
             user=self.request.user,

@@ -446,6 +446,8 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
             "careteam_handoff",
             "referrals_referral",
             "referrals_referralevent",
+            "visits_visit",
+            "visits_authorisation",
         ]
         rebuild: list[str] = []
         for t in big_tables:
@@ -1055,6 +1057,71 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
             "FROM referrals_referral r",
         )
         log(f"referrals: {counts['referrals']}, events {counts['referral_events']}", t0)
+
+        # -- visits and service authorisations ---------------------------------------------
+        # one approved authorisation per 4 patients; 6 visits per patient over six weeks
+        # (three back, three ahead) by the first three members of its team, at a quarter
+        # past each hour from 8:00, the past ones mostly kept, some missed or cancelled
+        cur.execute("SELECT id FROM careteam_discipline WHERE code = 'physical-therapy'")
+        pt = cur.fetchone()[0]
+        counts["authorisations"] = insert(
+            cur,
+            "visits_authorisation",
+            {
+                "patient_id": "p.id",
+                "payer": "'Bench Health Plan'",
+                "service": "'Physiotherapy at home'",
+                "discipline_id": str(pt),
+                "provider_name": "''",
+                "unit_kind": "'visit'",
+                "units_authorised": "12",
+                "units_used": "0",
+                "start_date": "current_date - 30",
+                "end_date": "current_date + (p.id % 90)::int",
+                "reference_number": "'BHP-' || p.id",
+                "status": "(ARRAY['approved','approved','approved','requested'])[1 + p.id % 4]",
+                "status_reason": "''",
+                "requested_at": "now() - interval '40 days'",
+                "created_by_id": "t.user_id",
+                "created_at": "now() - interval '40 days'",
+                "updated_at": "now()",
+                "version": "1",
+            },
+            """FROM patients_patient p JOIN bench_team t ON t.patient_id = p.id AND t.rn = 1
+               WHERE p.id % 4 = 0""",
+        )
+        counts["visits"] = insert(
+            cur,
+            "visits_visit",
+            {
+                "patient_id": "t.patient_id",
+                "visit_type": "(ARRAY['home','home','clinic','telehealth','phone'])[1 + (t.patient_id + k) % 5]",
+                "clinician_id": "t.user_id",
+                "provider_name": "''",
+                "discipline_id": "t.discipline_id",
+                "start": "x.start",
+                "duration_minutes": "45",
+                "end": "x.start + interval '45 minutes'",
+                "time_zone": "'UTC'",
+                "location": "''",
+                "units": "1",
+                "status": """CASE WHEN x.start > now() THEN 'booked'
+                             ELSE (ARRAY['fulfilled','fulfilled','fulfilled','fulfilled','fulfilled','fulfilled',
+                                         'noshow','cancelled'])[1 + (t.patient_id * 7 + k) % 8] END""",
+                "status_reason": "''",
+                "created_by_id": "t.user_id",
+                "created_at": "x.start - interval '14 days'",
+                "updated_at": "now()",
+                "version": "1",
+            },
+            """FROM bench_team t CROSS JOIN generate_series(0, 1) k
+               CROSS JOIN LATERAL (
+                   SELECT date_trunc('week', now()) + ((t.patient_id * 3 + t.rn * 5 + k * 11) % 42 - 21) * interval '1 day'
+                          + ((8 + (t.patient_id + t.rn + k) % 10) * interval '1 hour') + interval '15 minutes' AS start
+               ) x
+               WHERE t.rn <= 3""",
+        )
+        log(f"visits: {counts['visits']}, authorisations {counts['authorisations']}", t0)
 
         # -- audit: 50 events per patient over the past year ------------------------------
         counts["audit_events"] = insert(

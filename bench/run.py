@@ -491,6 +491,18 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
         client = bench.client(cm)
         bench.measure("caseload view", "page", lambda i, c=client: c.get(url), None)
 
+    # -- My week: a clinician's visits across their patients; the team's week ------------
+    for label, name, user in (
+        ("My week (nurse)", "visits:my_week", nurse),
+        ("team week (case manager)", "visits:team_week", cm),
+    ):
+        url = url_or_none(name)
+        if url is None:
+            bench.skip(label, "page", f"no URL named '{name}'")
+            continue
+        client = bench.client(user)
+        bench.measure(label, "page", lambda i, c=client, u=url: c.get(u), None)
+
     # -- patient chart, care plan ------------------------------------------------
     client = bench.client(cm)
     if url_or_none("patient_chart", patient_id=1):

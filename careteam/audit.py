@@ -44,9 +44,13 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "consent_id": ("patients.Consent", "patient_id"),
     # care transitions (the transitions app's pages name a transition by its id)
     "transition_id": ("transitions.Transition", "patient_id"),
+    "visit_id": ("visits.Visit", "patient_id"),
+    "authorisation_id": ("visits.Authorisation", "patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
+    "visit_id",
+    "authorisation_id",
     "screening_id",
     "note_id",
     "activity_id",

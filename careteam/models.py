@@ -503,6 +503,12 @@ class NotificationKind(models.TextChoices):
     # care transitions: an admission of a patient with an open plan, the debrief prompt
     TRANSITION_ADMITTED = "transition-admitted", "Patient admitted to hospital"
     DEBRIEF_DUE = "debrief-due", "Debrief after a discharge"
+    # visits and service authorisations (visits/reminder_rules.py)
+    VISIT_REMINDER = "visit-reminder", "Visit coming up"
+    AUTHORISATION_EXPIRING = "authorisation-expiring", "Authorisation about to expire"
+    AUTHORISATION_UNITS_LOW = "authorisation-units-low", "Authorisation running out of units"
+    AUTHORISATION_EXHAUSTED = "authorisation-exhausted", "Authorisation used up"
+    AUTHORISATION_UNANSWERED = "authorisation-unanswered", "Authorisation request unanswered"
 
 
 class Notification(models.Model):

@@ -298,6 +298,21 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# Rules other apps add (visits/: visit reminders, authorisation warnings), registered once
+# from their AppConfig.ready(); the sweep runs them after its own, the same way.
+_REGISTERED: list[Rule] = []
+
+
+def register_rule(rule: Rule) -> None:
+    """Add an app's reminder rule to the sweep (idempotent per kind)."""
+    if all(r.kind != rule.kind for r in (*RULES, *_REGISTERED)):
+        _REGISTERED.append(rule)
+
+
+def all_rules() -> tuple[Rule, ...]:
+    return (*RULES, *_REGISTERED)
+
+
 def _insert_sql(rule: Rule) -> str:
     """The rule's INSERT. Objects whose reminder for this due moment already exists (for
     anyone) are skipped before they are locked, by the `notification_object_idx` probe: the
@@ -372,13 +387,17 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "activity_open": list(ACTIVITY_OPEN),
         "debrief_from": dt.timedelta(days=DEBRIEF_FROM_DAYS),
         "debrief_until": dt.timedelta(days=DEBRIEF_UNTIL_DAYS),
+        "visit_soon": dt.timedelta(hours=settings.VISIT_REMINDER_HOURS),
+        "auth_expiry": dt.timedelta(days=settings.AUTHORISATION_EXPIRY_WARNING_DAYS),
+        "auth_units": settings.AUTHORISATION_UNITS_WARNING,
+        "auth_request": dt.timedelta(days=settings.AUTHORISATION_REQUEST_WARNING_DAYS),
     }
     # the permission's id as a value (not a join) lets the planner estimate the grants right
     params["view_permission"] = Permission.objects.get(
         codename=VIEW_PATIENT, content_type__app_label="patients"
     ).pk
     result = SweepResult()
-    for rule in RULES:
+    for rule in all_rules():
         # One transaction per rule: source rows stay locked only while their rule runs.
         with transaction.atomic(), connection.cursor() as cursor:
             # JIT compiling these statements costs seconds and saves nothing: they are joins

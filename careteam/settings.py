@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "careplans.apps.CareplansConfig",
     "referrals.apps.ReferralsConfig",
     "transitions.apps.TransitionsConfig",
+    "visits.apps.VisitsConfig",
 ]
 
 MIDDLEWARE = [
@@ -308,6 +309,25 @@ HANDOFF_DUE_SOON_MINUTES = env.int("HANDOFF_DUE_SOON_MINUTES", default=60)
 # (the broker may have lost it); after the retry window only the in-app notification remains.
 NOTIFICATION_EMAIL_GRACE_SECONDS = env.int("NOTIFICATION_EMAIL_GRACE_SECONDS", default=300)
 NOTIFICATION_EMAIL_RETRY_HOURS = env.int("NOTIFICATION_EMAIL_RETRY_HOURS", default=24)
+# Visits and service authorisations (visits/): the clinician is reminded this long before
+# a booked visit; the case manager is warned this many days before an authorisation ends,
+# when this many units (or fewer) are left, and when a request has had no answer this long.
+VISIT_REMINDER_HOURS = env.int("VISIT_REMINDER_HOURS", default=24)
+AUTHORISATION_EXPIRY_WARNING_DAYS = env.int("AUTHORISATION_EXPIRY_WARNING_DAYS", default=14)
+AUTHORISATION_UNITS_WARNING = env.int("AUTHORISATION_UNITS_WARNING", default=2)
+AUTHORISATION_REQUEST_WARNING_DAYS = env.int("AUTHORISATION_REQUEST_WARNING_DAYS", default=7)
+# Text messages to patients (once the portal records their opt-in): "console" writes them
+# to the log, "file" to SMS_FILE_PATH (one JSON line each); a provider's backend is a
+# dotted path to a class with send(to, body).
+SMS_BACKEND = env.str("SMS_BACKEND", default="console")
+SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / ".data" / "sms.log"))
+for _name in (
+    "VISIT_REMINDER_HOURS",
+    "AUTHORISATION_EXPIRY_WARNING_DAYS",
+    "AUTHORISATION_REQUEST_WARNING_DAYS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
 
 # API tokens (django-rest-knox, careteam/api/auth.py): one per signed-in client, stored as
 # a digest, lapsing after API_TOKEN_IDLE_MINUTES without use and at the latest

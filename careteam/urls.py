@@ -30,5 +30,7 @@ urlpatterns = [
     path("referrals/", include("referrals.urls")),
     path("", include("transitions.urls")),
     path("hsds/", include("referrals.hsds_urls")),
+    path("visits/", include("visits.urls")),
+    path("", include("visits.api")),
     path("", include("careteam.api.urls")),
 ]

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from careteam import events
 from careteam.audit import audit
 from careteam.concurrency import lock_for_update
 from careteam.models import AuditAction, User
@@ -198,6 +199,8 @@ def referral_set_status(
     referral.version += 1
     referral.save()
     _log(referral, by=by, from_status=from_status, note=note)
+    if status == ReferralStatus.ACCEPTED and from_status != ReferralStatus.ACCEPTED:
+        events.emit("referral.accepted", obj=referral, by=by, access=access)
     if closing and referral.outcome and referral.need_id is not None:
         _update_need_from_outcome(access=access, referral=referral, by=by)
     audit(

@@ -206,3 +206,37 @@ class ReferralFactory(DjangoModelFactory):
     referred_by = factory.SubFactory(UserFactory)
     reason = "Needs help"
     status = "draft"
+
+
+# ---------------------------------------------------------------------------
+# Visits and service authorisations
+# ---------------------------------------------------------------------------
+class AuthorisationFactory(DjangoModelFactory):
+    class Meta:
+        model = "visits.Authorisation"
+
+    patient = factory.SubFactory(PatientFactory)
+    payer = "Acme Health Plan"
+    service = "Physiotherapy at home"
+    discipline = factory.LazyFunction(lambda: discipline("physical-therapy"))
+    units_authorised = 6
+    start_date = factory.LazyFunction(lambda: timezone.localdate() - dt.timedelta(days=7))
+    end_date = factory.LazyFunction(lambda: timezone.localdate() + dt.timedelta(days=60))
+    status = "approved"
+    created_by = factory.SubFactory(UserFactory)
+
+
+class VisitFactory(DjangoModelFactory):
+    class Meta:
+        model = "visits.Visit"
+
+    patient = factory.SubFactory(PatientFactory)
+    visit_type = "home"
+    clinician = factory.SubFactory(UserFactory)
+    start = factory.LazyFunction(
+        lambda: timezone.now().replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+    )
+    duration_minutes = 60
+    time_zone = "UTC"
+    location = "12 High Street"
+    created_by = factory.SelfAttribute("clinician")

@@ -3,8 +3,9 @@ fails for any URL that has no rule here, so a new page cannot ship without one.
 
 URL keyword arguments follow one convention so the matrix can fill them with objects
 inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
-activity_id, note_id, consent_id, membership_id, handoff_id, referral_id, service_id,
-organization_id, notification_id, screening_id (and `pk` is not used for patient data).
+activity_id, note_id, consent_id, membership_id, handoff_id, referral_id, visit_id,
+authorisation_id, service_id, organization_id, notification_id, screening_id, feed_token
+(and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
 anonymous, admin (superuser not on the team), outsider clinician, former member (end
@@ -41,6 +42,8 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
   "superuser"       operator pages (/metrics): staff superusers 200; everyone else,
                     anonymous included, 404
   "admin-site"      Django admin (has its own permission checks; tested separately)
+  "feed"            a secret calendar address (no session): an unknown or revoked secret
+                    is 404 for everyone (tests/test_visits.py proves a live one)
   "api"             REST/FHIR endpoint; tested by the API's own matrix (see test_api_*).
                     Every route under PREFIX_RULES' prefixes gets that rule by default.
 """
@@ -149,6 +152,22 @@ RULES: dict[str, str] = {
     "referrals:service_capacity": "catalog-admin",
     "referrals:listing_changes": "catalog-admin",
     "referrals:stale_listings": "catalog-admin",
+    # visits and service authorisations (visits/): calendars and the dashboard show only
+    # visible patients; a visit or authorisation page follows its patient
+    "visits:my_week": "login",
+    "visits:team_week": "login",
+    "visits:dashboard": "login",
+    "visits:calendar_feed": "login",
+    "visits:calendar_feed_ics": "feed",
+    "visits:patient_visits": "patient-write",
+    "visits:patient_authorisations": "patient-write",
+    "visits:visit_detail": "patient-read",
+    "visits:visit_status": "patient-write",
+    "visits:visit_rebook": "patient-write",
+    "visits:authorisation_detail": "patient-read",
+    "visits:authorisation_status": "patient-write",
+    "visits:authorisation_document_add": "patient-write",
+    "visits:authorisation_document": "patient-read",
     # handoffs, the inbox and notifications
     "team:inbox": "login",
     "team:handoffs_sent": "login",
@@ -167,6 +186,10 @@ RULES: dict[str, str] = {
     "api-activity-list": "api",
     "api-audit-event-detail": "api",
     "api-audit-event-list": "api",
+    "api-authorisation-detail": "api",
+    "api-authorisation-list": "api",
+    "api-visit-detail": "api",
+    "api-visit-list": "api",
     "api-care-plan-detail": "api",
     "api-care-plan-list": "api",
     "api-docs": "api",

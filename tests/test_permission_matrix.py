@@ -52,6 +52,7 @@ KNOWN_RULES = {
     "catalog-admin",
     "audit-admin",
     "superuser",
+    "feed",
     *SKIPPED_RULES,
 }
 PATIENT_RULES = {
@@ -68,6 +69,8 @@ WRITE_RULES = {"patient-write", "item-write", "team-manage", "team-leave", "reco
 RECONCILERS = {"pharmacist"}
 # URL keywords naming patient data, most specific first: the first present is the target
 PATIENT_KWARGS = (
+    "visit_id",
+    "authorisation_id",
     "screening_id",
     "note_id",
     "activity_id",
@@ -86,7 +89,7 @@ SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id"}
 OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager"}
 # rules that show no patient data: a few roles suffice
 NON_PATIENT_ROLES = ("anonymous", "admin", "outsider", "nurse")
-NON_PATIENT_RULES = {"public", "catalog-admin", "audit-admin", "superuser"}
+NON_PATIENT_RULES = {"public", "catalog-admin", "audit-admin", "superuser", "feed"}
 CATALOG_KWARGS = {"service_id", "organization_id"}
 
 MEMBERS = ("nurse", "pharmacist", "behavioural", "case_manager", "lead")
@@ -273,6 +276,11 @@ def build(world) -> Matrix:
         service=service,
         referred_by=world.other_team_nurse,
     )
+    for bag, clinician in ((team, world.nurse), (other, world.other_team_nurse)):
+        bag["authorisation_id"] = _authorisation(bag["patient_id"], clinician)
+        bag["visit_id"] = f.VisitFactory(
+            patient=bag["patient_id"], clinician=clinician, authorisation=bag["authorisation_id"]
+        )
     sensitive = items(world.patient, world.plan, "SENSITIVE", sensitivity=bh, owner="behavioural-health")
     for key, text in zip(("need_id", "activity_id", "note_id"), SENSITIVE_TEXTS, strict=True):
         obj = sensitive[key]
@@ -334,6 +342,18 @@ def _consent(patient, recorder):
     return consent
 
 
+def _authorisation(patient, recorder):
+    """An approved authorisation with its payer's letter."""
+    from visits.models import AuthorisationDocument
+
+    auth = f.AuthorisationFactory(patient=patient, created_by=recorder)
+    AuthorisationDocument.objects.create(
+        authorisation=auth, name="letter.pdf", content_type="application/pdf", size=8, data=b"%PDF-1.4",
+        uploaded_by=recorder,
+    )  # fmt: skip
+    return auth
+
+
 def _screening(patient, plan, author, sensitivity):
     """An in-progress screening: a sensitive one uses the PHQ-9 (behavioural health)."""
     from careplans.models import Questionnaire, QuestionnaireResponse
@@ -387,6 +407,8 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
         return {200, 301, 302, 405, ANON} if method == "GET" else {200, 302, 400, 403, 405}
     if rule == "superuser":  # the same 404 as an unknown URL, also for anonymous
         return {200} if role == "admin" else {404}
+    if rule == "feed":  # an unknown secret, whoever asks
+        return {404}
     if role == "anonymous":
         return {ANON, 405} if method == "GET" and rule in (*WRITE_RULES, "login") else {ANON, 405}
     if rule == "login":
@@ -444,12 +466,16 @@ def forbidden_texts(role: str, m: Matrix) -> list[str]:
 def fill(route: Route, m: Matrix, role: str) -> list[tuple[str, dict, object]]:
     kws = route.kwargs
     unknown = [
-        k for k in kws if k not in PATIENT_KWARGS and k not in CATALOG_KWARGS and k != "notification_id"
+        k
+        for k in kws
+        if k not in PATIENT_KWARGS and k not in CATALOG_KWARGS and k not in ("notification_id", "feed_token")
     ]
     if unknown:
         raise LookupError(f"URL {route.name} ({route.route}): the matrix cannot fill {unknown}")
     if not kws:
         return [("none", {}, None)]
+    if kws == ["feed_token"]:
+        return [("unknown", {"feed_token": "x" * 43}, None)]
     if "notification_id" in kws:
         own = m.notifications.get(role) or m.notifications["nurse"]
         others = m.notifications["pharmacist" if role != "pharmacist" else "nurse"]
@@ -824,7 +850,19 @@ def _seed_linked(world, m: Matrix) -> dict:
         "membership_id": m.team["membership_id"],
         "screening_id": m.team["screening_id"],
         "note_id": m.team["note_id"],
+        "visit_id": _linked_visit(world, m, hidden_activity),
+        "authorisation_id": m.team["authorisation_id"],
     }
+
+
+def _linked_visit(world, m: Matrix, hidden_activity):
+    """A visit the nurse sees, booked for a visible activity and the hidden one."""
+    visit = f.VisitFactory(
+        patient=world.patient, clinician=world.nurse, authorisation=m.team["authorisation_id"]
+    )
+    visible = f.ActivityFactory(care_plan=world.plan, title="Visible visit activity K4")
+    visit.activities.set([hidden_activity, visible])
+    return visit
 
 
 def _linked_urls(bag: dict, m: Matrix) -> list[tuple[str, str, dict]]:

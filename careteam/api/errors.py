@@ -31,6 +31,8 @@ CONFLICT_CODES = {
     # conversations: a message past its edit window, or already retracted
     "edit_window_closed",
     "already_retracted",
+    # a double booking of a clinician not confirmed (visits/services.py)
+    "visit_conflict",
 }
 
 

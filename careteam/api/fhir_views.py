@@ -42,6 +42,7 @@ from careteam.permissions import (
 from referrals.models import Referral
 from referrals.selectors import referral_for_user
 from transitions import fhir as transitions_fhir
+from visits import fhir as visit_fhir
 
 from . import fhir
 from . import fhir_search as fs
@@ -1101,6 +1102,11 @@ def _everything_handoffs(view, access):
 @everything_section("Encounter", "MedicationStatement")
 def _everything_transitions(view, access):
     return transitions_fhir.everything_entries(access, view.url)
+
+
+@everything_section("Appointment", "Encounter")
+def _everything_visits(view, access):
+    return visit_fhir.everything_entries(access, view.url)
 
 
 @everything_section("QuestionnaireResponse")

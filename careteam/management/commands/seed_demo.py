@@ -74,6 +74,9 @@ class Command(BaseCommand):
             # the care-transitions demo (a recent discharge) lives with its app
             call_command("seed_transitions_demo", stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} patients added)."))
+        if apps.is_installed("visits"):
+            # by name: the visits app sits above this one and brings its own demo data
+            call_command("seed_demo_visits", stdout=self.stdout)
         self.stdout.write(f"Demo logins (password '{password}'):")
         for username, first, last, title, codes in DEMO_USERS:
             self.stdout.write(f"  {username:<13} {first} {last}, {title} ({', '.join(codes)})")

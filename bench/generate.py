@@ -1101,7 +1101,7 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
                 "discipline_id": "t.discipline_id",
                 "start": "x.start",
                 "duration_minutes": "45",
-                "end": "x.start + interval '45 minutes'",
+                "ends_at": "x.start + interval '45 minutes'",
                 "time_zone": "'UTC'",
                 "location": "''",
                 "units": "1",

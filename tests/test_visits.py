@@ -554,3 +554,33 @@ def test_the_sms_file_backend_writes_one_line_per_message(settings, tmp_path):
     assert len(lines) == 2 and '"+15550100"' in lines[0]
     settings.SMS_BACKEND = "console"
     sms.send_sms("+15550100", "to the log")
+
+
+# ---------------------------------------------------------------------------
+# API access matrix (the careteam API's roles, on visits and authorisations)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["visits", "authorisations"])
+def test_api_roles_see_only_their_teams_visits_and_authorisations(world, kind):
+    from tests.test_api_matrix import ROLES, SEES_INSIDE, SEES_OUTSIDE, _client
+
+    def make(patient, clinician):
+        if kind == "visits":
+            return f.VisitFactory(patient=patient, clinician=clinician)
+        return f.AuthorisationFactory(patient=patient, created_by=clinician)
+
+    inside, outside = make(world.patient, world.nurse), make(world.other_patient, world.other_team_nurse)
+    for role in ROLES:
+        client = _client(world, role)
+        listing = client.get(f"/api/v1/{kind}/")
+        if role == "anonymous":
+            assert listing.status_code == 401
+            continue
+        ids = {row["id"] for row in listing.json()["results"]}
+        assert (inside.pk in ids) == (role in SEES_INSIDE), role
+        assert (outside.pk in ids) == (role in SEES_OUTSIDE), role
+        for obj, sees in ((inside, role in SEES_INSIDE), (outside, role in SEES_OUTSIDE)):
+            detail = client.get(f"/api/v1/{kind}/{obj.pk}/")
+            assert detail.status_code == (200 if sees else 404), role
+            changed = client.patch(f"/api/v1/{kind}/{obj.pk}/", {}, format="json", HTTP_IF_MATCH='W/"1"')
+            expected = (404,) if not sees else (403,) if role == "break_glass" else (200, 400)
+            assert changed.status_code in expected, (role, changed.content)

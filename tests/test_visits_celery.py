@@ -28,7 +28,7 @@ from visits import services
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_used_up_warning_is_one_notification_and_one_email(world, main_redis, queue, workers, tmp_path):
+def test_the_used_up_warning_is_one_notification_and_one_email(world, main_redis, queue, workers, tmp_path):  # noqa: F811 - the fixtures imported above
     worker = Worker(broker=main_redis, queue=queue, mail_dir=tmp_path).start()
     workers.append(worker)
     access = patient_access(world.case_manager, world.patient)

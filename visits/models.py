@@ -217,7 +217,7 @@ class Visit(models.Model):
         default=60, validators=[MinValueValidator(5), MaxValueValidator(VISIT_MAX_MINUTES)]
     )
     # kept in the row so calendars query a time range by index
-    end = models.DateTimeField(editable=False)
+    end = models.DateTimeField(editable=False, db_column="ends_at")  # END is an SQL keyword
     time_zone = models.CharField(max_length=60, default="UTC", validators=[validate_time_zone])
     location = models.CharField(max_length=300, blank=True)
     units = models.PositiveSmallIntegerField(

@@ -61,7 +61,7 @@ def test_approve_an_authorisation_book_visits_and_count_a_missed_one(new_page, l
     assert Visit.objects.filter(patient=world.patient).count() == 2
 
     # the second one was missed
-    page.get_by_label("Status").select_option("noshow")
+    page.get_by_label("Status", exact=True).select_option("noshow")
     page.get_by_label("Why").first.fill("Not at home, no answer by phone")
     page.get_by_role("button", name="Save status").click()
     expect(page.locator("#visit-status")).to_have_text("Missed")

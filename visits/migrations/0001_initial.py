@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('careplans', '0007_goal_sensitivity'),
-        ('careteam', '0012_visit_notification_kinds'),
+        ('careteam', '0013_visit_notification_kinds'),
         ('patients', '0005_birth_date_validator'),
         ('referrals', '0006_catalog_links_http_mailto_tel'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -150,7 +150,7 @@ class Migration(migrations.Migration):
                 ('provider_name', models.CharField(blank=True, help_text='An outside provider, by name', max_length=200)),
                 ('start', models.DateTimeField()),
                 ('duration_minutes', models.PositiveSmallIntegerField(default=60, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(720)])),
-                ('end', models.DateTimeField(editable=False)),
+                ('end', models.DateTimeField(db_column='ends_at', editable=False)),
                 ('time_zone', models.CharField(default='UTC', max_length=60, validators=[visits.models.validate_time_zone])),
                 ('location', models.CharField(blank=True, max_length=300)),
                 ('units', models.PositiveSmallIntegerField(default=1, help_text='Units of the authorisation a completed visit uses', validators=[django.core.validators.MinValueValidator(1)])),
@@ -208,7 +208,7 @@ class Migration(migrations.Migration):
                 ('provider_name', models.CharField(blank=True, help_text='An outside provider, by name', max_length=200)),
                 ('start', models.DateTimeField()),
                 ('duration_minutes', models.PositiveSmallIntegerField(default=60, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(720)])),
-                ('end', models.DateTimeField(editable=False)),
+                ('end', models.DateTimeField(db_column='ends_at', editable=False)),
                 ('time_zone', models.CharField(default='UTC', max_length=60, validators=[visits.models.validate_time_zone])),
                 ('location', models.CharField(blank=True, max_length=300)),
                 ('units', models.PositiveSmallIntegerField(default=1, help_text='Units of the authorisation a completed visit uses', validators=[django.core.validators.MinValueValidator(1)])),

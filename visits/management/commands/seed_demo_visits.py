@@ -89,12 +89,13 @@ class Command(BaseCommand):
                     )  # fmt: skip
                     made_auths += 1
             visit_type, minutes = CLINICIANS[m.user.username]
-            for day in (1, 3):  # Tuesday and Thursday
+            # yesterday, today and tomorrow, kept inside this week
+            week_end = monday + dt.timedelta(days=6)
+            one = dt.timedelta(days=1)
+            for day in sorted({max(monday, today - one), today, min(week_end, today + one)}):
                 n = slot.get(m.user.username, 0)
                 slot[m.user.username] = n + 1
-                start = dt.datetime.combine(
-                    monday + dt.timedelta(days=day), dt.time(9 + (n % 4) * 2), tzinfo=tz
-                )
+                start = dt.datetime.combine(day, dt.time(8 + (n % 5) * 2), tzinfo=tz)
                 visit = services.visit_book(
                     access=access, by=manager.user, start=start, clinician=m.user, visit_type=visit_type,
                     duration_minutes=minutes, time_zone=str(tz), location=ADDRESSES[n % len(ADDRESSES)],

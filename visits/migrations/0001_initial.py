@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('careplans', '0007_goal_sensitivity'),
-        ('careteam', '0013_visit_notification_kinds'),
+        ('careteam', '0016_visit_notification_kinds'),
         ('patients', '0005_birth_date_validator'),
         ('referrals', '0006_catalog_links_http_mailto_tel'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

@@ -421,6 +421,8 @@ SPECTACULAR_SETTINGS = {
         "NoteKindEnum": "careplans.models.NoteKind",
         "NoteStatusEnum": "careplans.models.NoteStatus",
         "ReferralPriorityEnum": [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
+        "VisitStatusEnum": "visits.models.VisitStatus",
+        "AuthorisationStatusEnum": "visits.models.AuthorisationStatus",
     },
 }
 

@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.careplan import CarePlan as FhirCarePlan
@@ -42,6 +43,8 @@ MODELS = {
     "CapabilityStatement": CapabilityStatement,
     "Encounter": Encounter,
     "MedicationStatement": MedicationStatement,
+    # visits (visits/fhir.py)
+    "Appointment": Appointment,
 }
 
 

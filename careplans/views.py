@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from careteam import conversations as conversation_services
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.permissions import PatientAccess, access_item, patient_access
@@ -105,7 +106,15 @@ def _render_item(request, item, access, *, status: int = 200, error: str = "", m
 def _item_notes_context(access: PatientAccess, item) -> dict:
     """The notes section of an item's own page: its comments and proposals."""
     notes = selectors.decorate_notes(access, list(selectors.notes_for_item(access, item)[:30]))
+    kind = type(item).__name__.lower()
     return {
+        "item_conversations": list(
+            conversation_services.conversations_for_patient(access).filter(**{kind: item})[:20]
+        ),
+        "item_about_key": conversation_services.about_key(item),
+        "item_from_messages": conversation_services.work_source_messages(access, activity=item)
+        if kind == "activity"
+        else [],
         "item_notes": notes,
         "note_target": item,
         "note_target_kind": type(item).__name__.lower(),

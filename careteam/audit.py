@@ -46,9 +46,13 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "transition_id": ("transitions.Transition", "patient_id"),
     "visit_id": ("visits.Visit", "patient_id"),
     "authorisation_id": ("visits.Authorisation", "patient_id"),
+    "conversation_id": ("careteam.Conversation", "patient_id"),
+    "message_id": ("careteam.Message", "conversation__patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
+    "message_id",
+    "conversation_id",
     "visit_id",
     "authorisation_id",
     "screening_id",

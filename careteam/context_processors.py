@@ -6,15 +6,22 @@ from django.http import HttpRequest
 
 
 def unread_notifications(request: HttpRequest) -> dict:
-    """The unread count in the nav's Inbox link: one query, only on pages that show it."""
+    """The unread counts in the nav's Inbox and Conversations links: both in one query,
+    only on pages that show them."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    counts: dict[str, int] = {}
 
-    def count() -> int:
-        from .notifications import unread_count
+    def loaded() -> dict[str, int]:
+        if not counts:
+            from .conversations import nav_unread_counts
 
-        return unread_count(user)
+            counts.update(nav_unread_counts(user))
+        return counts
 
-    # a callable: the template calls it where the nav uses it, not on pages without one
-    return {"unread_notifications": count}
+    # callables: the template calls them where the nav uses them, not on pages without one
+    return {
+        "unread_notifications": lambda: loaded()["notifications"],
+        "unread_conversations": lambda: loaded()["conversations"],
+    }

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import re
 
+from django.apps import apps
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
-from django.db.models.functions import Lower
+from django.db.models import (
+    Count,
+    Exists,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from .audit import audit
@@ -36,7 +48,7 @@ from .models import (
     TeamMembership,
     User,
 )
-from .notifications import notify_conversation_mention
+from .notifications import notifications_for, notify_conversation_mention
 from .permissions import (
     PatientAccess,
     conversation_audience,
@@ -229,6 +241,40 @@ def _about_item(access: PatientAccess, about) -> tuple[str, object] | tuple[None
     return field, about
 
 
+ABOUT_MODELS = {
+    "goal": ("careplans", "Goal", "care_plan__patient_id"),
+    "need": ("careplans", "Need", "care_plan__patient_id"),
+    "activity": ("careplans", "Activity", "care_plan__patient_id"),
+    "handoff": ("careteam", "Handoff", "patient_id"),
+    "referral": ("referrals", "Referral", "patient_id"),
+}
+
+
+def about_key(item) -> str:
+    """An item as a form or a link names it: "need:12" ("" for the patient)."""
+    if item is None:
+        return ""
+    return f"{item._meta.model_name}:{item.pk}"
+
+
+def about_from_key(access: PatientAccess, key: str | None):
+    """The item "need:12" names on this patient's record, if the user may see it; a
+    ValidationError (one message for missing and hidden) otherwise. "" is the patient."""
+    key = (key or "").strip()
+    if not key:
+        return None
+    kind, _, raw = key.partition(":")
+    if kind not in ABOUT_MODELS or not raw.isdigit() or len(raw) > 18:
+        raise ValidationError({"about": "No such item on this patient's record."})
+    app, model_name, patient_path = ABOUT_MODELS[kind]
+    model = apps.get_model(app, model_name)
+    item = model._default_manager.filter(pk=int(raw), **{patient_path: access.patient.pk}).first()
+    if item is None:
+        raise ValidationError({"about": "No such item on this patient's record."})
+    _about_item(access, item)  # hidden: the same answer as missing
+    return item
+
+
 # ---------------------------------------------------------------------------
 # Writes
 # ---------------------------------------------------------------------------
@@ -299,8 +345,11 @@ def message_post(
     now = timezone.now()
     message = Message.objects.create(conversation=conversation, author=by, text=text, created_at=now)
     # the lists' order and everyone's unread state come from this row
-    Conversation.objects.filter(pk=conversation.pk).update(last_message=message, last_message_at=now)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_message=message, last_message_at=now, messages_changed_at=now
+    )
     conversation.last_message, conversation.last_message_at = message, now
+    conversation.messages_changed_at = now
     _save_mentions(message, users, queues)
     _read_to(conversation=conversation, user=by, message=message)
     audit(user=by, action=AuditAction.CREATE, obj=message, patient=access.patient, request=request)
@@ -353,6 +402,7 @@ def message_edit(
     )
     fresh.text, fresh.edited_at, fresh.version = text, now, fresh.version + 1
     fresh.save(update_fields=["text", "edited_at", "version"])
+    Conversation.objects.filter(pk=fresh.conversation_id).update(messages_changed_at=now)
     fresh.mentions.all().delete()
     _save_mentions(fresh, users, queues)
     audit(
@@ -390,6 +440,7 @@ def message_retract(
     )
     fresh.text, fresh.retracted_at, fresh.version = RETRACTED_TEXT, now, fresh.version + 1
     fresh.save(update_fields=["text", "retracted_at", "version"])
+    Conversation.objects.filter(pk=fresh.conversation_id).update(messages_changed_at=now)
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -399,6 +450,63 @@ def message_retract(
         detail="retracted",
     )
     return fresh
+
+
+def message_for_work(access: PatientAccess, message_id) -> Message:
+    """A message on this patient's record the user may see, to make work from (the
+    activity or handoff form's `from_message`); ValidationError otherwise."""
+    try:
+        pk = int(message_id)
+    except (TypeError, ValueError):
+        pk = 0
+    message = (
+        Message.objects.select_related("conversation")
+        .filter(pk=pk, conversation__patient_id=access.patient.pk, retracted_at__isnull=True)
+        .first()
+    )
+    if message is None or not access.can_see_conversation(message.conversation):
+        raise ValidationError({"from_message": "No such message on this patient's record."})
+    return message
+
+
+@transaction.atomic
+def message_link_work(
+    *, access: PatientAccess, by: User, message: Message, activity=None, handoff=None, request=None
+) -> Message:
+    """Record the activity or handoff made from a message ("make this an activity", "hand
+    this off"): the message links to it and it lists the message (`from_messages`)."""
+    access.require_edit()
+    fields = []
+    if activity is not None:
+        message.activity = activity
+        fields.append("activity")
+    if handoff is not None:
+        message.handoff = handoff
+        fields.append("handoff")
+    if fields:
+        Message.objects.filter(pk=message.pk).update(**{name: getattr(message, name) for name in fields})
+        audit(
+            user=by,
+            action=AuditAction.UPDATE,
+            obj=message,
+            patient=access.patient,
+            request=request,
+            detail="made into " + " and ".join(fields),
+        )
+    return message
+
+
+def work_source_messages(access: PatientAccess, *, activity=None, handoff=None) -> list[Message]:
+    """The messages an activity or handoff was made from, that the user may see (its
+    page links back to them)."""
+    qs = Message.objects.select_related("conversation").filter(conversation__patient_id=access.patient.pk)
+    if activity is not None:
+        qs = qs.filter(activity=activity)
+    elif handoff is not None:
+        qs = qs.filter(handoff=handoff)
+    else:
+        return []
+    return list(qs.filter(access.conversation_q("conversation__")).order_by("id")[:10])
 
 
 def _read_to(*, conversation: Conversation, user: User, message: Message | None) -> None:
@@ -488,6 +596,14 @@ def inbox(user, *, unread: bool = False, mentions: bool = False, about: str = ""
     )
 
 
+def inbox_state(user) -> str:
+    """What an open inbox last saw: the newest change to a conversation it may list and
+    the user's own latest read (two small queries; a poll with the same state gets 204)."""
+    newest = inbox(user).aggregate(at=Max("messages_changed_at"))["at"]
+    read = ConversationRead.objects.filter(user_id=user.pk).aggregate(at=Max("read_at"))["at"]
+    return "-".join(str(int(at.timestamp() * 1_000_000)) if at else "0" for at in (newest, read))
+
+
 UNREAD_COUNT_LIMIT = 99
 
 
@@ -499,6 +615,29 @@ def unread_conversation_count(user, *, limit: int = UNREAD_COUNT_LIMIT) -> int:
     user = getattr(user, "_wrapped", user)
     ids = inbox(user, unread=True).order_by().values("pk")[: limit + 1]
     return Conversation.objects.filter(pk__in=ids).count()
+
+
+def _count(qs: QuerySet) -> Coalesce:
+    """COUNT(*) of a queryset as a scalar subquery (0 when empty)."""
+    counted = qs.order_by().annotate(one=Value(1)).values("one").annotate(n=Count("*")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def nav_unread_counts(user) -> dict[str, int]:
+    """The nav's two numbers, unread notifications and unread conversations (the latter
+    up to UNREAD_COUNT_LIMIT + 1), in one query."""
+    user = getattr(user, "_wrapped", user)
+    ids = inbox(user, unread=True).order_by().values("pk")[: UNREAD_COUNT_LIMIT + 1]
+    row = (
+        User.objects.filter(pk=user.pk)
+        .annotate(
+            n_notifications=_count(notifications_for(user).filter(read_at__isnull=True)),
+            n_conversations=_count(Conversation.objects.filter(pk__in=ids)),
+        )
+        .values_list("n_notifications", "n_conversations")
+        .first()
+    ) or (0, 0)
+    return {"notifications": row[0], "conversations": row[1]}
 
 
 def conversation_messages(conversation: Conversation) -> QuerySet:

@@ -1,4 +1,4 @@
-"""Forms of the care-team pages: the SBAR handoff and answering one."""
+"""Forms of the care-team pages: the SBAR handoff and answering one; conversations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from django.utils import timezone
 from careplans.models import Activity, CarePlan
 
 from .concurrency import VersionedFormMixin
-from .models import Discipline, HandoffKind, Priority, TeamMembership, User
+from .models import (
+    CONVERSATION_SUBJECT_MAX_LENGTH,
+    MESSAGE_MAX_LENGTH,
+    Discipline,
+    HandoffKind,
+    Priority,
+    SensitivityCategory,
+    TeamMembership,
+    User,
+)
 from .permissions import PatientAccess
 
 
@@ -158,3 +167,50 @@ class ReassignForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["from_user"].queryset = case_managers
         self.fields["patients"].choices = patient_choices
+
+
+# ---------------------------------------------------------------------------
+# Conversations
+# ---------------------------------------------------------------------------
+class MessageForm(forms.Form):
+    """A plain-text message (links are shown as links; anything else as typed)."""
+
+    text = forms.CharField(
+        label="Message",
+        max_length=MESSAGE_MAX_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": MESSAGE_MAX_LENGTH}),
+        help_text="Plain text. @username mentions a team member, @pharmacy a discipline's queue.",
+        error_messages={"required": "Write the message."},
+    )
+
+
+class MessageEditForm(VersionedFormMixin, MessageForm):
+    """Correcting one's own message within minutes of posting it."""
+
+
+class ConversationStartForm(MessageForm):
+    """A new conversation on the patient: a subject, optionally about one visible item
+    (`about`, "need:12"), optionally filed in a sensitivity category the starter may see,
+    and its first message."""
+
+    subject = forms.CharField(
+        max_length=CONVERSATION_SUBJECT_MAX_LENGTH,
+        required=False,
+        help_text="Leave empty to use the item's name.",
+    )
+    about = forms.CharField(required=False, widget=forms.HiddenInput)
+    sensitivity = forms.ModelChoiceField(
+        queryset=SensitivityCategory.objects.none(),
+        required=False,
+        label="Sensitive",
+        empty_label="Not sensitive",
+        help_text="Only disciplines the policy allows for this category (and the case manager) will see it.",
+    )
+    field_order = ["subject", "text", "sensitivity", "about"]
+
+    def __init__(self, *args, access: PatientAccess, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sensitivity"].queryset = SensitivityCategory.objects.filter(
+            pk__in=list(access.visible_sensitivity_ids)
+        )

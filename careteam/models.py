@@ -630,6 +630,8 @@ class Conversation(models.Model):
         "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     last_message_at = models.DateTimeField(default=timezone.now)
+    # any message posted, edited or retracted: what an open page polls for
+    messages_changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]

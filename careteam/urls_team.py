@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from . import views_caseload
+from . import views_caseload, views_conversations
 from . import views_team as views
 
 app_name = "team"
 urlpatterns: list = [
     path("inbox/", views.inbox, name="inbox"),
+    path("conversations/", views_conversations.inbox, name="conversations"),
     path("open-handoffs/", views.open_handoffs, name="open_handoffs"),
     path("handoffs/sent/", views.handoffs_sent, name="handoffs_sent"),
     path("patients/<int:patient_id>/handoffs/new/", views.handoff_create, name="handoff_create"),

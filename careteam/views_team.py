@@ -10,12 +10,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from . import conversations as conversation_services
 from . import handoffs as handoff_services
 from .audit import AuditAction, audit, audit_list, note_refusal
 from .concurrency import StaleVersionError
@@ -55,27 +57,47 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
     if not access.can_contribute():
         return _forbidden(request, "Emergency access is read-only: only the care team can hand off work.")
     tomorrow = (timezone.localtime() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    initial = {"due_at": tomorrow}
+    # "hand this off" from a conversation: the message fills in the situation and is linked
+    from_message = None
+    raw_message = (request.POST if request.method == "POST" else request.GET).get("from_message")
+    if raw_message:
+        try:
+            from_message = conversation_services.message_for_work(access, raw_message)
+        except ValidationError:
+            raise Http404("Not found.") from None
+        initial["situation"] = from_message.text
     # bound on every POST, even an empty one, so it answers with its errors
     data = request.POST if request.method == "POST" else None
-    form = HandoffForm(data, access=access, initial={"due_at": tomorrow})
+    form = HandoffForm(data, access=access, initial=initial)
     status = 200
     if request.method == "POST":
         if form.is_valid():
             data = form.cleaned_data
             try:
-                handoff = handoff_services.handoff_create(
-                    from_user=request.user,
-                    patient=access.patient,
-                    request=request,
-                    **{name: data[name] for name in HandoffForm.base_fields},
-                )
+                with transaction.atomic():
+                    handoff = handoff_services.handoff_create(
+                        from_user=request.user,
+                        patient=access.patient,
+                        request=request,
+                        **{name: data[name] for name in HandoffForm.base_fields},
+                    )
+                    if from_message is not None:
+                        conversation_services.message_link_work(
+                            access=access,
+                            by=request.user,
+                            message=from_message,
+                            handoff=handoff,
+                            request=request,
+                        )
             except ValidationError as exc:
                 _add_errors(form, exc)
             else:
                 messages.success(request, "Handoff sent.")
                 return redirect("team:handoff_detail", handoff_id=handoff.pk)
         status = 422
-    return render(request, "team/handoff_form.html", {"form": form, "patient": access.patient}, status=status)
+    context = {"form": form, "patient": access.patient, "from_message": from_message}
+    return render(request, "team/handoff_form.html", context, status=status)
 
 
 ACTION_STATUS = {
@@ -145,6 +167,7 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
         else [],
         "action_form": action_form,
         "activity": activity if activity and access.can_see_sensitivity(activity.sensitivity_id) else None,
+        "from_messages": conversation_services.work_source_messages(access, handoff=handoff),
         "now": timezone.now(),
     }
     return render(request, "team/handoff_detail.html", context, status=status)

@@ -21,6 +21,7 @@ from careplans.screening import screenings_for
 from careteam import services as team_services
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
+from careteam.conversations import conversations_for_patient
 from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id, patient_access
 from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
@@ -233,6 +234,10 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
     return render(request, "patients/chart.html", _chart_context(access, chart))
 
 
+# the newest conversations the chart lists (all of them: the patient's conversations page)
+CHART_CONVERSATIONS = 5
+
+
 def _chart_context(access, chart) -> dict:
     context = {
         "chart": chart,
@@ -240,6 +245,7 @@ def _chart_context(access, chart) -> dict:
         "access": access,
         "language": _language(access.patient.preferred_language),
         "screenings": list(screenings_for(access)[:5]),
+        "conversations": list(conversations_for_patient(access)[:CHART_CONVERSATIONS]),
         **_links(),
     }
     if not access.read_only:
@@ -278,6 +284,7 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
         "plan_form": form,
         "language": _language(access.patient.preferred_language),
         "screenings": list(screenings_for(access)[:5]),
+        "conversations": list(conversations_for_patient(access)[:CHART_CONVERSATIONS]),
         **_links(),
     }
     return render(request, "patients/chart.html", context, status=422)

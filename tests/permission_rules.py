@@ -4,8 +4,8 @@ fails for any URL that has no rule here, so a new page cannot ship without one.
 URL keyword arguments follow one convention so the matrix can fill them with objects
 inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
 activity_id, note_id, consent_id, membership_id, handoff_id, referral_id, visit_id,
-authorisation_id, service_id, organization_id, notification_id, screening_id, feed_token
-(and `pk` is not used for patient data).
+authorisation_id, service_id, organization_id, notification_id, screening_id, feed_token,
+conversation_id, message_id (and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
 anonymous, admin (superuser not on the team), outsider clinician, former member (end
@@ -32,6 +32,8 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
                     default) may POST; other members 403
   "team-manage"     assign/end roles: case manager and lead only; other members and
                     break-the-glass 403; everyone else 404
+  "author-write"    changes a message: as patient-write, but only its author's POST may
+                    succeed (other members 403, also on GET)
   "team-leave"      end a role: as team-manage, except that the role's own holder may
                     end it (leaving the team)
   "patient-audit"   a patient's access log: that patient's case manager and lead only;
@@ -181,10 +183,23 @@ RULES: dict[str, str] = {
     "team:caseload_reassign": "login",
     "team:cover": "login",
     "patient_programmes": "patient-write",
+    # conversations: a patient's list, a thread (GET reads, POST replies), its polled
+    # messages; editing and retracting a message is its author's; the inbox tab
+    "team:conversations": "login",
+    "conversations:patient_list": "patient-read",
+    "conversations:new": "patient-write",
+    "conversations:detail": "patient-write",
+    "conversations:messages": "patient-read",
+    "conversations:message_edit": "author-write",
+    "conversations:message_retract": "author-write",
+    "conversations:make_activity": "patient-write",
     # REST API v1, OpenAPI and FHIR R4 (tests/test_api_matrix.py covers their access)
     "api-activity-detail": "api",
     "api-activity-list": "api",
     "api-audit-event-detail": "api",
+    "api-conversation-detail": "api",
+    "api-conversation-list": "api",
+    "api-conversation-messages": "api",
     "api-audit-event-list": "api",
     "api-authorisation-detail": "api",
     "api-authorisation-list": "api",

@@ -320,3 +320,15 @@ def test_mentions_filter_lists_conversations_naming_me_or_my_discipline(world):
     _start(world, world.lead, subject="Nobody", text="no mention")
     assert set(conv.inbox(world.nurse, mentions=True)) == {named, queued}
     assert not conv.inbox(world.pharmacist, mentions=True).exists()
+
+
+def test_the_demo_has_conversations_and_its_sensitive_one_is_hidden_from_the_nurse():
+    from django.core.management import call_command
+
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+    assert Conversation.objects.count() == 3
+    nurse = Conversation._meta.apps.get_model("careteam", "User").objects.get(username="nurse")
+    subjects = set(visible_conversations(nurse).values_list("subject", flat=True))
+    assert "Blister packs before the next refill?" in subjects and "Low mood since the fall" not in subjects
+    assert Notification.objects.filter(kind="conversation-mention", recipient__username="pharmacist").exists()

@@ -45,6 +45,7 @@ KNOWN_RULES = {
     "patient-read",
     "patient-write",
     "item-write",
+    "author-write",
     "team-manage",
     "team-leave",
     "patient-audit",
@@ -59,16 +60,19 @@ PATIENT_RULES = {
     "patient-read",
     "patient-write",
     "item-write",
+    "author-write",
     "team-manage",
     "team-leave",
     "patient-audit",
     "reconcile",
 }
-WRITE_RULES = {"patient-write", "item-write", "team-manage", "team-leave", "reconcile"}
+WRITE_RULES = {"patient-write", "item-write", "author-write", "team-manage", "team-leave", "reconcile"}
 # who may sign a medication reconciliation (the default policy: pharmacy)
 RECONCILERS = {"pharmacist"}
 # URL keywords naming patient data, most specific first: the first present is the target
 PATIENT_KWARGS = (
+    "message_id",
+    "conversation_id",
     "visit_id",
     "authorisation_id",
     "screening_id",
@@ -84,7 +88,7 @@ PATIENT_KWARGS = (
     "plan_id",
     "patient_id",
 )
-SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id"}
+SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id", "conversation_id", "message_id"}
 # members of this team are interchangeable for another team's objects: a few of them do
 OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager"}
 # rules that show no patient data: a few roles suffice
@@ -112,6 +116,8 @@ TEAM_MRN, TEAM_NAME = "MRN-TEAM-4711", "Amalthea Quistorp"
 OTHER_MRN, OTHER_NAME = "MRN-OTHER-9044", "Zebulon Farquharson"
 SENSITIVE_TEXTS = ("SENSITIVE-NEED-Q7", "SENSITIVE-ACTIVITY-Q7", "SENSITIVE-NOTE-Q7")
 OTHER_TEXTS = ("OTHERTEAM-GOAL-Z9", "OTHERTEAM-NEED-Z9", "OTHERTEAM-ACTIVITY-Z9", "OTHERTEAM-NOTE-Z9")
+# a conversation about each bag's need and its message (subject and text carry the prefix)
+CONVERSATION_TEXTS = {"SENSITIVE": "SENSITIVE-TALK-Q7", "OTHERTEAM": "OTHERTEAM-TALK-Z9"}
 
 
 # ---------------------------------------------------------------------------
@@ -230,12 +236,16 @@ def build(world) -> Matrix:
             care_plan=plan, text=f"{prefix}-NOTE", author=author, sensitivity=sensitivity
         )
         screening = _screening(patient, plan, author, sensitivity)
+        talker = world.behavioural if sensitivity is not None else author
+        conversation, message = _conversation(patient, need, talker, CONVERSATION_TEXTS.get(prefix, prefix))
         return {
             "goal_id": goal,
             "need_id": need,
             "activity_id": activity,
             "note_id": note,
             "screening_id": screening,
+            "conversation_id": conversation,
+            "message_id": message,
         }
 
     service = f.ServiceFactory(name="Matrix Meals on Wheels")
@@ -354,6 +364,18 @@ def _authorisation(patient, recorder):
     return auth
 
 
+def _conversation(patient, need, author, text: str):
+    """A conversation about the need (so as hidden as it) with one message by `author`."""
+    from careteam.models import Conversation, Message
+
+    conversation = Conversation.objects.create(
+        patient=patient, need=need, subject=f"{text}-SUBJECT", started_by=author, sensitivity=need.sensitivity
+    )
+    message = Message.objects.create(conversation=conversation, author=author, text=f"{text}-MESSAGE")
+    Conversation.objects.filter(pk=conversation.pk).update(last_message=message)
+    return conversation, message
+
+
 def _screening(patient, plan, author, sensitivity):
     """An in-progress screening: a sensitive one uses the PHQ-9 (behavioural health)."""
     from careplans.models import Questionnaire, QuestionnaireResponse
@@ -399,6 +421,14 @@ ANON = "anonymous-redirect"
 
 def expected(rule: str, role: str, scenario: str, method: str, target, user=None) -> set:
     """Acceptable status codes (ANON: a redirect to the login page)."""
+    if rule == "author-write":
+        # a message: its author changes it; other members are refused, even the form
+        author = user is not None and getattr(target, "author_id", None) == user.pk
+        if method == "GET" and visible(role, scenario) and role != "break_glass" and not author:
+            return {403}
+        rule = "patient-write" if author else "team-manage"
+        if not author and method == "POST" and visible(role, scenario) and role in MANAGERS:
+            return {403}
     if rule == "team-leave":
         # ending a role: the team managers', or the role holder's own (leaving the team)
         own = user is not None and getattr(target, "user_id", None) == user.pk
@@ -455,8 +485,9 @@ def forbidden_texts(role: str, m: Matrix) -> list[str]:
     texts = [OTHER_MRN, OTHER_NAME, *OTHER_TEXTS, OTHER_NAME.split()[1]]
     if not visible(role, "team"):
         texts += [TEAM_MRN, TEAM_NAME, TEAM_NAME.split()[1], "TEAMITEM-"]
+    texts.append(CONVERSATION_TEXTS["OTHERTEAM"])
     if role not in SENSITIVE_VIEWERS:
-        texts += list(SENSITIVE_TEXTS)
+        texts += [*SENSITIVE_TEXTS, CONVERSATION_TEXTS["SENSITIVE"]]
     return texts
 
 
@@ -583,6 +614,17 @@ def _add_hidden_items(world, m: Matrix) -> None:
         due_date=overdue,
     )
     Note.objects.create(care_plan=plan, text="HIDDEN-NOTE", author=world.behavioural, sensitivity=bh)
+    # unread conversations about a hidden need, and marked sensitive: never in a count
+    hidden_need = f.NeedFactory(care_plan=plan, description="HIDDEN-TALK-NEED", sensitivity=bh)
+    _conversation(m.team["patient_id"], hidden_need, world.behavioural, "HIDDEN-TALK")
+    from careteam.models import Conversation, Message
+
+    marked = Conversation.objects.create(
+        patient=m.team["patient_id"], subject="HIDDEN-MARKED", started_by=world.lead, sensitivity=bh
+    )
+    Conversation.objects.filter(pk=marked.pk).update(
+        last_message=Message.objects.create(conversation=marked, author=world.lead, text="HIDDEN-MARKED-TEXT")
+    )
     # a goal that exists only for a hidden need is hidden (and not counted) with it
     f.GoalFactory(care_plan=plan, description="HIDDEN-GOAL").needs.add(
         f.NeedFactory(care_plan=plan, description="HIDDEN-GOAL-NEED", sensitivity=bh)
@@ -729,6 +771,9 @@ LINK_MARKS = {
     "goal": "LINKED-GOAL-K4",
     "goal_need": "LINKED-GOAL-NEED-K4",
     "goal_comment": "LINKED-GOAL-COMMENT-K4",
+    "conversation": "LINKED-CONVERSATION-K4",
+    "conversation_message": "LINKED-CONVERSATION-MESSAGE-K4",
+    "conversation_need": "LINKED-CONVERSATION-NEED-K4",
 }
 LINK_IDS = {key: 7_340_011 + 97 * n for n, key in enumerate(LINK_MARKS)}
 VISIBLE_LINKING = ("VISIBLE-LINKING-ACTIVITY-K4", "VISIBLE-LINKING-GOAL-K4", "VISIBLE-LINKING-NEED-K4")
@@ -839,7 +884,35 @@ def _seed_linked(world, m: Matrix) -> dict:
         author=world.behavioural,
         text=LINK_MARKS["goal_comment"],
     )
+    # a conversation about a hidden need (listed on the chart, the inbox, the nav count),
+    # and a visible one whose message was made into the hidden activity
+    from careteam.models import Conversation, Message
+
+    hidden_talk = Conversation.objects.create(
+        id=ids["conversation"],
+        patient=world.patient,
+        need=hidden_need("conversation_need"),
+        subject=LINK_MARKS["conversation"],
+        started_by=world.behavioural,
+    )
+    Conversation.objects.filter(pk=hidden_talk.pk).update(
+        last_message=Message.objects.create(
+            id=ids["conversation_message"],
+            conversation=hidden_talk,
+            author=world.behavioural,
+            text=LINK_MARKS["conversation_message"],
+        )
+    )
+    talk = Conversation.objects.create(
+        patient=world.patient, need=visible_need, subject="Visible conversation K4", started_by=world.nurse
+    )
+    made_into = Message.objects.create(
+        conversation=talk, author=world.case_manager, text="Visible message K4", activity=hidden_activity
+    )
+    Conversation.objects.filter(pk=talk.pk).update(last_message=made_into)
     return {
+        "conversation_id": talk,
+        "message_id": made_into,
         "patient_id": world.patient,
         "plan_id": plan,
         "activity_id": activity,

@@ -352,3 +352,63 @@ def test_open_handoffs_page_by_page_in_the_same_queries(
         assert [h.pk for h in second.context["handoffs"]] == [h.pk for h in made[50:]]
         assert 'rel="next"' in first.content.decode()
     assert client.get(url, {"page": "x"}).status_code == 200  # a bad page number shows the first
+
+
+# ---------------------------------------------------------------------------
+# Conversations: the thread page, its poll and the inbox do not grow with messages
+# ---------------------------------------------------------------------------
+def _talk(world, n: int, conversation=None):
+    from careteam import conversations as conv
+
+    access = patient_access(world.nurse, world.patient)
+    if conversation is None:
+        conversation = conv.conversation_start(
+            access=access, by=world.nurse, subject="Doses", text="@pharm1 first"
+        )
+    for i in range(n):
+        author = world.nurse if i % 2 else world.lead
+        conv.message_post(
+            access=patient_access(author, world.patient),
+            by=author,
+            conversation=conversation,
+            text=f"message {i} @pharmacy https://example.org/{i}",
+        )
+    return conversation
+
+
+def test_the_conversation_page_takes_the_same_queries_however_many_messages(
+    client, world, django_assert_max_num_queries
+):
+    c = _talk(world, 2)
+    client.force_login(world.pharmacist)
+    url = reverse("conversations:detail", kwargs={"patient_id": world.patient.pk, "conversation_id": c.pk})
+    poll = reverse("conversations:messages", kwargs={"patient_id": world.patient.pk, "conversation_id": c.pk})
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    with CaptureQueriesContext(connection) as small_poll:
+        assert client.get(poll, **HX).status_code == 200
+    _talk(world, 30, c)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = client.get(url)
+    assert response.content.decode().count('id="message-') == 33
+    with django_assert_max_num_queries(len(small_poll.captured_queries)):
+        assert client.get(poll, **HX).status_code == 200
+
+
+def test_the_conversation_inbox_takes_the_same_queries_however_many_conversations(
+    client, world, django_assert_max_num_queries
+):
+    for _ in range(2):
+        _talk(world, 1)
+    client.force_login(world.pharmacist)
+    url = reverse("team:conversations")
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    for _ in range(12):
+        _talk(world, 3)
+    _grow_caseload(world.pharmacist, 5)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        response = client.get(url, {"unread": "1"})
+    assert response.content.decode().count("/conversations/") >= 14

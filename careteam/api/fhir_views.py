@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 from careplans import screening
 from careplans.models import Activity, CarePlan, CarePlanStatus, Goal, GoalLifecycle
 from careteam.audit import audit, audit_denied, audit_list
+from careteam.conversations_fhir import communications_for
 from careteam.models import AuditAction, Handoff, HandoffStatus, TeamMembership
 from careteam.permissions import (
     PatientAccess,
@@ -1055,6 +1056,11 @@ def everything_section(*kinds: str):
         return builder
 
     return decorator
+
+
+@everything_section("Communication")
+def _everything_communications(view, access):
+    return [(view.url(path), resource) for path, resource in communications_for(access)]
 
 
 @everything_section("Patient")

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from . import conversations as conv
 from . import fhir_content_views as fc
 from . import fhir_views as fv
 from . import views
@@ -23,9 +24,15 @@ router.register("organizations", views.OrganizationViewSet, basename="api-organi
 router.register("services", views.ServiceViewSet, basename="api-service")
 router.register("notifications", views.NotificationViewSet, basename="api-notification")
 router.register("audit-events", views.AuditEventViewSet, basename="api-audit-event")
+router.register("conversations", conv.ConversationViewSet, basename="api-conversation")
 
 urlpatterns = [
     path("api/v1/auth/token/", views.TokenView.as_view(), name="api-token"),
+    path(
+        "api/v1/conversations/<int:conversation_id>/messages/",
+        conv.ConversationMessagesView.as_view(),
+        name="api-conversation-messages",
+    ),
     path("api/v1/", include(router.urls)),
     path(
         "api/schema/",

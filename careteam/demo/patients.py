@@ -140,6 +140,36 @@ PATIENTS = [
                 goals=[1],
             ),
         ],
+        # (who starts it, subject, about ("need", index) or None, [(author, text), ...])
+        "conversations": [
+            dict(
+                by="nurse",
+                subject="Blister packs before the next refill?",
+                about=("need", 1),
+                messages=[
+                    (
+                        "nurse",
+                        "@pharmacist her daughter asks whether the blister packs can start before Friday's refill.",
+                    ),
+                    (
+                        "pharmacist",
+                        "Yes: I will reconcile the list on Thursday. Label guide: https://www.nhs.uk/medicines/",
+                    ),
+                    ("casemanager", "@socialworker can the daughter be there on Thursday? She translates."),
+                ],
+            ),
+            dict(
+                by="dietitian",
+                subject="Ramadan starts in three weeks",
+                about=None,
+                messages=[
+                    (
+                        "dietitian",
+                        "She plans to fast this year. @physician should we adjust the metformin timing?",
+                    ),
+                ],
+            ),
+        ],
         "handoffs": [
             dict(
                 frm="nurse",
@@ -410,6 +440,20 @@ PATIENTS = [
                 due_days=4,
                 goals=[0],
                 needs=[1],
+            ),
+        ],
+        "conversations": [
+            dict(
+                by="behavioral",
+                subject="Low mood since the fall",
+                about=("need", 2),
+                messages=[
+                    (
+                        "behavioral",
+                        "PHQ-9 is down to 11. @physician any objection to starting the sleep programme?",
+                    ),
+                    ("physician", "None; review in four weeks."),
+                ],
             ),
         ],
         "handoffs": [

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from careplans import services as plan_services
 from careplans.models import ACTIVITY_INITIAL_STATUSES, CarePlan
+from careteam import conversations as conversation_services
 from careteam import services as team_services
 from careteam.demo.catalog import CAPACITY, CATALOG, TAXONOMY
 from careteam.demo.patients import PATIENTS
@@ -340,6 +341,22 @@ class Command(BaseCommand):
                 recommendation=h["recommendation"],
             )
             Handoff.objects.filter(pk=handoff.pk).update(created_at=now - timedelta(hours=h["hours_ago"]))
+        for c in spec.get("conversations", []):
+            kind, index = c["about"] or (None, None)
+            about = {"need": needs, "goal": goals}[kind][index] if kind else None
+            conversation = conversation_services.conversation_start(
+                access=patient_access(users[c["by"]], patient),
+                by=users[c["by"]],
+                subject=c["subject"],
+                about=about,
+            )
+            for author, text in c["messages"]:
+                conversation_services.message_post(
+                    access=patient_access(users[author], patient),
+                    by=users[author],
+                    conversation=conversation,
+                    text=text,
+                )
         for r in spec["referrals"]:
             need = needs[r["need"]]
             referral = referral_services.referral_create(

@@ -1,0 +1,406 @@
+"""Pages of conversations: a patient's list and a new conversation, one conversation with
+its messages (polled by htmx while open), editing and retracting one's own message, and
+the inbox tab across my patients. Thin: look up through careteam.permissions, call a
+service or selector from careteam.conversations, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Case, Value, When
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from careplans import services as plan_services
+from careplans.forms import ActivityForm
+from careplans.models import CarePlan
+
+from . import conversations as services
+from .audit import AuditAction, audit, audit_list, note_refusal
+from .concurrency import StaleVersionError
+from .forms import ConversationStartForm, MessageEditForm, MessageForm
+from .models import CONVERSATION_ABOUT_FIELDS, Message
+from .permissions import PatientAccess, access_conversation, access_patient_by_id
+
+INBOX_LIMIT = 50
+PATIENT_LIST_LIMIT = 100
+# how often an open conversation and the inbox ask for news (htmx polling, plain HTTP)
+POLL_SECONDS = 3
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
+
+
+def _add_errors(form, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the fields it names, the rest on top."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.error_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def _conversation(request: HttpRequest, patient_id: int, conversation_id: int):
+    """The conversation and the user's access; 404 when hidden, missing, or not this
+    patient's (the same answer)."""
+    conversation, access = access_conversation(request.user, conversation_id)
+    if conversation.patient_id != int(patient_id):
+        raise Http404("Not found.")
+    return conversation, access
+
+
+def _message_rows(access: PatientAccess, conversation) -> list[Message]:
+    """The messages, each with what this viewer may do and the work made from it that they
+    may see (an activity in a hidden category is left out)."""
+    rows = list(services.conversation_messages(conversation))
+    for m in rows:
+        m.can_edit = not access.read_only and m.can_be_edited_by(access.user)
+        m.can_retract = not access.read_only and m.author_id == access.user.pk and not m.is_retracted
+        m.visible_activity = m.activity if m.activity_id and access.can_see(m.activity) else None
+    return rows
+
+
+def _detail_context(access: PatientAccess, conversation, form=None) -> dict:
+    rows = _message_rows(access, conversation)
+    return {
+        "patient": access.patient,
+        "access": access,
+        "conversation": conversation,
+        "about": conversation.about,
+        "about_label": services.about_label(conversation.about),
+        "rows": rows,
+        "form": form if form is not None else MessageForm(),
+        "poll_seconds": POLL_SECONDS,
+        "state": _state(conversation),
+    }
+
+
+def _state(conversation) -> str:
+    """What an open page last saw: changes when a message is posted, edited or retracted."""
+    return str(int(conversation.messages_changed_at.timestamp() * 1_000_000))
+
+
+# ---------------------------------------------------------------------------
+# One patient's conversations
+# ---------------------------------------------------------------------------
+@login_required
+@require_GET
+def patient_conversations(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """The patient's conversations the user may see, newest first."""
+    access = access_patient_by_id(request.user, patient_id)
+    rows = list(services.conversations_for_patient(access)[:PATIENT_LIST_LIMIT])
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        obj=access.patient,
+        patient=access.patient,
+        request=request,
+        detail=f"conversations, {len(rows)} shown",
+    )
+    return render(
+        request,
+        "conversations/patient_list.html",
+        {"patient": access.patient, "access": access, "rows": rows},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_new(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Start a conversation on the patient, about an item (`?about=need:12`) or in general."""
+    access = access_patient_by_id(request.user, patient_id)
+    if not access.can_contribute():
+        return _forbidden(
+            request, "Emergency access is read-only: only the care team can start a conversation."
+        )
+    data = request.POST if request.method == "POST" else None
+    form = ConversationStartForm(data, access=access, initial={"about": request.GET.get("about", "")})
+    about, about_error = None, ""
+    try:
+        about = services.about_from_key(access, (data or request.GET).get("about", ""))
+    except ValidationError as exc:
+        about_error = " ".join(exc.messages)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid() and not about_error:
+            d = form.cleaned_data
+            try:
+                conversation = services.conversation_start(
+                    access=access,
+                    by=request.user,
+                    subject=d["subject"],
+                    about=about,
+                    sensitivity=d["sensitivity"],
+                    text=d["text"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                return redirect(services.conversation_url(conversation))
+        if about_error:
+            form.add_error(None, about_error)
+        status = 422
+    elif about_error:
+        raise Http404("Not found.")
+    context = {
+        "patient": access.patient,
+        "access": access,
+        "form": form,
+        "about": about,
+        "about_label": services.about_label(about) if about is not None else "",
+    }
+    return render(request, "conversations/new.html", context, status=status)
+
+
+# ---------------------------------------------------------------------------
+# One conversation
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_detail(request: HttpRequest, patient_id: int, conversation_id: int) -> HttpResponse:
+    """The messages, oldest first, and the reply form; opening it marks it read. POST replies."""
+    conversation, access = _conversation(request, patient_id, conversation_id)
+    form = None
+    status = 200
+    if request.method == "POST":
+        if access.read_only:
+            return _forbidden(request, "Emergency access is read-only.")
+        form = MessageForm(request.POST)
+        if form.is_valid():
+            try:
+                services.message_post(
+                    access=access,
+                    by=request.user,
+                    conversation=conversation,
+                    text=form.cleaned_data["text"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                if request.htmx:
+                    conversation.refresh_from_db()
+                    return render(
+                        request,
+                        "conversations/_thread.html",
+                        _detail_context(access, conversation),
+                    )
+                return redirect(services.conversation_url(conversation) + "#reply")
+        status = 422
+    else:
+        services.conversation_read(access=access, by=request.user, conversation=conversation, request=request)
+    template = (
+        "conversations/_thread.html"
+        if request.htmx and request.method == "POST"
+        else "conversations/detail.html"
+    )
+    return render(request, template, _detail_context(access, conversation, form), status=status)
+
+
+@login_required
+@require_GET
+def conversation_messages(request: HttpRequest, patient_id: int, conversation_id: int) -> HttpResponse:
+    """The polled message list: 204 while nothing changed since `?state=`, otherwise the
+    list (audited as a read, and marked read: the viewer is looking at it)."""
+    conversation, access = _conversation(request, patient_id, conversation_id)
+    if request.GET.get("state") == _state(conversation):
+        return HttpResponse(status=204)
+    services.conversation_read(access=access, by=request.user, conversation=conversation, request=request)
+    return render(request, "conversations/_messages.html", _detail_context(access, conversation))
+
+
+def _own_message(request: HttpRequest, patient_id: int, conversation_id: int, message_id: int):
+    conversation, access = _conversation(request, patient_id, conversation_id)
+    message = Message.objects.filter(pk=message_id, conversation_id=conversation.pk).first()
+    if message is None:
+        raise Http404("Not found.")
+    message.conversation = conversation
+    return conversation, access, message
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def message_edit(
+    request: HttpRequest, patient_id: int, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """The author corrects a message within minutes of posting it."""
+    conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    if message.author_id != request.user.pk:
+        return _forbidden(request, "Only the author can change a message.")
+    if request.method == "POST":
+        form = MessageEditForm(request.POST)
+        if form.is_valid():
+            try:
+                services.message_edit(
+                    access=access,
+                    by=request.user,
+                    message=message,
+                    text=form.cleaned_data["text"],
+                    expected_version=form.cleaned_data["expected_version"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                if {e.code for e in exc.error_list} & {
+                    services.EDIT_WINDOW_CLOSED,
+                    services.ALREADY_RETRACTED,
+                }:
+                    note_refusal(request, f"conflict: {exc.error_list[0].code}")
+                    form.add_error(None, exc)
+                    return _edit_page(request, access, conversation, message, form, status=409)
+                _add_errors(form, exc)
+            except StaleVersionError as exc:
+                note_refusal(request, exc.audit_reason)
+                form.add_error(
+                    None, "Someone changed this message since you opened it; reload and try again."
+                )
+                return _edit_page(request, access, conversation, message, form, status=409)
+            except PermissionDenied as exc:
+                return _forbidden(request, str(exc))
+            else:
+                messages.success(request, "Message edited.")
+                return redirect(services.message_url(message))
+        if form.version_refused:
+            return _edit_page(request, access, conversation, message, form, status=form.invalid_status)
+        return _edit_page(request, access, conversation, message, form, status=422)
+    form = MessageEditForm(initial={"text": message.text, "expected_version": message.version})
+    if not message.can_be_edited_by(request.user):
+        form.add_error(
+            None,
+            "This message can no longer be edited (five minutes after posting); post a correction instead.",
+        )
+    return _edit_page(request, access, conversation, message, form)
+
+
+def _edit_page(request, access, conversation, message, form, *, status: int = 200) -> HttpResponse:
+    context = {"patient": access.patient, "conversation": conversation, "message": message, "form": form}
+    return render(request, "conversations/message_edit.html", context, status=status)
+
+
+@login_required
+@require_POST
+def message_retract(
+    request: HttpRequest, patient_id: int, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """The author withdraws a message: it reads "retracted" from now on."""
+    conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
+    if access.read_only:
+        return _forbidden(request, "Emergency access is read-only.")
+    try:
+        services.message_retract(access=access, by=request.user, message=message, request=request)
+    except PermissionDenied as exc:
+        return _forbidden(request, str(exc))
+    except ValidationError as exc:
+        note_refusal(request, f"conflict: {services.ALREADY_RETRACTED}")
+        messages.error(request, " ".join(exc.messages))
+        return redirect(services.conversation_url(conversation))
+    messages.success(request, "Message retracted.")
+    return redirect(services.message_url(message))
+
+
+# ---------------------------------------------------------------------------
+# The inbox tab: conversations across my patients
+# ---------------------------------------------------------------------------
+INBOX_FILTERS = ("unread", "mentions")
+
+
+@login_required
+@require_GET
+def inbox(request: HttpRequest) -> HttpResponse:
+    """My patients' conversations, newest first; filters unread, mentions and item kind.
+    Polled while open: 204 while the newest visible conversation is unchanged."""
+    about = request.GET.get("about", "")
+    if about not in (*CONVERSATION_ABOUT_FIELDS, "patient"):
+        about = ""
+    flags = {name: request.GET.get(name) == "1" for name in INBOX_FILTERS}
+    qs = services.inbox(request.user, about=about, **flags)
+    state = services.inbox_state(request.user)
+    if request.htmx and request.GET.get("state") == state:
+        return HttpResponse(status=204)
+    rows = list(qs[:INBOX_LIMIT])
+    audit_list(
+        request,
+        list_name="team.conversations",
+        patient_ids=[c.patient_id for c in rows],
+        detail=f"conversations, {len(rows)} shown",
+    )
+    context = {
+        "rows": rows,
+        "about": about,
+        "flags": flags,
+        "about_choices": [
+            ("", "Any"),
+            ("patient", "The patient"),
+            *[(a, a.capitalize()) for a in CONVERSATION_ABOUT_FIELDS],
+        ],
+        "state": state,
+        "poll_seconds": POLL_SECONDS,
+        "query": request.GET.urlencode(),
+    }
+    template = "conversations/_inbox_rows.html" if request.htmx else "conversations/inbox.html"
+    return render(request, template, context)
+
+
+# ---------------------------------------------------------------------------
+# Turning a message into work
+# ---------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def make_activity(
+    request: HttpRequest, patient_id: int, conversation_id: int, message_id: int
+) -> HttpResponse:
+    """The activity form of the patient's care plan, filled in from a message; saving it
+    links the two (the message shows the activity, the activity its message)."""
+    conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
+    if not access.can_contribute():
+        return _forbidden(request, "Emergency access is read-only.")
+    if message.is_retracted:
+        raise Http404("Not found.")
+    plan = (
+        CarePlan.objects.filter(patient_id=access.patient.pk)
+        .order_by(Case(When(status="active", then=Value(0)), default=Value(1)), "-created_at")
+        .first()
+    )
+    if plan is None:
+        messages.error(request, "Start a care plan on the chart first: an activity belongs to a plan.")
+        return redirect(services.conversation_url(conversation))
+    first_line = message.text.strip().splitlines()[0][:200]
+    initial = {"title": first_line, "description": message.text}
+    if request.method == "POST":
+        form = ActivityForm(request.POST, access=access, plan=plan, prefix="from-message")
+        if form.is_valid():
+            data = form.changes()
+            links = {name: data.pop(name) for name in ("goals", "needs") if name in data}
+            try:
+                with transaction.atomic():
+                    activity = plan_services.activity_create(
+                        access=access, plan=plan, by=request.user, request=request, **data, **links
+                    )
+                    services.message_link_work(
+                        access=access, by=request.user, message=message, activity=activity, request=request
+                    )
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            except PermissionDenied as exc:
+                return _forbidden(request, str(exc))
+            else:
+                messages.success(request, "Activity added to the care plan from the message.")
+                return redirect(services.message_url(message))
+        status = 422
+    else:
+        form = ActivityForm(initial=initial, access=access, plan=plan, prefix="from-message")
+        status = 200
+    context = {
+        "patient": access.patient,
+        "conversation": conversation,
+        "message": message,
+        "form": form,
+        "plan": plan,
+    }
+    return render(request, "conversations/make_activity.html", context, status=status)

@@ -4,7 +4,8 @@ Default size (``--patients 100000``): 5,000 clinicians across every discipline, 
 memberships giving each clinician about 20-200 patients (and the guardian object
 permissions a membership grants), one active care plan per patient (plus older completed
 plans), 1,000,000 plan items (goals, needs, activities; some sensitive), 200,000 handoffs,
-300,000 referrals, 50,000 catalog services, 5,000,000 audit events and a creation history
+300,000 referrals, 400,000 conversations with 2,000,000 messages (some 200-message
+threads), 50,000 catalog services, 5,000,000 audit events and a creation history
 row for every patient, plan and plan item. ``--patients 10000`` scales every count by the
 same factor, so one clinician's caseload is the same at every size: that is what lets the
 benchmark compare sizes.
@@ -448,6 +449,10 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
             "referrals_referralevent",
             "visits_visit",
             "visits_authorisation",
+            "careteam_conversation",
+            "careteam_message",
+            "careteam_messagemention",
+            "careteam_conversationread",
         ]
         rebuild: list[str] = []
         for t in big_tables:
@@ -882,6 +887,76 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
                 JOIN bench_team t ON t.patient_id = x.patient_id AND t.rn = 2""",
         )
         log(f"handoffs: {counts['handoffs']}", t0)
+
+        # -- conversations: four per patient (in general, about its first goal, about its
+        #    first need (in that need's category), about the patient again), four messages
+        #    each; one patient in 50 has a 200-message thread: 20 messages per patient ------
+        counts["conversations"] = insert(
+            cur,
+            "careteam_conversation",
+            {
+                "patient_id": "p.id",
+                "goal_id": "CASE WHEN k = 1 THEN g.goal_id END",
+                "need_id": "CASE WHEN k = 2 THEN n.need_id END",
+                "subject": "CASE WHEN k = 0 AND p.id % 50 = 0 THEN 'Weekly check-in' "
+                "ELSE (ARRAY['Rides to clinic','About the goal','About the need','Medicines'])[k + 1] END",
+                "sensitivity_id": "CASE WHEN k = 2 THEN nn.sensitivity_id END",
+                "started_by_id": "t.user_id",
+                "created_at": "now() - ((p.id * 13 + k * 7) % 300) * interval '1 day' - interval '2 days'",
+                "last_message_at": "now()",
+                "messages_changed_at": "now()",
+            },
+            """FROM patients_patient p CROSS JOIN generate_series(0, 3) k
+                JOIN bench_team t ON t.patient_id = p.id AND t.rn = 1 + k % t.n
+                LEFT JOIN bench_first_goal g ON g.care_plan_id = p.id
+                LEFT JOIN bench_first_need n ON n.care_plan_id = p.id
+                LEFT JOIN careplans_need nn ON nn.id = n.need_id""",
+        )
+        counts["messages"] = insert(
+            cur,
+            "careteam_message",
+            {
+                "conversation_id": "c.id",
+                "author_id": "t.user_id",
+                "text": "'Update ' || j || ' on the plan; details at https://example.org/notes/' || c.id",
+                "created_at": "c.created_at + j * interval '37 minutes'",
+                "version": "1",
+            },
+            """FROM careteam_conversation c
+                CROSS JOIN LATERAL generate_series(1, CASE WHEN c.subject = 'Weekly check-in' THEN 200 ELSE 4 END) j
+                JOIN bench_team t ON t.patient_id = c.patient_id AND t.rn = 1 + j % t.n""",
+        )
+        cur.execute(
+            """UPDATE careteam_conversation c SET last_message_id = m.mid, last_message_at = m.at,
+                      messages_changed_at = m.at
+               FROM (SELECT conversation_id, max(id) AS mid, max(created_at) AS at
+                     FROM careteam_message GROUP BY conversation_id) m
+               WHERE m.conversation_id = c.id"""
+        )
+        counts["mentions"] = insert(
+            cur,
+            "careteam_messagemention",
+            {"message_id": "m.id", "user_id": "t.user_id", "discipline_id": "NULL"},
+            """FROM careteam_message m JOIN careteam_conversation c ON c.id = m.conversation_id
+                JOIN bench_team t ON t.patient_id = c.patient_id AND t.rn = 1
+                WHERE m.id % 10 = 0""",
+        )
+        # the first two members have read two conversations in three to the end
+        counts["conversation_reads"] = insert(
+            cur,
+            "careteam_conversationread",
+            {
+                "conversation_id": "x.cid",
+                "user_id": "x.uid",
+                "last_read_message_id": "x.mid",
+                "read_at": "now()",
+            },
+            """FROM (SELECT DISTINCT ON (c.id, t.user_id) c.id AS cid, t.user_id AS uid, c.last_message_id AS mid
+                     FROM careteam_conversation c
+                     JOIN bench_team t ON t.patient_id = c.patient_id AND t.rn IN (1, 2)
+                     WHERE c.id % 3 <> 0) x""",
+        )
+        log(f"conversations: {counts['conversations']}, messages {counts['messages']}", t0)
 
         # -- catalog ------------------------------------------------------------------
         cur.execute("DELETE FROM referrals_taxonomyterm WHERE code LIKE 'bench-%'")

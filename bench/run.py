@@ -406,6 +406,21 @@ API_ACTIVITIES_FLOOR = [
     "SELECT count(*) FROM careplans_activity a JOIN careplans_careplan c ON c.id = a.care_plan_id WHERE "
     + VISIBLE.format(pid="c.patient_id"),
 ]
+CONVERSATION_FLOOR = [
+    "SELECT c.*, p.* FROM careteam_conversation c JOIN patients_patient p ON p.id = c.patient_id WHERE c.id = %(c)s",
+    """SELECT m.*, u.first_name, u.last_name FROM careteam_message m JOIN careteam_user u ON u.id = m.author_id
+       WHERE m.conversation_id = %(c)s ORDER BY m.created_at, m.id""",
+    """SELECT x.* FROM careteam_messagemention x JOIN careteam_message m ON m.id = x.message_id
+       WHERE m.conversation_id = %(c)s""",
+]
+CONVERSATION_INBOX_FLOOR = f"""
+SELECT c.*, p.given_name, p.family_name, lm.text,
+  EXISTS (SELECT 1 FROM careteam_conversationread r WHERE r.user_id = %(u)s AND r.conversation_id = c.id
+          AND r.last_read_message_id >= c.last_message_id) AS is_read
+FROM careteam_conversation c JOIN patients_patient p ON p.id = c.patient_id
+LEFT JOIN careteam_message lm ON lm.id = c.last_message_id
+WHERE c.patient_id IN (SELECT m.patient_id FROM careteam_teammembership m WHERE m.user_id = %(u)s AND {CURRENT})
+ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50"""
 AUDIT_FLOOR = """SELECT * FROM careteam_auditevent WHERE patient_id = %(p)s
                  ORDER BY at DESC, id DESC LIMIT 51"""
 PERMISSION_FLOOR = (
@@ -698,6 +713,58 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
             ),
             audit_floor,
         )
+
+    # -- conversations: a 200-message thread, its poll, the inbox tab ---------------
+    thread = bench.raw(
+        f"""SELECT c.id, c.patient_id FROM careteam_conversation c
+            JOIN careteam_teammembership m ON m.patient_id = c.patient_id AND m.user_id = %s AND {CURRENT}
+            WHERE c.sensitivity_id IS NULL
+              AND (SELECT count(*) FROM careteam_message x WHERE x.conversation_id = c.id) >= 200
+            ORDER BY c.id LIMIT 1""",
+        [cm.pk],
+    )
+    detail_url = url_or_none("conversations:detail", patient_id=1, conversation_id=1)
+    if detail_url is None or not thread:
+        bench.skip(
+            "conversation page with 200 messages", "page", "no conversations (URL or 200-message thread)"
+        )
+    else:
+        cid, cpid = thread[0]
+        page_url = url_or_none("conversations:detail", patient_id=cpid, conversation_id=cid)
+        bench.measure(
+            "conversation page with 200 messages",
+            "page",
+            lambda i: client.get(page_url),
+            with_params(CONVERSATION_FLOOR, c=lambda i: cid),
+        )
+        poll_url = url_or_none("conversations:messages", patient_id=cpid, conversation_id=cid)
+        state = client.get(page_url).context["state"]
+        bench.measure(
+            "conversation poll, nothing new",
+            "page",
+            lambda i: client.get(poll_url, {"state": state}, HTTP_HX_REQUEST="true"),
+            None,
+        )
+    inbox_url = url_or_none("team:conversations")
+    if inbox_url is None:
+        bench.skip("inbox", "page", "no URL named 'team:conversations'")
+    else:
+        for label, user in (("inbox (case manager)", cm), ("inbox (nurse)", nurse)):
+            c = bench.client(user)
+            bench.measure(
+                label,
+                "page",
+                lambda i, c=c: c.get(inbox_url),
+                with_params([CONVERSATION_INBOX_FLOOR], u=lambda i, u=user: u.pk),
+            )
+        api_url = url_or_none("api-conversation-list")
+        if api_url:
+            bench.measure(
+                "API conversations (unread)",
+                "api",
+                lambda i: client.get(api_url, {"unread": "true"}),
+                with_params([CONVERSATION_INBOX_FLOOR], u=lambda i: cm.pk),
+            )
 
     # -- permission check for one object -------------------------------------------
     patient_objs = {p.pk: p for p in Patient.objects.filter(pk__in=pats)}

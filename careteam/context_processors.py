@@ -6,22 +6,16 @@ from django.http import HttpRequest
 
 
 def unread_notifications(request: HttpRequest) -> dict:
-    """The unread counts in the nav's Inbox and Conversations links: both in one query,
-    only on pages that show them."""
+    """The unread count in the nav's Inbox link: one query, only on pages that show it.
+    (The Conversations link's count loads by itself: `views_conversations.unread_count`.)"""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    counts: dict[str, int] = {}
 
-    def loaded() -> dict[str, int]:
-        if not counts:
-            from .conversations import nav_unread_counts
+    def count() -> int:
+        from .notifications import unread_count
 
-            counts.update(nav_unread_counts(user))
-        return counts
+        return unread_count(user)
 
-    # callables: the template calls them where the nav uses them, not on pages without one
-    return {
-        "unread_notifications": lambda: loaded()["notifications"],
-        "unread_conversations": lambda: loaded()["conversations"],
-    }
+    # a callable: the template calls it where the nav uses it, not on pages without one
+    return {"unread_notifications": count}

@@ -14,18 +14,13 @@ from django.apps import apps
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import (
-    Count,
     Exists,
-    IntegerField,
-    Max,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
-    Value,
 )
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .audit import audit
@@ -48,7 +43,7 @@ from .models import (
     TeamMembership,
     User,
 )
-from .notifications import notifications_for, notify_conversation_mention
+from .notifications import notify_conversation_mention
 from .permissions import (
     PatientAccess,
     conversation_audience,
@@ -567,9 +562,8 @@ def conversations_for_patient(access: PatientAccess) -> QuerySet:
     qs = Conversation.objects.filter(patient_id=access.patient.pk).filter(access.conversation_q())
     return (
         _with_unread(qs, access.user)
-        .select_related(
-            "goal", "need", "activity", "handoff", "referral", "last_message__author", "started_by"
-        )
+        # the list names the kind of item only (its id columns): no joins to the items
+        .select_related("last_message__author")
         .order_by("-last_message_at", "-id")
     )
 
@@ -591,17 +585,9 @@ def inbox(user, *, unread: bool = False, mentions: bool = False, about: str = ""
         qs = qs.filter(**{f"{about}__isnull": False})
     return (
         _with_unread(qs, user)
-        .select_related("patient", "goal", "need", "activity", "handoff", "referral", "last_message__author")
+        .select_related("patient", "last_message__author")
         .order_by("-last_message_at", "-id")
     )
-
-
-def inbox_state(user) -> str:
-    """What an open inbox last saw: the newest change to a conversation it may list and
-    the user's own latest read (two small queries; a poll with the same state gets 204)."""
-    newest = inbox(user).aggregate(at=Max("messages_changed_at"))["at"]
-    read = ConversationRead.objects.filter(user_id=user.pk).aggregate(at=Max("read_at"))["at"]
-    return "-".join(str(int(at.timestamp() * 1_000_000)) if at else "0" for at in (newest, read))
 
 
 UNREAD_COUNT_LIMIT = 99
@@ -617,36 +603,13 @@ def unread_conversation_count(user, *, limit: int = UNREAD_COUNT_LIMIT) -> int:
     return Conversation.objects.filter(pk__in=ids).count()
 
 
-def _count(qs: QuerySet) -> Coalesce:
-    """COUNT(*) of a queryset as a scalar subquery (0 when empty)."""
-    counted = qs.order_by().annotate(one=Value(1)).values("one").annotate(n=Count("*")).values("n")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
-
-
-def nav_unread_counts(user) -> dict[str, int]:
-    """The nav's two numbers, unread notifications and unread conversations (the latter
-    up to UNREAD_COUNT_LIMIT + 1), in one query."""
-    user = getattr(user, "_wrapped", user)
-    ids = inbox(user, unread=True).order_by().values("pk")[: UNREAD_COUNT_LIMIT + 1]
-    row = (
-        User.objects.filter(pk=user.pk)
-        .annotate(
-            n_notifications=_count(notifications_for(user).filter(read_at__isnull=True)),
-            n_conversations=_count(Conversation.objects.filter(pk__in=ids)),
-        )
-        .values_list("n_notifications", "n_conversations")
-        .first()
-    ) or (0, 0)
-    return {"notifications": row[0], "conversations": row[1]}
-
-
 def conversation_messages(conversation: Conversation) -> QuerySet:
     """Its messages, oldest first, with authors, mentions and the work made from them
     (the activity made from a message follows the activity's own rule in the template's
     caller: pass `access.visible`)."""
     return (
         Message.objects.filter(conversation_id=conversation.pk)
-        .select_related("author", "activity", "handoff")
+        .select_related("author", "activity")
         .prefetch_related(
             Prefetch("mentions", queryset=MessageMention.objects.select_related("user", "discipline")),
         )

@@ -246,7 +246,11 @@ def restrict(queryset: QuerySet, user, *, patient_path: str = "patient") -> Quer
     if _has_field(queryset.model, "sensitivity"):
         qs = qs.filter(sensitivity_visible_q(user, ref))
     # items made from a need (referrals) are as hidden as their need
-    if _has_field(queryset.model, "need") and queryset.model._meta.label_lower != "careplans.note":
+    # (conversations: in conversation_items_visible_q, with their other items)
+    if _has_field(queryset.model, "need") and queryset.model._meta.label_lower not in (
+        "careplans.note",
+        CONVERSATION,
+    ):
         qs = qs.filter(sensitivity_visible_q(user, ref, "need__sensitivity"))
     if queryset.model._meta.label_lower == GOAL:
         qs = qs.filter(goal_links_visible_q(sensitivity_visible_q(user, "care_plan__patient")))
@@ -288,16 +292,21 @@ MESSAGE = "careteam.message"
 # Conversations: as visible as the item they are about, and their own category
 # ---------------------------------------------------------------------------
 def conversation_items_visible_q(user, patient_ref: str = "patient") -> Q:
-    """Conversations whose item the user may see now (`restrict` adds the patient, the
-    conversation's own category and its need's): an activity or a referral's need in a
-    hidden category, or a goal hidden with its needs, hides the conversation too."""
-    goals = restrict(
-        apps.get_model("careplans", "Goal").objects.all(), user, patient_path="care_plan__patient"
-    )
+    """Conversations whose item the user may see now (`restrict` adds the patient and the
+    conversation's own category): a need, an activity or a referral's need in a hidden
+    category, or a goal hidden with its needs, hides the conversation too. Each item kind
+    is one `IN (the user's visible items)` subquery, so the list still starts from the
+    user's own patients and joins no item table."""
+
+    def item_visible(field: str, app: str, model: str, path: str) -> Q:
+        visible = restrict(apps.get_model(app, model).objects.all(), user, patient_path=path)
+        return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__in": visible.values("pk")})
+
     return (
-        sensitivity_visible_q(user, patient_ref, "activity__sensitivity")
-        & sensitivity_visible_q(user, patient_ref, "referral__need__sensitivity")
-        & (Q(goal__isnull=True) | Q(goal__in=goals.values("pk")))
+        item_visible("goal", "careplans", "Goal", "care_plan__patient")
+        & item_visible("need", "careplans", "Need", "care_plan__patient")
+        & item_visible("activity", "careplans", "Activity", "care_plan__patient")
+        & item_visible("referral", "referrals", "Referral", "patient")
     )
 
 

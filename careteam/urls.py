@@ -23,7 +23,7 @@ urlpatterns = [
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
     path("work/", patient_views.my_work, name="my_work"),
-    path("patients/<int:patient_id>/conversations/", include("careteam.urls_conversations")),
+    path("patients/", include("careteam.urls_conversations")),
     path("patients/", include("patients.urls")),
     path("plans/", include("careplans.urls")),
     path("team/", include("careteam.urls_team")),

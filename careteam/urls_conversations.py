@@ -1,4 +1,4 @@
-"""URLs of a patient's conversations (mounted under /patients/<patient_id>/conversations/)."""
+"""URLs of a patient's conversations (/patients/<patient_id>/conversations/...)."""
 
 from django.urls import path
 
@@ -6,22 +6,26 @@ from . import views_conversations as views
 
 app_name = "conversations"
 urlpatterns: list = [
-    path("", views.patient_conversations, name="patient_list"),
-    path("new/", views.conversation_new, name="new"),
-    path("<int:conversation_id>/", views.conversation_detail, name="detail"),
-    path("<int:conversation_id>/messages/", views.conversation_messages, name="messages"),
+    path("<int:patient_id>/conversations/", views.patient_conversations, name="patient_list"),
+    path("<int:patient_id>/conversations/new/", views.conversation_new, name="new"),
+    path("<int:patient_id>/conversations/<int:conversation_id>/", views.conversation_detail, name="detail"),
     path(
-        "<int:conversation_id>/messages/<int:message_id>/edit/",
+        "<int:patient_id>/conversations/<int:conversation_id>/messages/",
+        views.conversation_messages,
+        name="messages",
+    ),
+    path(
+        "<int:patient_id>/conversations/<int:conversation_id>/messages/<int:message_id>/edit/",
         views.message_edit,
         name="message_edit",
     ),
     path(
-        "<int:conversation_id>/messages/<int:message_id>/activity/",
+        "<int:patient_id>/conversations/<int:conversation_id>/messages/<int:message_id>/activity/",
         views.make_activity,
         name="make_activity",
     ),
     path(
-        "<int:conversation_id>/messages/<int:message_id>/retract/",
+        "<int:patient_id>/conversations/<int:conversation_id>/messages/<int:message_id>/retract/",
         views.message_retract,
         name="message_retract",
     ),

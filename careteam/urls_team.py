@@ -9,6 +9,7 @@ app_name = "team"
 urlpatterns: list = [
     path("inbox/", views.inbox, name="inbox"),
     path("conversations/", views_conversations.inbox, name="conversations"),
+    path("conversations/unread/", views_conversations.unread_count, name="conversations_unread"),
     path("open-handoffs/", views.open_handoffs, name="open_handoffs"),
     path("handoffs/sent/", views.handoffs_sent, name="handoffs_sent"),
     path("patients/<int:patient_id>/handoffs/new/", views.handoff_create, name="handoff_create"),

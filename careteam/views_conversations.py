@@ -5,6 +5,8 @@ service or selector from careteam.conversations, render."""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,6 +14,8 @@ from django.db import transaction
 from django.db.models import Case, Value, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from careplans import services as plan_services
@@ -29,6 +33,8 @@ INBOX_LIMIT = 50
 PATIENT_LIST_LIMIT = 100
 # how often an open conversation and the inbox ask for news (htmx polling, plain HTTP)
 POLL_SECONDS = 3
+# a thread shows its newest messages; the rest behind "show the whole conversation"
+THREAD_MESSAGES = 100
 
 
 def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
@@ -53,19 +59,32 @@ def _conversation(request: HttpRequest, patient_id: int, conversation_id: int):
     return conversation, access
 
 
-def _message_rows(access: PatientAccess, conversation) -> list[Message]:
-    """The messages, each with what this viewer may do and the work made from it that they
-    may see (an activity in a hidden category is left out)."""
-    rows = list(services.conversation_messages(conversation))
+def _message_rows(access: PatientAccess, conversation, *, everything: bool) -> tuple[list[Message], int]:
+    """The newest THREAD_MESSAGES messages (all with `everything`), oldest first, each with
+    what this viewer may do, who it mentions and the work made from it that they may see
+    (an activity in a hidden category is left out); and how many earlier ones are not shown."""
+    qs = services.conversation_messages(conversation)
+    if everything:
+        rows, earlier = list(qs), 0
+    else:
+        rows = list(qs.reverse()[: THREAD_MESSAGES + 1])[::-1]
+        earlier = 0
+        if len(rows) > THREAD_MESSAGES:
+            rows = rows[1:]
+            earlier = qs.filter(id__lt=rows[0].pk).count()
+    now = timezone.now()
     for m in rows:
-        m.can_edit = not access.read_only and m.can_be_edited_by(access.user)
+        m.can_edit = not access.read_only and m.can_be_edited_by(access.user, now)
         m.can_retract = not access.read_only and m.author_id == access.user.pk and not m.is_retracted
         m.visible_activity = m.activity if m.activity_id and access.can_see(m.activity) else None
-    return rows
+        m.mention_names = [
+            x.user.display_name if x.user_id else f"the {x.discipline} queue" for x in m.mentions.all()
+        ]
+    return rows, earlier
 
 
-def _detail_context(access: PatientAccess, conversation, form=None) -> dict:
-    rows = _message_rows(access, conversation)
+def _detail_context(access: PatientAccess, conversation, form=None, *, everything: bool = False) -> dict:
+    rows, earlier = _message_rows(access, conversation, everything=everything)
     return {
         "patient": access.patient,
         "access": access,
@@ -73,6 +92,9 @@ def _detail_context(access: PatientAccess, conversation, form=None) -> dict:
         "about": conversation.about,
         "about_label": services.about_label(conversation.about),
         "rows": rows,
+        "earlier": earlier,
+        "thread_url": services.conversation_url(conversation),
+        "handoff_url": reverse("team:handoff_create", kwargs={"patient_id": conversation.patient_id}),
         "form": form if form is not None else MessageForm(),
         "poll_seconds": POLL_SECONDS,
         "state": _state(conversation),
@@ -199,7 +221,8 @@ def conversation_detail(request: HttpRequest, patient_id: int, conversation_id: 
         if request.htmx and request.method == "POST"
         else "conversations/detail.html"
     )
-    return render(request, template, _detail_context(access, conversation, form), status=status)
+    context = _detail_context(access, conversation, form, everything=request.GET.get("all") == "1")
+    return render(request, template, context, status=status)
 
 
 @login_required
@@ -310,20 +333,29 @@ def message_retract(
 INBOX_FILTERS = ("unread", "mentions")
 
 
+def _without_state(request: HttpRequest) -> str:
+    """The filters of this request, for the poll's URL (which adds its own state)."""
+    query = request.GET.copy()
+    query.pop("state", None)
+    return query.urlencode()
+
+
 @login_required
 @require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     """My patients' conversations, newest first; filters unread, mentions and item kind.
-    Polled while open: 204 while the newest visible conversation is unchanged."""
+    Polled while open: 204 (nothing rendered, nothing audited) while the rows it would
+    show are unchanged."""
     about = request.GET.get("about", "")
     if about not in (*CONVERSATION_ABOUT_FIELDS, "patient"):
         about = ""
     flags = {name: request.GET.get(name) == "1" for name in INBOX_FILTERS}
-    qs = services.inbox(request.user, about=about, **flags)
-    state = services.inbox_state(request.user)
+    rows = list(services.inbox(request.user, about=about, **flags)[:INBOX_LIMIT])
+    # what the list shows: which conversations, their last change and read state
+    shown = ",".join(f"{c.pk}.{c.messages_changed_at.timestamp():.6f}.{int(c.is_read)}" for c in rows)
+    state = hashlib.sha256(shown.encode()).hexdigest()[:16]
     if request.htmx and request.GET.get("state") == state:
         return HttpResponse(status=204)
-    rows = list(qs[:INBOX_LIMIT])
     audit_list(
         request,
         list_name="team.conversations",
@@ -341,7 +373,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         ],
         "state": state,
         "poll_seconds": POLL_SECONDS,
-        "query": request.GET.urlencode(),
+        "query": _without_state(request),
     }
     template = "conversations/_inbox_rows.html" if request.htmx else "conversations/inbox.html"
     return render(request, template, context)
@@ -404,3 +436,12 @@ def make_activity(
         "plan": plan,
     }
     return render(request, "conversations/make_activity.html", context, status=status)
+
+
+@login_required
+@require_GET
+def unread_count(request: HttpRequest) -> HttpResponse:
+    """The nav's unread-conversations number, loaded by the page itself (htmx, and again
+    every 30 s), so that no page pays for it while rendering: one query."""
+    n = services.unread_conversation_count(request.user)
+    return render(request, "conversations/_unread_count.html", {"n": n})

@@ -186,6 +186,7 @@ RULES: dict[str, str] = {
     # conversations: a patient's list, a thread (GET reads, POST replies), its polled
     # messages; editing and retracting a message is its author's; the inbox tab
     "team:conversations": "login",
+    "team:conversations_unread": "login",
     "conversations:patient_list": "patient-read",
     "conversations:new": "patient-write",
     "conversations:detail": "patient-write",

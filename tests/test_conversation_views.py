@@ -66,29 +66,18 @@ def test_opening_a_conversation_is_audited_and_marks_it_read(client, world):
     ).exists()
 
 
-def test_the_nav_counts_unread_conversations(client, world):
-    _start(world, world.nurse)
-    client.force_login(world.pharmacist)
-    body = client.get(reverse("worklist")).content.decode()
-    assert 'aria-label="1 unread">1</span>' in body
-    client.force_login(world.outsider)
-    body = client.get(reverse("worklist")).content.decode()
-    assert "Conversations</a>" in body and 'aria-label="1 unread"' not in body
-
-
-def test_the_nav_counts_come_in_one_query_and_agree_with_the_selectors(world, django_assert_num_queries):
-    from careteam.models import Notification
-
+def test_the_nav_loads_the_unread_count_in_one_query(client, world, django_assert_max_num_queries):
     _start(world, world.nurse, text="@pharm1 two unread things")
     _start(world, world.lead, subject="Second")
-    with django_assert_num_queries(1):
-        counts = conv.nav_unread_counts(world.pharmacist)
-    assert counts == {
-        "notifications": Notification.objects.filter(recipient=world.pharmacist).count(),
-        "conversations": conv.unread_conversation_count(world.pharmacist),
-    }
-    assert counts["notifications"] == 1 and counts["conversations"] == 2
-    assert conv.nav_unread_counts(world.outsider) == {"notifications": 0, "conversations": 0}
+    url = reverse("team:conversations_unread")
+    client.force_login(world.pharmacist)
+    assert url in client.get(reverse("worklist")).content.decode()
+    client.get(url)
+    with django_assert_max_num_queries(3):  # session, user, the count
+        body = client.get(url, **HX).content.decode()
+    assert 'aria-label="2 unread">2</span>' in body
+    client.force_login(world.outsider)
+    assert "nav-count" not in client.get(url, **HX).content.decode()
 
 
 def test_the_text_is_plain_with_safe_links(client, world):

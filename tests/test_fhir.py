@@ -14,6 +14,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.careplan import CarePlan as FhirCarePlan
 from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.goal import Goal as FhirGoal
 from fhir.resources.R4B.medicationstatement import MedicationStatement
@@ -45,6 +46,7 @@ MODELS = {
     "MedicationStatement": MedicationStatement,
     # visits (visits/fhir.py)
     "Appointment": Appointment,
+    "Communication": Communication,
 }
 
 

@@ -1058,11 +1058,6 @@ def everything_section(*kinds: str):
     return decorator
 
 
-@everything_section("Communication")
-def _everything_communications(view, access):
-    return [(view.url(path), resource) for path, resource in communications_for(access)]
-
-
 @everything_section("Patient")
 def _everything_patient(view, access):
     return [(view.url(f"Patient/{access.patient.pk}"), fhir.patient_resource(access.patient))]
@@ -1584,3 +1579,8 @@ class PractitionerRoleReadView(FHIRView):
 
 class PractitionerRoleSearchView(FHIRView):
     search_kind = "PractitionerRole"
+
+
+@everything_section("Communication")
+def _everything_communications(view, access):
+    return [(view.url(path), resource) for path, resource in communications_for(access)]

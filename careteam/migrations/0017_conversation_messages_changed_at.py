@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('careteam', '0012_conversations'),
+        ('careteam', '0016_visit_notification_kinds'),
     ]
 
     operations = [

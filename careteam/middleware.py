@@ -208,6 +208,12 @@ class PatientAuditMiddleware:
             return None
         # an item hidden from this user by its sensitivity stays a 404, as in the views
         model = apps.get_model(object_type)
+        if object_type in ("careteam.conversation", "careteam.message"):
+            from patients.models import Patient
+
+            obj = model._default_manager.filter(pk=object_id).first()
+            if obj is not None and not patient_access(user, Patient.objects.get(pk=patient_id)).can_see(obj):
+                raise Http404("Not found.")
         if any(f.name == "sensitivity" for f in model._meta.concrete_fields):
             from patients.models import Patient
 

@@ -188,7 +188,13 @@ def test_emergency_access_reads_but_cannot_post(client, world):
     client.force_login(glass)
     assert client.get(_url("detail", c)).status_code == 200
     assert client.post(_url("detail", c), {"text": "hello"}).status_code == 403
-    assert Message.objects.count() == 1
+    need = f.NeedFactory(care_plan=world.plan, domain="behavioural", sensitivity=world.behavioural_health)
+    hidden = _start(world, world.behavioural, about=need)
+    m = hidden.messages.get()
+    for name in ("message_edit", "message_retract", "make_activity"):
+        assert client.post(_url(name, hidden, message_id=m.pk)).status_code == 404
+    assert client.post(_url("detail", hidden), {"text": "x"}).status_code == 404
+    assert Message.objects.count() == 2
 
 
 # ---------------------------------------------------------------------------

@@ -425,7 +425,7 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
         # a message: its author changes it; other members are refused, even the form
         author = user is not None and getattr(target, "author_id", None) == user.pk
         if method == "GET" and visible(role, scenario) and role != "break_glass" and not author:
-            return {403}
+            return {403, 405}  # 405: retracting is POST only
         rule = "patient-write" if author else "team-manage"
         if not author and method == "POST" and visible(role, scenario) and role in MANAGERS:
             return {403}

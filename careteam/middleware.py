@@ -176,6 +176,26 @@ class TwoFactorMiddleware:
         return self.get_response(request)
 
 
+class AccountKindMiddleware:
+    """Patients, caregivers and partners reach only the paths of their kind
+    (ACCOUNT_KIND_PATHS) and the paths every signed-in account needs
+    (ACCOUNT_COMMON_PATHS: sign-in, sign-out, settings, static files); anything else
+    answers 404, the same as a missing page. Staff accounts pass untouched; the portal and
+    partner views refuse staff themselves."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and user.kind != "staff":
+            path = request.path_info
+            allowed = settings.ACCOUNT_COMMON_PATHS + settings.ACCOUNT_KIND_PATHS.get(user.kind, ())
+            if not path.startswith(allowed):
+                raise Http404
+        return self.get_response(request)
+
+
 class PatientAuditMiddleware:
     """Every request to a URL naming patient data (patient_id, plan_id, goal_id, ...) is
     audited: a 403 or 404 answer as a denial, a 200 GET as a read unless the view wrote

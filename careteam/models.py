@@ -32,9 +32,21 @@ class Discipline(models.Model):
         return self.name
 
 
+class AccountKind(models.TextChoices):
+    """Who an account belongs to. Staff use the clinical pages and the staff API; patients
+    and caregivers only the portal; partners (staff of a community organisation) only the
+    partner pages. `AccountKindMiddleware` keeps each kind to its own paths."""
+
+    STAFF = "staff", "Staff"
+    PATIENT = "patient", "Patient"
+    CAREGIVER = "caregiver", "Caregiver"
+    PARTNER = "partner", "Community partner"
+
+
 class User(AbstractUser):
     """A person using CareTeam; clinicians hold one or more disciplines."""
 
+    kind = models.CharField(max_length=12, choices=AccountKind.choices, default=AccountKind.STAFF)
     disciplines = models.ManyToManyField(Discipline, blank=True, related_name="users")
     title = models.CharField(max_length=100, blank=True, help_text="e.g. RN, MD, MSW")
     phone = models.CharField(max_length=40, blank=True)
@@ -53,6 +65,10 @@ class User(AbstractUser):
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username
+
+    @property
+    def is_staff_account(self) -> bool:
+        return self.kind == AccountKind.STAFF
 
 
 class UserPreference(models.Model):

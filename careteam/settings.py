@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     # a session that skipped a required second factor is not signed in
     "careteam.middleware.TwoFactorMiddleware",
+    # patients, caregivers and partners reach only their own pages (404 elsewhere)
+    "careteam.middleware.AccountKindMiddleware",
     # the product's 404/500 pages also while DEBUG is on, unless TECHNICAL_ERROR_PAGES
     "careteam.middleware.ProductErrorPagesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -105,6 +107,15 @@ MIDDLEWARE = [
     # AxesMiddleware must be last: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Paths each non-staff kind of account may reach (careteam.middleware.AccountKindMiddleware);
+# everything else answers 404 to them.
+ACCOUNT_COMMON_PATHS: tuple[str, ...] = ("/accounts/", "/static/", "/i18n/")
+ACCOUNT_KIND_PATHS: dict[str, tuple[str, ...]] = {
+    "patient": ("/portal/",),
+    "caregiver": ("/portal/",),
+    "partner": ("/partner/",),
+}
 
 ROOT_URLCONF = "careteam.urls"
 WSGI_APPLICATION = "careteam.wsgi.application"

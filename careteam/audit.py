@@ -48,9 +48,11 @@ PATIENT_URL_KWARGS: dict[str, tuple[str, str]] = {
     "authorisation_id": ("visits.Authorisation", "patient_id"),
     "conversation_id": ("careteam.Conversation", "patient_id"),
     "message_id": ("careteam.Message", "conversation__patient_id"),
+    "huddle_id": ("careteam.Huddle", "patient_id"),
 }
 # most specific first
 _SPECIFICITY = (
+    "huddle_id",
     "message_id",
     "conversation_id",
     "visit_id",

@@ -525,6 +525,9 @@ class NotificationKind(models.TextChoices):
     AUTHORISATION_UNITS_LOW = "authorisation-units-low", "Authorisation running out of units"
     AUTHORISATION_EXHAUSTED = "authorisation-exhausted", "Authorisation used up"
     AUTHORISATION_UNANSWERED = "authorisation-unanswered", "Authorisation request unanswered"
+    # huddles (careteam/huddles.py): the invitation, and the one reminder of a missing answer
+    HUDDLE_INVITED = "huddle-invited", "Your update is asked for in a huddle"
+    HUDDLE_ANSWER_DUE = "huddle-answer-due", "Your huddle update is due"
 
 
 class Notification(models.Model):
@@ -838,3 +841,140 @@ class Digest(models.Model):
     @property
     def email_handled(self) -> bool:
         return self.email_sent_at is not None or self.email_skipped_at is not None
+
+
+# ---------------------------------------------------------------------------
+# Huddles (careteam/huddles.py): asynchronous check-ins on one patient
+# ---------------------------------------------------------------------------
+HUDDLE_ANSWER_MAX_LENGTH = 800
+HUDDLE_SUMMARY_MAX_LENGTH = 3000
+
+
+class HuddleFormat(models.TextChoices):
+    SBAR = "sbar", "SBAR"
+    IPASS = "ipass", "I-PASS"
+
+
+class HuddleStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+# the four parts of an answer, as each format names them
+HUDDLE_ANSWER_FIELDS = ("news", "concerns", "will_do", "needs_from")
+HUDDLE_LABELS = {
+    HuddleFormat.SBAR: {
+        "news": "Situation: what's new",
+        "concerns": "Background and assessment: concerns",
+        "will_do": "Recommendation: what I will do",
+        "needs_from": "What I need, from whom",
+    },
+    HuddleFormat.IPASS: {
+        "news": "Patient summary: what's new",
+        "concerns": "Illness severity and situation awareness: concerns",
+        "will_do": "Action list: what I will do",
+        "needs_from": "Synthesis: what I need, from whom",
+    },
+}
+
+
+class Huddle(models.Model):
+    """A check-in on one patient the case manager starts: what changed since the last
+    huddle (read from history at view time, for each viewer), a short structured update
+    from each invited member by the deadline, and the case manager's closing summary.
+    Only current team members see it (careteam.permissions.access_huddle)."""
+
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="huddles")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=10, choices=HuddleFormat.choices, default=HuddleFormat.SBAR)
+    # the changes it shows: after `since` (the previous huddle's start) up to its own start
+    since = models.DateTimeField()
+    started_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField(help_text="Invited members answer by then.")
+    status = models.CharField(max_length=10, choices=HuddleStatus.choices, default=HuddleStatus.OPEN)
+    # where the answers (about the patient in general) and the summary are posted
+    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="+")
+    summary = models.TextField(blank=True, max_length=HUDDLE_SUMMARY_MAX_LENGTH)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=HuddleStatus.values), name="huddle_status_valid"),
+            models.CheckConstraint(condition=Q(format__in=HuddleFormat.values), name="huddle_format_valid"),
+            models.CheckConstraint(
+                condition=Q(deadline__gt=models.F("started_at")), name="huddle_deadline_ahead"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="open", closed_at__isnull=True)
+                | (Q(status="closed", closed_at__isnull=False) & ~Q(summary="")),
+                name="huddle_closed_with_summary",
+            ),
+            # one open huddle per patient at a time
+            models.UniqueConstraint(
+                fields=["patient"], condition=Q(status="open"), name="one_open_huddle_per_patient"
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "-started_at"], name="huddle_patient_idx")]
+
+    def __str__(self) -> str:
+        return f"Huddle of {self.started_at:%d %b %Y} on {self.patient_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == HuddleStatus.OPEN
+
+    def is_past_deadline(self, now: dt.datetime | None = None) -> bool:
+        return (now or timezone.now()) > self.deadline
+
+    def labels(self) -> dict[str, str]:
+        return HUDDLE_LABELS[HuddleFormat(self.format)]
+
+
+class HuddleInvitation(models.Model):
+    """One invited member of a huddle and their answer (once given): kept here in its
+    parts, and posted as a message in the huddle's conversation, or, when it is about a
+    plan item, in the huddle's conversation about that item (as visible as the item)."""
+
+    huddle = models.ForeignKey(Huddle, on_delete=models.CASCADE, related_name="invitations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    invited_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    news = models.TextField(blank=True, max_length=HUDDLE_ANSWER_MAX_LENGTH)
+    concerns = models.TextField(blank=True, max_length=HUDDLE_ANSWER_MAX_LENGTH)
+    will_do = models.TextField(blank=True, max_length=HUDDLE_ANSWER_MAX_LENGTH)
+    needs_from = models.TextField(blank=True, max_length=HUDDLE_ANSWER_MAX_LENGTH)
+    # where the answer was posted: its visibility is that conversation's
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    message = models.ForeignKey(Message, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["huddle_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["huddle", "user"], name="one_invitation_per_member"),
+            models.CheckConstraint(
+                condition=Q(answered_at__isnull=True)
+                | (Q(conversation__isnull=False) & Q(message__isnull=False) & ~Q(news="")),
+                name="huddle_answer_posted",
+            ),
+        ]
+        indexes = [
+            # the reminder sweep's unanswered invitations of open huddles
+            models.Index(
+                fields=["huddle"], name="huddle_unanswered_idx", condition=Q(answered_at__isnull=True)
+            ),
+            models.Index(fields=["user", "huddle"], name="huddle_invitee_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in huddle {self.huddle_id}"
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None

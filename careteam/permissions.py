@@ -355,6 +355,35 @@ def access_conversation(user, conversation_id, *, queryset: QuerySet | None = No
     return access_item(user, queryset, conversation_id, patient_path="patient")
 
 
+# ---------------------------------------------------------------------------
+# Huddles: the patient's current team only (emergency access does not open them)
+# ---------------------------------------------------------------------------
+def visible_huddles(user, queryset: QuerySet | None = None) -> QuerySet:
+    """Huddles on patients whose team `user` is on today (lists, counts, the API). A
+    former member, a future one and a break-the-glass reader see none."""
+    if queryset is None:
+        queryset = apps.get_model("careteam", "Huddle").objects.all()
+    return queryset.filter(team_member_q(user, "patient"))
+
+
+def access_huddle(user, huddle_id, *, patient_id=None):
+    """One huddle with the user's access to its patient; 404 when missing, on another
+    patient than `patient_id`, or when the user is not on the patient's team today (one
+    answer, as for any hidden object)."""
+    queryset = apps.get_model("careteam", "Huddle").objects.select_related(
+        "patient", "conversation", "started_by", "closed_by"
+    )
+    try:
+        huddle = queryset.get(pk=int(huddle_id))
+    except (queryset.model.DoesNotExist, TypeError, ValueError, OverflowError):
+        _as_if_hidden(user)
+        raise Http404("Not found.") from None
+    access = patient_access(user, huddle.patient)
+    if not access.on_team or (patient_id is not None and huddle.patient_id != int(patient_id)):
+        raise Http404("Not found.")
+    return huddle, access
+
+
 def goal_links_visible_q(item_visible: Q) -> Q:
     """Goals the viewer may see, given the rule for a need or activity they may see
     (`item_visible`, a Q on either): a goal with no linked need, or with at least one

@@ -130,6 +130,11 @@ _CASE_MANAGER = f"""
       ON m.patient_id = d.patient_id AND m.role = 'case-manager' AND {_CURRENT_MEMBERSHIP}"""
 
 
+# a huddle's reminder: HUDDLE_REMINDER_MINUTES before its deadline, or halfway between its
+# start and its deadline when that is later (a deadline set close)
+_HUDDLE_DUE = "GREATEST(h.deadline - %(huddle_soon)s, h.started_at + (h.deadline - h.started_at) / 2)"
+
+
 @dataclass(frozen=True)
 class Rule:
     """One kind of reminder: `due_sql` selects the due objects (object_id, patient_id,
@@ -295,6 +300,25 @@ RULES: tuple[Rule, ...] = (
               AND NOT EXISTS (SELECT 1 FROM transitions_debrief db WHERE db.transition_id = t.id)""",
         recipients_sql=_CASE_MANAGER,
     ),
+    Rule(
+        kind=NotificationKind.HUDDLE_ANSWER_DUE,
+        due_moment=_HUDDLE_DUE,
+        object_type="careteam.huddleinvitation",
+        lock="i",
+        # An invited member who has not answered an open huddle is reminded once: a set
+        # time before its deadline, or halfway to it when the deadline was set nearer.
+        due_sql=f"""
+            SELECT i.id AS object_id, h.patient_id, i.user_id, {_HUDDLE_DUE} AS due_moment,
+                   'Your huddle update is due by ' || to_char(h.deadline AT TIME ZONE %(tz)s, 'DD Mon HH24:MI')
+                       || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   '/patients/' || h.patient_id || '/huddles/' || h.id || '/' AS url,
+                   NULL::bigint AS sensitivity_id
+            FROM careteam_huddleinvitation i
+            JOIN careteam_huddle h ON h.id = i.huddle_id
+            JOIN patients_patient pt ON pt.id = h.patient_id
+            WHERE i.answered_at IS NULL AND h.status = 'open' AND {_HUDDLE_DUE} <= %(now)s""",
+        recipients_sql="SELECT d.*, d.user_id AS recipient_id FROM d",
+    ),
 )
 
 
@@ -388,6 +412,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "debrief_from": dt.timedelta(days=DEBRIEF_FROM_DAYS),
         "debrief_until": dt.timedelta(days=DEBRIEF_UNTIL_DAYS),
         "visit_soon": dt.timedelta(hours=settings.VISIT_REMINDER_HOURS),
+        "huddle_soon": dt.timedelta(minutes=settings.HUDDLE_REMINDER_MINUTES),
         "auth_expiry": dt.timedelta(days=settings.AUTHORISATION_EXPIRY_WARNING_DAYS),
         "auth_units": settings.AUTHORISATION_UNITS_WARNING,
         "auth_request": dt.timedelta(days=settings.AUTHORISATION_REQUEST_WARNING_DAYS),

@@ -330,6 +330,11 @@ AUTHORISATION_REQUEST_WARNING_DAYS = env.int("AUTHORISATION_REQUEST_WARNING_DAYS
 # Text messages to patients (once the portal records their opt-in): "console" writes them
 # to the log, "file" to SMS_FILE_PATH (one JSON line each); a provider's backend is a
 # dotted path to a class with send(to, body).
+# Huddles (careteam/huddles.py): an invited member who has not answered is reminded once,
+# this long before the huddle's deadline (or at once when the deadline is nearer).
+HUDDLE_REMINDER_MINUTES = env.int("HUDDLE_REMINDER_MINUTES", default=120)
+if HUDDLE_REMINDER_MINUTES < 1:
+    raise ImproperlyConfigured("HUDDLE_REMINDER_MINUTES must be at least 1.")
 SMS_BACKEND = env.str("SMS_BACKEND", default="console")
 SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / ".data" / "sms.log"))
 for _name in (

@@ -1,0 +1,268 @@
+"""Huddles: the case manager starts one, invited members answer a structured update that
+lands in the patient's conversation, the case manager closes it with a summary; what
+changed since the last huddle as each viewer may see it; a missing answer reminded once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
+from django.utils import timezone
+
+from careteam import huddles
+from careteam import services as team_services
+from careteam.models import (
+    AuditEvent,
+    Conversation,
+    Huddle,
+    HuddleInvitation,
+    Message,
+    Notification,
+    NotificationKind,
+)
+from careteam.permissions import patient_access
+from careteam.reminders import reminders_sweep
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+def _access(world, user):
+    return patient_access(user, world.patient)
+
+
+def _start(world, **kwargs):
+    kwargs.setdefault("deadline", timezone.now() + dt.timedelta(hours=6))
+    return huddles.huddle_start(access=_access(world, world.case_manager), by=world.case_manager, **kwargs)
+
+
+def _answer(world, user, huddle, about=None, **parts):
+    parts.setdefault("news", f"News from {user.username}")
+    return huddles.huddle_answer(
+        access=_access(world, user), by=user, huddle=huddle, answer=parts, about=about
+    )
+
+
+def _url(huddle, name="huddles:detail"):
+    return reverse(name, kwargs={"patient_id": huddle.patient_id, "huddle_id": huddle.pk})
+
+
+# ---------------------------------------------------------------------------
+# Start
+# ---------------------------------------------------------------------------
+def test_case_manager_starts_a_huddle_inviting_every_other_team_member(world):
+    h = _start(world)
+    invited = set(h.invitations.values_list("user_id", flat=True))
+    assert invited == {world.lead.pk, world.nurse.pk, world.pharmacist.pk, world.behavioural.pk}
+    assert h.is_open and h.conversation.patient_id == world.patient.pk
+    assert h.conversation.messages.count() == 1  # the opening line with the deadline
+    told = Notification.objects.filter(kind=NotificationKind.HUDDLE_INVITED)
+    assert set(told.values_list("recipient_id", flat=True)) == invited
+    assert AuditEvent.objects.filter(object_type="careteam.huddle", object_id=str(h.pk)).exists()
+
+
+def test_invitees_may_be_chosen_among_current_team_members_only(world):
+    h = _start(world, invitees=[world.nurse.pk])
+    assert list(h.invitations.values_list("user_id", flat=True)) == [world.nurse.pk]
+    huddles.huddle_close(
+        access=_access(world, world.case_manager), by=world.case_manager, huddle=h, summary="ok"
+    )
+    for outsider in (world.outsider, world.other_team_nurse):
+        with pytest.raises(ValidationError) as exc:
+            _start(world, invitees=[world.nurse.pk, outsider.pk])
+        assert "invitees" in exc.value.message_dict
+    assert Huddle.objects.count() == 1
+
+
+def test_only_the_case_manager_starts_a_huddle(world):
+    for user in (world.nurse, world.lead, world.outsider):
+        with pytest.raises(PermissionDenied):
+            huddles.huddle_start(
+                access=_access(world, user), by=user, deadline=timezone.now() + dt.timedelta(hours=3)
+            )
+    assert not Huddle.objects.exists()
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    [
+        None,
+        "tomorrow",
+        timezone.now() - dt.timedelta(hours=1),
+        timezone.now() + dt.timedelta(minutes=5),
+        timezone.now() + dt.timedelta(days=30),
+    ],
+)
+def test_a_deadline_in_the_past_too_near_or_too_far_is_refused_and_nothing_written(world, deadline):
+    with pytest.raises(ValidationError) as exc:
+        _start(world, deadline=deadline)
+    assert "deadline" in exc.value.message_dict
+    assert not Huddle.objects.exists() and not Conversation.objects.exists()
+    assert not Notification.objects.exists()
+
+
+def test_a_bad_format_is_refused(world):
+    with pytest.raises(ValidationError) as exc:
+        _start(world, format="soap")
+    assert "format" in exc.value.message_dict
+    assert not Huddle.objects.exists()
+
+
+def test_one_open_huddle_per_patient(world):
+    _start(world)
+    with pytest.raises(ValidationError) as exc:
+        _start(world)
+    assert exc.value.code == huddles.HUDDLE_ALREADY_OPEN
+    assert Huddle.objects.count() == 1
+
+
+# ---------------------------------------------------------------------------
+# Answer and close
+# ---------------------------------------------------------------------------
+def test_an_invited_member_answers_once_and_it_is_posted_into_the_huddle_conversation(world):
+    h = _start(world, format="ipass")
+    inv = _answer(
+        world, world.nurse, h, concerns="Falls at night", will_do="Night check", needs_from="@pharm1 review"
+    )
+    assert inv.answered and inv.conversation_id == h.conversation_id
+    message = Message.objects.get(pk=inv.message_id)
+    assert "Patient summary: what's new: News from nurse1" in message.text
+    assert "Action list: what I will do: Night check" in message.text
+    # the mention in "what I need from whom" reaches the pharmacist
+    assert Notification.objects.filter(
+        kind=NotificationKind.CONVERSATION_MENTION, recipient=world.pharmacist
+    ).exists()
+    with pytest.raises(ValidationError) as exc:
+        _answer(world, world.nurse, h)
+    assert exc.value.code == huddles.ALREADY_ANSWERED
+    assert h.conversation.messages.count() == 2
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        {"news": ""},
+        {"news": "   "},
+        {"news": "x" * 801},
+        {"news": "a\x00b"},
+        {"news": "ok", "concerns": ["x"]},
+    ],
+)
+def test_a_bad_answer_is_refused_and_nothing_written(world, parts):
+    h = _start(world)
+    with pytest.raises(ValidationError):
+        huddles.huddle_answer(access=_access(world, world.nurse), by=world.nurse, huddle=h, answer=parts)
+    assert not HuddleInvitation.objects.filter(answered_at__isnull=False).exists()
+    assert h.conversation.messages.count() == 1
+
+
+def test_a_member_not_invited_cannot_answer(world):
+    h = _start(world, invitees=[world.nurse.pk])
+    with pytest.raises(PermissionDenied):
+        _answer(world, world.pharmacist, h)
+    assert h.conversation.messages.count() == 1
+
+
+# ---------------------------------------------------------------------------
+# What changed since the last huddle
+# ---------------------------------------------------------------------------
+def test_changes_since_the_last_huddle_are_those_after_its_start(world):
+    before = f.NeedFactory(care_plan=world.plan, description="Before the first huddle")
+    first = _start(world)
+    assert any(
+        c.label == "Before the first huddle"
+        for c in huddles.huddle_changes(_access(world, world.nurse), first)
+    )
+    huddles.huddle_close(
+        access=_access(world, world.case_manager), by=world.case_manager, huddle=first, summary="s"
+    )
+    f.NeedFactory(care_plan=world.plan, description="Lives alone now")
+    activity = f.ActivityFactory(
+        care_plan=world.plan, title="Home visit", owner_discipline=f.discipline("nursing")
+    )
+    before.status = "resolved"
+    before.save()
+    f.HandoffFactory(
+        patient=world.patient, from_user=world.nurse, to_user=world.pharmacist, situation="Dose check"
+    )
+    second = _start(world)
+    assert second.since == first.started_at
+    changes = huddles.huddle_changes(_access(world, world.nurse), second)
+    seen = {(c.kind, c.what, c.label) for c in changes}
+    assert ("need", "added", "Lives alone now") in seen
+    assert ("activity", "added", "Home visit") in seen
+    assert ("need", "status changed", "Before the first huddle") in seen
+    assert ("handoff", "added", "Dose check") in seen
+    assert all(c.label != "Before the first huddle" or c.what != "added" for c in changes)
+    assert (
+        next(c for c in changes if c.kind == "need" and c.what == "status changed").detail
+        == "Active → Resolved"
+    )
+    assert any(c.key == f"activity:{activity.pk}" for c in changes)
+
+
+def test_caseload_start_covers_only_patients_with_changes_and_no_open_huddle(world):
+    quiet = f.PatientFactory(mrn="P-QUIET")
+    busy = f.PatientFactory(mrn="P-BUSY")
+    start = timezone.localdate() - dt.timedelta(days=30)
+    for p in (quiet, busy):
+        team_services.membership_add(
+            patient=p, user=world.case_manager, discipline=f.discipline("case-management"),
+            role="case-manager", start_date=start,
+        )  # fmt: skip
+        team_services.membership_add(
+            patient=p, user=world.nurse, discipline=f.discipline("nursing"), start_date=start
+        )
+    f.NeedFactory(care_plan=f.CarePlanFactory(patient=busy), description="New")
+    Huddle.objects.all().delete()
+    started = huddles.huddles_start_for_caseload(
+        by=world.case_manager, deadline=timezone.now() + dt.timedelta(hours=4)
+    )
+    patients = {h.patient_id for h in started}
+    assert busy.pk in patients and world.patient.pk in patients and quiet.pk not in patients
+    again = huddles.huddles_start_for_caseload(
+        by=world.case_manager, deadline=timezone.now() + dt.timedelta(hours=4)
+    )
+    assert again == []
+
+
+# ---------------------------------------------------------------------------
+# Access
+# ---------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# The reminder
+# ---------------------------------------------------------------------------
+def test_missing_answers_are_reminded_once_by_the_sweep(world):
+    h = _start(world, deadline=timezone.now() + dt.timedelta(hours=6))
+    _answer(world, world.nurse, h)
+    assert reminders_sweep().created[NotificationKind.HUDDLE_ANSWER_DUE] == 0  # not due yet
+    later = h.deadline - dt.timedelta(minutes=60)
+    first = reminders_sweep(now=later).created[NotificationKind.HUDDLE_ANSWER_DUE]
+    assert first == 3  # lead, pharmacist, behavioural: not the nurse who answered
+    assert (
+        reminders_sweep(now=later + dt.timedelta(minutes=5)).created[NotificationKind.HUDDLE_ANSWER_DUE] == 0
+    )
+    assert (
+        reminders_sweep(now=h.deadline + dt.timedelta(hours=1)).created[NotificationKind.HUDDLE_ANSWER_DUE]
+        == 0
+    )
+    reminded = Notification.objects.filter(kind=NotificationKind.HUDDLE_ANSWER_DUE)
+    assert set(reminded.values_list("recipient_id", flat=True)) == {
+        world.lead.pk,
+        world.pharmacist.pk,
+        world.behavioural.pk,
+    }
+    assert all(n.url == huddles.huddle_url(h) for n in reminded)
+
+
+def test_a_closed_huddle_reminds_nobody(world):
+    h = _start(world, deadline=timezone.now() + dt.timedelta(hours=1))
+    huddles.huddle_close(
+        access=_access(world, world.case_manager), by=world.case_manager, huddle=h, summary="Done"
+    )
+    assert reminders_sweep(now=h.deadline).created[NotificationKind.HUDDLE_ANSWER_DUE] == 0

@@ -100,11 +100,16 @@ def _datetime(params, name: str) -> dt.datetime | None:
             value = dt.datetime.combine(day, dt.time.min)
     except ValueError:
         value = None
+    if value is not None:
+        try:  # PostgreSQL takes offsets up to 16 h only; near years 1 and 9999 UTC may not exist
+            value = value.astimezone(dt.UTC) if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+        except (OverflowError, ValueError):
+            value = None
     if value is None:
         raise exceptions.ValidationError(
             {name: [f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z, or a date."]}
         )
-    return value if timezone.is_aware(value) else value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def parse_query(params) -> HsdsQuery:
@@ -299,7 +304,9 @@ class HsdsView(ApiViewMixin, APIView):
 class HsdsRootView(HsdsView):
     """HSDS API metadata."""
 
-    @extend_schema(tags=["hsds"], responses={200: OBJECT}, summary="HSDS API metadata")
+    @extend_schema(
+        tags=["hsds"], responses={200: OBJECT}, summary="HSDS API metadata", operation_id="hsds_metadata"
+    )
     def get(self, request):
         return Response(
             {
@@ -312,7 +319,11 @@ class HsdsRootView(HsdsView):
 
 class HsdsServiceListView(HsdsView):
     @extend_schema(
-        tags=["hsds"], parameters=SERVICE_PARAMETERS, responses={200: PAGE}, summary="HSDS services"
+        tags=["hsds"],
+        parameters=SERVICE_PARAMETERS,
+        responses={200: PAGE},
+        summary="HSDS services",
+        operation_id="hsds_services_list",
     )
     def get(self, request):
         query = self.query(request)
@@ -322,7 +333,12 @@ class HsdsServiceListView(HsdsView):
 
 
 class HsdsServiceView(HsdsView):
-    @extend_schema(tags=["hsds"], responses={200: OBJECT}, summary="One HSDS service, fully nested")
+    @extend_schema(
+        tags=["hsds"],
+        responses={200: OBJECT},
+        summary="One HSDS service, fully nested",
+        operation_id="hsds_services_retrieve",
+    )
     def get(self, request, service_id: str):
         service = self.one(services_for(HsdsQuery()), service_id)
         return Response(render_service(service, full=True))
@@ -339,6 +355,7 @@ class HsdsOrganizationListView(HsdsView):
         ],
         responses={200: PAGE},
         summary="HSDS organizations",
+        operation_id="hsds_organizations_list",
     )
     def get(self, request):
         query = self.query(request)
@@ -352,6 +369,7 @@ class HsdsOrganizationView(HsdsView):
         parameters=[P("full_service", OpenApiTypes.BOOL)],
         responses={200: OBJECT},
         summary="One HSDS organization with its locations and services",
+        operation_id="hsds_organizations_retrieve",
     )
     def get(self, request, organization_id: str):
         query = self.query(request)
@@ -365,6 +383,7 @@ class HsdsServiceAtLocationListView(HsdsView):
         parameters=SERVICE_PARAMETERS,
         responses={200: PAGE},
         summary="HSDS services at locations",
+        operation_id="hsds_service_at_locations_list",
     )
     def get(self, request):
         query = self.query(request)
@@ -373,7 +392,12 @@ class HsdsServiceAtLocationListView(HsdsView):
 
 
 class HsdsServiceAtLocationView(HsdsView):
-    @extend_schema(tags=["hsds"], responses={200: OBJECT}, summary="One HSDS service at a location")
+    @extend_schema(
+        tags=["hsds"],
+        responses={200: OBJECT},
+        summary="One HSDS service at a location",
+        operation_id="hsds_service_at_locations_retrieve",
+    )
     def get(self, request, service_at_location_id: str):
         sal = self.one(service_at_locations_for(HsdsQuery()), service_at_location_id)
         return Response(render_service_at_location(sal, full=True))
@@ -381,7 +405,11 @@ class HsdsServiceAtLocationView(HsdsView):
 
 class HsdsTaxonomyListView(HsdsView):
     @extend_schema(
-        tags=["hsds"], parameters=LIST_PARAMETERS, responses={200: PAGE}, summary="HSDS taxonomies"
+        tags=["hsds"],
+        parameters=LIST_PARAMETERS,
+        responses={200: PAGE},
+        summary="HSDS taxonomies",
+        operation_id="hsds_taxonomies_list",
     )
     def get(self, request):
         query = self.query(request)
@@ -394,6 +422,7 @@ class HsdsTaxonomyTermListView(HsdsView):
         parameters=[*LIST_PARAMETERS, P("taxonomy_id", OpenApiTypes.UUID)],
         responses={200: PAGE},
         summary="HSDS taxonomy terms",
+        operation_id="hsds_taxonomy_terms_list",
     )
     def get(self, request):
         query = self.query(request)

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from careteam import services as team_services
 from careteam.api.urls import router
 from careteam.audit import audit
-from careteam.models import BreakGlassAccess, TeamMembership
+from careteam.models import BreakGlassAccess, Conversation, TeamMembership
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -39,12 +39,17 @@ MAKERS = {
     "api-referral": lambda world, patient, plan: f.ReferralFactory(
         patient=patient, care_plan=plan, referred_by=world.case_manager
     ),
+    "api-conversation": lambda world, patient, plan: Conversation.objects.create(
+        patient=patient, subject="Rides to dialysis", started_by=world.case_manager
+    ),
 }
 # Endpoints without patient data, each with its own rule (tested in test_api.py).
 NOT_PATIENT_DATA = {"api-organization", "api-service", "api-notification", "api-audit-event"}
 # notes are never edited: they change only by their accept and decline actions
 DECIDED = {"api-note"}
-WRITABLE = set(MAKERS) - DECIDED
+# conversations are never edited: they grow by their messages (tests/test_api_conversations.py)
+APPEND_ONLY = {"api-conversation"}
+WRITABLE = set(MAKERS) - DECIDED - APPEND_ONLY
 
 ROLES = ["case_manager", "nurse", "break_glass", "outsider", "other_team_nurse", "anonymous"]
 # who sees the object on world.patient's team / the one on world.other_patient's team

@@ -68,7 +68,7 @@ LISTS = [
     ("referrals.referral_list", "case_manager", "/referrals/?scope=all"),
     ("careteam.notification", "nurse", "/api/v1/notifications/"),
     ("careplans.activity", "nurse", "/api/v1/activities/"),
-    ("fhir.Patient", "nurse", "/fhir/Patient?name=e"),
+    ("fhir.Patient", "nurse", "/fhir/Patient?name=team,elsewhere"),
 ]
 
 

@@ -14,7 +14,7 @@ from rest_framework.routers import SimpleRouter
 
 from careplans.models import Activity, CarePlan
 from careteam.api.base import ETAG, IF_MATCH, PatientDataViewSet
-from careteam.api.filters import IdFilter
+from careteam.api.filters import IdFilter, UtcIsoDateTimeFilter
 from careteam.api.serializers import (
     PrefetchedIdsField,
     RestrictedPrimaryKeyField,
@@ -216,8 +216,8 @@ class VisitFilter(df.FilterSet):
     patient = IdFilter(field_name="patient_id")
     clinician = IdFilter(field_name="clinician_id")
     authorisation = IdFilter(field_name="authorisation_id")
-    start_after = df.IsoDateTimeFilter(field_name="start", lookup_expr="gte")
-    start_before = df.IsoDateTimeFilter(field_name="start", lookup_expr="lt")
+    start_after = UtcIsoDateTimeFilter(field_name="start", lookup_expr="gte")
+    start_before = UtcIsoDateTimeFilter(field_name="start", lookup_expr="lt")
 
     class Meta:
         model = Visit

@@ -3,9 +3,12 @@ plain integers (not model lookups) so a filter never reveals whether a hidden ro
 
 from __future__ import annotations
 
+import datetime as dt
+
 import django_filters as filters
 from django import forms
 from django.contrib.postgres.search import SearchQuery
+from django_filters.fields import IsoDateTimeField
 
 from careplans.models import Activity, CarePlan, Goal, Need, Note
 from careteam.audit import patient_events_q
@@ -16,6 +19,24 @@ from referrals.models import Organization, Referral, Service
 
 class IdFilter(filters.NumberFilter):
     field_class = forms.IntegerField
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, turned to UTC: Python accepts offsets up to 24 h, PostgreSQL
+    only up to 16 h, and a date-time near year 1 or 9999 may not exist in UTC (a 400)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(dt.UTC)
+        except (OverflowError, ValueError) as exc:
+            raise forms.ValidationError("Enter a date-time between years 1 and 9999 in UTC.") from exc
+
+
+class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class PatientFilter(filters.FilterSet):
@@ -161,8 +182,8 @@ class AuditEventFilter(filters.FilterSet):
         method="filter_patient", label="Events about this patient, list reads that showed them included"
     )
     user = IdFilter(field_name="user_id")
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lte")
+    since = UtcIsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="at", lookup_expr="lte")
 
     class Meta:
         model = AuditEvent

@@ -37,7 +37,7 @@ from careteam.models import (
     User,
 )
 from careteam.permissions import patients_for, restrict, visible_related
-from patients.models import DEMOGRAPHIC_FIELDS, Patient
+from patients.models import DEMOGRAPHIC_FIELDS, BirthSex, Ethnicity, Patient, Race
 from referrals.models import Organization, Referral, ReferralOutcome, ReferralStatus, Service
 
 
@@ -204,6 +204,10 @@ def sensitivity_field(**kw) -> serializers.SlugRelatedField:
 class PatientSerializer(serializers.ModelSerializer):
     url = identity("api-patient-detail", "patient_id")
     email = serializers.CharField(read_only=True, help_text="Empty when unknown.")
+    # empty until recorded: the answers document "" beside the codes
+    race = serializers.ChoiceField(choices=Race.choices, allow_blank=True, read_only=True)
+    ethnicity = serializers.ChoiceField(choices=Ethnicity.choices, allow_blank=True, read_only=True)
+    birth_sex = serializers.ChoiceField(choices=BirthSex.choices, allow_blank=True, read_only=True)
     links = LinksField(
         {
             "care_plans": ("api-care-plan-list", "patient"),

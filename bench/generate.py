@@ -400,10 +400,56 @@ def history_copy(cur, base: str, hist: str, where: str = "", user_col: str | Non
     return insert(cur, hist, cols, f"FROM {base} b {where} ORDER BY b.id")
 
 
+LONG_HISTORY_REASON = "bench: long history"
+
+
+def history_versions(cur, versions: int) -> int:
+    """`versions` saved changes of one plan's activities (the first active plan, by patient
+    id, with an activity not filed as sensitive), an hour apart, each retitling the
+    activity: the plan history page at that length. bench/run.py finds the plan by
+    LONG_HISTORY_REASON."""
+    cur.execute(
+        """SELECT p.id FROM careplans_careplan p WHERE p.status = 'active' AND EXISTS
+             (SELECT 1 FROM careplans_activity a WHERE a.care_plan_id = p.id AND a.sensitivity_id IS NULL)
+           ORDER BY p.patient_id, p.id LIMIT 1"""
+    )
+    row = cur.fetchone()
+    if row is None or versions <= 0:
+        return 0
+    plan_id = row[0]
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema='public' AND table_name=%s",
+        ["careplans_activity"],
+    )
+    base_cols = {r[0] for r in cur.fetchall()}
+    cur.execute(
+        """SELECT column_name FROM information_schema.columns WHERE table_schema='public'
+           AND table_name='careplans_historicalactivity' ORDER BY ordinal_position"""
+    )
+    cols = {name: f"b.{name}" for (name,) in cur.fetchall() if name in base_cols}
+    cols["title"] = "left(b.title, 180) || ' (revision ' || g.i || ')'"
+    cols["version"] = "1 + g.i"
+    cols["history_date"] = "b.created_at + g.i * interval '1 minute'"
+    cols["history_type"] = "'~'"
+    cols["history_change_reason"] = f"'{LONG_HISTORY_REASON}'"
+    cols["history_user_id"] = "b.created_by_id"
+    return insert(
+        cur,
+        "careplans_historicalactivity",
+        cols,
+        f"""FROM (SELECT a.*, row_number() OVER (ORDER BY a.id) - 1 AS k, count(*) OVER () AS n
+                  FROM careplans_activity a WHERE a.care_plan_id = {plan_id} AND a.sensitivity_id IS NULL) b
+            JOIN generate_series(1, {versions}) g(i) ON (g.i - 1) % b.n = b.k
+            ORDER BY g.i""",
+    )
+
+
 # ---------------------------------------------------------------------------
 # The data
 # ---------------------------------------------------------------------------
-def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[str, int]:
+def generate(
+    patients: int, seed: float, with_history: bool, t0: float, history_versions_n: int = 1000
+) -> dict[str, int]:
     scale = patients / 100_000
     n_users = max(60, round(5000 * scale))
     n_services = max(200, round(50_000 * scale))
@@ -1230,6 +1276,8 @@ def generate(patients: int, seed: float, with_history: bool, t0: float) -> dict[
             h += history_copy(cur, "careplans_activity", "careplans_historicalactivity")
             counts["history_rows"] = h
             log(f"history rows: {h}", t0)
+            counts["long_history_versions"] = history_versions(cur, history_versions_n)
+            log(f"one plan's long history: {counts['long_history_versions']} versions", t0)
 
         # -- sequences, indexes, statistics ---------------------------------------------
         cur.execute(
@@ -1262,6 +1310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=100_000, help="size; every count scales with it")
     parser.add_argument("--reset", action="store_true", help="drop everything in the database first")
     parser.add_argument("--no-history", action="store_true", help="skip the simple-history rows")
+    parser.add_argument(
+        "--history-versions",
+        type=int,
+        default=1000,
+        help="saved versions of one plan's activities (the plan history benchmark); 0 for none",
+    )
     parser.add_argument("--seed", type=float, default=0.42, help="PostgreSQL setseed() value")
     args = parser.parse_args(argv)
     if args.patients < 100:
@@ -1279,7 +1333,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database {db} already holds patients; run with --reset to rebuild it", file=sys.stderr)
             return 2
     log(f"generating {args.patients} patients into {db}", t0)
-    counts = generate(args.patients, args.seed, not args.no_history, t0)
+    counts = generate(args.patients, args.seed, not args.no_history, t0, args.history_versions)
     with connection.cursor() as cur:  # Django runs in autocommit: VACUUM may run here
         cur.execute("VACUUM (ANALYZE)")
     log("VACUUM ANALYZE done", t0)

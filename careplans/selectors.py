@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Case, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.urls import reverse
 from django.utils.formats import date_format
 
+from careteam import keyset
 from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
 from careteam.permissions import PatientAccess, history_rows
 
@@ -326,58 +327,156 @@ def _label(model, values: dict[str, Any]) -> str:
     return str(text)[:80]
 
 
+HISTORY_SALT = "plan-history"
+# ties of one moment across the four tables: the plan first, then goals, needs, activities
+RANK = {model: len(TRACKED) - i for i, model in enumerate(TRACKED)}
+
+
+def _walk_q(model, cursor: keyset.Cursor) -> Q:
+    """This model's versions beyond the cursor, in the order (moment, table, version id)
+    newest first, or the other way for a walk back to newer versions."""
+    at, rank, history_id = cursor.key
+    mine = RANK[model]
+    if not cursor.backwards:
+        if mine < rank:
+            return Q(history_date__lte=at)
+        if mine > rank:
+            return Q(history_date__lt=at)
+        return keyset.after_q(("history_date", "history_id"), (at, history_id))
+    if mine > rank:
+        return Q(history_date__gte=at)
+    if mine < rank:
+        return Q(history_date__gt=at)
+    return keyset.after_q(("history_date", "history_id"), (at, history_id), descending=False)
+
+
+def _page_rows(
+    access: PatientAccess, plan: CarePlan, model, cursor: keyset.Cursor | None, limit: int
+) -> list:
+    """Up to `limit` versions of one model in the walking direction, each with the id of the
+    version before it of the same item (to show what changed): one query."""
+    base = _history_rows(access, plan, model).select_related(None).order_by()
+    before = (
+        base.filter(id=OuterRef("id"))
+        .filter(
+            Q(history_date__lt=OuterRef("history_date"))
+            | Q(history_date=OuterRef("history_date"), history_id__lt=OuterRef("history_id"))
+        )
+        .order_by("-history_date", "-history_id")
+        .values("history_id")[:1]
+    )
+    qs = _history_rows(access, plan, model).annotate(before_id=Subquery(before))
+    if cursor is not None:
+        qs = qs.filter(_walk_q(model, cursor))
+    backwards = cursor is not None and cursor.backwards
+    order = ("history_date", "history_id") if backwards else ("-history_date", "-history_id")
+    return list(qs.order_by(*order)[:limit])
+
+
+def plan_history_page(
+    access: PatientAccess,
+    plan: CarePlan,
+    token: str | None = None,
+    *,
+    size: int = 50,
+    query=None,
+) -> keyset.Page:
+    """One page of the saved versions of the plan and its visible items, newest first, each
+    with the fields that changed from the version before. A fixed number of queries and
+    work in proportion to the page, not to the length of the history: each table gives
+    its next `size + 1` versions by keyset and the version before each of them. A version
+    in which nothing the user may see changed is left off its page. Raises
+    `keyset.BadCursor` for a cursor this history did not make."""
+    cursor = keyset.decode(token, salt=HISTORY_SALT, length=3)
+    if cursor is not None and not (
+        isinstance(cursor.key[0], dt.datetime) and all(isinstance(v, int) for v in cursor.key[1:])
+    ):
+        raise keyset.BadCursor("not a cursor of the history")
+    merged = []
+    for model in TRACKED:
+        merged += [
+            ((row.history_date, RANK[model], row.history_id), model, row)
+            for row in _page_rows(access, plan, model, cursor, size + 1)
+        ]
+    backwards = cursor is not None and cursor.backwards
+    merged.sort(key=lambda entry: entry[0], reverse=not backwards)
+    page = keyset.page_of(
+        merged[: size + 1], cursor, size=size, key_of=lambda entry: entry[0], salt=HISTORY_SALT, query=query
+    )
+    page.rows = _changes(access, plan, page.rows)
+    return page
+
+
 def plan_history(access: PatientAccess, plan: CarePlan) -> list[Change]:
-    """Every saved version of the plan and its visible items, newest first, each with the
-    fields that changed from the version before (4 queries per model, not per row)."""
+    """Every saved version of the plan and its visible items, newest first (for exports and
+    checks; the history page shows `plan_history_page`)."""
+    return plan_history_page(access, plan, size=10**9).rows
+
+
+def _changes(access: PatientAccess, plan: CarePlan, entries: list) -> list[Change]:
+    """The page's versions as changes: each compared with the version before it (fetched
+    in one query per model, with the activity links of both)."""
     labels = _Labels()
-    rows_by_model = {model: list(_history_rows(access, plan, model)) for model in TRACKED}
-    assignees = {
-        r.assigned_to_id for r in rows_by_model[Activity] if getattr(r, "assigned_to_id", None) is not None
+    before_ids: dict[Any, list[int]] = {model: [] for model in TRACKED}
+    for _, model, row in entries:
+        if row.before_id is not None:
+            before_ids[model].append(row.before_id)
+    befores = {
+        model: {
+            r.history_id: r
+            for r in model.history.model.objects.filter(history_id__in=ids).select_related(None)
+        }
+        for model, ids in before_ids.items()
+        if ids
     }
-    labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)}
-    links = _activity_links(access, plan, rows_by_model[Activity], _history_rows(access, plan, Activity))
+    activity_rows = [row for _, model, row in entries if model is Activity]
+    activity_rows += list(befores.get(Activity, {}).values())
+    assignees = {r.assigned_to_id for r in activity_rows if r.assigned_to_id is not None}
+    labels.users = {u.pk: u.display_name for u in User.objects.filter(pk__in=assignees)} if assignees else {}
+    links = _activity_links(access, plan, activity_rows, [r.history_id for r in activity_rows])
     changes: list[Change] = []
-    for model, rows in rows_by_model.items():
-        previous: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            values = _row_values(model, row)
+    for _, model, row in entries:
+        values = _row_values(model, row)
+        if model is Activity:
+            values.update(links.get(row.history_id, EMPTY_LINKS))
+        before_row = befores.get(model, {}).get(row.before_id)
+        before = None
+        if before_row is not None:
+            before = _row_values(model, before_row)
             if model is Activity:
-                values.update(links.get(row.history_id, EMPTY_LINKS))
-            before = previous.get(row.id)
-            kind = model.__name__.lower() if model is not CarePlan else "plan"
-            by = row.history_user.display_name if row.history_user else "system"
-            if row.history_type == "+" or before is None:
-                change_type = "created" if row.history_type != "-" else "deleted"
-                diff = [
-                    (_verbose(model, n), "—", labels.value(model, n, v))
-                    for n, v in values.items()
-                    if v not in (None, "", False) and v != frozenset()
-                ]
-            elif row.history_type == "-":
-                change_type, diff = "deleted", []
-            else:
-                change_type = "changed"
-                diff = [
-                    (_verbose(model, n), labels.value(model, n, before[n]), labels.value(model, n, v))
-                    for n, v in values.items()
-                    if before.get(n) != v
-                ]
-            previous[row.id] = values
-            if change_type == "changed" and not diff:
-                continue  # nothing the user may see changed (e.g. a link to a hidden need)
-            changes.append(
-                Change(
-                    at=row.history_date,
-                    kind=kind,
-                    item_id=row.id,
-                    label=_label(model, values),
-                    by=by,
-                    type=change_type,
-                    fields=diff,
-                    reason=row.history_change_reason or "",
-                )
+                before.update(links.get(before_row.history_id, EMPTY_LINKS))
+        kind = model.__name__.lower() if model is not CarePlan else "plan"
+        by = row.history_user.display_name if row.history_user else "system"
+        if row.history_type == "+" or before is None:
+            change_type = "created" if row.history_type != "-" else "deleted"
+            diff = [
+                (_verbose(model, n), "—", labels.value(model, n, v))
+                for n, v in values.items()
+                if v not in (None, "", False) and v != frozenset()
+            ]
+        elif row.history_type == "-":
+            change_type, diff = "deleted", []
+        else:
+            change_type = "changed"
+            diff = [
+                (_verbose(model, n), labels.value(model, n, before[n]), labels.value(model, n, v))
+                for n, v in values.items()
+                if before.get(n) != v
+            ]
+        if change_type == "changed" and not diff:
+            continue  # nothing the user may see changed (e.g. a link to a hidden need)
+        changes.append(
+            Change(
+                at=row.history_date,
+                kind=kind,
+                item_id=row.id,
+                label=_label(model, values),
+                by=by,
+                type=change_type,
+                fields=diff,
+                reason=row.history_change_reason or "",
             )
-    changes.sort(key=lambda c: c.at, reverse=True)
+        )
     return changes
 
 
@@ -403,7 +502,7 @@ EMPTY_LINKS: dict[str, Any] = {}
 
 
 def _activity_links(
-    access: PatientAccess, plan: CarePlan, rows: list, versions: QuerySet
+    access: PatientAccess, plan: CarePlan, rows: list, versions: QuerySet | list[int]
 ) -> dict[int, dict[str, Any]]:
     """For each historical activity row: the goals and needs it linked to, keeping only
     those the user may see (a link to a hidden need is neither named nor counted).
@@ -417,10 +516,10 @@ def _activity_links(
         visible = {
             obj.pk: str(obj.description)[:60] for obj in access.visible(model.objects.filter(care_plan=plan))
         }
-        # the versions as a subquery: a thousand ids inlined cost more to send than to run
-        for history_id, pk in through.objects.filter(
-            history_id__in=versions.values("history_id")
-        ).values_list("history_id", target):
+        # a queryset of versions goes as a subquery: a thousand ids inlined cost more to send
+        # than to run (a page's hundred or so are sent as they are)
+        ids = versions.values("history_id") if isinstance(versions, QuerySet) else versions
+        for history_id, pk in through.objects.filter(history_id__in=ids).values_list("history_id", target):
             if pk in visible:
                 out[history_id][name].add(pk)
         linked = type(f"_Linked{name}", (_Linked,), {"names": visible})

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from careteam import conversations as conversation_services
+from careteam import keyset
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.permissions import PatientAccess, access_item, patient_access
@@ -714,19 +714,21 @@ def plan_history(request: HttpRequest, plan_id: int) -> HttpResponse:
         request=request,
         detail="history",
     )
-    changes = selectors.plan_history(access, plan)
-    page = Paginator(changes, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    errors = []
+    try:
+        pager = selectors.plan_history_page(
+            access, plan, request.GET.get(keyset.PARAM), size=HISTORY_PAGE_SIZE, query=request.GET
+        )
+    except keyset.BadCursor:
+        errors.append("This page link is altered or out of date: start again from the newest changes.")
+        pager = keyset.Page(rows=[])
     context = {
         "plan": plan,
         "patient": plan.patient,
         "access": access,
-        "changes": page.object_list,
-        "page": page,
-        "query": query.urlencode(),
+        "changes": pager.rows,
+        "pager": pager,
     }
-    errors = []
     start, end = request.GET.get("from"), request.GET.get("to")
     if start or end:
         a, b = _moment(start), _moment(end)

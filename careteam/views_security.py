@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from patients.models import Patient
 
-from . import services
+from . import keyset, services
 from .audit import audit, audit_list, events_for_patient, patient_events_q
 from .models import AuditAction, AuditEvent, AuditOutcome, BreakGlassAccess, User
 from .permissions import access_patient_by_id, patient_access
@@ -176,6 +176,25 @@ def _page(queryset, request: HttpRequest) -> tuple[list, int, bool]:
     return rows[:PAGE_SIZE], number, len(rows) > PAGE_SIZE
 
 
+BAD_CURSOR = "This page link is altered or out of date: start again from the newest events."
+
+
+def _keyset_page(queryset, request: HttpRequest, *, salt: str) -> keyset.Page | None:
+    """One keyset page of audit events, newest first (None for a cursor this list did not
+    make): a page deep in the trail costs what the first one does."""
+    try:
+        return keyset.paginate(
+            queryset,
+            request.GET.get(keyset.PARAM),
+            fields=("at", "id"),
+            size=PAGE_SIZE,
+            salt=salt,
+            query=request.GET,
+        )
+    except keyset.BadCursor:
+        return None
+
+
 @login_required
 def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Who opened this patient's record and when: for the case manager and the lead."""
@@ -183,7 +202,7 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
     if not access.can_view_access_log:
         raise Http404("No such patient.")
     patient = access.patient
-    events, number, has_next = _page(events_for_patient(patient.pk), request)
+    pager = _keyset_page(events_for_patient(patient.pk), request, salt=f"access-log.{patient.pk}")
     grants = list(BreakGlassAccess.objects.filter(patient=patient).select_related("user")[:20])
     audit(
         user=request.user,
@@ -199,13 +218,15 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
         "security/patient_access_log.html",
         {
             "patient": patient,
-            "events": events,
+            "events": pager.rows if pager else [],
             "grants": grants,
             "now": timezone.now(),
-            "page": number,
-            "has_next": has_next,
+            "pager": pager,
+            "has_next": bool(pager and pager.has_next),
+            "cursor_error": None if pager else BAD_CURSOR,
             "chart_url": chart_url(patient.pk),
         },
+        status=200 if pager else 400,
     )
 
 
@@ -328,30 +349,29 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if not (request.user.is_active and request.user.has_perm("careteam.view_audit_log")):
         raise PermissionDenied("Searching the audit log needs the 'Can search the audit log' permission.")
     form = AuditSearchForm(request.GET or None)
-    events: list = []
-    number, has_next = 1, False
-    if form.is_bound and not form.is_valid():
-        qs = None
-    else:
+    pager, error = None, None
+    if not form.is_bound or form.is_valid():
         params = form.cleaned_data if form.is_bound else {}
         qs, description = audit_search(params)
-        events, number, has_next = _page(qs, request)
-        audit_list(
-            request,
-            list_name="careteam.auditevent",
-            patient_ids=[e.patient_id for e in events],
-            detail=f"audit search {description}".strip(),
-        )
-    query = request.GET.copy()
-    query.pop("page", None)
+        pager = _keyset_page(qs, request, salt="audit-search")
+        if pager is None:
+            error = BAD_CURSOR
+        else:
+            audit_list(
+                request,
+                list_name="careteam.auditevent",
+                patient_ids=[e.patient_id for e in pager.rows],
+                detail=f"audit search {description}".strip(),
+            )
     return render(
         request,
         "security/audit_log.html",
         {
             "form": form,
-            "events": events,
-            "page": number,
-            "has_next": has_next,
-            "query": query.urlencode(),
+            "events": pager.rows if pager else [],
+            "pager": pager,
+            "has_next": bool(pager and pager.has_next),
+            "cursor_error": error,
         },
+        status=400 if error else 200,
     )

@@ -412,3 +412,61 @@ def test_the_conversation_inbox_takes_the_same_queries_however_many_conversation
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = client.get(url, {"unread": "1"})
     assert response.content.decode().count("/conversations/") >= 14
+
+
+# ---------------------------------------------------------------------------
+# Keyset pages: the plan history and the audit search cost the same at any length and depth
+# ---------------------------------------------------------------------------
+def _versions(act, n: int) -> None:
+    for i in range(n):
+        act.title = f"{act.title.split(' #')[0]} #{i}"
+        act.save()
+
+
+@pytest.mark.django_db
+def test_the_plan_history_takes_the_same_queries_however_many_versions(
+    client, world, django_assert_max_num_queries
+):
+    act = f.ActivityFactory(care_plan=world.plan, assigned_to=world.nurse, title="Rides")
+    act.goals.add(f.GoalFactory(care_plan=world.plan))
+    client.force_login(world.nurse)
+    url = reverse("careplans:plan_history", kwargs={"plan_id": world.plan.pk})
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    _versions(act, 130)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        first = client.get(url)
+    assert len(first.context["changes"]) == 50
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        deeper = client.get(url + first.context["pager"].next_url)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(url + deeper.context["pager"].next_url)
+
+
+@pytest.mark.django_db
+def test_the_audit_search_takes_the_same_queries_on_every_page(client, django_assert_max_num_queries):
+    from django.contrib.auth.models import Permission
+
+    from careteam.models import AuditEvent
+
+    auditor = f.UserFactory(username="auditor-budget")
+    auditor.user_permissions.add(Permission.objects.get(codename="view_audit_log"))
+    AuditEvent.objects.bulk_create([AuditEvent(username=f"u{i}", action="view") for i in range(260)])
+    client.force_login(auditor)
+    url = reverse("security:audit_log")
+    client.get(url)
+    with CaptureQueriesContext(connection) as first_page:
+        response = client.get(url)
+    for _ in range(4):
+        with django_assert_max_num_queries(len(first_page.captured_queries)):
+            response = client.get(url + response.context["pager"].next_url)
+        assert response.status_code == 200 and response.context["events"]
+    api = APIClient()
+    api.force_authenticate(auditor)
+    with CaptureQueriesContext(connection) as api_first:
+        answer = api.get("/api/v1/audit-events/").json()
+    for _ in range(4):
+        with django_assert_max_num_queries(len(api_first.captured_queries)):
+            answer = api.get(answer["next"]).json()
+        assert answer["results"]

@@ -743,5 +743,6 @@ def test_history_is_paginated_newest_first(client, world):
     first = client.get(url)
     assert len(first.context["changes"]) == 50
     assert first.context["changes"][0].label == "Goal number 54"
-    second = client.get(url, {"page": 2})
+    second = client.get(url + first.context["pager"].next_url)
     assert second.context["changes"][-1].kind == "plan"
+    assert not second.context["pager"].has_next

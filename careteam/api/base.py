@@ -87,7 +87,7 @@ class AuditedListMixin:
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)
         rows = getattr(self, "_audited_rows", None) or []
-        count = response.data.get("count") if isinstance(response.data, dict) else len(rows)
+        count = response.data.get("count", len(rows)) if isinstance(response.data, dict) else len(rows)
         audit_list(
             request,
             list_name=self.audit_list_name,

@@ -46,6 +46,7 @@ from . import serializers as s
 from .auth import ApiTokenAuthentication, token_issue
 from .base import ETAG, IF_MATCH, ApiViewMixin, AuditedListMixin, PatientDataViewSet
 from .errors import Conflict
+from .pagination import KeysetPagination
 
 
 def documented(output, create=None, update=None, **extra):
@@ -504,7 +505,9 @@ class AuditEventViewSet(ApiViewMixin, AuditedListMixin, viewsets.ReadOnlyModelVi
 
     serializer_class = s.AuditEventSerializer
     filterset_class = filters.AuditEventFilter
-    ordering_fields = ["at", "id"]
+    # newest first by keyset: a page deep in a trail of millions costs what the first does
+    pagination_class = KeysetPagination
+    ordering_fields: list[str] = []
     lookup_url_kwarg = "audit_event_id"
     audit_list_name = "careteam.auditevent"
 

@@ -605,3 +605,45 @@ def note_decline(*, access: PatientAccess, note: Note, by: User, reason: str, re
     note = _open_proposal(note)
     _require_decide(access, note)
     return _decided(note, status=NoteStatus.DECLINED, by=by, reason=reason, request=request, access=access)
+
+
+# ---------------------------------------------------------------------------
+# Changes other apps make to a need (a referral's answer closes its loop)
+# ---------------------------------------------------------------------------
+@transaction.atomic
+def need_transition(*, need: Need, by: User, status: str, reason: str = "", request=None) -> Need:
+    """Move a need along its status machine on behalf of another app's service (a
+    referral closed with help received resolves its need). The calling service has
+    decided that `by` may make the change (a team member or the receiving partner);
+    the machine, the version and the history are kept here."""
+    fresh = lock_for_update(need, None)
+    if fresh.status == status:
+        return fresh
+    check_transition(NEED_TRANSITIONS, fresh.status, status)
+    fresh.status = status
+    if reason:
+        fresh.status_reason = reason[:STATUS_REASON_MAX_LENGTH]
+    fresh.version += 1
+    fresh._history_user = by
+    fresh.save()
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=fresh,
+        patient_id=fresh.care_plan.patient_id,
+        request=request,
+        detail=f"changed: status; {reason}"[:200] if reason else "changed: status",
+    )
+    return fresh
+
+
+def need_note_record(*, need: Need, by: User, text: str) -> Note:
+    """A note on a need that another app's service writes (what happened to a referral
+    made from it): filed in the need's category, so it is as hidden as the need."""
+    return Note.objects.create(
+        care_plan_id=need.care_plan_id,
+        need=need,
+        author=by,
+        sensitivity_id=need.sensitivity_id,
+        text=text,
+    )

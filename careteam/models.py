@@ -503,6 +503,10 @@ class NotificationKind(models.TextChoices):
     ACTIVITY_OVERDUE = "activity-overdue", "Activity past its due date"
     PLAN_REVIEW_DUE = "plan-review-due", "Care plan review due"
     REFERRAL_NO_RESPONSE = "referral-no-response", "Referral without response"
+    # partner organisations (referrals/partners.py): the referrer's loop and the partner's
+    REFERRAL_ANSWERED = "referral-answered", "A service answered your referral"
+    REFERRAL_MESSAGE = "referral-message", "Message on a referral"
+    REFERRAL_PARTNER_WAITING = "referral-partner-waiting", "Referral waiting for your answer"
     BREAK_GLASS = "break-glass", "Emergency access to your patient"
     # the sender's side of a handoff: every answer, and its due time passing
     HANDOFF_ACCEPTED = "handoff-accepted", "Your handoff was accepted"

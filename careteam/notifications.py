@@ -400,6 +400,9 @@ def notification_email_send(*, notification_id: int) -> bool:
         if delay := _test_delay():
             time.sleep(delay)
         link = f"{settings.SITE_URL}/team/notifications/{n.pk}/"
+        if user.kind == "partner":
+            # partners keep to their own pages: the link opens the referral there
+            link = f"{settings.SITE_URL}{n.url or '/partner/'}"
         message = EmailMessage(
             subject=f"CareTeam: {n.get_kind_display()}",
             body=(
@@ -415,3 +418,49 @@ def notification_email_send(*, notification_id: int) -> bool:
         n.save(update_fields=["email_sent_at"])
         message.send()
     return True
+
+
+# ---------------------------------------------------------------------------
+# Referrals answered by the receiving service (referrals/partners.py)
+# ---------------------------------------------------------------------------
+def notify_referral_referrer(
+    *, referral, obj, kind: str, title: str, body: str = "", sensitivity_id: int | None = None
+) -> Notification | None:
+    """Tell the referrer what the service did with their referral (`obj`: the logged
+    event or the message, so each change is one notification), while they are still on
+    the patient's team and may see the need it was made from."""
+    if (
+        not team_members_who_may_see(referral.patient_id, sensitivity_id)
+        .filter(pk=referral.referred_by_id)
+        .exists()
+    ):
+        return None
+    return notify(
+        recipient=referral.referred_by,
+        kind=kind,
+        obj=obj,
+        patient_id=referral.patient_id,
+        due_moment=getattr(obj, "at", None) or obj.created_at,
+        title=title,
+        body=body,
+        url=f"/referrals/{referral.pk}/",
+        sensitivity_id=sensitivity_id,
+    )
+
+
+def notify_partner_staff(*, recipients, obj, kind: str, title: str, url: str) -> int:
+    """Tell an organisation's partner staff (a message from the referrer). Partner
+    notifications name no patient record (patient empty): partners never see the chart."""
+    told = 0
+    for user in recipients:
+        created = notify(
+            recipient=user,
+            kind=kind,
+            obj=obj,
+            patient_id=None,
+            due_moment=getattr(obj, "at", None) or obj.created_at,
+            title=title,
+            url=url,
+        )
+        told += created is not None
+    return told

@@ -134,6 +134,14 @@ _CASE_MANAGER = f"""
 # start and its deadline when that is later (a deadline set close)
 _HUDDLE_DUE = "GREATEST(h.deadline - %(huddle_soon)s, h.started_at + (h.deadline - h.started_at) / 2)"
 
+# The referrer is reminded of a referral without reply after the service's expected
+# response days; a service that answers for itself (partner staff, so not tracked by the
+# referrer) is reminded first, and the referrer PARTNER_REFERRER_REMINDER_DAYS later.
+_REFERRAL_DUE = (
+    "r.sent_at + (s.expected_response_days"
+    " + CASE WHEN r.tracked_by_referrer THEN 0 ELSE %(partner_grace)s END) * interval '1 day'"
+)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -148,6 +156,9 @@ class Rule:
     recipients_sql: str
     # the due moment as an expression over the source row (also selected as due_moment)
     due_moment: str
+    # who may receive it: the team rule by default; a rule for partner staff (who see no
+    # chart, only their organisation's referrals) says its own in its recipients_sql
+    can_see: str = _CAN_SEE
 
 
 RULES: tuple[Rule, ...] = (
@@ -266,19 +277,19 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         kind=NotificationKind.REFERRAL_NO_RESPONSE,
-        due_moment="r.sent_at + s.expected_response_days * interval '1 day'",
+        due_moment=_REFERRAL_DUE,
         object_type="referrals.referral",
         lock="r",
         due_sql=f"""
             SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
-                   r.sent_at + s.expected_response_days * interval '1 day' AS due_moment,
+                   {_REFERRAL_DUE} AS due_moment,
                    'Referral to ''' || s.name || ''' has had no reply for ' || {_days("extract(day FROM %(now)s - r.sent_at)::int")} || ' (' || {_PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM referrals_referral r
             JOIN referrals_service s ON s.id = r.service_id
             JOIN patients_patient pt ON pt.id = r.patient_id
             WHERE r.status = 'requested' AND r.responded_at IS NULL AND r.sent_at IS NOT NULL
-              AND r.sent_at + s.expected_response_days * interval '1 day' <= %(now)s""",
+              AND {_REFERRAL_DUE} <= %(now)s""",
         recipients_sql="SELECT d.*, d.referred_by_id AS recipient_id FROM d",
     ),
     Rule(
@@ -372,7 +383,7 @@ def _insert_sql(rule: Rule) -> str:
         SELECT t.recipient_id, %(kind)s, t.patient_id, %(object_type)s, t.object_id, t.due_moment,
                left(t.title, 200), '', t.url, t.sensitivity_id, %(now)s, NULL, %(email_skipped_at)s, NULL
         FROM t JOIN careteam_user u ON u.id = t.recipient_id AND u.is_active
-        WHERE {_CAN_SEE}
+        WHERE {rule.can_see}
         ON CONFLICT ON CONSTRAINT one_notification_per_reminder DO NOTHING
         RETURNING id"""
 
@@ -416,6 +427,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "auth_expiry": dt.timedelta(days=settings.AUTHORISATION_EXPIRY_WARNING_DAYS),
         "auth_units": settings.AUTHORISATION_UNITS_WARNING,
         "auth_request": dt.timedelta(days=settings.AUTHORISATION_REQUEST_WARNING_DAYS),
+        "partner_grace": settings.PARTNER_REFERRER_REMINDER_DAYS,
     }
     # the permission's id as a value (not a join) lets the planner estimate the grants right
     params["view_permission"] = Permission.objects.get(

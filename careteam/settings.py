@@ -114,7 +114,8 @@ ACCOUNT_COMMON_PATHS: tuple[str, ...] = ("/accounts/", "/static/", "/i18n/")
 ACCOUNT_KIND_PATHS: dict[str, tuple[str, ...]] = {
     "patient": ("/portal/",),
     "caregiver": ("/portal/",),
-    "partner": ("/partner/",),
+    # partners: their pages and the referrals API (the view answers only their own)
+    "partner": ("/partner/", "/api/v1/referrals/"),
 }
 
 ROOT_URLCONF = "careteam.urls"
@@ -361,6 +362,15 @@ API_TOKENS_PER_USER = env.int("API_TOKENS_PER_USER", default=10)
 
 # Hostile input: an HSDS upload (a zip is counted as it expands), FHIR $import bundles,
 # FHIR search pages
+# Partner organisations (docs/partners.md): the invitation link's life, the signed
+# referral link's, the reminder to the referrer after the service's own response days,
+# and the "not updated for N days" counts of the partner inbox.
+PARTNER_INVITE_HOURS = env.int("PARTNER_INVITE_HOURS", default=72)
+REFERRAL_LINK_DAYS = env.int("REFERRAL_LINK_DAYS", default=14)
+PARTNER_REFERRER_REMINDER_DAYS = env.int("PARTNER_REFERRER_REMINDER_DAYS", default=2)
+PARTNER_NOT_UPDATED_DAYS: tuple[int, ...] = tuple(
+    env.list("PARTNER_NOT_UPDATED_DAYS", cast=int, default=[3, 7, 14])
+)
 HSDS_IMPORT_MAX_BYTES = env.int("HSDS_IMPORT_MAX_BYTES", default=50_000_000)
 HSDS_IMPORT_MAX_FILES = env.int("HSDS_IMPORT_MAX_FILES", default=50)
 

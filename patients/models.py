@@ -326,6 +326,17 @@ class Consent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     revoke_reason = models.CharField(max_length=500, blank=True)
+    # referral consents: whether community services may contact the patient themselves
+    share_contact = models.BooleanField(
+        "Services may contact the patient",
+        default=True,
+        help_text="Referral consents: the receiving services see the patient's phone, email and address.",
+    )
+    contact_preferences = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="How and when services should get in touch, e.g. “text after 5 pm”.",
+    )
     version = models.PositiveIntegerField(default=1)
 
     objects = ConsentQuerySet.as_manager()

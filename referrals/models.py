@@ -373,6 +373,10 @@ REFERRAL_DUPLICATE_STATUSES = ("draft", *REFERRAL_OPEN_STATUSES)
 
 class ReferralOutcome(models.TextChoices):
     GOT_HELP = "got-help", "Got help"
+    # a partner's answer when it completes a referral
+    SERVICE_PROVIDED = "service-provided", "Service provided"
+    PARTIALLY_PROVIDED = "partially-provided", "Service partly provided"
+    NOT_PROVIDED = "not-provided", "Service not provided"
     COULD_NOT_CONTACT = "could-not-contact", "Could not contact"
     NOT_ELIGIBLE = "not-eligible", "Not eligible"
     NO_CAPACITY = "no-capacity", "No capacity"
@@ -469,3 +473,125 @@ class ReferralEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+# ---------------------------------------------------------------------------
+# Partner organisations: staff of an HSDS organisation answer its referrals
+# ---------------------------------------------------------------------------
+# Outcomes that count as help received: the need is resolved and the dashboard counts it.
+HELP_RECEIVED_OUTCOMES = ("got-help", "service-provided")
+# Why a partner declines a referral, and the outcome each records (the "other" needs text).
+DECLINE_REASONS = {
+    "not-eligible": ReferralOutcome.NOT_ELIGIBLE,
+    "no-capacity": ReferralOutcome.NO_CAPACITY,
+    "could-not-contact": ReferralOutcome.COULD_NOT_CONTACT,
+    "declined": ReferralOutcome.DECLINED,
+    "other": ReferralOutcome.OTHER,
+}
+COMPLETE_OUTCOMES = (
+    ReferralOutcome.SERVICE_PROVIDED,
+    ReferralOutcome.PARTIALLY_PROVIDED,
+    ReferralOutcome.NOT_PROVIDED,
+)
+
+
+class PartnerStaff(models.Model):
+    """A partner account (User.kind "partner") working for one HSDS organisation: it sees
+    and answers the referrals sent to that organisation's services, nothing else."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="partner_staff"
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="partner_staff")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    invited_at = models.DateTimeField(default=timezone.now)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "partner staff"
+        indexes = [models.Index(fields=["organization", "active"], name="partner_staff_org_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.organization}"
+
+
+class ClaimStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ListingClaim(models.Model):
+    """Someone from an organisation asks for partner access to its listing; a catalog
+    administrator approves it (which invites them) or rejects it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="claims")
+    name = models.CharField(max_length=150)
+    email = models.EmailField()
+    role = models.CharField(max_length=150, blank=True, help_text="Their role at the organisation.")
+    note = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=ClaimStatus.choices, default=ClaimStatus.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Claim of {self.organization} by {self.email}"
+
+
+class ReferralMessage(models.Model):
+    """The thread between the referrer's team and the partner on one referral (a request
+    for more information and its answers). It carries no other patient data."""
+
+    referral = models.ForeignKey(Referral, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    from_partner = models.BooleanField()
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Message on referral {self.referral_id}"
+
+
+class ReferralLink(models.Model):
+    """A signed link to one referral emailed to a service without an account. The token
+    signs (referral, nonce); each action works once through it (ReferralLinkUse), and it
+    expires at `expires_at`."""
+
+    referral = models.ForeignKey(Referral, on_delete=models.CASCADE, related_name="links")
+    nonce = models.CharField(max_length=43, unique=True)
+    email = models.EmailField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Link to referral {self.referral_id} for {self.email}"
+
+
+class ReferralLinkUse(models.Model):
+    """One action taken through a link: the unique key lets each action happen once."""
+
+    link = models.ForeignKey(ReferralLink, on_delete=models.CASCADE, related_name="uses")
+    action = models.CharField(max_length=20)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["link", "action"], name="referral_link_action_once")]
+
+    def __str__(self) -> str:
+        return f"{self.action} through link {self.link_id}"

@@ -8,6 +8,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from careplans import services as plan_services
+from careplans.models import Need, NeedStatus
 from careteam import events
 from careteam.audit import audit
 from careteam.concurrency import lock_for_update
@@ -17,6 +19,7 @@ from careteam.statemachine import check_transition
 from patients.models import Consent, ConsentScope, Patient
 
 from .models import (
+    HELP_RECEIVED_OUTCOMES,
     REFERRAL_CLOSED_STATUSES,
     REFERRAL_DUPLICATE_STATUSES,
     REFERRAL_TRANSITIONS,
@@ -132,6 +135,8 @@ def referral_send(
     from_status = referral.status
     referral.status = ReferralStatus.REQUESTED
     referral.consent = consent
+    # a service whose organisation has partner staff answers for itself
+    referral.tracked_by_referrer = not service.organization.partner_staff.filter(active=True).exists()
     referral.sent_at = timezone.now()
     referral.closed_at = None
     referral.outcome = ""
@@ -168,6 +173,31 @@ def referral_set_status(
     access.require_edit()
     referral = lock_for_update(referral, expected_version)
     check_transition(REFERRAL_TRANSITIONS, referral.status, status)
+    if status == ReferralStatus.REQUESTED and referral.sent_at is None:
+        # Sending for the first time (a draft, or a cancelled draft reopened): the
+        # consent and service checks of sending apply.
+        return referral_send(access=access, referral=referral, by=by, note=note, request=request)
+    referral, _event = referral_transition(
+        referral=referral, by=by, status=status, note=note, outcome=outcome, access=access, request=request
+    )
+    return referral
+
+
+def referral_transition(
+    *,
+    referral: Referral,
+    by: User,
+    status: str,
+    note: str = "",
+    outcome: str = "",
+    access: PatientAccess | None = None,
+    request=None,
+) -> tuple[Referral, ReferralEvent]:
+    """The status change itself, on a referral already locked and checked against the
+    machine (by `referral_set_status` for the team, by referrals.partners for the
+    receiving service): times, outcome, the log, the need and its plan note, the audit.
+    `access` is the team member's; a partner acts without one."""
+    check_transition(REFERRAL_TRANSITIONS, referral.status, status)
     never_sent = referral.sent_at is None
     closing = status in REFERRAL_CLOSED_STATUSES and status != "entered-in-error"
     reopening = referral.status in REFERRAL_CLOSED_STATUSES
@@ -176,10 +206,6 @@ def referral_set_status(
         raise ValidationError({"outcome": "Record the outcome to close the referral."})
     if reopening and not note.strip():
         raise ValidationError({"note": "Say why the referral is reopened."})
-    if status == ReferralStatus.REQUESTED and never_sent:
-        # Sending for the first time (a draft, or a cancelled draft reopened): the
-        # consent and service checks of sending apply.
-        return referral_send(access=access, referral=referral, by=by, note=note, request=request)
     now = timezone.now()
     from_status = referral.status
     referral.status = status
@@ -198,38 +224,40 @@ def referral_set_status(
         referral.outcome = ""
     referral.version += 1
     referral.save()
-    _log(referral, by=by, from_status=from_status, note=note)
+    event = ReferralEvent.objects.create(
+        referral=referral, from_status=from_status, to_status=referral.status, by=by, note=note
+    )
     if status == ReferralStatus.ACCEPTED and from_status != ReferralStatus.ACCEPTED:
         events.emit("referral.accepted", obj=referral, by=by, access=access)
     if closing and referral.outcome and referral.need_id is not None:
-        _update_need_from_outcome(access=access, referral=referral, by=by)
+        _update_need_from_outcome(referral=referral, by=by, request=request)
     audit(
         user=by,
         action=AuditAction.UPDATE,
         obj=referral,
-        patient=access.patient,
+        patient_id=referral.patient_id,
         request=request,
         detail=status,
     )
-    return referral
+    return referral, event
 
 
-def _update_need_from_outcome(*, access: PatientAccess, referral: Referral, by: User) -> None:
+def _update_need_from_outcome(*, referral: Referral, by: User, request=None) -> None:
     """Closing the loop: help received resolves the need; otherwise the need stays open
-    and a note on it says what happened, so the team looks for another service."""
-    from careplans.models import Need, NeedStatus, Note
-
-    need = Need.objects.select_for_update().get(pk=referral.need_id)
-    if referral.outcome == "got-help" and need.status in ("active", "recurrence", "inactive"):
-        need.status = NeedStatus.RESOLVED
-        need.version += 1
-        need._history_user = by
-        need.save()
-    Note.objects.create(
-        care_plan_id=need.care_plan_id,
+    and a note on it says what happened, so the team looks for another service. Both go
+    through the care-plan services (the need's machine, version and history)."""
+    need = Need.objects.get(pk=referral.need_id)
+    if referral.outcome in HELP_RECEIVED_OUTCOMES and need.status in ("active", "recurrence", "inactive"):
+        need = plan_services.need_transition(
+            need=need,
+            by=by,
+            status=NeedStatus.RESOLVED,
+            reason=f"Referral to {referral.service.name}: {referral.get_outcome_display()}",
+            request=request,
+        )
+    plan_services.need_note_record(
         need=need,
-        author=by,
-        sensitivity_id=need.sensitivity_id,
+        by=by,
         text=f"Referral to {referral.service.name} closed: {referral.get_outcome_display()}."
         + (f" {referral.outcome_note}" if referral.outcome_note else ""),
     )

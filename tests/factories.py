@@ -240,3 +240,12 @@ class VisitFactory(DjangoModelFactory):
     time_zone = "UTC"
     location = "12 High Street"
     created_by = factory.SelfAttribute("clinician")
+
+
+def partner_user(organization, username: str, **extra):
+    """A partner account (User.kind "partner") on an organisation's staff."""
+    from referrals.models import PartnerStaff
+
+    user = UserFactory(username=username, kind="partner", **extra)
+    PartnerStaff.objects.get_or_create(user=user, defaults={"organization": organization})
+    return user

@@ -39,6 +39,7 @@ from careteam.models import (
 from careteam.permissions import patients_for, restrict, visible_related
 from patients.models import DEMOGRAPHIC_FIELDS, BirthSex, Ethnicity, Patient, Race
 from referrals.models import Organization, Referral, ReferralOutcome, ReferralStatus, Service
+from referrals.partners import minimum_view
 
 
 class _TemplatedUrl:
@@ -908,6 +909,61 @@ class ReferralUpdateSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(
         choices=ReferralOutcome.choices, required=False, allow_blank=True, default=""
     )
+
+
+class PartnerReferralSerializer(serializers.Serializer):
+    """A referral as its receiving service sees it (referrals.partners.minimum_view):
+    the patient's name, language and, while the consent covers it, contact details; the
+    reason, priority, need category, referrer and consent scope. No plan, no other
+    need, no MRN, no links to patient data."""
+
+    id = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    version = serializers.IntegerField()
+    service = serializers.CharField(source="service_id")
+    service_name = serializers.CharField()
+    patient_name = serializers.CharField()
+    preferred_language = serializers.CharField()
+    interpreter_needed = serializers.BooleanField()
+    contact_shared = serializers.BooleanField(
+        help_text="False: the consent does not cover contact details now."
+    )
+    phone = serializers.CharField()
+    email = serializers.CharField()
+    address = serializers.CharField()
+    contact_preferences = serializers.CharField()
+    reason = serializers.CharField()
+    priority = serializers.CharField()
+    need_category = serializers.CharField()
+    referrer_name = serializers.CharField()
+    referrer_email = serializers.CharField()
+    referrer_phone = serializers.CharField()
+    consent_scope = serializers.CharField()
+    consent_state = serializers.CharField()
+    sent_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    outcome = serializers.CharField()
+    outcome_note = serializers.CharField()
+
+    def to_representation(self, instance):
+        return super().to_representation(minimum_view(instance))
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, obj) -> str:
+        request = self.context.get("request")
+        path = reverse("api-referral-detail", kwargs={"referral_id": obj.id})
+        return request.build_absolute_uri(path) if request else path
+
+
+class PartnerReferralUpdateSerializer(serializers.Serializer):
+    """A partner's answer: accepted, in-progress, rejected or failed (outcome: the
+    decline reason), completed (outcome: service-provided, partially-provided,
+    not-provided)."""
+
+    status = serializers.ChoiceField(choices=["accepted", "in-progress", "rejected", "failed", "completed"])
+    outcome = serializers.CharField(required=False, allow_blank=True, default="")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from knox.models import AuthToken
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,7 +25,7 @@ from careteam import services as team_services
 from careteam import twofactor
 from careteam.audit import AuditAction, audit, events_for_patient, note_refusal
 from careteam.concurrency import StaleVersionError, lock_for_update
-from careteam.models import AuditEvent, Handoff, Notification, TeamMembership, TeamRole
+from careteam.models import AccountKind, AuditEvent, Handoff, Notification, TeamMembership, TeamRole
 from careteam.notifications import notification_mark_read, notifications_for
 from careteam.permissions import (
     PatientAccess,
@@ -37,6 +38,7 @@ from careteam.permissions import (
 )
 from patients import services as patient_services
 from patients.models import Patient
+from referrals import partners
 from referrals import services as referral_services
 from referrals.models import Organization, Referral, Service
 from referrals.selectors import referrals_for
@@ -44,7 +46,7 @@ from referrals.selectors import referrals_for
 from . import filters
 from . import serializers as s
 from .auth import ApiTokenAuthentication, token_issue
-from .base import ETAG, IF_MATCH, ApiViewMixin, AuditedListMixin, PatientDataViewSet
+from .base import ETAG, IF_MATCH, ApiViewMixin, AuditedListMixin, PatientDataViewSet, expected_version
 from .errors import Conflict
 from .pagination import KeysetPagination
 
@@ -413,7 +415,46 @@ class ReferralViewSet(PatientDataViewSet):
         category the caller may not see."""
         if getattr(self, "swagger_fake_view", False):
             return Referral.objects.none()
+        if self._is_partner():
+            return partners.partner_referrals_for(self.request.user).select_related(*partners.VIEW_RELATED)
         return referrals_for(self.request.user).select_related("service")
+
+    # -- partners: their organisation's referrals, the minimum view, their own answers
+    def _is_partner(self) -> bool:
+        return getattr(self.request.user, "kind", "") == AccountKind.PARTNER
+
+    def get_serializer_class(self):
+        if not getattr(self, "swagger_fake_view", False) and self._is_partner():
+            return s.PartnerReferralSerializer
+        return super().get_serializer_class()
+
+    def filter_queryset(self, queryset):
+        if self._is_partner():  # no filters by patient, plan or need: they know none
+            return queryset.order_by("-sent_at", "-id")
+        return super().filter_queryset(queryset)
+
+    def create(self, request, *args, **kwargs):
+        if self._is_partner():
+            raise NotFound()
+        return super().create(request, *args, **kwargs)
+
+    def partial_update(self, request, *args, **kwargs):
+        if not self._is_partner():
+            return super().partial_update(request, *args, **kwargs)
+        referral = self.get_object()
+        version = expected_version(request)
+        data = self.input(s.PartnerReferralUpdateSerializer)
+        with transaction.atomic():
+            referral = partners.partner_referral_set_status(
+                by=request.user,
+                referral=referral,
+                status=data["status"],
+                outcome=data["outcome"],
+                note=data["note"],
+                expected_version=version,
+                request=request,
+            )
+        return self.render(self.get_queryset().get(pk=referral.pk))
 
     def perform_service_create(self, data: dict):
         plan = data.pop("care_plan")

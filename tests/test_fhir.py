@@ -125,6 +125,8 @@ def test_metadata_is_public_and_a_valid_capability_statement(world):
         "PlanDefinition",
         "Practitioner",
         "PractitionerRole",
+        "Encounter",
+        "MedicationStatement",
     }
 
 

@@ -301,12 +301,20 @@ def test_capability_statement_is_the_search_table(world):
     assert "create" not in {i["code"] for i in resources["CarePlan"]["interaction"]}
     assert {o["name"] for o in resources["CarePlan"]["operation"]} == {"import"}
     assert resources["Patient"]["conditionalCreate"] is True
+    assert "create" in {i["code"] for i in resources["Encounter"]["interaction"]}
+    assert {"Encounter", "MedicationStatement"} <= set(resources)
     assert {"patient", "subject", "category", "status", "date"} <= {
         p["name"] for p in resources["CarePlan"]["searchParam"]
     }
     client = client_for(world.nurse)
     samples = {"reference": f"Patient/{world.patient.pk}", "date": "ge2020", "string": "a", "uri": "http://x"}
-    token_samples = {"status": "active", "lifecycle-status": "active", "gender": "female"}
+    token_samples = {
+        "status": "active",
+        "lifecycle-status": "active",
+        "gender": "female",
+        "class": "IMP",
+        "type": "discharge",
+    }
     for kind, resource in resources.items():
         for param in resource["searchParam"]:
             name = param["name"]
@@ -319,6 +327,8 @@ def test_capability_statement_is_the_search_table(world):
                 value = "active"
             if kind == "Task" and name == "status":
                 value = "requested"
+            if kind == "Encounter" and name == "status":
+                value = "finished"
             query = f"{name}={value}"
             if (
                 fhir_search.REGISTRY[kind].requires_one_of

@@ -107,6 +107,24 @@ def test_same_discharge_sent_twice_is_one_transition_and_one_checklist(world):
     FhirEncounter.model_validate(again.json())
 
 
+def test_encounter_search_pages_filters_and_shows_an_outsider_nothing(world):
+    for n in range(3):
+        assert post_encounter(world.nurse, encounter(world.patient, ident=f"enc-{n}")).status_code == 201
+    client = api(world.nurse)
+    first = client.get(f"/fhir/Encounter?patient={world.patient.pk}&_count=2").json()
+    assert first["total"] == 3 and len(first["entry"]) == 2
+    following = next(x["url"] for x in first["link"] if x["relation"] == "next")
+    second = client.get(following).json()
+    seen = {e["resource"]["id"] for e in first["entry"] + second["entry"]}
+    assert len(seen) == 3
+    assert client.get(f"/fhir/Encounter?patient={world.patient.pk}&status=in-progress").json()["total"] == 0
+    assert client.get(f"/fhir/Encounter?patient={world.patient.pk}&type=discharge").json()["total"] == 3
+    refused = client.get(f"/fhir/Encounter?patient={world.patient.pk}&status=x", HTTP_PREFER="handling=strict")
+    assert refused.status_code == 400
+    outsider = api(world.outsider).get(f"/fhir/Encounter?patient={world.patient.pk}").json()
+    assert outsider["total"] == 0 and not outsider.get("entry")
+
+
 def test_admission_then_discharge_of_one_encounter_updates_one_row(world):
     start = timezone.now() - dt.timedelta(days=2)
     assert (

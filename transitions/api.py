@@ -10,13 +10,22 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
+from careteam.api import fhir_search as fs
 from careteam.api.base import ApiViewMixin, AuditedListMixin
-from careteam.api.fhir_views import FHIRView, check_import_size
+from careteam.api.fhir_views import (
+    HL7_SP,
+    FHIRView,
+    _id_param,
+    _last_updated,
+    _subject_params,
+    check_import_size,
+    patient_includes,
+)
 from careteam.audit import AuditAction, audit
 from careteam.permissions import access_item, access_patient_by_id, restrict
 
 from . import fhir, services
-from .models import MedicationLine, Transition
+from .models import EncounterStatus, MedicationLine, MedicationStatus, Transition, TransitionKind
 
 
 # ---------------------------------------------------------------------------
@@ -161,18 +170,86 @@ def _bad(exc: ValidationError) -> DRFValidationError:
     return DRFValidationError(detail)
 
 
-class EncounterView(FHIRView):
-    """GET: search by patient. POST: an admission or discharge from another system; the
-    same identifier again updates the one transition (200), a new one answers 201."""
+fs.register(
+    fs.SearchType(
+        kind="Encounter",
+        queryset=lambda user: restrict(Transition.objects.all(), user),
+        render=lambda view, rows: [(view.url(f"Encounter/{t.pk}"), fhir.encounter_resource(t)) for t in rows],
+        params=[
+            _id_param(),
+            *_subject_params("patient_id"),
+            fs.Param(
+                "status",
+                "token",
+                fs.code_q("status", allowed=EncounterStatus.values),
+                "",
+                f"{HL7_SP}/Encounter-status",
+            ),
+            fs.Param(
+                "class",
+                "token",
+                fs.code_q("encounter_class", allowed=list(fhir.ENCOUNTER_CLASSES)),
+                "v3 ActCode: IMP, EMER, AMB, HH, ...",
+                f"{HL7_SP}/Encounter-class",
+            ),
+            fs.Param(
+                "type",
+                "token",
+                fs.code_q("kind", allowed=TransitionKind.values),
+                "admission, discharge or transfer",
+                f"{HL7_SP}/clinical-type",
+            ),
+            fs.Param(
+                "date", "date", fs.date_q("occurred_at__date"), "When it happened", f"{HL7_SP}/clinical-date"
+            ),
+            _last_updated(),
+        ],
+        sorts={"date": "occurred_at", "_lastUpdated": "updated_at"},
+        includes={
+            "Encounter:patient": patient_includes("patient"),
+            "Encounter:subject": patient_includes("patient"),
+        },
+        default_order=("occurred_at", "pk"),
+        requires_one_of=("patient", "subject", "_id"),
+        interactions=("read", "search-type", "create"),
+    )
+)
 
-    def get(self, request):
-        access = self.searched_patient()
-        if access is None:
-            return self.searchset("Encounter", None, [])
-        rows = Transition.objects.filter(patient=access.patient).order_by("occurred_at", "pk")
-        return self.searchset(
-            "Encounter", access, [(self.url(f"Encounter/{t.pk}"), fhir.encounter_resource(t)) for t in rows]
-        )
+fs.register(
+    fs.SearchType(
+        kind="MedicationStatement",
+        queryset=lambda user: restrict(MedicationLine.objects.all(), user),
+        render=lambda view, rows: [
+            (view.url(f"MedicationStatement/{m.pk}"), fhir.medication_statement_resource(m)) for m in rows
+        ],
+        params=[
+            _id_param(),
+            *_subject_params("patient_id"),
+            fs.Param(
+                "status",
+                "token",
+                fs.code_q("status", allowed=MedicationStatus.values),
+                "",
+                f"{HL7_SP}/medications-status",
+            ),
+            _last_updated(),
+        ],
+        sorts={"_lastUpdated": "updated_at"},
+        includes={
+            "MedicationStatement:patient": patient_includes("patient"),
+            "MedicationStatement:subject": patient_includes("patient"),
+        },
+        requires_one_of=("patient", "subject", "_id"),
+    )
+)
+
+
+class EncounterView(FHIRView):
+    """GET: the search table's Encounter search. POST: an admission or discharge from
+    another system; the same identifier again updates the one transition (200), a new one
+    answers 201."""
+
+    search_kind = "Encounter"
 
     def post(self, request):
         data = check_import_size(request.data)
@@ -204,16 +281,7 @@ class EncounterReadView(FHIRView):
 
 
 class MedicationStatementSearchView(FHIRView):
-    def get(self, request):
-        access = self.searched_patient()
-        if access is None:
-            return self.searchset("MedicationStatement", None, [])
-        rows = MedicationLine.objects.filter(patient=access.patient).order_by("pk")
-        return self.searchset(
-            "MedicationStatement",
-            access,
-            [(self.url(f"MedicationStatement/{m.pk}"), fhir.medication_statement_resource(m)) for m in rows],
-        )
+    search_kind = "MedicationStatement"
 
 
 class MedicationStatementReadView(FHIRView):

@@ -533,6 +533,7 @@ def generate(
                 "last_name": f"({sql_array(FAMILY)})[1 + (u.id * 13) % {len(FAMILY)}]",
                 "email": "'bench' || u.id || '@example.org'",
                 "is_staff": "false",
+                "kind": "'staff'",
                 "is_active": "true",
                 "date_joined": "now() - interval '2 years'",
                 "title": "CASE g.code WHEN 'physician' THEN 'MD' WHEN 'nursing' THEN 'RN' "
@@ -553,6 +554,7 @@ def generate(
                 "last_name": "CASE s.i WHEN 1 THEN 'Admin' ELSE 'Auditor' END",
                 "email": "''",
                 "is_staff": "true",
+                "kind": "'staff'",
                 "is_active": "true",
                 "date_joined": "now() - interval '2 years'",
             },

@@ -46,7 +46,9 @@ class AccountKind(models.TextChoices):
 class User(AbstractUser):
     """A person using CareTeam; clinicians hold one or more disciplines."""
 
-    kind = models.CharField(max_length=12, choices=AccountKind.choices, default=AccountKind.STAFF)
+    kind = models.CharField(
+        max_length=12, choices=AccountKind.choices, default=AccountKind.STAFF, db_default=AccountKind.STAFF
+    )
     disciplines = models.ManyToManyField(Discipline, blank=True, related_name="users")
     title = models.CharField(max_length=100, blank=True, help_text="e.g. RN, MD, MSW")
     phone = models.CharField(max_length=40, blank=True)

@@ -274,14 +274,14 @@ def test_search_with_includes_runs_a_fixed_number_of_queries(world, django_asser
 # ---------------------------------------------------------------------------
 def test_unsupported_parameter_is_ignored_and_absent_from_self_or_refused_under_strict(world):
     f.GoalFactory(care_plan=world.plan)
-    url = f"/fhir/Goal?patient={world.patient.pk}&category=dietary&_elements=id&_summary=true"
+    url = f"/fhir/Goal?patient={world.patient.pk}&category=dietary&_elements=a.b&_summary=true"
     data = search(world.nurse, url)
     self_params = dict(parse_qsl(urlsplit(link(data, "self")).query))
     assert "category" not in self_params and "_elements" not in self_params and "_summary" not in self_params
     assert self_params["patient"] == str(world.patient.pk)
     for bad in (
         "category=dietary",
-        "_elements=id",
+        "_elements=a.b",
         "_summary=true",
         "_sort=priority",
         "_include=Goal:nothing",
@@ -402,3 +402,30 @@ def test_everything_type_selects_resource_types(world):
         f"/fhir/Patient/{world.patient.pk}/$everything?_type=Observation", **STRICT
     )
     assert response.status_code == 400
+
+
+def test_elements_returns_the_asked_elements_and_what_r4_requires(world):
+    f.GoalFactory(care_plan=world.plan, description="Walk daily")
+    bundle = search(world.nurse, f"/fhir/Goal?patient={world.patient.pk}&_elements=target,note")
+    goal = bundle["entry"][0]["resource"]
+    assert set(goal) <= {
+        "resourceType",
+        "id",
+        "meta",
+        "target",
+        "note",
+        "lifecycleStatus",
+        "description",
+        "subject",
+    }
+    assert {"lifecycleStatus", "description", "subject"} <= set(goal)
+    assert "SUBSETTED" in {t["code"] for t in goal["meta"]["tag"]}
+    assert "_elements=target%2Cnote" in link(bundle, "self") or "_elements=target,note" in link(
+        bundle, "self"
+    )
+    refused = client_for(world.nurse).get(
+        f"/fhir/Goal?patient={world.patient.pk}&_elements=Bad.Path", **STRICT
+    )
+    assert refused.status_code == 400
+    lenient = search(world.nurse, f"/fhir/Goal?patient={world.patient.pk}&_elements=Bad.Path")
+    assert "_elements" not in link(lenient, "self")

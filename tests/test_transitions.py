@@ -119,7 +119,9 @@ def test_encounter_search_pages_filters_and_shows_an_outsider_nothing(world):
     assert len(seen) == 3
     assert client.get(f"/fhir/Encounter?patient={world.patient.pk}&status=in-progress").json()["total"] == 0
     assert client.get(f"/fhir/Encounter?patient={world.patient.pk}&type=discharge").json()["total"] == 3
-    refused = client.get(f"/fhir/Encounter?patient={world.patient.pk}&status=x", HTTP_PREFER="handling=strict")
+    refused = client.get(
+        f"/fhir/Encounter?patient={world.patient.pk}&status=x", HTTP_PREFER="handling=strict"
+    )
     assert refused.status_code == 400
     outsider = api(world.outsider).get(f"/fhir/Encounter?patient={world.patient.pk}").json()
     assert outsider["total"] == 0 and not outsider.get("entry")

@@ -27,7 +27,33 @@ TOKEN_LIMIT = 300
 DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge")
 DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?$")
 # result parameters the engine itself answers (the others are refused or ignored)
-RESULT_PARAMETERS = ("_count", "_offset", "_summary", "_sort", "_include", "_format")
+RESULT_PARAMETERS = ("_count", "_offset", "_summary", "_sort", "_include", "_elements", "_format")
+ELEMENT_RE = re.compile(r"^[a-z][A-Za-z0-9]{0,63}$")
+# elements R4 requires (min 1) of each type served: kept whatever `_elements` asks
+MANDATORY_ELEMENTS = {
+    "CarePlan": ("status", "intent", "subject"),
+    "Goal": ("lifecycleStatus", "description", "subject"),
+    "ServiceRequest": ("status", "intent", "subject"),
+    "Task": ("status", "intent"),
+    "Encounter": ("status", "class"),
+    "MedicationStatement": ("status", "medicationCodeableConcept", "medicationReference", "subject"),
+    "Questionnaire": ("status",),
+    "QuestionnaireResponse": ("status",),
+    "PlanDefinition": ("status",),
+}
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def subset(resource: dict, elements: list[str]) -> dict:
+    """`_elements`: the resource with only the asked top-level elements, its id, meta and
+    the elements R4 requires, tagged SUBSETTED (as the spec asks)."""
+    kind = resource["resourceType"]
+    keep = {"resourceType", "id", *elements, *MANDATORY_ELEMENTS.get(kind, ())}
+    out = {key: value for key, value in resource.items() if key in keep}
+    meta = dict(resource.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    out["meta"] = meta
+    return out
 
 
 def bad_request(message: str) -> ValidationError:
@@ -277,6 +303,7 @@ class Parsed:
     includes: list[str]
     summary_count: bool
     patient_ids: list[int]
+    elements: list[str] = field(default_factory=list)
 
 
 def parse(search: SearchType, query_params, *, strict: bool) -> Parsed:
@@ -290,6 +317,7 @@ def parse(search: SearchType, query_params, *, strict: bool) -> Parsed:
     includes: list[str] = []
     summary_count = False
     patient_ids: list[int] = []
+    elements: list[str] = []
     named = set()
 
     def refuse(what: str) -> None:
@@ -322,6 +350,15 @@ def parse(search: SearchType, query_params, *, strict: bool) -> Parsed:
                 if keys:
                     accepted.append(("_sort", ",".join(keys)))
                 continue
+            if name == "_elements":
+                asked = split_values(raw, "_elements")
+                good = [e for e in asked if ELEMENT_RE.match(e)]
+                for bad in (e for e in asked if not ELEMENT_RE.match(e)):
+                    refuse(f"_elements={bad[:64]}")
+                if good and not modifier:
+                    elements.extend(good)
+                    accepted.append(("_elements", ",".join(good)))
+                continue
             if name == "_include":
                 if modifier or raw not in search.includes:
                     refuse(f"_include={raw}")
@@ -350,4 +387,4 @@ def parse(search: SearchType, query_params, *, strict: bool) -> Parsed:
         raise bad_request(
             f"Search {search.kind} by {' or '.join(search.requires_one_of)} (e.g. ?patient=<id>)."
         )
-    return Parsed(q, accepted, ignored, order, includes, summary_count, patient_ids)
+    return Parsed(q, accepted, ignored, order, includes, summary_count, patient_ids, elements)

@@ -172,6 +172,8 @@ class FHIRView(APIView):
         if not parsed.summary_count and count:
             rows = self._page(querysets, parsed, offset, count)
         entries = self._render(parts, rows)
+        if parsed.elements:
+            entries = [(url, fs.subset(resource, parsed.elements)) for url, resource in entries]
         included = []
         seen = {url for url, _ in entries}
         for name in parsed.includes:

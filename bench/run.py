@@ -263,6 +263,15 @@ def url_named_like(fragment: str, **kwargs) -> str | None:
 # ---------------------------------------------------------------------------
 # The personas and the rows each operation works on (same rule at every size)
 # ---------------------------------------------------------------------------
+def next_link(response) -> str | None:
+    """The query of a page's rel="next" link (the keyset pager's "Older"), or None."""
+    import html
+    import re
+
+    found = re.search(r'<a href="(\?[^"]*)" rel="next"', response.content.decode())
+    return html.unescape(found.group(1)) if found else None
+
+
 def personas(bench: Bench) -> dict[str, Any]:
     from careteam.models import User
 
@@ -423,6 +432,15 @@ WHERE c.patient_id IN (SELECT m.patient_id FROM careteam_teammembership m WHERE 
 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50"""
 AUDIT_FLOOR = """SELECT * FROM careteam_auditevent WHERE patient_id = %(p)s
                  ORDER BY at DESC, id DESC LIMIT 51"""
+HISTORY_FLOOR = [
+    """SELECT * FROM careplans_historicalcareplan WHERE id = %(c)s
+       ORDER BY history_date DESC, history_id DESC LIMIT 51""",
+    *(
+        f"""SELECT * FROM careplans_historical{t} WHERE care_plan_id = %(c)s
+            ORDER BY history_date DESC, history_id DESC LIMIT 51"""
+        for t in ("goal", "need", "activity")
+    ),
+]
 PERMISSION_FLOOR = (
     "SELECT "
     + VISIBLE.format(pid="%(p)s")
@@ -538,6 +556,69 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
         )
     else:
         bench.skip("care plan view", "page", "no URL named 'careplans:plan_editor'")
+
+    # -- plan history: one plan with a long history (bench/generate.py --history-versions) --
+    history_label = "plan history (1000 versions)"
+    long_plan = bench.raw(
+        """SELECT care_plan_id, count(*) FROM careplans_historicalactivity
+           WHERE history_change_reason = 'bench: long history' GROUP BY care_plan_id LIMIT 1"""
+    )
+    if url_or_none("careplans:plan_history", plan_id=1) is None:
+        bench.skip(history_label, "page", "no URL named 'careplans:plan_history'")
+    elif not long_plan:
+        bench.skip(history_label, "page", "no plan with a long history (generate with --history-versions)")
+    else:
+        from careteam.models import User
+
+        history_plan, n_versions = long_plan[0]
+        reader = User.objects.get(
+            pk=bench.raw(
+                """SELECT m.user_id FROM careteam_teammembership m
+                   JOIN careplans_careplan p ON p.patient_id = m.patient_id AND p.id = %s
+                   WHERE m.status = 'active' ORDER BY m.role = 'case-manager' DESC, m.user_id LIMIT 1""",
+                [history_plan],
+            )[0][0]
+        )
+        history_client = bench.client(reader)
+        history_url = url_or_none("careplans:plan_history", plan_id=history_plan)
+        history_floor = with_params(HISTORY_FLOOR, c=lambda i: history_plan)
+        note = f"{n_versions:,} saved versions of one plan's activities"
+        bench.measure(
+            history_label, "page", lambda i: history_client.get(history_url), history_floor, note=note
+        )
+        deep = history_url
+        for _ in range(10):  # ten pages back: a keyset page costs what the first one does
+            link = next_link(history_client.get(deep))
+            if link is None:
+                break
+            deep = history_url + link
+        bench.measure(
+            "plan history 10 pages back",
+            "page",
+            lambda i: history_client.get(deep),
+            history_floor,
+            note=note,
+        )
+
+    # -- referral dashboard: the case manager's turnaround over every service -----------
+    dashboard_url = url_or_none("referrals:dashboard")
+    if dashboard_url is None:
+        bench.skip("referral dashboard (case manager)", "page", "no URL named 'referrals:dashboard'")
+    else:
+        cm_client = bench.client(cm)
+        services_seen = bench.raw(
+            """SELECT count(DISTINCT r.service_id) FROM referrals_referral r
+               WHERE r.patient_id IN (SELECT m.patient_id FROM careteam_teammembership m
+                                      WHERE m.user_id = %s AND m.status = 'active')""",
+            [cm.pk],
+        )[0][0]
+        bench.measure(
+            "referral dashboard (case manager)",
+            "page",
+            lambda i: cm_client.get(dashboard_url),
+            None,
+            note=f"referrals to {services_seen:,} services on the case manager's patients",
+        )
 
     # -- save of a plan item (the inline editor's POST, and the API's PATCH) ------
     versions: dict[int, int] = {}
@@ -703,6 +784,20 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
         )
     else:
         bench.skip("audit search by patient", "page", "no URL 'security:audit_log'")
+    if audit_url and ctx["auditor"] is not None:
+        auditor_client = bench.client(ctx["auditor"])
+        deep_audit = audit_url
+        for _ in range(20):  # twenty pages into the whole trail, by keyset
+            link = next_link(auditor_client.get(deep_audit))
+            if link is None:
+                break
+            deep_audit = audit_url + link
+        bench.measure(
+            "audit search 20 pages deep",
+            "page",
+            lambda i: auditor_client.get(deep_audit),
+            None,
+        )
     if url_or_none("api-audit-event-list") and ctx["auditor"] is not None:
         auditor_client = bench.client(ctx["auditor"])
         bench.measure(

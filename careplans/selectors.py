@@ -16,7 +16,7 @@ from django.utils.formats import date_format
 
 from careteam import keyset
 from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
-from careteam.permissions import PatientAccess, history_rows
+from careteam.permissions import PatientAccess, historical_model, history_rows
 
 from .models import (
     ACTIVITY_OPEN_STATUSES,
@@ -355,17 +355,16 @@ def _page_rows(
 ) -> list:
     """Up to `limit` versions of one model in the walking direction, each with the id of the
     version before it of the same item (to show what changed): one query."""
-    base = _history_rows(access, plan, model).select_related(None).order_by()
+    base = _history_rows(access, plan, model)
     before = (
         base.filter(id=OuterRef("id"))
         .filter(
-            Q(history_date__lt=OuterRef("history_date"))
-            | Q(history_date=OuterRef("history_date"), history_id__lt=OuterRef("history_id"))
+            keyset.after_q(("history_date", "history_id"), (OuterRef("history_date"), OuterRef("history_id")))
         )
         .order_by("-history_date", "-history_id")
         .values("history_id")[:1]
     )
-    qs = _history_rows(access, plan, model).annotate(before_id=Subquery(before))
+    qs = base.annotate(before_id=Subquery(before))
     if cursor is not None:
         qs = qs.filter(_walk_q(model, cursor))
     backwards = cursor is not None and cursor.backwards
@@ -422,10 +421,7 @@ def _changes(access: PatientAccess, plan: CarePlan, entries: list) -> list[Chang
         if row.before_id is not None:
             before_ids[model].append(row.before_id)
     befores = {
-        model: {
-            r.history_id: r
-            for r in model.history.model.objects.filter(history_id__in=ids).select_related(None)
-        }
+        model: {r.history_id: r for r in historical_model(model).objects.filter(history_id__in=ids)}
         for model, ids in before_ids.items()
         if ids
     }

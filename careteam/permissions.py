@@ -763,6 +763,13 @@ def audited_patient_view(view=None, *, for_write: bool = False):
 # ---------------------------------------------------------------------------
 # History (django-simple-history) filtered like the live rows
 # ---------------------------------------------------------------------------
+@functools.cache
+def historical_model(model):
+    """simple-history's model of `model`'s versions. Looked up once: `model.history` builds
+    a new manager class on every access (a millisecond each)."""
+    return model.history.model
+
+
 def history_rows(access: PatientAccess, model, queryset: QuerySet | None = None) -> QuerySet:
     """Historical rows of `model` belonging to `access.patient` that the user may see.
 
@@ -770,7 +777,7 @@ def history_rows(access: PatientAccess, model, queryset: QuerySet | None = None)
     was, in a category hidden from the user is left out: an earlier or later version of
     a behavioural-health need carries the same sensitive text even when its own row is
     not flagged."""
-    hist = model.history.model
+    hist = historical_model(model)
     qs = queryset if queryset is not None else hist.objects.all()
     if not access.can_view:
         return qs.none()

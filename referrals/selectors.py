@@ -221,6 +221,8 @@ class Metrics:
     by_organization: list[dict]
     handoffs: dict
     handoffs_by_priority: list[dict]
+    more_services: bool = False  # by_service is the top N of a longer list
+    more_organizations: bool = False
 
 
 def _in_range(qs: QuerySet, field: str, start: dt.date | None, end: dt.date | None) -> QuerySet:
@@ -234,23 +236,47 @@ def _in_range(qs: QuerySet, field: str, start: dt.date | None, end: dt.date | No
     return qs
 
 
-def dashboard_metrics(user, *, start: dt.date | None = None, end: dt.date | None = None) -> Metrics:
+# what the turnaround is grouped by: the values of a row, and its order (busiest first)
+TURNAROUND_GROUPS = {
+    "services": (
+        ("service_id", "service__name", "service__organization__name"),
+        ("-sent", "service__name", "service_id"),
+    ),
+    "organizations": (
+        ("service__organization_id", "service__organization__name"),
+        ("-sent", "service__organization__name", "service__organization_id"),
+    ),
+}
+
+
+def turnaround_by(user, group: str, *, start: dt.date | None = None, end: dt.date | None = None) -> QuerySet:
+    """Turnaround per service or per organization (`group`), aggregated in SQL over the
+    referrals `user` may see, busiest first: slice it for the top N or a page."""
+    values, order = TURNAROUND_GROUPS[group]
+    referrals = _in_range(referrals_for(user), "created_at", start, end)
+    return referrals.order_by().values(*values).annotate(**_turnaround()).order_by(*order)
+
+
+def _top(qs: QuerySet, top: int | None) -> tuple[list[dict], bool]:
+    if top is None:
+        return list(qs), False
+    rows = list(qs[: top + 1])  # one more than shown says whether there is more
+    return rows[:top], len(rows) > top
+
+
+def dashboard_metrics(
+    user, *, start: dt.date | None = None, end: dt.date | None = None, top: int | None = None
+) -> Metrics:
     """Turnaround of referrals and handoffs created in the date range, counted only over
-    the patients (and sensitive needs) the user may see. A fixed number of queries."""
+    the patients (and sensitive needs) the user may see. A fixed number of queries; with
+    `top`, only the busiest `top` services and organizations (the rest on
+    `turnaround_by`'s pages), so the page does not grow with the catalog."""
     referrals = _in_range(referrals_for(user), "created_at", start, end)
     by_status = list(referrals.order_by().values("status").annotate(n=Count("id")).order_by("-n", "status"))
     overall = referrals.order_by().aggregate(**_turnaround())
-    by_service = list(
-        referrals.order_by()
-        .values("service_id", "service__name", "service__organization__name")
-        .annotate(**_turnaround())
-        .order_by("-sent", "service__name")
-    )
-    by_organization = list(
-        referrals.order_by()
-        .values("service__organization_id", "service__organization__name")
-        .annotate(**_turnaround())
-        .order_by("-sent", "service__organization__name")
+    by_service, more_services = _top(turnaround_by(user, "services", start=start, end=end), top)
+    by_organization, more_organizations = _top(
+        turnaround_by(user, "organizations", start=start, end=end), top
     )
     handoffs = _in_range(
         restrict(Handoff.objects.all(), user, patient_path="patient"), "created_at", start, end
@@ -270,7 +296,18 @@ def dashboard_metrics(user, *, start: dt.date | None = None, end: dt.date | None
     by_priority = list(
         handoffs.order_by().values("priority").annotate(**handoff_aggregates).order_by("priority")
     )
-    return Metrics(start, end, by_status, overall, by_service, by_organization, handoff_summary, by_priority)
+    return Metrics(
+        start,
+        end,
+        by_status,
+        overall,
+        by_service,
+        by_organization,
+        handoff_summary,
+        by_priority,
+        more_services=more_services,
+        more_organizations=more_organizations,
+    )
 
 
 # ---------------------------------------------------------------------------

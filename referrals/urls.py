@@ -12,6 +12,13 @@ urlpatterns = [
     path("plans/<int:plan_id>/new/", views.referral_new, name="new"),
     path("needs/<int:need_id>/new/", views.referral_new_for_need, name="new_for_need"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/services/", views.dashboard_breakdown, {"group": "services"}, name="dashboard_services"),
+    path(
+        "dashboard/organizations/",
+        views.dashboard_breakdown,
+        {"group": "organizations"},
+        name="dashboard_organizations",
+    ),
     path("catalog/import/", views.catalog_import, name="catalog_import"),
     path("catalog/export/", views.catalog_export, name="catalog_export"),
     path("catalog/changes/", views_catalog.listing_changes, name="listing_changes"),

@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from careplans.models import CarePlan, Need
@@ -336,6 +337,45 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
 # ---------------------------------------------------------------------------
 # Dashboard
 # ---------------------------------------------------------------------------
+DASHBOARD_TOP = 10  # services and organizations charted on the dashboard; the rest on their pages
+BREAKDOWN_PAGE_SIZE = 50
+BREAKDOWNS = {"services": "Turnaround per service", "organizations": "Turnaround per organization"}
+
+
+def _range_query(form: DateRangeForm) -> str:
+    """The date range as query parameters, for the links between the dashboard's pages."""
+    return urlencode({k: v for k, v in form.cleaned_data.items() if v})
+
+
+@login_required
+@require_GET
+def dashboard_breakdown(request: HttpRequest, group: str) -> HttpResponse:
+    """Every service (or organization) of the dashboard's turnaround, busiest first, a page
+    at a time: aggregated in SQL, each page renders its own rows only."""
+    if group not in BREAKDOWNS:
+        raise Http404("No such page.")
+    form = DateRangeForm(request.GET)
+    if not form.is_valid():
+        context = {"form": form, "group": group, "title": BREAKDOWNS[group]}
+        return render(request, "referrals/dashboard_breakdown.html", context, status=400)
+    rows = selectors.turnaround_by(
+        request.user, group, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+    )
+    page = Paginator(rows, BREAKDOWN_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "group": group,
+        "title": BREAKDOWNS[group],
+        "page": page,
+        "rows": page.object_list,
+        "query": query.urlencode(),
+        "range_query": _range_query(form),
+    }
+    return render(request, "referrals/dashboard_breakdown.html", context)
+
+
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -348,13 +388,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         request.user, start=period_form.cleaned_data["start"], end=period_form.cleaned_data["end"]
     )
     metrics = selectors.dashboard_metrics(
-        request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+        request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"], top=DASHBOARD_TOP
     )
     context = {
         "form": form,
         "period_form": period_form,
         "measures": measures,
         "metrics": metrics,
+        "top": DASHBOARD_TOP,
+        "range_query": _range_query(form),
         "status_chart": charts.bar_chart(
             [(STATUS_LABELS.get(r["status"], r["status"]), r["n"]) for r in metrics.by_status],
             unit="",

@@ -128,6 +128,8 @@ RULES: dict[str, str] = {
     "referrals:detail": "patient-read",
     "referrals:status": "patient-write",
     "referrals:dashboard": "login",
+    "referrals:dashboard_services": "login",
+    "referrals:dashboard_organizations": "login",
     "referrals:catalog_import": "catalog-admin",
     "referrals:catalog_export": "catalog-admin",
     # care transitions and medications (transitions app): the dashboard counts only the

@@ -470,3 +470,41 @@ def test_the_audit_search_takes_the_same_queries_on_every_page(client, django_as
         with django_assert_max_num_queries(len(api_first.captured_queries)):
             answer = api.get(answer["next"]).json()
         assert answer["results"]
+
+
+# ---------------------------------------------------------------------------
+# The referral dashboard does not grow with the catalog
+# ---------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_dashboard_takes_the_same_queries_and_rows_however_many_services(
+    client, world, django_assert_max_num_queries
+):
+    from tests.test_referral_metrics import _busy_catalog
+
+    _busy_catalog(world, 3)
+    client.force_login(world.case_manager)
+    url = reverse("referrals:dashboard")
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        small = client.get(url)
+    _busy_catalog_more(world, 30)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        big = client.get(url)
+    assert big.status_code == 200
+    assert len(big.context["metrics"].by_service) == len(big.context["metrics"].by_organization) == 10
+    assert big.content.count(b"<rect") <= 2 * small.content.count(b"<rect") + 2 * 2 * 10
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get(reverse("referrals:dashboard_services"), {"page": 2})
+    assert page.status_code == 200
+
+
+def _busy_catalog_more(world, n: int) -> None:
+    consent = f.ConsentFactory(patient=world.patient)
+    for i in range(n):
+        f.ReferralFactory(
+            patient=world.patient,
+            care_plan=world.plan,
+            service=f.ServiceFactory(name=f"More {i}"),
+            referred_by=world.case_manager,
+            consent=consent,
+        )

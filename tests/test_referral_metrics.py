@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -168,3 +169,68 @@ def test_a_bad_date_range_is_a_400_with_the_reason(client, world, query, message
     response = client.get(reverse("referrals:dashboard"), query)
     assert response.status_code == 400
     assert message in response.content.decode()
+
+
+def _busy_catalog(world, n: int) -> list:
+    """n services in n organizations, service i with i + 1 referrals of the team's patient."""
+    consent = f.ConsentFactory(patient=world.patient)
+    sent = timezone.now() - dt.timedelta(days=3)
+    services = []
+    for i in range(n):
+        service = f.ServiceFactory(
+            organization=f.OrganizationFactory(name=f"Org {i:03}"), name=f"Service {i:03}"
+        )
+        for _ in range(i + 1):
+            f.ReferralFactory(
+                patient=world.patient,
+                care_plan=world.plan,
+                service=service,
+                referred_by=world.case_manager,
+                consent=consent,
+                status="accepted",
+                created_at=sent,
+                sent_at=sent,
+                accepted_at=sent + 2 * H,
+            )
+        services.append(service)
+    return services
+
+
+def test_the_dashboard_shows_the_busiest_ten_and_links_to_all(client, world):
+    _busy_catalog(world, 14)
+    client.force_login(world.nurse)
+    body = client.get(reverse("referrals:dashboard")).content.decode()
+    assert "Service 013" in body and "Service 004" in body and "Service 003" not in body
+    assert "Org 013" in body and "Org 003" not in body
+    assert reverse("referrals:dashboard_services") in body and "Show all organizations" in body
+    everything = client.get(reverse("referrals:dashboard_services")).content.decode()
+    assert all(f"Service {i:03}" in everything for i in range(14))
+    assert everything.index("Service 013") < everything.index("Service 000"), "busiest first"
+    orgs = client.get(reverse("referrals:dashboard_organizations")).content.decode()
+    assert all(f"Org {i:03}" in orgs for i in range(14))
+
+
+def test_the_full_breakdown_pages_and_keeps_to_what_the_user_may_see(client, world):
+    from referrals import views
+
+    _busy_catalog(world, 4)
+    client.force_login(world.nurse)
+    url = reverse("referrals:dashboard_services")
+    old = views.BREAKDOWN_PAGE_SIZE
+    views.BREAKDOWN_PAGE_SIZE = 3
+    try:
+        first = client.get(url)
+        second = client.get(url, {"page": 2})
+    finally:
+        views.BREAKDOWN_PAGE_SIZE = old
+    assert [r["service__name"] for r in first.context["rows"]] == [
+        "Service 003",
+        "Service 002",
+        "Service 001",
+    ]
+    assert [r["service__name"] for r in second.context["rows"]] == ["Service 000"]
+    assert 'rel="next"' in first.content.decode()
+    client.force_login(world.other_team_nurse)
+    assert "Service 003" not in client.get(url).content.decode()
+    assert client.get(url, {"start": "2026-05-01", "end": "2026-04-01"}).status_code == 400
+    assert Client().get(url).status_code == 302

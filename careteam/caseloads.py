@@ -692,8 +692,7 @@ def _notify_received_bulk(handoffs: list[Handoff], *, from_user: User, to_user: 
     """The "new handoff" notification of careteam.notifications.notify_handoff_received,
     for many new handoffs at once (routed to whoever covers the receiver; one INSERT)."""
     from .cover import receiver_for
-    from .notifications import handoff_label
-    from .reminders import enqueue_emails
+    from .notifications import enqueue_emails, handoff_label
 
     if not handoffs or not to_user.is_active:
         return

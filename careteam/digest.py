@@ -287,9 +287,7 @@ def enqueue_digests(ids: list[int]) -> None:
     ids = list(ids)
 
     def publish() -> None:
-        from .tasks import send_digest_emails
-
         for start in range(0, len(ids), DIGEST_CHUNK):
-            send_digest_emails.apply_async(args=[ids[start : start + DIGEST_CHUNK]], **publisher.PUBLISH)
+            publisher.send_task("careteam.send_digest_emails", [ids[start : start + DIGEST_CHUNK]])
 
     transaction.on_commit(lambda: publisher.submit(publish, f"{len(ids)} digest email(s)"))

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import publisher
 from .cover import receivers_for
 from .models import Notification, NotificationKind, TeamMembership, TeamRole
 from .permissions import (
@@ -34,6 +35,13 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 # Creating
 # ---------------------------------------------------------------------------
+# Emails are enqueued in messages of at least EMAIL_CHUNK notification ids, and at most
+# EMAIL_MESSAGES messages per batch: a sweep that creates 100,000 reminders publishes 100
+# messages of 1,000 ids (each publish costs milliseconds), a small one spreads over workers.
+EMAIL_CHUNK = 200
+EMAIL_MESSAGES = 100
+
+
 def notify(
     *,
     recipient,
@@ -65,8 +73,6 @@ def notify(
             },
         )
         if created:
-            from .reminders import enqueue_emails
-
             enqueue_emails([notification.pk])
     return notification if created else None
 
@@ -464,3 +470,21 @@ def notify_partner_staff(*, recipients, obj, kind: str, title: str, url: str) ->
         )
         told += created is not None
     return told
+
+
+def enqueue_emails(ids: list[int]) -> None:
+    """After commit, enqueue email delivery for these notifications (one task for one
+    notification, chunked tasks for a batch) on the background publisher: the caller never
+    waits on the broker. A broker failure is logged, never raised: the save has succeeded,
+    the notification row stays unsent, and the sweep re-enqueues it after the grace period."""
+    ids = list(ids)
+
+    def publish() -> None:
+        if len(ids) == 1:
+            publisher.send_task("careteam.send_notification_email", [ids[0]])
+        else:
+            chunk = max(EMAIL_CHUNK, -(-len(ids) // EMAIL_MESSAGES))
+            for start in range(0, len(ids), chunk):
+                publisher.send_task("careteam.send_notification_emails", [ids[start : start + chunk]])
+
+    transaction.on_commit(lambda: publisher.submit(publish, f"{len(ids)} notification email(s)"))

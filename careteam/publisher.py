@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from celery import current_app
+
 logger = logging.getLogger(__name__)
 
 # Publishing retries twice (a stale pooled connection after a Redis restart), then gives
@@ -28,6 +30,13 @@ PUBLISH = {
     "retry": True,
     "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
 }
+
+
+def send_task(name: str, args: list) -> None:
+    """Publish one message for the task registered as `name` (careteam/tasks.py). Tasks
+    are named, not imported, so the modules the tasks call never import the tasks back."""
+    current_app.signature(name, args=args).apply_async(**PUBLISH)
+
 
 # Messages waiting in one process; beyond this a message is dropped (and logged): the sweep
 # finds its notification unsent and enqueues it again.

@@ -38,23 +38,18 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import digest, publisher
+from . import digest
 from .cover import receiver_sql
 from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
+from .notifications import enqueue_emails
 from .permissions import VIEW_PATIENT
 
 logger = logging.getLogger(__name__)
 
-# Emails are enqueued in messages of at least EMAIL_CHUNK notification ids, and at most
-# EMAIL_MESSAGES messages per batch: a sweep that creates 100,000 reminders publishes 100
-# messages of 1,000 ids (each publish costs milliseconds), a small one spreads over workers.
-EMAIL_CHUNK = 200
-EMAIL_MESSAGES = 100
 # At most this many unsent emails are re-enqueued per sweep (the rest next minute).
 REQUEUE_LIMIT = 20_000
 
 # how a message is published (on the background publisher thread, careteam/publisher.py)
-PUBLISH = publisher.PUBLISH
 
 ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
 # the debrief window after a discharge (transitions.models.DEBRIEF_FROM_DAYS / _UNTIL_DAYS)
@@ -476,23 +471,3 @@ def emails_requeue(*, now: dt.datetime | None = None, limit: int = REQUEUE_LIMIT
         if ids:
             enqueue_emails(ids)
     return len(ids)
-
-
-def enqueue_emails(ids: list[int]) -> None:
-    """After commit, enqueue email delivery for these notifications (one task for one
-    notification, chunked tasks for a batch) on the background publisher: the caller never
-    waits on the broker. A broker failure is logged, never raised: the save has succeeded,
-    the notification row stays unsent, and the sweep re-enqueues it after the grace period."""
-    ids = list(ids)
-
-    def publish() -> None:
-        from .tasks import send_notification_email, send_notification_emails
-
-        if len(ids) == 1:
-            send_notification_email.apply_async(args=[ids[0]], **PUBLISH)
-        else:
-            chunk = max(EMAIL_CHUNK, -(-len(ids) // EMAIL_MESSAGES))
-            for start in range(0, len(ids), chunk):
-                send_notification_emails.apply_async(args=[ids[start : start + chunk]], **PUBLISH)
-
-    transaction.on_commit(lambda: publisher.submit(publish, f"{len(ids)} notification email(s)"))

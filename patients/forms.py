@@ -9,7 +9,16 @@ from careplans.models import CarePlanStatus
 from careteam.concurrency import VersionedFormMixin
 from careteam.models import Discipline, TeamRole, User
 
-from .models import DEMOGRAPHIC_FIELDS, Acuity, Caregiver, Consent, Patient, Programme, ProgrammeExitReason
+from .models import (
+    DEMOGRAPHIC_FIELDS,
+    Acuity,
+    Caregiver,
+    Consent,
+    Patient,
+    Programme,
+    ProgrammeExitReason,
+    normalise_mrn,
+)
 from .selectors import NO_PLAN
 
 PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
@@ -189,8 +198,6 @@ class PatientEnrolForm(forms.ModelForm):
         self.fields["preferences"].widget.attrs["maxlength"] = 4000
 
     def clean_mrn(self):
-        from .services import normalise_mrn
-
         return normalise_mrn(self.cleaned_data.get("mrn", ""))
 
     def patient_data(self) -> dict:

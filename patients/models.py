@@ -14,6 +14,11 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 
+def normalise_mrn(mrn: str) -> str:
+    """An MRN as stored and compared: no spaces, upper case."""
+    return "".join((mrn or "").split()).upper()
+
+
 class PatientStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     INACTIVE = "inactive", "Inactive"

@@ -39,7 +39,7 @@ from careteam.permissions import (
 from careteam.prepared import PreparedQuery
 from referrals.models import REFERRAL_OPEN_STATUSES, Referral, ReferralStatus
 
-from .models import Consent, Patient, ProgrammeEnrolment
+from .models import Consent, Patient, ProgrammeEnrolment, normalise_mrn
 
 NO_PLAN = "none"
 
@@ -231,8 +231,6 @@ def possible_duplicates(user, *, mrn: str, given_name: str, family_name: str, bi
     from django.db.models.functions import Concat, Upper
 
     from careteam.permissions import patients_for
-
-    from .services import normalise_mrn
 
     check = DuplicateCheck()
     mrn = normalise_mrn(mrn)

@@ -28,13 +28,10 @@ from .models import (
     Programme,
     ProgrammeEnrolment,
     ProgrammeExitReason,
+    normalise_mrn,
 )
 
 CASE_MANAGEMENT = "case-management"
-
-
-def normalise_mrn(mrn: str) -> str:
-    return "".join((mrn or "").split()).upper()
 
 
 def _generated_mrn() -> str:

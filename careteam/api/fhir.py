@@ -212,7 +212,6 @@ def _with_source_goal(goal: Goal, data: dict) -> dict:
         # when the goal was set (US Core wants a start or a due date)
         data["startDate"] = _date(timezone.localtime(goal.created_at).date()) if goal.created_at else None
         return _order(_drop_empty(data), GOAL_ORDER)
-    from .fhir_import import goal_derived
 
     now = goal_derived(goal)
     for element, key in (
@@ -313,7 +312,6 @@ def activity_component(activity: Activity) -> dict:
     source, derived = _source(activity)
     if not derived:
         return {"detail": detail}
-    from .fhir_import import activity_derived
 
     now = activity_derived(activity)
     same = {key: now[key] == derived.get(key) for key in now}
@@ -380,8 +378,6 @@ def careplan_resource(plan: CarePlan, goals: Iterable[Goal], activities: Iterabl
     data["category"] = [ASSESS_PLAN]
     source, derived = _source(plan)
     if derived:
-        from .fhir_import import plan_derived
-
         now = plan_derived(plan)
         for element, key in (
             ("title", "title"),
@@ -809,4 +805,58 @@ def parse_patient(data: dict) -> dict:
         "city": (address.city or "") if address is not None else "",
         "state": (address.state or "") if address is not None else "",
         "postal_code": (address.postalCode or "") if address is not None else "",
+    }
+
+
+# ---------------------------------------------------------------------------
+# What an import derived from the sent resource (careteam/api/fhir_import.py keeps it in
+# the row's `fhir` field): an element is exported as sent while these are unchanged
+# ---------------------------------------------------------------------------
+def _iso_or_none(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def goal_derived(fields_or_goal) -> dict:
+    get = (
+        (lambda n: fields_or_goal[n])
+        if isinstance(fields_or_goal, dict)
+        else (lambda n: getattr(fields_or_goal, n))
+    )
+    return {
+        "description": get("description"),
+        "achievement_status": get("achievement_status"),
+        "priority": get("priority"),
+        "expressed_by": get("expressed_by"),
+        "target": [get("target_measure"), get("target_value"), _iso_or_none(get("target_due"))],
+    }
+
+
+def plan_derived(fields_or_plan) -> dict:
+    get = (
+        (lambda n: fields_or_plan[n])
+        if isinstance(fields_or_plan, dict)
+        else (lambda n: getattr(fields_or_plan, n))
+    )
+    return {
+        "title": get("title"),
+        "description": get("description"),
+        "status": get("status"),
+        "period": [_iso_or_none(get("period_start")), _iso_or_none(get("period_end"))],
+    }
+
+
+def activity_derived(fields_or_activity) -> dict:
+    if isinstance(fields_or_activity, dict):
+        get = lambda n: fields_or_activity[n]  # noqa: E731 - two readers of one shape
+        assigned = None
+    else:
+        get = lambda n: getattr(fields_or_activity, n)  # noqa: E731
+        assigned = fields_or_activity.assigned_to_id
+    return {
+        "title": get("title"),
+        "description": get("description"),
+        "status": get("status"),
+        "status_reason": get("status_reason"),
+        "due": _iso_or_none(get("due_date")),
+        "assigned": assigned,
     }

@@ -178,10 +178,6 @@ def _date(value) -> dt.date | None:
         return None
 
 
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _quantity(q: dict | None) -> str:
     if not isinstance(q, dict):
         return ""
@@ -456,53 +452,7 @@ def _goal(resource: dict, expr: str, issues: Issues, disciplines, patient_urls) 
     return {
         "expression": expr,
         "fields": fields,
-        "fhir": {"source": source, "derived": goal_derived(fields)},
-    }
-
-
-def goal_derived(fields_or_goal) -> dict:
-    get = (
-        (lambda n: fields_or_goal[n])
-        if isinstance(fields_or_goal, dict)
-        else (lambda n: getattr(fields_or_goal, n))
-    )
-    return {
-        "description": get("description"),
-        "achievement_status": get("achievement_status"),
-        "priority": get("priority"),
-        "expressed_by": get("expressed_by"),
-        "target": [get("target_measure"), get("target_value"), _iso(get("target_due"))],
-    }
-
-
-def plan_derived(fields_or_plan) -> dict:
-    get = (
-        (lambda n: fields_or_plan[n])
-        if isinstance(fields_or_plan, dict)
-        else (lambda n: getattr(fields_or_plan, n))
-    )
-    return {
-        "title": get("title"),
-        "description": get("description"),
-        "status": get("status"),
-        "period": [_iso(get("period_start")), _iso(get("period_end"))],
-    }
-
-
-def activity_derived(fields_or_activity) -> dict:
-    if isinstance(fields_or_activity, dict):
-        get = lambda n: fields_or_activity[n]  # noqa: E731 - two readers of one shape
-        assigned = None
-    else:
-        get = lambda n: getattr(fields_or_activity, n)  # noqa: E731
-        assigned = fields_or_activity.assigned_to_id
-    return {
-        "title": get("title"),
-        "description": get("description"),
-        "status": get("status"),
-        "status_reason": get("status_reason"),
-        "due": _iso(get("due_date")),
-        "assigned": assigned,
+        "fhir": {"source": source, "derived": fhir.goal_derived(fields)},
     }
 
 
@@ -577,7 +527,7 @@ def _plan(resource, expr, full_url, issues, disciplines, patient_urls, goal_ref)
         index=0,
         expression=expr,
         fields=fields,
-        fhir={"source": source, "derived": plan_derived(fields), "keys": keys},
+        fhir={"source": source, "derived": fhir.plan_derived(fields), "keys": keys},
         goals=goal_indexes,
         activities=activities,
         keys=keys,
@@ -651,7 +601,11 @@ def _activity(activity: dict, expr: str, issues: Issues, disciplines, goal_ref) 
     source = {k: activity[k] for k in ACTIVITY_KEPT if k in activity}
     if detail is not None:
         source["detail"] = {k: detail[k] for k in DETAIL_KEPT if k in detail}
-    return {"fields": fields, "goals": goals, "fhir": {"source": source, "derived": activity_derived(fields)}}
+    return {
+        "fields": fields,
+        "goals": goals,
+        "fhir": {"source": source, "derived": fhir.activity_derived(fields)},
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -726,7 +680,7 @@ def careplans_import(
         row = plan_services.careplan_create(
             access=access, by=by, request=request, fhir=plan.fhir, imported=True, **fields
         )
-        _derived_from_row(row, plan_derived)
+        _derived_from_row(row, fhir.plan_derived)
         goals = {}
         for g in plan.goals:
             goal = spec.goals[g]
@@ -739,7 +693,7 @@ def careplans_import(
                 fhir=goal["fhir"],
                 **goal["fields"],
             )
-            _derived_from_row(goals[g], goal_derived)
+            _derived_from_row(goals[g], fhir.goal_derived)
         for activity in plan.activities:
             fields = dict(activity["fields"])
             fields["owner_discipline"] = fields["owner_discipline"] or default_discipline
@@ -759,7 +713,7 @@ def careplans_import(
                 fhir=activity["fhir"],
                 **fields,
             )
-            _derived_from_row(made, activity_derived)
+            _derived_from_row(made, fhir.activity_derived)
         for need in plan.needs:
             plan_services.need_create(
                 access=access,

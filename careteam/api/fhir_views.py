@@ -28,7 +28,6 @@ from rest_framework.views import APIView
 from careplans import screening
 from careplans.models import Activity, CarePlan, CarePlanStatus, Goal, GoalLifecycle
 from careteam.audit import audit, audit_denied, audit_list
-from careteam.conversations_fhir import communications_for
 from careteam.models import AuditAction, Handoff, HandoffStatus, TeamMembership
 from careteam.permissions import (
     PatientAccess,
@@ -49,6 +48,7 @@ from . import fhir
 from . import fhir_search as fs
 from .auth import ApiTokenAuthentication
 from .errors import api_exception_handler
+from .fhir_conversations import communications_for
 from .parsers import SafeJSONParser
 
 CODES = {
@@ -1274,13 +1274,13 @@ def patient_create(view: FHIRView, request) -> Response:
     from django.db import transaction
 
     from patients import services as patient_services
-    from patients.models import Patient
+    from patients.models import Patient, normalise_mrn
 
     data = fhir.parse_patient(request.data)
     mrn = _if_none_exist(request)
-    data["mrn"] = patient_services.normalise_mrn(data["mrn"])
+    data["mrn"] = normalise_mrn(data["mrn"])
     if mrn is not None:
-        mrn = patient_services.normalise_mrn(mrn)
+        mrn = normalise_mrn(mrn)
         if data["mrn"] and data["mrn"] != mrn:
             raise fhir_bad_request("If-None-Exist names another MRN than the resource's identifier.")
         existing = Patient.objects.filter(mrn__iexact=mrn).first() if mrn else None

@@ -37,7 +37,7 @@ from careteam.permissions import (
     visible_related,
 )
 from patients import services as patient_services
-from patients.models import Patient
+from patients.models import Patient, normalise_mrn
 from referrals import partners
 from referrals import services as referral_services
 from referrals.models import Organization, Referral, Service
@@ -83,7 +83,7 @@ class PatientViewSet(PatientDataViewSet):
 
     def perform_service_create(self, data: dict):
         not_a_duplicate = data.pop("not_a_duplicate", False)
-        data["mrn"] = patient_services.normalise_mrn(data.get("mrn", ""))
+        data["mrn"] = normalise_mrn(data.get("mrn", ""))
         patient, _membership = patient_services.patient_register(
             by=self.request.user, data=data, not_a_duplicate=not_a_duplicate, request=self.request
         )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 
-from .api.fhir import SYSTEM_BASE, USER_SYSTEM, _drop_empty, patient_ref, user_ref
-from .models import Conversation, Message, MessageMention
-from .permissions import PatientAccess
+from careteam.models import Conversation, Message, MessageMention
+from careteam.permissions import PatientAccess
+
+from .fhir import SYSTEM_BASE, USER_SYSTEM, _drop_empty, patient_ref, user_ref
 
 ITEM_SYSTEM = f"{SYSTEM_BASE}/sid"
 

@@ -34,7 +34,7 @@ PATIENT_LIST_LIMIT = 100
 # how often an open conversation and the inbox ask for news (htmx polling, plain HTTP)
 POLL_SECONDS = 3
 # a thread shows its newest messages; the rest behind "show the whole conversation"
-THREAD_MESSAGES = 100
+THREAD_MESSAGES = 50
 
 
 def _forbidden(request: HttpRequest, message: str) -> HttpResponse:

@@ -12,6 +12,8 @@ as they are.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -390,7 +392,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     metrics = selectors.dashboard_metrics(
         request.user, start=form.cleaned_data["start"], end=form.cleaned_data["end"], top=DASHBOARD_TOP
     )
-    context = {
+    context: dict[str, Any] = {
         "form": form,
         "period_form": period_form,
         "measures": measures,

@@ -5,9 +5,12 @@ they are not on the team of."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -18,6 +21,8 @@ from .forms import CoverForm, ReassignForm, UsernameField
 from .models import Cover, CoverStatus, User
 from .permissions import patients_for
 
+# a caseload page: the heaviest caseloads (200 and more) page, the counts above stay whole
+CASELOAD_PAGE_SIZE = 50
 MAX_ROWS = 500  # a caseload is 50-99 patients; more than this is a data problem
 
 
@@ -70,14 +75,12 @@ def caseload(request: HttpRequest) -> HttpResponse:
     target = _case_manager_for(request, request.GET.get("case_manager"))
     supervisor = caseloads.is_supervisor(request.user)
     summary = caseloads.caseload_summaries(user_ids=[target.pk])[0]
-    patients = list(caseloads.caseload_patients(request.user, case_manager=target)[:MAX_ROWS])
-    hidden = max(summary.patients - len(patients), 0)
-    audit_list(
-        request,
-        list_name="caseload",
-        patient_ids=[p.pk for p in patients],
-        query={"case_manager": target.pk if target.pk != request.user.pk else ""},
-    )
+    page = Paginator(caseloads.caseload_patients(request.user, case_manager=target), CASELOAD_PAGE_SIZE)
+    page = page.get_page(request.GET.get("page"))
+    patients = list(page.object_list)
+    hidden = max(summary.patients - page.paginator.count, 0)
+    query = {"case_manager": target.pk if target.pk != request.user.pk else ""}
+    audit_list(request, list_name="caseload", patient_ids=[p.pk for p in patients], query=query)
     return render(
         request,
         "caseload/caseload.html",
@@ -86,6 +89,8 @@ def caseload(request: HttpRequest) -> HttpResponse:
             "own": target.pk == request.user.pk,
             "summary": summary,
             "patients": patients,
+            "page": page,
+            "query": urlencode({"case_manager": query["case_manager"]}) if query["case_manager"] else "",
             "hidden": hidden,
             "supervisor": supervisor,
             "summaries": caseloads.caseload_summaries() if supervisor else [],

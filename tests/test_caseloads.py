@@ -402,3 +402,25 @@ def test_a_supervisor_moves_a_whole_caseload_seeing_only_names_of_their_own_pati
     assert Handoff.objects.filter(to_user=other_cm).count() == 3
     event = AuditEvent.objects.get(object_type="caseload-reassignment")
     assert event.user_id == sup.pk and len(event.patient_ids) == 3
+
+
+def test_a_heavy_caseload_pages_fifty_at_a_time_and_counts_them_all(client, world):
+    from careteam.views_caseload import CASELOAD_PAGE_SIZE
+
+    discipline = f.discipline("case-management")
+    for _ in range(CASELOAD_PAGE_SIZE + 5):
+        team_services.membership_add(
+            patient=f.PatientFactory(), user=world.case_manager, discipline=discipline, role="case-manager"
+        )
+    _login(client, world.case_manager)
+    first = client.get(reverse("team:caseload"))
+    total = first.context["summary"].patients
+    assert total > CASELOAD_PAGE_SIZE
+    assert len(first.context["patients"]) == CASELOAD_PAGE_SIZE
+    assert first.context["hidden"] == 0
+    second = client.get(reverse("team:caseload") + "?page=2")
+    assert len(second.context["patients"]) == total - CASELOAD_PAGE_SIZE
+    shown = {p.pk for p in first.context["patients"]} | {p.pk for p in second.context["patients"]}
+    assert len(shown) == total
+    assert 'rel="next"' in first.content.decode()
+    assert client.get(reverse("team:caseload") + "?page=x").status_code == 200

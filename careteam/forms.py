@@ -1,4 +1,4 @@
-"""Forms of the care-team pages: the SBAR handoff and answering one; conversations."""
+"""Forms of the care-team pages: the SBAR handoff and answering one; conversations; huddles."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from careplans.models import Activity, CarePlan
 from .concurrency import VersionedFormMixin
 from .models import (
     CONVERSATION_SUBJECT_MAX_LENGTH,
+    HUDDLE_ANSWER_MAX_LENGTH,
+    HUDDLE_SUMMARY_MAX_LENGTH,
     MESSAGE_MAX_LENGTH,
     Discipline,
     HandoffKind,
+    HuddleFormat,
     Priority,
     SensitivityCategory,
     TeamMembership,
@@ -214,3 +217,75 @@ class ConversationStartForm(MessageForm):
         self.fields["sensitivity"].queryset = SensitivityCategory.objects.filter(
             pk__in=list(access.visible_sensitivity_ids)
         )
+
+
+# ---------------------------------------------------------------------------
+# Huddles (careteam/huddles.py)
+# ---------------------------------------------------------------------------
+def _deadline_field() -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label="Answers by",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Each invited member is reminded once before then if they have not answered.",
+    )
+
+
+class HuddleStartForm(forms.Form):
+    """A huddle on one patient: its format, deadline and the members asked (the current
+    team; all of them but the case manager unless chosen otherwise)."""
+
+    format = forms.ChoiceField(choices=HuddleFormat.choices, initial=HuddleFormat.SBAR)
+    deadline = _deadline_field()
+    invitees = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Ask for an update from",
+        help_text="None ticked: everyone on the team.",
+    )
+
+    def __init__(self, *args, team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["invitees"].queryset = team
+        self.fields["invitees"].label_from_instance = lambda u: u.display_name
+
+
+class CaseloadHuddleForm(forms.Form):
+    """A huddle on each of my patients with changes since their last one."""
+
+    format = forms.ChoiceField(choices=HuddleFormat.choices, initial=HuddleFormat.SBAR)
+    deadline = _deadline_field()
+
+
+class HuddleAnswerForm(forms.Form):
+    """An invited member's structured update, labelled as the huddle's format names the
+    parts; optionally about one item among the changes the member may see."""
+
+    news = forms.CharField(max_length=HUDDLE_ANSWER_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3}))
+    concerns = forms.CharField(
+        max_length=HUDDLE_ANSWER_MAX_LENGTH, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    will_do = forms.CharField(
+        max_length=HUDDLE_ANSWER_MAX_LENGTH, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    needs_from = forms.CharField(
+        max_length=HUDDLE_ANSWER_MAX_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="@mention the person or the discipline's queue.",
+    )
+    about = forms.ChoiceField(required=False, label="About", choices=())
+
+    def __init__(self, *args, labels: dict[str, str], about_choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, label in labels.items():
+            self.fields[name].label = label
+        self.fields["about"].choices = [("", "The patient in general"), *about_choices]
+
+
+class HuddleCloseForm(VersionedFormMixin, forms.Form):
+    summary = forms.CharField(
+        max_length=HUDDLE_SUMMARY_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="Kept on the chart and posted in the huddle's conversation, for the whole team.",
+    )

@@ -47,6 +47,7 @@ from .permissions import (
     history_rows,
     patient_access,
     restrict,
+    team_member_q,
     team_members_who_may_see,
 )
 
@@ -74,6 +75,16 @@ def _reminder_delta() -> dt.timedelta:
 # ---------------------------------------------------------------------------
 # What changed since the last huddle (read from history, for one viewer)
 # ---------------------------------------------------------------------------
+KIND_LABELS = {
+    "plan": "Care plan",
+    "goal": "Goal",
+    "need": "Need",
+    "activity": "Activity",
+    "handoff": "Handoff",
+    "referral": "Referral",
+}
+
+
 @dataclass
 class Change:
     at: dt.datetime
@@ -84,6 +95,10 @@ class Change:
     by: str = ""
     key: str = ""  # the item as an answer's `about` names it ("need:12"); "" for none
     url: str = ""
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
 
 
 _HISTORY_KINDS = (
@@ -436,6 +451,7 @@ def patients_due_a_huddle(by: User) -> QuerySet:
     mine = TeamMembership.objects.current().filter(user_id=by.pk, role=TeamRole.CASE_MANAGER)
     return (
         Patient.objects.filter(pk__in=mine.values("patient_id"))
+        .filter(team_member_q(by, "pk"))
         .exclude(huddles__status=HuddleStatus.OPEN)
         .order_by("family_name", "given_name", "id")
     )

@@ -228,6 +228,9 @@ class PatientAuditMiddleware:
             return None
         # an item hidden from this user by its sensitivity stays a 404, as in the views
         model = apps.get_model(object_type)
+        if object_type == "careteam.huddle" or (match is not None and "huddles" in (match.namespaces or [])):
+            # huddles are the current team's only: emergency access finds none (as its GET does)
+            raise Http404("Not found.")
         if object_type in ("careteam.conversation", "careteam.message"):
             from patients.models import Patient
 

@@ -24,6 +24,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("work/", patient_views.my_work, name="my_work"),
     path("patients/", include("careteam.urls_conversations")),
+    path("patients/", include("careteam.urls_huddles")),
     path("patients/", include("patients.urls")),
     path("plans/", include("careplans.urls")),
     path("team/", include("careteam.urls_team")),

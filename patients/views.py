@@ -22,6 +22,7 @@ from careteam import services as team_services
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.conversations import conversations_for_patient
+from careteam.huddles import huddles_for_patient
 from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import access_patient_by_id, patient_access
 from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
@@ -236,6 +237,8 @@ def chart(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 # the newest conversations the chart lists (all of them: the patient's conversations page)
 CHART_CONVERSATIONS = 5
+# the newest huddles and their summaries (all of them: the patient's huddles page)
+CHART_HUDDLES = 3
 
 
 def _chart_context(access, chart) -> dict:
@@ -246,6 +249,7 @@ def _chart_context(access, chart) -> dict:
         "language": _language(access.patient.preferred_language),
         "screenings": list(screenings_for(access)[:5]),
         "conversations": list(conversations_for_patient(access)[:CHART_CONVERSATIONS]),
+        "huddles": list(huddles_for_patient(access)[:CHART_HUDDLES]),
         **_links(),
     }
     if not access.read_only:
@@ -285,6 +289,7 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
         "language": _language(access.patient.preferred_language),
         "screenings": list(screenings_for(access)[:5]),
         "conversations": list(conversations_for_patient(access)[:CHART_CONVERSATIONS]),
+        "huddles": list(huddles_for_patient(access)[:CHART_HUDDLES]),
         **_links(),
     }
     return render(request, "patients/chart.html", context, status=422)

@@ -5,7 +5,7 @@ URL keyword arguments follow one convention so the matrix can fill them with obj
 inside and outside the caller's team: patient_id, plan_id, goal_id, need_id,
 activity_id, note_id, consent_id, membership_id, handoff_id, referral_id, visit_id,
 authorisation_id, service_id, organization_id, notification_id, screening_id, feed_token,
-conversation_id, message_id (and `pk` is not used for patient data).
+conversation_id, message_id, huddle_id (and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
 anonymous, admin (superuser not on the team), outsider clinician, former member (end
@@ -36,6 +36,13 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
                     succeed (other members 403, also on GET)
   "team-leave"      end a role: as team-manage, except that the role's own holder may
                     end it (leaving the team)
+  "huddle-read"     a huddle (and a patient's huddles): the patient's current team
+                    members 200; everyone else, emergency access included, 404
+  "huddle-answer"   an invited member's update: as huddle-read, but only invited members
+                    (the team but the case manager who started it) may post; the case
+                    manager 403
+  "huddle-manage"   start or close a huddle: as huddle-read, but only the case manager
+                    may post; other members 403
   "patient-audit"   a patient's access log: that patient's case manager and lead only;
                     everyone else 404 (other members included)
   "catalog-admin"   catalog administration: users with careteam.manage_catalog only;
@@ -196,6 +203,14 @@ RULES: dict[str, str] = {
     "conversations:message_edit": "author-write",
     "conversations:message_retract": "author-write",
     "conversations:make_activity": "patient-write",
+    # huddles: the patient's current team only; the case manager starts and closes one,
+    # the invited members answer; starting one on each of my patients with changes
+    "huddles:caseload": "login",
+    "huddles:patient_list": "huddle-read",
+    "huddles:new": "huddle-manage",
+    "huddles:detail": "huddle-read",
+    "huddles:answer": "huddle-answer",
+    "huddles:close": "huddle-manage",
     # REST API v1, OpenAPI and FHIR R4 (tests/test_api_matrix.py covers their access)
     "api-activity-detail": "api",
     "api-activity-list": "api",

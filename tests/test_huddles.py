@@ -21,6 +21,7 @@ from careteam.models import (
     Message,
     Notification,
     NotificationKind,
+    TeamMembership,
 )
 from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
@@ -266,3 +267,99 @@ def test_a_closed_huddle_reminds_nobody(world):
         access=_access(world, world.case_manager), by=world.case_manager, huddle=h, summary="Done"
     )
     assert reminders_sweep(now=h.deadline).created[NotificationKind.HUDDLE_ANSWER_DUE] == 0
+
+
+# ---------------------------------------------------------------------------
+# Pages
+# ---------------------------------------------------------------------------
+def test_case_manager_closes_with_a_summary_kept_on_the_chart(world, client):
+    h = _start(world)
+    _answer(world, world.nurse, h)
+    cm = _access(world, world.case_manager)
+    with pytest.raises(ValidationError):
+        huddles.huddle_close(access=cm, by=world.case_manager, huddle=h, summary="  ")
+    with pytest.raises(PermissionDenied):
+        huddles.huddle_close(access=_access(world, world.nurse), by=world.nurse, huddle=h, summary="Mine")
+    closed = huddles.huddle_close(access=cm, by=world.case_manager, huddle=h, summary="Night checks agreed")
+    assert closed.status == "closed" and closed.closed_at is not None
+    assert h.conversation.messages.last().text.endswith("Night checks agreed")
+    with pytest.raises(ValidationError) as exc:
+        huddles.huddle_close(access=cm, by=world.case_manager, huddle=h, summary="Again")
+    assert exc.value.code == huddles.HUDDLE_CLOSED
+    with pytest.raises(ValidationError) as exc:
+        _answer(world, world.pharmacist, h)
+    assert exc.value.code == huddles.HUDDLE_CLOSED
+    client.force_login(world.pharmacist)
+    chart = client.get(reverse("patient_chart", kwargs={"patient_id": world.patient.pk}))
+    assert "Night checks agreed" in chart.content.decode()
+
+
+def test_a_sensitive_need_is_left_out_of_the_changes_for_a_discipline_the_policy_excludes(world, client):
+    f.NeedFactory(care_plan=world.plan, description="SECRET-BH-NEED", sensitivity=world.behavioural_health)
+    h = _start(world)
+    nurse = {c.label for c in huddles.huddle_changes(_access(world, world.nurse), h)}
+    behavioural = {c.label for c in huddles.huddle_changes(_access(world, world.behavioural), h)}
+    assert "SECRET-BH-NEED" not in nurse
+    assert "SECRET-BH-NEED" in behavioural
+    client.force_login(world.nurse)
+    assert "SECRET-BH-NEED" not in client.get(_url(h)).content.decode()
+    client.force_login(world.behavioural)
+    assert "SECRET-BH-NEED" in client.get(_url(h)).content.decode()
+
+
+def test_an_answer_about_a_sensitive_need_is_hidden_from_who_may_not_see_it(world, client):
+    need = f.NeedFactory(care_plan=world.plan, description="Mood", sensitivity=world.behavioural_health)
+    h = _start(world)
+    inv = _answer(world, world.behavioural, h, about=need, news="SECRET-MOOD-ANSWER")
+    assert inv.conversation_id != h.conversation_id
+    assert (
+        inv.conversation.need_id == need.pk and inv.conversation.sensitivity_id == world.behavioural_health.pk
+    )
+    client.force_login(world.nurse)
+    page = client.get(_url(h)).content.decode()
+    assert "SECRET-MOOD-ANSWER" not in page and "Mood" not in page
+    assert "SECRET-MOOD-ANSWER" not in client.get(reverse("team:conversations")).content.decode()
+    client.force_login(world.case_manager)
+    assert "SECRET-MOOD-ANSWER" in client.get(_url(h)).content.decode()
+    # the nurse cannot post about an item she may not see
+    with pytest.raises(ValidationError):
+        _answer(world, world.nurse, h, about=need)
+    assert not HuddleInvitation.objects.filter(user=world.nurse, answered_at__isnull=False).exists()
+
+
+def test_outsiders_former_members_and_emergency_access_get_404(world, client):
+    h = _start(world)
+    glass = f.UserFactory(username="glass9", disciplines=["nursing"])
+    team_services.break_glass_open(
+        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    )
+    for user in (world.outsider, world.other_team_nurse, glass, world.admin):
+        client.force_login(user)
+        assert client.get(_url(h)).status_code == 404
+        assert client.post(_url(h, "huddles:answer"), {"news": "x"}).status_code == 404
+        assert client.get(
+            reverse("huddles:patient_list", kwargs={"patient_id": world.patient.pk})
+        ).status_code in (
+            404,
+            200,
+        )
+    assert not HuddleInvitation.objects.filter(answered_at__isnull=False).exists()
+    # a huddle on another patient under this patient's URL is missing too
+    client.force_login(world.nurse)
+    other = reverse("huddles:detail", kwargs={"patient_id": world.other_patient.pk, "huddle_id": h.pk})
+    assert client.get(other).status_code == 404
+
+
+def test_leaving_the_team_ends_access_and_the_reminder(world, client):
+    h = _start(world, deadline=timezone.now() + dt.timedelta(hours=1))
+    client.force_login(world.pharmacist)
+    assert client.get(_url(h)).status_code == 200
+    membership = TeamMembership.objects.get(patient=world.patient, user=world.pharmacist)
+    team_services.membership_end(membership=membership, by=world.pharmacist)
+    assert client.get(_url(h)).status_code == 404
+    reminders_sweep(send_emails=False)
+    reminded = Notification.objects.filter(kind=NotificationKind.HUDDLE_ANSWER_DUE)
+    assert world.pharmacist.pk not in set(reminded.values_list("recipient_id", flat=True))
+    client.force_login(world.pharmacist)
+    inbox = client.get(reverse("team:inbox")).content.decode()
+    assert "huddle" not in inbox.lower()

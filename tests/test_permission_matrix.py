@@ -38,6 +38,8 @@ from tests.permission_rules import PREFIX_RULES, RULES
 pytestmark = pytest.mark.django_db
 
 SKIPPED_RULES = {"api", "admin-site"}
+# huddles: the current team only (emergency access included in "everyone else")
+HUDDLE_RULES = {"huddle-read", "huddle-answer", "huddle-manage"}
 KNOWN_RULES = {
     "public",
     "login",
@@ -54,6 +56,7 @@ KNOWN_RULES = {
     "audit-admin",
     "superuser",
     "feed",
+    *HUDDLE_RULES,
     *SKIPPED_RULES,
 }
 PATIENT_RULES = {
@@ -65,12 +68,23 @@ PATIENT_RULES = {
     "team-leave",
     "patient-audit",
     "reconcile",
+    *HUDDLE_RULES,
 }
-WRITE_RULES = {"patient-write", "item-write", "author-write", "team-manage", "team-leave", "reconcile"}
+WRITE_RULES = {
+    "patient-write",
+    "item-write",
+    "author-write",
+    "team-manage",
+    "team-leave",
+    "reconcile",
+    "huddle-answer",
+    "huddle-manage",
+}
 # who may sign a medication reconciliation (the default policy: pharmacy)
 RECONCILERS = {"pharmacist"}
 # URL keywords naming patient data, most specific first: the first present is the target
 PATIENT_KWARGS = (
+    "huddle_id",
     "message_id",
     "conversation_id",
     "visit_id",
@@ -292,6 +306,8 @@ def build(world) -> Matrix:
             patient=bag["patient_id"], clinician=clinician, authorisation=bag["authorisation_id"]
         )
     sensitive = items(world.patient, world.plan, "SENSITIVE", sensitivity=bh, owner="behavioural-health")
+    team["huddle_id"] = _huddle(world.patient, world.case_manager)
+    other["huddle_id"] = _huddle(world.other_patient, world.other_team_nurse)
     for key, text in zip(("need_id", "activity_id", "note_id"), SENSITIVE_TEXTS, strict=True):
         obj = sensitive[key]
         type(obj).objects.filter(pk=obj.pk).update(**{_text_field(obj): text})
@@ -376,6 +392,27 @@ def _conversation(patient, need, author, text: str):
     return conversation, message
 
 
+def _huddle(patient, starter):
+    """An open huddle started now (so the items above are among its changes), inviting
+    the patient's current team but its starter."""
+    from careteam.models import Conversation, Huddle, HuddleInvitation
+    from careteam.permissions import team_members_who_may_see
+
+    now = timezone.now()
+    conversation = Conversation.objects.create(patient=patient, subject="Huddle", started_by=starter)
+    huddle = Huddle.objects.create(
+        patient=patient,
+        started_by=starter,
+        since=now - dt.timedelta(days=7),
+        started_at=now,
+        deadline=now + dt.timedelta(hours=8),
+        conversation=conversation,
+    )
+    for user in team_members_who_may_see(patient.pk).exclude(pk=starter.pk):
+        HuddleInvitation.objects.create(huddle=huddle, user=user)
+    return huddle
+
+
 def _screening(patient, plan, author, sensitivity):
     """An in-progress screening: a sensitive one uses the PHQ-9 (behavioural health)."""
     from careplans.models import Questionnaire, QuestionnaireResponse
@@ -443,6 +480,16 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
         return {ANON, 405} if method == "GET" and rule in (*WRITE_RULES, "login") else {ANON, 405}
     if rule == "login":
         return {200, 302, 405}  # 405: POST-only, e.g. logout
+    if rule in HUDDLE_RULES:
+        if scenario != "team" or role not in MEMBERS:
+            return {404}
+        if rule == "huddle-read":
+            return {200}
+        # the matrix's huddle was started by the case manager, who invited everyone else
+        allowed = role == "case_manager" if rule == "huddle-manage" else role != "case_manager"
+        if method == "GET":
+            return {200, 302} if allowed else {403}
+        return {"ok"} if allowed else {403}
     if rule == "self":
         if method == "POST":  # e.g. mark as read; 405 where the page only reads
             return {"ok"} if scenario == "own" else {404, 405}

@@ -508,3 +508,76 @@ def _busy_catalog_more(world, n: int) -> None:
             referred_by=world.case_manager,
             consent=consent,
         )
+
+
+# ---------------------------------------------------------------------------
+# Huddles: the huddle page does not grow with its changes or its answers
+# ---------------------------------------------------------------------------
+def _huddle_answers(world, huddle, n: int, start: int) -> None:
+    import datetime as dt
+
+    from careteam import huddles
+    from careteam.models import HuddleInvitation
+
+    for i in range(start, start + n):
+        user = f.UserFactory(username=f"huddler{i}", disciplines=["nursing"])
+        team_services.membership_add(
+            patient=world.patient, user=user, discipline=f.discipline("nursing"),
+            start_date=world.plan.period_start - dt.timedelta(days=3),
+        )  # fmt: skip
+        HuddleInvitation.objects.create(huddle=huddle, user=user)
+        need = f.NeedFactory(care_plan=world.plan, description=f"Need {i}") if i % 2 else None
+        huddles.huddle_answer(
+            access=patient_access(user, world.patient),
+            by=user,
+            huddle=huddle,
+            answer={"news": f"update {i}", "concerns": "c", "will_do": "w", "needs_from": "@nurse1"},
+            about=need,
+        )
+
+
+def test_the_huddle_page_takes_the_same_queries_however_many_changes_and_answers(
+    client, world, django_assert_max_num_queries
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from careteam import huddles
+    from careteam.models import Huddle
+
+    f.NeedFactory(care_plan=world.plan, description="first")
+    huddle = huddles.huddle_start(
+        access=patient_access(world.case_manager, world.patient),
+        by=world.case_manager,
+        deadline=timezone.now() + dt.timedelta(hours=6),
+    )
+    _huddle_answers(world, huddle, 2, 0)
+    client.force_login(world.case_manager)
+    url = reverse("huddles:detail", kwargs={"patient_id": world.patient.pk, "huddle_id": huddle.pk})
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    budget = len(small.captured_queries)  # the log is a bounded deque: count it now
+    # many more changes of every kind, and answers (some about items)
+    bh = world.behavioural_health
+    for i in range(12):
+        need = f.NeedFactory(care_plan=world.plan, description=f"more {i}", sensitivity=bh if i % 3 else None)
+        need.status = "resolved"
+        need.save()
+        f.ActivityFactory(care_plan=world.plan, title=f"act {i}", owner_discipline=f.discipline("nursing"))
+        f.GoalFactory(care_plan=world.plan, description=f"goal {i}")
+        f.HandoffFactory(patient=world.patient, from_user=world.nurse, to_user=world.pharmacist)
+    _huddle_answers(world, huddle, 10, 2)
+    Huddle.objects.filter(pk=huddle.pk).update(started_at=timezone.now())
+    with django_assert_max_num_queries(budget):
+        response = client.get(url)
+    page = response.content.decode()
+    assert page.count('class="change ') >= 60
+    assert page.count("update ") >= 12
+    # a member whose discipline may not see the sensitive needs: the same budget
+    client.force_login(world.nurse)
+    client.get(url)
+    with django_assert_max_num_queries(budget):
+        response = client.get(url)
+    assert "more 1" not in response.content.decode() and "more 0" in response.content.decode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.utils import timezone
 
@@ -230,13 +232,18 @@ def _deadline_field() -> forms.DateTimeField:
     )
 
 
+class MemberMultipleChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: User) -> str:
+        return obj.display_name
+
+
 class HuddleStartForm(forms.Form):
     """A huddle on one patient: its format, deadline and the members asked (the current
     team; all of them but the case manager unless chosen otherwise)."""
 
     format = forms.ChoiceField(choices=HuddleFormat.choices, initial=HuddleFormat.SBAR)
     deadline = _deadline_field()
-    invitees = forms.ModelMultipleChoiceField(
+    invitees = MemberMultipleChoiceField(
         queryset=User.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -246,8 +253,7 @@ class HuddleStartForm(forms.Form):
 
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["invitees"].queryset = team
-        self.fields["invitees"].label_from_instance = lambda u: u.display_name
+        cast(MemberMultipleChoiceField, self.fields["invitees"]).queryset = team
 
 
 class CaseloadHuddleForm(forms.Form):
@@ -280,7 +286,10 @@ class HuddleAnswerForm(forms.Form):
         super().__init__(*args, **kwargs)
         for name, label in labels.items():
             self.fields[name].label = label
-        self.fields["about"].choices = [("", "The patient in general"), *about_choices]
+        cast(forms.ChoiceField, self.fields["about"]).choices = [
+            ("", "The patient in general"),
+            *about_choices,
+        ]
 
 
 class HuddleCloseForm(VersionedFormMixin, forms.Form):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 from django.apps import apps
 from django.conf import settings
@@ -597,7 +598,7 @@ def huddle_close(
         raise ValidationError({"summary": f"A summary is at most {HUDDLE_SUMMARY_MAX_LENGTH} characters."})
     if "\x00" in summary:
         raise ValidationError({"summary": "The text contains a character that cannot be stored."})
-    fresh = lock_for_update(huddle, expected_version)
+    fresh = cast(Huddle, lock_for_update(huddle, expected_version))
     if fresh.status != HuddleStatus.OPEN:
         raise ValidationError("This huddle is already closed.", code=HUDDLE_CLOSED)
     message_post(

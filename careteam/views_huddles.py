@@ -6,6 +6,7 @@ up through careteam.permissions, call careteam.huddles, render."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,6 +21,7 @@ from .audit import AuditAction, audit, note_refusal
 from .concurrency import StaleVersionError
 from .conversations import about_from_key
 from .forms import CaseloadHuddleForm, HuddleAnswerForm, HuddleCloseForm, HuddleStartForm
+from .models import User
 from .permissions import PatientAccess, access_huddle, access_patient_by_id, team_members_who_may_see
 
 PATIENT_LIST_LIMIT = 100
@@ -35,6 +37,11 @@ def _add_errors(form, exc: ValidationError) -> None:
             form.add_error(name if name in form.fields else None, errors)
     else:
         form.add_error(None, exc)
+
+
+def _user(request: HttpRequest) -> User:
+    """The signed-in user (every view here is behind login_required)."""
+    return cast(User, request.user)
 
 
 def _team_access(request: HttpRequest, patient_id) -> PatientAccess:
@@ -97,7 +104,7 @@ def huddle_new(request: HttpRequest, patient_id: int) -> HttpResponse:
             try:
                 huddle = services.huddle_start(
                     access=access,
-                    by=request.user,
+                    by=_user(request),
                     deadline=d["deadline"],
                     format=d["format"],
                     invitees=[u.pk for u in d["invitees"]] or None,
@@ -148,7 +155,7 @@ def _detail_context(access: PatientAccess, huddle, *, answer_form=None, close_fo
 @require_GET
 def huddle_detail(request: HttpRequest, patient_id: int, huddle_id: int) -> HttpResponse:
     huddle, access = access_huddle(request.user, huddle_id, patient_id=patient_id)
-    services.huddle_read(access=access, by=request.user, huddle=huddle, request=request)
+    services.huddle_read(access=access, by=_user(request), huddle=huddle, request=request)
     return render(request, "huddles/detail.html", _detail_context(access, huddle))
 
 
@@ -171,7 +178,7 @@ def huddle_answer(request: HttpRequest, patient_id: int, huddle_id: int) -> Http
             about = about_from_key(access, d["about"])
             services.huddle_answer(
                 access=access,
-                by=request.user,
+                by=_user(request),
                 huddle=huddle,
                 answer={name: d[name] for name in ("news", "concerns", "will_do", "needs_from")},
                 about=about,
@@ -190,7 +197,7 @@ def huddle_answer(request: HttpRequest, patient_id: int, huddle_id: int) -> Http
             return redirect(services.huddle_url(huddle))
     context = _detail_context(access, huddle, answer_form=form)
     if status == 409:
-        context["answer_error"] = " ".join(form.non_field_errors())
+        context["answer_error"] = " ".join(str(e) for e in form.non_field_errors())
     return render(request, "huddles/detail.html", context, status=status)
 
 
@@ -209,7 +216,7 @@ def huddle_close(request: HttpRequest, patient_id: int, huddle_id: int) -> HttpR
         try:
             services.huddle_close(
                 access=access,
-                by=request.user,
+                by=_user(request),
                 huddle=huddle,
                 summary=form.cleaned_data["summary"],
                 expected_version=form.cleaned_data["expected_version"],
@@ -250,7 +257,7 @@ def caseload_huddles(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 started = services.huddles_start_for_caseload(
-                    by=request.user,
+                    by=_user(request),
                     deadline=form.cleaned_data["deadline"],
                     format=form.cleaned_data["format"],
                     request=request,
@@ -262,6 +269,6 @@ def caseload_huddles(request: HttpRequest) -> HttpResponse:
             status = 422
     else:
         form = CaseloadHuddleForm(initial={"deadline": timezone.localtime(_default_deadline())})
-    due = services.patients_due_a_huddle(request.user).count()
+    due = services.patients_due_a_huddle(_user(request)).count()
     context = {"form": form, "started": started, "due": due}
     return render(request, "huddles/caseload.html", context, status=status)

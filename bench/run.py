@@ -457,8 +457,8 @@ SAVE_FLOOR = [
          care_plan_id, owner_discipline_id, assigned_to_id, sensitivity_id, created_by_id, %(u)s
        FROM careplans_activity WHERE id = %(a)s""",
     """INSERT INTO careteam_auditevent (at, user_id, username, action, outcome, object_type, object_id,
-         patient_id, path, detail) VALUES (now(), %(u)s, 'bench', 'update', 'allowed', 'careplans.activity',
-         %(a)s::text, NULL, '', 'bench floor')""",
+         patient_id, patient_ids, path, detail) VALUES (now(), %(u)s, 'bench', 'update', 'allowed',
+         'careplans.activity', %(a)s::text, NULL, '{}', '', 'bench floor')""",
 ]
 
 

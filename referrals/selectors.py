@@ -249,11 +249,20 @@ TURNAROUND_GROUPS = {
 }
 
 
-def turnaround_by(user, group: str, *, start: dt.date | None = None, end: dt.date | None = None) -> QuerySet:
+def turnaround_by(
+    user,
+    group: str,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    referrals: QuerySet | None = None,
+) -> QuerySet:
     """Turnaround per service or per organization (`group`), aggregated in SQL over the
-    referrals `user` may see, busiest first: slice it for the top N or a page."""
+    referrals `user` may see (or `referrals`, already restricted and in range), busiest
+    first: slice it for the top N or a page."""
     values, order = TURNAROUND_GROUPS[group]
-    referrals = _in_range(referrals_for(user), "created_at", start, end)
+    if referrals is None:
+        referrals = _in_range(referrals_for(user), "created_at", start, end)
     return referrals.order_by().values(*values).annotate(**_turnaround()).order_by(*order)
 
 
@@ -274,10 +283,10 @@ def dashboard_metrics(
     referrals = _in_range(referrals_for(user), "created_at", start, end)
     by_status = list(referrals.order_by().values("status").annotate(n=Count("id")).order_by("-n", "status"))
     overall = referrals.order_by().aggregate(**_turnaround())
-    by_service, more_services = _top(turnaround_by(user, "services", start=start, end=end), top)
-    by_organization, more_organizations = _top(
-        turnaround_by(user, "organizations", start=start, end=end), top
-    )
+    # the restricted queryset is built once: its permission filters cost more to build
+    # and compile than the aggregates cost to run
+    by_service, more_services = _top(turnaround_by(user, "services", referrals=referrals), top)
+    by_organization, more_organizations = _top(turnaround_by(user, "organizations", referrals=referrals), top)
     handoffs = _in_range(
         restrict(Handoff.objects.all(), user, patient_path="patient"), "created_at", start, end
     )

@@ -6,7 +6,9 @@ permissions a membership grants), one active care plan per patient (plus older c
 plans), 1,000,000 plan items (goals, needs, activities; some sensitive), 200,000 handoffs,
 300,000 referrals, 400,000 conversations with 2,000,000 messages (some 200-message
 threads), 50,000 catalog services, 5,000,000 audit events and a creation history
-row for every patient, plan and plan item. ``--patients 10000`` scales every count by the
+row for every patient, plan and plan item, plus 1,000 saved versions of one plan's
+activities (``--history-versions``, for the plan history benchmark; it does not scale).
+``--patients 10000`` scales every count by the
 same factor, so one clinician's caseload is the same at every size: that is what lets the
 benchmark compare sizes.
 

@@ -25,6 +25,20 @@ def _membership(world, patient, plan):
     return team_services.membership_add(patient=patient, user=user, discipline=f.discipline("dietetics"))
 
 
+def _huddle(world, patient, plan):
+    """A closed huddle (a patient has one open at a time; the lists grow by closed ones)."""
+    from careteam.models import Huddle
+
+    now = timezone.now()
+    starter = world.case_manager if patient == world.patient else world.other_team_nurse
+    conversation = Conversation.objects.create(patient=patient, subject="Huddle", started_by=starter)
+    return Huddle.objects.create(
+        patient=patient, started_by=starter, since=now - dt.timedelta(days=7),
+        started_at=now - dt.timedelta(hours=3), deadline=now - dt.timedelta(hours=1), conversation=conversation,
+        status="closed", summary="Agreed", closed_at=now, closed_by=starter,
+    )  # fmt: skip
+
+
 MAKERS = {
     "api-patient": lambda world, patient, plan: patient,
     "api-care-plan": lambda world, patient, plan: f.CarePlanFactory(patient=patient, status="draft"),
@@ -42,13 +56,17 @@ MAKERS = {
     "api-conversation": lambda world, patient, plan: Conversation.objects.create(
         patient=patient, subject="Rides to dialysis", started_by=world.case_manager
     ),
+    "api-huddle": _huddle,
 }
 # Endpoints without patient data, each with its own rule (tested in test_api.py).
 NOT_PATIENT_DATA = {"api-organization", "api-service", "api-notification", "api-audit-event"}
 # notes are never edited: they change only by their accept and decline actions
 DECIDED = {"api-note"}
 # conversations are never edited: they grow by their messages (tests/test_api_conversations.py)
-APPEND_ONLY = {"api-conversation"}
+# huddles are never edited either: they grow by their answers (tests/test_huddles.py)
+APPEND_ONLY = {"api-conversation", "api-huddle"}
+# seen by the patient's current team only: emergency access finds nothing
+TEAM_ONLY = {"api-huddle"}
 WRITABLE = set(MAKERS) - DECIDED - APPEND_ONLY
 
 ROLES = ["case_manager", "nurse", "break_glass", "outsider", "other_team_nurse", "anonymous"]
@@ -102,11 +120,12 @@ def _check_role(world, basename, role, inside, outside):
         assert client.get(_url(basename, inside.pk)).status_code == 401
         return
     ids = {row["id"] for row in listing.json()["results"]}
-    assert (inside.pk in ids) == (role in SEES_INSIDE), role
+    sees_inside = role in SEES_INSIDE and not (basename in TEAM_ONLY and role == "break_glass")
+    assert (inside.pk in ids) == sees_inside, role
     assert (outside.pk in ids) == (role in SEES_OUTSIDE), role
     assert listing.json()["count"] == len(ids)
 
-    for obj, sees in ((inside, role in SEES_INSIDE), (outside, role in SEES_OUTSIDE)):
+    for obj, sees in ((inside, sees_inside), (outside, role in SEES_OUTSIDE)):
         detail = client.get(_url(basename, obj.pk))
         assert detail.status_code == (200 if sees else 404), (role, detail.content)
         if sees and hasattr(obj, "version"):

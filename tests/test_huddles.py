@@ -363,3 +363,116 @@ def test_leaving_the_team_ends_access_and_the_reminder(world, client):
     client.force_login(world.pharmacist)
     inbox = client.get(reverse("team:inbox")).content.decode()
     assert "huddle" not in inbox.lower()
+
+
+def test_the_demo_has_one_open_huddle_of_the_case_manager_with_the_nurses_answer(client):
+    from django.core.management import call_command
+
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+    (h,) = Huddle.objects.all()
+    assert h.is_open and h.started_by.username == "casemanager"
+    answered = h.invitations.filter(answered_at__isnull=False)
+    assert [i.user.username for i in answered] == ["nurse"]
+    assert h.invitations.filter(answered_at__isnull=True).count() >= 3
+    client.force_login(h.started_by)
+    page = client.get(_url(h)).content.decode()
+    assert "Fasting glucose 7.9" in page and "Close the huddle" in page
+
+
+# ---------------------------------------------------------------------------
+# API
+# ---------------------------------------------------------------------------
+def _api(user):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def test_api_lists_reads_and_answers_a_huddle_for_the_team_only(world):
+    f.NeedFactory(care_plan=world.plan, description="SECRET-API-NEED", sensitivity=world.behavioural_health)
+    h = _start(world)
+    nurse = _api(world.nurse)
+    listing = nurse.get("/api/v1/huddles/", {"patient": world.patient.pk, "status": "open"}).json()
+    assert [row["id"] for row in listing["results"]] == [h.pk]
+    detail = nurse.get(f"/api/v1/huddles/{h.pk}/")
+    assert detail.status_code == 200
+    assert "SECRET-API-NEED" not in detail.content.decode()
+    assert "SECRET-API-NEED" in _api(world.behavioural).get(f"/api/v1/huddles/{h.pk}/").content.decode()
+    answered = nurse.post(
+        f"/api/v1/huddles/{h.pk}/answer/",
+        {"news": "Steadier on the stairs", "will_do": "Visit"},
+        format="json",
+    )
+    assert answered.status_code == 201, answered.content
+    assert answered.json()["answer"]["news"] == "Steadier on the stairs"
+    again = nurse.post(f"/api/v1/huddles/{h.pk}/answer/", {"news": "Again"}, format="json")
+    assert again.status_code == 409
+    rows = nurse.get(f"/api/v1/huddles/{h.pk}/").json()["invitations"]
+    assert next(r for r in rows if r["user"] == world.nurse.pk)["answer"]["will_do"] == "Visit"
+
+
+def test_api_bad_answers_are_400_and_write_nothing(world):
+    h = _start(world)
+    nurse = _api(world.nurse)
+    for body in (
+        {},
+        {"news": ""},
+        {"news": "x" * 801},
+        {"news": "ok", "about": {"type": "need", "id": 987654}},
+    ):
+        response = nurse.post(f"/api/v1/huddles/{h.pk}/answer/", body, format="json")
+        assert response.status_code == 400, (body, response.content)
+    assert not HuddleInvitation.objects.filter(answered_at__isnull=False).exists()
+    assert h.conversation.messages.count() == 1
+    assert (
+        _api(world.case_manager)
+        .post(f"/api/v1/huddles/{h.pk}/answer/", {"news": "x"}, format="json")
+        .status_code
+        == 403
+    )
+
+
+def test_api_outsiders_and_emergency_access_get_404_and_never_see_it_listed(world):
+    h = _start(world)
+    glass = f.UserFactory(username="glass8", disciplines=["nursing"])
+    team_services.break_glass_open(
+        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    )
+    for user in (world.outsider, world.other_team_nurse, glass):
+        api = _api(user)
+        assert api.get("/api/v1/huddles/").json()["count"] == 0
+        assert api.get(f"/api/v1/huddles/{h.pk}/").status_code == 404
+        assert api.post(f"/api/v1/huddles/{h.pk}/answer/", {"news": "x"}, format="json").status_code == 404
+    assert not HuddleInvitation.objects.filter(answered_at__isnull=False).exists()
+
+
+def test_api_starts_a_huddle_for_the_case_manager_only(world):
+    deadline = (timezone.now() + dt.timedelta(hours=5)).isoformat()
+    body = {"patient": world.patient.pk, "deadline": deadline, "format": "ipass"}
+    assert _api(world.nurse).post("/api/v1/huddles/", body, format="json").status_code == 403
+    assert _api(world.outsider).post("/api/v1/huddles/", body, format="json").status_code == 400
+    bad = _api(world.case_manager).post(
+        "/api/v1/huddles/", {**body, "deadline": "2001-01-01T00:00:00Z"}, format="json"
+    )
+    assert bad.status_code == 400 and "deadline" in bad.json()
+    assert not Huddle.objects.exists()
+    started = _api(world.case_manager).post("/api/v1/huddles/", body, format="json")
+    assert started.status_code == 201, started.content
+    assert started.json()["format"] == "ipass"
+    assert _api(world.case_manager).post("/api/v1/huddles/", body, format="json").status_code == 409
+
+
+def test_the_schema_documents_huddles(world):
+    schema = _api(world.nurse).get("/api/schema/?format=json").json()
+    assert {"/api/v1/huddles/", "/api/v1/huddles/{huddle_id}/", "/api/v1/huddles/{huddle_id}/answer/"} <= set(
+        schema["paths"]
+    )
+    answer = schema["paths"]["/api/v1/huddles/{huddle_id}/answer/"]["post"]
+    assert "AnswerRequest" in str(answer["requestBody"])
+    params = {p["name"] for p in schema["paths"]["/api/v1/huddles/"]["get"]["parameters"]}
+    assert {"patient", "status"} <= params
+    detail = schema["components"]["schemas"]["HuddleDetail"]["properties"]
+    assert {"changes", "invitations"} <= set(detail)

@@ -33,6 +33,10 @@ CONFLICT_CODES = {
     "already_retracted",
     # a double booking of a clinician not confirmed (visits/services.py)
     "visit_conflict",
+    # huddles: answering a closed one or twice, starting a second one (careteam/huddles.py)
+    "huddle_closed",
+    "already_answered",
+    "huddle_already_open",
 }
 
 

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from . import conversations as conv
 from . import fhir_content_views as fc
 from . import fhir_views as fv
+from . import huddles as hud
 from . import views
 
 router = DefaultRouter()
@@ -25,6 +26,7 @@ router.register("services", views.ServiceViewSet, basename="api-service")
 router.register("notifications", views.NotificationViewSet, basename="api-notification")
 router.register("audit-events", views.AuditEventViewSet, basename="api-audit-event")
 router.register("conversations", conv.ConversationViewSet, basename="api-conversation")
+router.register("huddles", hud.HuddleViewSet, basename="api-huddle")
 
 urlpatterns = [
     path("api/v1/auth/token/", views.TokenView.as_view(), name="api-token"),

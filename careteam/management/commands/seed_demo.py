@@ -18,10 +18,11 @@ from django.utils import timezone
 from careplans import services as plan_services
 from careplans.models import ACTIVITY_INITIAL_STATUSES, CarePlan
 from careteam import conversations as conversation_services
+from careteam import huddles as huddle_services
 from careteam import services as team_services
 from careteam.demo.catalog import CAPACITY, CATALOG, TAXONOMY
 from careteam.demo.patients import PATIENTS
-from careteam.models import Discipline, Handoff, SensitivityCategory, User
+from careteam.models import Discipline, Handoff, Huddle, SensitivityCategory, User
 from careteam.permissions import patient_access
 from careteam.reference import ensure_reference_data
 from patients.models import Caregiver, Consent, Patient
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                     self._patient(spec, users, services)
                     created += 1
             self._caseloads(users)
+            self._huddle(users)
         if apps.is_installed("transitions"):
             # the care-transitions demo (a recent discharge) lives with its app
             call_command("seed_transitions_demo", stdout=self.stdout)
@@ -388,6 +390,31 @@ class Command(BaseCommand):
             if r["sent_days_ago"] is not None:
                 sent = now - timedelta(days=r["sent_days_ago"])
                 self._backdate(referral.pk, sent)
+
+    def _huddle(self, users: dict[str, User]) -> None:
+        """One open huddle on the first demo patient, started by the case manager, with
+        the nurse's update in (the others are still to answer)."""
+        first: dict = PATIENTS[0]
+        patient = Patient.objects.filter(mrn=first["patient"]["mrn"]).first()
+        if patient is None or Huddle.objects.filter(patient=patient).exists():
+            return
+        cm, nurse = users["casemanager"], users["nurse"]
+        huddle = huddle_services.huddle_start(
+            access=patient_access(cm, patient),
+            by=cm,
+            deadline=timezone.now() + timedelta(hours=20),
+        )
+        huddle_services.huddle_answer(
+            access=patient_access(nurse, patient),
+            by=nurse,
+            huddle=huddle,
+            answer={
+                "news": "Fasting glucose 7.9 this week, down from 9.4; feet checked, no sores.",
+                "concerns": "Misses the evening dose when his daughter works late.",
+                "will_do": "Phone on Thursday evening to go over the pill organiser.",
+                "needs_from": "@pharmacist: can the evening dose move to the morning?",
+            },
+        )
 
     def _backdate(self, referral_id: int, sent: dt.datetime) -> None:
         """Spread the demo referral's timeline over past days so metrics look real."""

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # an id per request, in X-Request-ID, every log line, audit events and tasks
     "careteam.middleware.RequestIdMiddleware",
+    # safe requests of people who have not just written read from a replica, if any
+    "careteam.replicas.ReplicaReadsMiddleware",
     # every 404 takes at least NOT_FOUND_FLOOR_MS: hidden and missing ids time alike
     "careteam.middleware.NotFoundFloorMiddleware",
     # /healthz and /readyz answer here, before the host check, TLS redirect and session
@@ -147,6 +149,22 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Hot standbys for reads (careteam/replicas.py): comma-separated URLs. Safe requests of
+# people who have not written in the last READ_YOUR_WRITES_SECONDS read from the first
+# replica that answers and lags at most REPLICA_MAX_LAG_SECONDS; everything else, the
+# sweep and every task use the primary.
+for _n, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", default=[]) if u):
+    DATABASES[f"replica_{_n}"] = {
+        **env.db_url_config(_url),
+        "CONN_MAX_AGE": DATABASES["default"]["CONN_MAX_AGE"],
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["careteam.replicas.ReplicaRouter"]
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5.0)
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=2.0)
+REPLICA_DOWN_SECONDS = env.float("REPLICA_DOWN_SECONDS", default=10.0)
+READ_YOUR_WRITES_SECONDS = env.int("READ_YOUR_WRITES_SECONDS", default=10)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The web tier keeps nothing in process memory that another process needs: sessions,

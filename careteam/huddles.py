@@ -159,7 +159,7 @@ def _history_changes(access: PatientAccess, spec, since: dt.datetime, until: dt.
             url=url.format(id=row.id),
         )
         if row.history_type == "-":
-            change.what = "removed"
+            change.what, change.url, change.key = "removed", "", ""
         elif row.history_type == "~" and before is not None:
             old, new = getattr(before, status_field), getattr(row, status_field)
             if old != new:

@@ -51,6 +51,7 @@ from .permissions import (
     team_members_who_may_see,
     visible_conversations,
 )
+from .prepared import PreparedQuery
 
 # a handle: not inside a word or an email address; a full stop after it ends the sentence
 MENTION_RE = re.compile(r"(?<![A-Za-z0-9_.@-])@([A-Za-z0-9_.-]+)")
@@ -591,16 +592,49 @@ def inbox(user, *, unread: bool = False, mentions: bool = False, about: str = ""
 
 
 UNREAD_COUNT_LIMIT = 99
+INBOX_PAGE = 50
 
 
-def unread_conversation_count(user, *, limit: int = UNREAD_COUNT_LIMIT) -> int:
+def _inbox_page_query(unread: bool, mentions: bool, about: str) -> PreparedQuery:
+    return PreparedQuery(
+        lambda user: inbox(user, unread=unread, mentions=mentions, about=about).values_list("pk", "is_read")[
+            :INBOX_PAGE
+        ]
+    )
+
+
+# The inbox's visibility rule is a deep tree of EXISTS that takes Django longer to build
+# than PostgreSQL to run; each filter combination's SQL is built once per process.
+INBOX_PAGES = {
+    (unread, mentions, about): _inbox_page_query(unread, mentions, about)
+    for unread in (False, True)
+    for mentions in (False, True)
+    for about in ("", "patient", *CONVERSATION_ABOUT_FIELDS)
+}
+UNREAD_CONVERSATIONS = PreparedQuery(
+    lambda user: inbox(user, unread=True).order_by().values_list("pk")[: UNREAD_COUNT_LIMIT + 1]
+)
+
+
+def inbox_page(user, *, unread: bool = False, mentions: bool = False, about: str = "") -> list[Conversation]:
+    """The first INBOX_PAGE rows of `inbox`, newest first, each with `is_read`: the ids
+    from the prepared query, the rows by id."""
+    rows = INBOX_PAGES[(unread, mentions, about)].fetch(getattr(user, "_wrapped", user))
+    loaded = Conversation.objects.select_related("patient", "last_message__author").in_bulk(
+        [r.pk for r in rows]
+    )
+    page = []
+    for row in rows:
+        if (conversation := loaded.get(row.pk)) is not None:
+            conversation.is_read = row.is_read
+            page.append(conversation)
+    return page
+
+
+def unread_conversation_count(user) -> int:
     """The number in the nav: unread conversations the user may see, counted up to
-    `limit` + 1 (shown as "99+"), in one query."""
-    if not getattr(user, "is_authenticated", False):
-        return 0
-    user = getattr(user, "_wrapped", user)
-    ids = inbox(user, unread=True).order_by().values("pk")[: limit + 1]
-    return Conversation.objects.filter(pk__in=ids).count()
+    UNREAD_COUNT_LIMIT + 1 (shown as "99+"), in one query built once per process."""
+    return UNREAD_CONVERSATIONS.count(getattr(user, "_wrapped", user))
 
 
 def conversation_messages(conversation: Conversation) -> QuerySet:

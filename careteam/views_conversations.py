@@ -29,7 +29,7 @@ from .forms import ConversationStartForm, MessageEditForm, MessageForm
 from .models import CONVERSATION_ABOUT_FIELDS, Message
 from .permissions import PatientAccess, access_conversation, access_patient_by_id
 
-INBOX_LIMIT = 50
+INBOX_LIMIT = services.INBOX_PAGE  # the inbox tab shows this many, newest first
 PATIENT_LIST_LIMIT = 100
 # how often an open conversation and the inbox ask for news (htmx polling, plain HTTP)
 POLL_SECONDS = 3
@@ -350,7 +350,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     if about not in (*CONVERSATION_ABOUT_FIELDS, "patient"):
         about = ""
     flags = {name: request.GET.get(name) == "1" for name in INBOX_FILTERS}
-    rows = list(services.inbox(request.user, about=about, **flags)[:INBOX_LIMIT])
+    rows = services.inbox_page(request.user, about=about, **flags)
     # what the list shows: which conversations, their last change and read state
     shown = ",".join(f"{c.pk}.{c.messages_changed_at.timestamp():.6f}.{int(c.is_read)}" for c in rows)
     state = hashlib.sha256(shown.encode()).hexdigest()[:16]

@@ -137,6 +137,7 @@ class ActivityForm(VersionedForm):
             "sensitivity",
             "goals",
             "needs",
+            "for_patient",
         ]
         labels = {
             "owner_discipline": "Owning discipline",

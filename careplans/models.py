@@ -40,6 +40,38 @@ def sensitivity_field(help_text: str = "") -> models.ForeignKey:
     )
 
 
+def shared_field() -> models.BooleanField:
+    return models.BooleanField(
+        "Shared with the patient",
+        default=True,
+        help_text="Shown in the patient portal. A sensitive item is shown only once a clinician "
+        "the policy allows shares it explicitly.",
+    )
+
+
+def shared_sensitivity_field() -> models.ForeignKey:
+    """The category a sensitive item was in when a clinician the policy allows shared it
+    with the patient; filed in another category later, it is no longer shared."""
+    return models.ForeignKey(
+        "careteam.SensitivityCategory",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+
+class SharedWithPatient:
+    """Goals, needs and activities: whether the item's own flags show it in the portal
+    (the one rule, with the goal-link rule on top, is portal.selectors.shared_q)."""
+
+    @property
+    def is_shared_with_patient(self) -> bool:
+        return self.shared_with_patient and (
+            self.sensitivity_id is None or self.shared_sensitivity_id == self.sensitivity_id
+        )
+
+
 def status_reason_field() -> models.CharField:
     return models.CharField(
         max_length=STATUS_REASON_MAX_LENGTH,
@@ -193,7 +225,7 @@ class GoalAchievement(models.TextChoices):
     NOT_ATTAINABLE = "not-attainable", "Not attainable"
 
 
-class Goal(models.Model):
+class Goal(SharedWithPatient, models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="goals")
     description = limited_text(STATEMENT_MAX_LENGTH)
     expressed_by = models.CharField(max_length=10, choices=ExpressedBy.choices, default=ExpressedBy.CLINICIAN)
@@ -212,6 +244,8 @@ class Goal(models.Model):
     # a goal may be sensitive itself; one that exists only for hidden needs is hidden with
     # them whatever this says (careteam.permissions.goal_links_visible_q)
     sensitivity = sensitivity_field("Set to restrict this goal to the disciplines the policy allows.")
+    shared_with_patient = shared_field()
+    shared_sensitivity = shared_sensitivity_field()
     fhir = models.JSONField(
         default=dict,
         blank=True,
@@ -290,7 +324,7 @@ NEED_TRANSITIONS = {
 NEED_INITIAL_STATUSES = frozenset({"active"})
 
 
-class Need(models.Model):
+class Need(SharedWithPatient, models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="needs")
     domain = models.CharField(max_length=15, choices=NeedDomain.choices)
     category = models.CharField(max_length=20, choices=NeedCategory.choices)
@@ -299,6 +333,8 @@ class Need(models.Model):
     status = models.CharField(max_length=20, choices=NeedStatus.choices, default=NeedStatus.ACTIVE)
     status_reason = status_reason_field()
     sensitivity = sensitivity_field("Set to restrict this item to the disciplines the policy allows.")
+    shared_with_patient = shared_field()
+    shared_sensitivity = shared_sensitivity_field()
     goals = models.ManyToManyField(Goal, blank=True, related_name="needs")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
@@ -350,7 +386,7 @@ ACTIVITY_OPEN_STATUSES = ("not-started", "scheduled", "in-progress", "on-hold")
 ACTIVITY_INITIAL_STATUSES = frozenset({"not-started", "scheduled", "in-progress"})
 
 
-class Activity(models.Model):
+class Activity(SharedWithPatient, models.Model):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="activities")
     title = models.CharField(max_length=200)
     description = limited_text(TEXT_MAX_LENGTH, blank=True)
@@ -370,6 +406,13 @@ class Activity(models.Model):
     status_reason = status_reason_field()
     due_date = models.DateField(null=True, blank=True)
     sensitivity = sensitivity_field()
+    shared_with_patient = shared_field()
+    shared_sensitivity = shared_sensitivity_field()
+    # the patient or their family does this ("book the appointment"); they mark it done
+    # in the portal
+    for_patient = models.BooleanField(
+        "Done by the patient or family", default=False, help_text="They can mark it done in the portal."
+    )
     fhir = models.JSONField(
         default=dict,
         blank=True,

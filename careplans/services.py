@@ -85,6 +85,7 @@ EDITABLE_FIELDS: dict[type[Model], tuple[str, ...]] = {
         "status_reason",
         "due_date",
         "sensitivity",
+        "for_patient",
     ),
 }
 

@@ -329,17 +329,24 @@ def message_post(
     by: User,
     conversation: Conversation,
     text: str,
+    to_patient: bool = False,
     request=None,
 ) -> Message:
     """Post a plain-text message. Mentions of anyone who is not on the team and allowed to
-    see the conversation refuse it; those mentioned (by name or discipline) are notified."""
+    see the conversation refuse it; those mentioned (by name or discipline) are notified.
+    `to_patient` (the patient's own thread with the team only) shows the reply in the
+    portal."""
     access.require_edit()
     if not access.can_see_conversation(conversation):
         raise ValidationError("No such conversation.")
     text = _clean_text(text)
+    if to_patient and not conversation.with_patient:
+        raise ValidationError({"to_patient": "Only a reply in the patient's own thread goes to the patient."})
     users, queues = _resolve_mentions(conversation, text)
     now = timezone.now()
-    message = Message.objects.create(conversation=conversation, author=by, text=text, created_at=now)
+    message = Message.objects.create(
+        conversation=conversation, author=by, text=text, created_at=now, to_patient=to_patient
+    )
     # the lists' order and everyone's unread state come from this row
     Conversation.objects.filter(pk=conversation.pk).update(
         last_message=message, last_message_at=now, messages_changed_at=now

@@ -188,6 +188,8 @@ class MessageForm(forms.Form):
         help_text="Plain text. @username mentions a team member, @pharmacy a discipline's queue.",
         error_messages={"required": "Write the message."},
     )
+    # the patient's thread with the team only: the reply is shown in the portal
+    to_patient = forms.BooleanField(required=False, label="To patient")
 
 
 class MessageEditForm(VersionedFormMixin, MessageForm):

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
@@ -176,6 +176,16 @@ class TwoFactorMiddleware:
         return self.get_response(request)
 
 
+def kind_may_reach(user, path: str) -> bool:
+    """Whether an account of a non-staff kind may reach this path (staff: always). The
+    API's token authentication asks too: a token-authenticated call is not signed in
+    when the middleware runs."""
+    if getattr(user, "kind", "staff") == "staff":
+        return True
+    allowed = settings.ACCOUNT_COMMON_PATHS + settings.ACCOUNT_KIND_PATHS.get(user.kind, ())
+    return path.startswith(allowed)
+
+
 class AccountKindMiddleware:
     """Patients, caregivers and partners reach only the paths of their kind
     (ACCOUNT_KIND_PATHS) and the paths every signed-in account needs
@@ -190,8 +200,10 @@ class AccountKindMiddleware:
         user = request.user
         if user.is_authenticated and user.kind != "staff":
             path = request.path_info
-            allowed = settings.ACCOUNT_COMMON_PATHS + settings.ACCOUNT_KIND_PATHS.get(user.kind, ())
-            if not path.startswith(allowed):
+            home = settings.ACCOUNT_KIND_HOME.get(user.kind)
+            if path == "/" and home:
+                return HttpResponseRedirect(home)
+            if not kind_may_reach(user, path):
                 raise Http404
         return self.get_response(request)
 

@@ -530,6 +530,12 @@ class NotificationKind(models.TextChoices):
     AUTHORISATION_EXPIRING = "authorisation-expiring", "Authorisation about to expire"
     AUTHORISATION_UNITS_LOW = "authorisation-units-low", "Authorisation running out of units"
     AUTHORISATION_EXHAUSTED = "authorisation-exhausted", "Authorisation used up"
+    # the patient portal (portal/): a message, a proposed goal, caregiver access changed,
+    # and a patient's message nobody answered in time
+    PORTAL_MESSAGE = "portal-message", "Message from the patient or family"
+    PORTAL_MESSAGE_UNANSWERED = "portal-message-unanswered", "Patient message not answered"
+    PORTAL_GOAL_PROPOSED = "portal-goal-proposed", "Goal proposed by the patient or family"
+    PORTAL_CAREGIVER_ACCESS = "portal-caregiver-access", "Caregiver access changed by the patient"
     AUTHORISATION_UNANSWERED = "authorisation-unanswered", "Authorisation request unanswered"
     # huddles (careteam/huddles.py): the invitation, and the one reminder of a missing answer
     HUDDLE_INVITED = "huddle-invited", "Your update is asked for in a huddle"
@@ -657,6 +663,10 @@ class Conversation(models.Model):
     last_message_at = models.DateTimeField(default=timezone.now)
     # any message posted, edited or retracted: what an open page polls for
     messages_changed_at = models.DateTimeField(default=timezone.now)
+    # the patient's own thread with the team ("ask the team" in the portal): one per
+    # patient; the portal shows only its messages from the patient or family and the
+    # replies marked "to patient"
+    with_patient = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
@@ -673,6 +683,9 @@ class Conversation(models.Model):
                 ),
                 name="conversation_about_one_item",
                 violation_error_message="A conversation is about one item at most.",
+            ),
+            models.UniqueConstraint(
+                fields=["patient"], condition=Q(with_patient=True), name="one_conversation_with_patient"
             ),
         ]
         indexes = [
@@ -717,6 +730,8 @@ class Message(models.Model):
     handoff = models.ForeignKey(
         Handoff, on_delete=models.SET_NULL, null=True, blank=True, related_name="from_messages"
     )
+    # a team member's reply the patient and family see in the portal
+    to_patient = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -423,6 +423,7 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "auth_units": settings.AUTHORISATION_UNITS_WARNING,
         "auth_request": dt.timedelta(days=settings.AUTHORISATION_REQUEST_WARNING_DAYS),
         "partner_grace": settings.PARTNER_REFERRER_REMINDER_DAYS,
+        "portal_reply": dt.timedelta(hours=settings.PORTAL_MESSAGE_REMINDER_HOURS),
     }
     # the permission's id as a value (not a join) lets the planner estimate the grants right
     params["view_permission"] = Permission.objects.get(

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "referrals.apps.ReferralsConfig",
     "transitions.apps.TransitionsConfig",
     "visits.apps.VisitsConfig",
+    "portal.apps.PortalConfig",
 ]
 
 MIDDLEWARE = [
@@ -113,12 +114,23 @@ MIDDLEWARE = [
 # Paths each non-staff kind of account may reach (careteam.middleware.AccountKindMiddleware);
 # everything else answers 404 to them.
 ACCOUNT_COMMON_PATHS: tuple[str, ...] = ("/accounts/", "/static/", "/i18n/")
+# Portal accounts also reach the API's patient list and FHIR $everything with their own
+# token; those views answer them only for their own (or consented) patients, the shared
+# subset of the plan only, and refuse every write (portal.access, portal.selectors).
+PORTAL_API_PATHS = ("/api/v1/auth/token/", "/api/v1/patients/", "/fhir/Patient/")
 ACCOUNT_KIND_PATHS: dict[str, tuple[str, ...]] = {
-    "patient": ("/portal/",),
-    "caregiver": ("/portal/",),
+    "patient": ("/portal/", *PORTAL_API_PATHS),
+    "caregiver": ("/portal/", *PORTAL_API_PATHS),
     # partners: their pages and the referrals API (the view answers only their own)
     "partner": ("/partner/", "/api/v1/referrals/"),
 }
+# where "/" sends a signed-in account of each non-staff kind
+ACCOUNT_KIND_HOME: dict[str, str] = {"patient": "/portal/", "caregiver": "/portal/"}
+# the portal: how long an invitation link works; when an unanswered patient message is
+# reminded to the case manager (once); the languages the portal is translated into
+PORTAL_INVITATION_HOURS = env.int("PORTAL_INVITATION_HOURS", default=72)
+PORTAL_MESSAGE_REMINDER_HOURS = env.int("PORTAL_MESSAGE_REMINDER_HOURS", default=24)
+PORTAL_LANGUAGES = (("en", "English"), ("es", "Español"))
 
 ROOT_URLCONF = "careteam.urls"
 WSGI_APPLICATION = "careteam.wsgi.application"

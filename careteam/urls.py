@@ -34,5 +34,7 @@ urlpatterns = [
     path("hsds/", include("referrals.hsds_urls")),
     path("visits/", include("visits.urls")),
     path("", include("visits.api")),
+    path("portal/", include("portal.urls")),
+    path("", include("portal.staff_urls")),
     path("", include("careteam.api.urls")),
 ]

@@ -200,6 +200,7 @@ def conversation_detail(request: HttpRequest, patient_id: int, conversation_id: 
                     by=request.user,
                     conversation=conversation,
                     text=form.cleaned_data["text"],
+                    to_patient=form.cleaned_data["to_patient"],
                     request=request,
                 )
             except ValidationError as exc:

@@ -274,7 +274,16 @@ class ConsentForm(forms.ModelForm):
 
     class Meta:
         model = Consent
-        fields = ["scope", "caregiver", "given_by", "method", "date_given", "expires_on", "note"]
+        fields = [
+            "scope",
+            "caregiver",
+            "caregiver_access",
+            "given_by",
+            "method",
+            "date_given",
+            "expires_on",
+            "note",
+        ]
         labels = {
             "scope": "What the patient agrees to",
             "given_by": "Given by",
@@ -294,6 +303,12 @@ class ConsentForm(forms.ModelForm):
         self.fields["caregiver"].queryset = patient.caregivers.filter(end_date__isnull=True)
         self.fields["caregiver"].required = False
         self.fields["caregiver"].help_text = "Only for sharing with a named caregiver."
+        self.fields["caregiver_access"].required = False
+        self.fields[
+            "caregiver_access"
+        ].help_text = (
+            "Only for a named caregiver: what they may do in the patient portal (default: view the plan)."
+        )
         self.fields["note"].validators.append(MaxLengthValidator(2000))
         self.fields["given_by"].max_length = 150
 
@@ -302,6 +317,8 @@ class ConsentForm(forms.ModelForm):
 
     def consent_data(self) -> dict:
         data = {k: v for k, v in self.cleaned_data.items() if k != "document"}
+        if not data.get("caregiver_access"):
+            data.pop("caregiver_access", None)
         return data
 
 

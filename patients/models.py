@@ -185,8 +185,16 @@ class Patient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
+    # the patient's own portal account (careteam.User of kind "patient"), once invited
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="patient_record",
+    )
 
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "account"])
     objects = PatientQuerySet.as_manager()
 
     class Meta:
@@ -253,8 +261,18 @@ class Caregiver(models.Model):
         null=True, blank=True, help_text="No longer a caregiver from this date (kept in the history)."
     )
     version = models.PositiveIntegerField(default=1)
+    # the caregiver's portal account (kind "caregiver"); one account may care for several
+    # patients, one Caregiver row each. It sees a patient only while a consent in force
+    # names this caregiver (portal.access).
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="caregiver_links",
+    )
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=["account"])
 
     class Meta:
         ordering = ["-is_primary", "name"]
@@ -293,6 +311,18 @@ class ConsentStatus(models.TextChoices):
     ENTERED_IN_ERROR = "entered-in-error", "Entered in error"
 
 
+class CaregiverAccess(models.TextChoices):
+    """What a caregiver consent lets the named caregiver do in the portal; each level
+    includes the ones before it."""
+
+    VIEW = "view", "View the plan"
+    MESSAGE = "message", "View the plan and message the team"
+    ACT = "act", "Act for the patient"
+
+
+CAREGIVER_ACCESS_LEVELS = {CaregiverAccess.VIEW: 1, CaregiverAccess.MESSAGE: 2, CaregiverAccess.ACT: 3}
+
+
 class ConsentQuerySet(models.QuerySet):
     def in_force(self, on: dt.date | None = None) -> ConsentQuerySet:
         on = on or timezone.localdate()
@@ -323,6 +353,13 @@ class Consent(models.Model):
         blank=True,
         related_name="consents",
         help_text="The caregiver this consent names (scope: sharing with a named caregiver).",
+    )
+    caregiver_access = models.CharField(
+        "What the caregiver may do in the portal",
+        max_length=10,
+        choices=CaregiverAccess.choices,
+        default=CaregiverAccess.VIEW,
+        db_default=CaregiverAccess.VIEW,
     )
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

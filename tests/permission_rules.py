@@ -53,13 +53,16 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
   "admin-site"      Django admin (has its own permission checks; tested separately)
   "feed"            a secret calendar address (no session): an unknown or revoked secret
                     is 404 for everyone (tests/test_visits.py proves a live one)
+  "portal"          the patient and family portal (/portal/): patients and caregivers
+                    only; tested with their own personas (patient, caregiver, former
+                    caregiver, another patient, staff) by tests/test_portal.py
   "api"             REST/FHIR endpoint; tested by the API's own matrix (see test_api_*).
                     Every route under PREFIX_RULES' prefixes gets that rule by default.
 """
 
 # Routes under these prefixes take this rule unless RULES names them (the API is
 # tested by its own matrix; the admin site separately).
-PREFIX_RULES: dict[str, str] = {"api/": "api", "fhir/": "api", "admin/": "admin-site"}
+PREFIX_RULES: dict[str, str] = {"api/": "api", "fhir/": "api", "admin/": "admin-site", "portal/": "portal"}
 
 RULES: dict[str, str] = {
     "home": "public",
@@ -211,6 +214,13 @@ RULES: dict[str, str] = {
     "huddles:detail": "huddle-read",
     "huddles:answer": "huddle-answer",
     "huddles:close": "huddle-manage",
+    # the patient portal's staff side: preview as patient, invitations (case manager and
+    # lead), sharing one item with the patient (whoever may edit it)
+    "portal_preview": "patient-read",
+    "portal_invite": "team-manage",
+    "portal_goal_share": "item-write",
+    "portal_need_share": "item-write",
+    "portal_activity_share": "item-write",
     # REST API v1, OpenAPI and FHIR R4 (tests/test_api_matrix.py covers their access)
     "api-activity-detail": "api",
     "api-activity-list": "api",

@@ -23,7 +23,15 @@ STAFF_PATHS = [
 @pytest.mark.parametrize("path", STAFF_PATHS)
 def test_a_non_staff_account_gets_404_on_staff_pages(client, kind, path):
     client.force_login(UserFactory(kind=kind))
-    assert client.get(path).status_code == 404
+    response = client.get(path)
+    if kind in (AccountKind.PATIENT, AccountKind.CAREGIVER) and path == "/":
+        # their front door is the portal
+        assert response.status_code == 302 and response["Location"] == "/portal/"
+    elif kind in (AccountKind.PATIENT, AccountKind.CAREGIVER) and path == "/api/v1/patients/":
+        # the patient-access contract: only their own (here: none) (tests/test_portal.py)
+        assert response.status_code == 200 and response.json()["count"] == 0
+    else:
+        assert response.status_code == 404
 
 
 @pytest.mark.django_db

@@ -581,3 +581,44 @@ def test_the_huddle_page_takes_the_same_queries_however_many_changes_and_answers
     with django_assert_max_num_queries(budget):
         response = client.get(url)
     assert "more 1" not in response.content.decode() and "more 0" in response.content.decode()
+
+
+# the portal's plan page, print and thread: a fixed number of queries (portal.selectors)
+PORTAL_PLAN_QUERIES = 20
+
+
+def _grow_shared_plan(world, n: int) -> None:
+    from django.utils import timezone
+
+    _grow_plan(world.plan, n)
+    service = f.ServiceFactory()
+    consent = f.ConsentFactory(patient=world.patient)
+    for _ in range(n):
+        f.ReferralFactory(
+            patient=world.patient,
+            care_plan=world.plan,
+            service=service,
+            referred_by=world.case_manager,
+            status="requested",
+            sent_at=timezone.now(),
+            consent=consent,
+        )
+
+
+@pytest.mark.parametrize("page", ["portal:plan", "portal:plan_print", "portal:messages"])
+def test_portal_pages_take_the_same_queries_however_big_the_plan_is(client, world, page):
+    patient_user = f.UserFactory(username="portal-budget", kind="patient")
+    world.patient.account = patient_user
+    world.patient.save(update_fields=["account"])
+    client.force_login(patient_user)
+    url = reverse(page, kwargs={"patient_id": world.patient.pk})
+    _grow_shared_plan(world, 1)
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    _grow_shared_plan(world, 25)
+    with CaptureQueriesContext(connection) as big:
+        body = client.get(url).content.decode()
+    assert len(big.captured_queries) == len(small.captured_queries) <= PORTAL_PLAN_QUERIES
+    if page == "portal:plan":
+        assert body.count('class="goal"') == 26

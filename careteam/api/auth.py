@@ -39,7 +39,13 @@ class ApiTokenAuthentication(TokenAuthentication):
             auth[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
-        return self.authenticate_credentials(auth[1])
+        user, token = self.authenticate_credentials(auth[1])
+        from careteam.middleware import kind_may_reach
+
+        if not kind_may_reach(user, request.path_info):
+            # a portal or partner account's token opens only the paths of its kind
+            raise exceptions.NotFound()
+        return user, token
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

@@ -39,6 +39,8 @@ from careteam.permissions import (
     restrict,
     visible_related,
 )
+from portal import selectors as portal_selectors
+from portal.access import access_portal_patient, is_portal_user
 from referrals.models import Referral
 from referrals.selectors import referral_for_user
 from transitions import fhir as transitions_fhir
@@ -1120,6 +1122,50 @@ def _everything_screenings(view, access):
     ]
 
 
+def portal_everything_entries(view, portal) -> list[tuple[str, dict]]:
+    """$everything for a portal account, from portal.selectors only. Resources are built
+    from the columns alone (what an import kept of its source, notes and condition
+    references included, is left out), and every reference points at something shown."""
+    patient = portal.patient
+    plan = portal_selectors.portal_plan_of(patient)
+    entries = [(view.url(f"Patient/{patient.pk}"), fhir.patient_resource(patient))]
+    team = careteam_resources([patient])[0]
+    if team is not None:
+        entries.append((view.url(f"CareTeam/{patient.pk}"), team))
+    if plan is None:
+        return entries
+    goals = list(
+        portal_selectors.shared_goals([plan.pk])
+        .filter(lifecycle_status__in=portal_selectors.PORTAL_GOAL_STATUSES)
+        .select_related("owner_discipline")
+        .order_by("id")
+    )
+    goal_ids = [g.pk for g in goals]
+    activities = list(
+        portal_selectors.shared_activities([plan.pk])
+        .filter(status__in=portal_selectors.PORTAL_ACTIVITY_STATUSES)
+        .select_related("owner_discipline", "assigned_to")
+        .prefetch_related(Prefetch("goals", queryset=Goal.objects.filter(pk__in=goal_ids).only("id")))
+        .order_by("id")
+    )
+    for obj in (plan, *goals, *activities):
+        obj.fhir = {}
+    entries.append((view.url(f"CarePlan/{plan.pk}"), fhir.careplan_resource(plan, goals, activities)))
+    entries += [(view.url(f"Goal/{g.pk}"), fhir.goal_resource(g, patient.pk)) for g in goals]
+    shown = portal_selectors.portal_plan(portal)
+    entries += [(view.url(f"ServiceRequest/{r.pk}"), _portal_service_request(r)) for r in shown.referrals]
+    return entries
+
+
+def _portal_service_request(referral) -> dict:
+    """A referral as the patient sees it: no reference to the need it was made for (a
+    need the patient sees is not a FHIR resource of theirs here) or to notes."""
+    resource = fhir.service_request_resource(referral)
+    for key in ("reasonReference", "reasonCode", "note", "supportingInfo", "text"):
+        resource.pop(key, None)
+    return resource
+
+
 # ---------------------------------------------------------------------------
 # Endpoints
 # ---------------------------------------------------------------------------
@@ -1309,6 +1355,8 @@ class PatientEverythingView(FHIRView):
     """Everything the caller may see about one patient, as one searchset Bundle."""
 
     def get(self, request, patient_id: int):
+        if is_portal_user(request.user):
+            return self.portal_everything(request, patient_id)
         access = access_patient_by_id(request.user, patient_id)
         wanted = self.types()
         entries = []
@@ -1326,6 +1374,29 @@ class PatientEverythingView(FHIRView):
             patient_id=access.patient.pk,
             request=request,
             detail=f"FHIR $everything, {len(entries)} resources",
+        )
+        return self.respond(fhir.bundle(entries))
+
+    def portal_everything(self, request, patient_id):
+        """The patient-access contract: a portal account's own (or consented) patient
+        only (any other id: 404), and of it only what the portal shows
+        (portal.selectors): the Patient, the CarePlan with its shared goals and
+        activities, the shared Goals, the CareTeam and referrals for shown needs. No
+        sensitive or unshared item, no note, conversation, handoff or audit event."""
+        portal = access_portal_patient(request.user, patient_id)
+        wanted = self.types()
+        entries = [
+            (url, r)
+            for url, r in portal_everything_entries(self, portal)
+            if wanted is None or r["resourceType"] in wanted
+        ]
+        audit(
+            user=request.user,
+            action=AuditAction.EXPORT,
+            obj=portal.patient,
+            patient_id=portal.patient.pk,
+            request=request,
+            detail=f"FHIR $everything (portal), {len(entries)} resources",
         )
         return self.respond(fhir.bundle(entries))
 

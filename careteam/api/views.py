@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from knox.models import AuthToken
-from rest_framework import permissions, serializers, status, viewsets
+from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -38,6 +38,7 @@ from careteam.permissions import (
 )
 from patients import services as patient_services
 from patients.models import Patient, normalise_mrn
+from portal.access import is_portal_user, portal_patients
 from referrals import partners
 from referrals import services as referral_services
 from referrals.models import Organization, Referral, Service
@@ -103,7 +104,21 @@ class PatientViewSet(PatientDataViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Patient.objects.none()
+        if is_portal_user(self.request.user):
+            # the patient-access contract: a portal account's own (or consented) patients
+            return portal_patients(self.request.user)
         return patients_for(self.request.user)
+
+    def create(self, request, *args, **kwargs):
+        if is_portal_user(request.user):
+            raise exceptions.PermissionDenied("Portal accounts read their own record only.")
+        return super().create(request, *args, **kwargs)
+
+    def partial_update(self, request, *args, **kwargs):
+        if is_portal_user(request.user):
+            self.get_object()  # someone else's record: 404 first
+            raise exceptions.PermissionDenied("Portal accounts read their own record only.")
+        return super().partial_update(request, *args, **kwargs)
 
     def patient_id_of(self, obj) -> int:
         return obj.pk

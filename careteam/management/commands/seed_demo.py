@@ -73,6 +73,8 @@ class Command(BaseCommand):
                     created += 1
             self._caseloads(users)
             self._huddle(users)
+            if apps.is_installed("portal"):
+                self._portal(password)
         if apps.is_installed("transitions"):
             # the care-transitions demo (a recent discharge) lives with its app
             call_command("seed_transitions_demo", stdout=self.stdout)
@@ -84,6 +86,12 @@ class Command(BaseCommand):
         for username, first, last, title, codes in DEMO_USERS:
             self.stdout.write(f"  {username:<13} {first} {last}, {title} ({', '.join(codes)})")
         self.stdout.write("  admin         catalog and user administration (sees no clinical data)")
+        if apps.is_installed("portal"):
+            self.stdout.write("  patient       Maria Alvarez's own portal account (/portal/, in Spanish)")
+            self.stdout.write(
+                "  caregiver     Lucia Alvarez, her daughter (consent in force: view and message)"
+            )
+            self.stdout.write("  formercaregiver  a family friend whose consent was revoked: sees nothing")
 
     # -- users ---------------------------------------------------------------
     def _users(self, password: str) -> dict[str, User]:
@@ -120,6 +128,78 @@ class Command(BaseCommand):
         admin.groups.add(group)
         users["admin"] = admin
         return users
+
+    # -- the patient portal: the patient, her daughter, a former caregiver ----
+    def _portal(self, password: str) -> None:
+        """Portal logins on the first demo patient (idempotent): `patient` (her own
+        account), `caregiver` (her daughter, a consent in force naming her) and
+        `formercaregiver` (a friend whose consent was revoked: sees nothing); one
+        activity that is hers to do."""
+        from careplans.models import Activity
+        from careteam.models import AccountKind
+
+        patient = Patient.objects.filter(mrn=PATIENTS[0]["patient"]["mrn"]).first()
+        if patient is None:
+            return
+        today = timezone.localdate()
+
+        def account(username: str, kind: str, first: str, last: str) -> User:
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults=dict(kind=kind, first_name=first, last_name=last, email=f"{username}@example.org"),
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+            return user
+
+        own = account("patient", AccountKind.PATIENT, patient.given_name, patient.family_name)
+        if patient.account_id is None:
+            Patient.objects.filter(pk=patient.pk).update(account=own)
+        daughter = patient.caregivers.order_by("-is_primary", "id").first()
+        if daughter is not None and daughter.account_id is None:
+            daughter.account = account("caregiver", AccountKind.CAREGIVER, "Lucia", "Alvarez")
+            daughter.save(update_fields=["account"])
+            Consent.objects.create(
+                patient=patient,
+                scope="caregiver",
+                caregiver=daughter,
+                caregiver_access="message",
+                date_given=today - timedelta(days=20),
+                given_by=patient.full_name,
+                method="verbal",
+                note="Maria wants Lucia to follow her plan and write to the team.",
+            )
+        friend, created = Caregiver.objects.get_or_create(
+            patient=patient, name="Rosa Delgado", defaults=dict(relationship="friend", phone="555-0109")
+        )
+        if created:
+            friend.account = account("formercaregiver", AccountKind.CAREGIVER, "Rosa", "Delgado")
+            friend.save(update_fields=["account"])
+            Consent.objects.create(
+                patient=patient,
+                scope="caregiver",
+                caregiver=friend,
+                caregiver_access="view",
+                date_given=today - timedelta(days=90),
+                given_by=patient.full_name,
+                status="inactive",
+                revoked_at=timezone.now() - timedelta(days=10),
+                revoke_reason="Maria asked to end Rosa's access.",
+                note="Revoked when Rosa moved away.",
+            )
+        plan = CarePlan.objects.filter(patient=patient, status="active").first()
+        if plan is not None and not Activity.objects.filter(care_plan=plan, for_patient=True).exists():
+            first = Activity.objects.filter(care_plan=plan).order_by("id").first()
+            if first is not None:
+                Activity.objects.create(
+                    care_plan=plan,
+                    title="Book the eye examination at the clinic",
+                    description="Call the clinic and choose a morning appointment.",
+                    owner_discipline=first.owner_discipline,
+                    for_patient=True,
+                    due_date=today + timedelta(days=7),
+                )
 
     # -- caseloads: acuity, programmes, a supervisor and one cover period -----
     def _caseloads(self, users: dict[str, User]) -> None:

@@ -15,6 +15,7 @@ from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_vary_headers
 
 from . import metrics, requestid, twofactor
+from .account_kinds import kind_may_reach
 from .audit import REFUSED_EDIT_STATUSES, audit_refused_edit, audit_request, patient_url_target
 from .permissions import SAFE_METHODS, emergency_access_only, patient_access
 
@@ -174,16 +175,6 @@ class TwoFactorMiddleware:
             if user.is_authenticated and not user.is_verified() and twofactor.required_for(user):
                 logout(request)
         return self.get_response(request)
-
-
-def kind_may_reach(user, path: str) -> bool:
-    """Whether an account of a non-staff kind may reach this path (staff: always). The
-    API's token authentication asks too: a token-authenticated call is not signed in
-    when the middleware runs."""
-    if getattr(user, "kind", "staff") == "staff":
-        return True
-    allowed = settings.ACCOUNT_COMMON_PATHS + settings.ACCOUNT_KIND_PATHS.get(user.kind, ())
-    return path.startswith(allowed)
 
 
 class AccountKindMiddleware:

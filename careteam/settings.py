@@ -113,11 +113,11 @@ MIDDLEWARE = [
 
 # Paths each non-staff kind of account may reach (careteam.middleware.AccountKindMiddleware);
 # everything else answers 404 to them.
-ACCOUNT_COMMON_PATHS: tuple[str, ...] = ("/accounts/", "/static/", "/i18n/")
+ACCOUNT_COMMON_PATHS: tuple[str, ...] = ("/accounts/", "/static/", "/i18n/", "/api/v1/auth/token/")
 # Portal accounts also reach the API's patient list and FHIR $everything with their own
 # token; those views answer them only for their own (or consented) patients, the shared
 # subset of the plan only, and refuse every write (portal.access, portal.selectors).
-PORTAL_API_PATHS = ("/api/v1/auth/token/", "/api/v1/patients/", "/fhir/Patient/")
+PORTAL_API_PATHS = ("/api/v1/patients/", "/fhir/Patient/")
 ACCOUNT_KIND_PATHS: dict[str, tuple[str, ...]] = {
     "patient": ("/portal/", *PORTAL_API_PATHS),
     "caregiver": ("/portal/", *PORTAL_API_PATHS),

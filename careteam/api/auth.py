@@ -19,6 +19,7 @@ from knox.settings import knox_settings
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
+from careteam.account_kinds import kind_may_reach
 from careteam.audit import audit
 from careteam.models import AuditAction
 
@@ -40,8 +41,6 @@ class ApiTokenAuthentication(TokenAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
         user, token = self.authenticate_credentials(auth[1])
-        from careteam.middleware import kind_may_reach
-
         if not kind_may_reach(user, request.path_info):
             # a portal or partner account's token opens only the paths of its kind
             raise exceptions.NotFound()

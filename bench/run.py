@@ -557,6 +557,31 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
     else:
         bench.skip("care plan view", "page", "no URL named 'careplans:plan_editor'")
 
+    # -- the patient portal: a patient's own plan page (portal.selectors) ------------------
+    if url_or_none("portal:plan", patient_id=1):
+        from careteam.models import AccountKind, User
+        from patients.models import Patient
+
+        portal_clients = []
+        for pid in pats[:20]:
+            user, _ = User.objects.get_or_create(
+                username=f"bench_portal_{pid}", defaults={"kind": AccountKind.PATIENT}
+            )
+            Patient.objects.filter(pk=pid, account__isnull=True).update(account=user)
+            if Patient.objects.filter(pk=pid, account=user).exists():
+                portal_clients.append((bench.client(user), url_or_none("portal:plan", patient_id=pid)))
+        bench.measure(
+            "portal plan page",
+            "page",
+            lambda i: portal_clients[i % len(portal_clients)][0].get(
+                portal_clients[i % len(portal_clients)][1]
+            ),
+            with_params(PLAN_FLOOR, c=lambda i: plans[i % len(plans)]),
+            note="the patient's own plan, only what the team shares",
+        )
+    else:
+        bench.skip("portal plan page", "page", "no URL named 'portal:plan'")
+
     # -- plan history: one plan with a long history (bench/generate.py --history-versions) --
     history_label = "plan history (1000 versions)"
     long_plan = bench.raw(

@@ -193,12 +193,16 @@ def huddle_answer(request: HttpRequest, patient_id: int, huddle_id: int) -> Http
         except PermissionDenied as exc:
             return _forbidden(request, str(exc))
         else:
+            if request.htmx:  # the updates and the form, in place
+                context = {**_detail_context(access, huddle), "posted": True}
+                return render(request, "huddles/_answers.html", context)
             messages.success(request, "Update posted in the huddle's conversation.")
             return redirect(services.huddle_url(huddle))
     context = _detail_context(access, huddle, answer_form=form)
     if status == 409:
         context["answer_error"] = " ".join(str(e) for e in form.non_field_errors())
-    return render(request, "huddles/detail.html", context, status=status)
+    template = "huddles/_answers.html" if request.htmx else "huddles/detail.html"
+    return render(request, template, context, status=status)
 
 
 @login_required

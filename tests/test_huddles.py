@@ -476,3 +476,20 @@ def test_the_schema_documents_huddles(world):
     assert {"patient", "status"} <= params
     detail = schema["components"]["schemas"]["HuddleDetail"]["properties"]
     assert {"changes", "invitations"} <= set(detail)
+
+
+def test_an_update_posted_with_htmx_comes_back_in_place_and_a_bad_one_as_a_form_error(world, client):
+    h = _start(world)
+    client.force_login(world.nurse)
+    hx = {"HTTP_HX_REQUEST": "true"}
+    bad = client.post(_url(h, "huddles:answer"), {"news": ""}, **hx)
+    assert bad.status_code == 422
+    page = bad.content.decode()
+    assert page.startswith('<div id="huddle-answers">') and 'class="field-error"' in page
+    assert not HuddleInvitation.objects.filter(answered_at__isnull=False).exists()
+    good = client.post(_url(h, "huddles:answer"), {"news": "Slept through", "about": ""}, **hx)
+    assert good.status_code == 200
+    page = good.content.decode()
+    assert "Slept through" in page and "Update posted" in page and 'id="answer"' not in page
+    again = client.post(_url(h, "huddles:answer"), {"news": "Twice"}, **hx)
+    assert again.status_code == 409 and "You have answered" in again.content.decode()

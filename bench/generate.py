@@ -30,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1249,6 +1250,12 @@ def generate(
         log(f"visits: {counts['visits']}, authorisations {counts['authorisations']}", t0)
 
         # -- audit: 50 events per patient over the past year ------------------------------
+        from django.utils import timezone as tz
+
+        from careteam.audit_partitions import partitions_ensure
+
+        # the year's month partitions first: rows then land in their month, not the default
+        partitions_ensure(start=(tz.now() - timedelta(days=366)).date())
         counts["audit_events"] = insert(
             cur,
             "careteam_auditevent",

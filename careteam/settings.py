@@ -335,7 +335,15 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Every minute; run exactly one beat process. Each reminder is a unique database row,
     # so a second beat or an overlapping sweep still sends nothing twice.
     "reminders-sweep": {"task": "careteam.reminders_sweep", "schedule": 60},
+    # the audit trail's partitions of the coming months (careteam/audit_partitions.py)
+    "audit-partitions": {"task": "careteam.audit_partitions_ensure", "schedule": 6 * 60 * 60},
 }
+# The audit trail is partitioned by month: partitions are made this many months ahead, and
+# `manage.py audit_archive` moves months older than AUDIT_RETENTION_MONTHS to gzipped CSV
+# files in AUDIT_ARCHIVE_DIR (HIPAA asks for six years of audit records).
+AUDIT_PARTITIONS_AHEAD = env.int("AUDIT_PARTITIONS_AHEAD", default=3)
+AUDIT_RETENTION_MONTHS = env.int("AUDIT_RETENTION_MONTHS", default=72)
+AUDIT_ARCHIVE_DIR = env.str("AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".data" / "audit-archive"))
 
 # ---------------------------------------------------------------------------
 # Care-team rules

@@ -57,6 +57,15 @@ def memberships_sync() -> int:
     return covers_sync() + sync()
 
 
+@shared_task(name="careteam.audit_partitions_ensure", base=PeriodicDatabaseTask)
+def audit_partitions_ensure() -> list[str]:
+    """The audit trail's partitions of this month and the next AUDIT_PARTITIONS_AHEAD
+    (idempotent; several runs or beats make each once)."""
+    from .audit_partitions import partitions_ensure
+
+    return partitions_ensure()
+
+
 @shared_task(name="careteam.reminders_sweep", base=PeriodicDatabaseTask)
 def reminders_sweep() -> dict:
     """Every minute (beat): create due reminders once each and enqueue their emails."""

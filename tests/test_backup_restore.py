@@ -201,7 +201,14 @@ def _connect(dbname: str):
 
 
 def _row_counts(conn) -> dict[str, int]:
-    tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    # tables and partitioned tables, not their partitions (their rows are the parent's)
+    tables = [
+        t
+        for (t,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        )
+    ]
     return {
         t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
         for t in tables

@@ -8,6 +8,6 @@ class Migration(migrations.Migration):
     copied, ids kept, indexes and append-only guards on the parent and every partition."""
 
     atomic = True
-    dependencies = [("careteam", "0021_user_kind_db_default")]
+    dependencies = [("careteam", "0022_conversation_with_patient_message_to_patient_and_more")]
 
     operations = [migrations.RunPython(migrate_forward, migrate_backward)]

@@ -75,8 +75,8 @@ def caseload(request: HttpRequest) -> HttpResponse:
     target = _case_manager_for(request, request.GET.get("case_manager"))
     supervisor = caseloads.is_supervisor(request.user)
     summary = caseloads.caseload_summaries(user_ids=[target.pk])[0]
-    page = Paginator(caseloads.caseload_patients(request.user, case_manager=target), CASELOAD_PAGE_SIZE)
-    page = page.get_page(request.GET.get("page"))
+    paginator = Paginator(caseloads.caseload_patients(request.user, case_manager=target), CASELOAD_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
     patients = list(page.object_list)
     hidden = max(summary.patients - page.paginator.count, 0)
     query = {"case_manager": target.pk if target.pk != request.user.pk else ""}

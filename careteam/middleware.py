@@ -12,6 +12,7 @@ from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
+from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
 
 from . import metrics, requestid, twofactor
@@ -195,8 +196,19 @@ class AccountKindMiddleware:
             if path == "/" and home:
                 return HttpResponseRedirect(home)
             if not kind_may_reach(user, path):
+                self._audit_denial(request)
                 raise Http404
         return self.get_response(request)
+
+    @staticmethod
+    def _audit_denial(request) -> None:
+        """A refused URL that names patient data is a denial in the audit trail, as the
+        views' own 404s are (PatientAuditMiddleware never sees this one)."""
+        try:
+            request.resolver_match = resolve(request.path_info)
+        except Resolver404:
+            return
+        audit_request(request, status_code=404)
 
 
 class PatientAuditMiddleware:

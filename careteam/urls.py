@@ -32,6 +32,7 @@ urlpatterns = [
     path("referrals/", include("referrals.urls")),
     path("", include("transitions.urls")),
     path("hsds/", include("referrals.hsds_urls")),
+    path("partner/", include("referrals.partner_urls")),
     path("visits/", include("visits.urls")),
     path("", include("visits.api")),
     path("portal/", include("portal.urls")),

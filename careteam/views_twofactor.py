@@ -27,10 +27,18 @@ class SignInView(auth_views.LoginView):
 
     def form_valid(self, form):
         user = form.get_user()
+        self.signing_in = user
         if not twofactor.needs_second_factor(user):
             return super().form_valid(form)
         twofactor.begin(self.request, user, next_url=self.get_success_url())
         return redirect("two_factor_verify" if twofactor.is_enrolled(user) else "two_factor_setup")
+
+    def get_default_redirect_url(self):
+        """Partner accounts land on their inbox (every staff page is a 404 to them)."""
+        user = getattr(self, "signing_in", None) or self.request.user
+        if getattr(user, "kind", "") == "partner":
+            return "/partner/"
+        return super().get_default_redirect_url()
 
 
 def _refused(request, form, refusal: Refusal, template: str, context: dict) -> HttpResponse:

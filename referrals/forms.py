@@ -262,3 +262,81 @@ class ListingReviewForm(forms.Form):
 
 class AssureForm(forms.Form):
     service = forms.UUIDField(widget=forms.HiddenInput)
+
+
+# ---------------------------------------------------------------------------
+# Partner organisations
+# ---------------------------------------------------------------------------
+DECLINE_REASON_CHOICES = [
+    ("not-eligible", "The client is not eligible"),
+    ("no-capacity", "We have no capacity"),
+    ("could-not-contact", "We could not reach the client"),
+    ("declined", "The client declined"),
+    ("other", "Other (say what)"),
+]
+COMPLETE_OUTCOME_CHOICES = [
+    ("service-provided", "Service provided"),
+    ("partially-provided", "Partly provided"),
+    ("not-provided", "Not provided (say why)"),
+]
+
+
+class PartnerActionForm(VersionedFormMixin):
+    """A partner's answer to a referral; the version read guards against a stale page."""
+
+    reason = forms.ChoiceField(choices=DECLINE_REASON_CHOICES, required=False)
+    outcome = forms.ChoiceField(choices=COMPLETE_OUTCOME_CHOICES, required=False)
+    text = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ReferralMessageForm(forms.Form):
+    text = forms.CharField(label="Message", max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class PartnerListingForm(forms.Form):
+    """What a partner may propose for its service's listing (reviewed before it publishes)."""
+
+    phone = forms.CharField(max_length=40, required=False)
+    email = forms.EmailField(required=False)
+    hours_description = forms.CharField(
+        label="Hours", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    note = forms.CharField(label="Note for the reviewer", required=False, max_length=1000)
+
+
+class PartnerInviteForm(forms.Form):
+    organization = forms.ModelChoiceField(queryset=None)
+    email = forms.EmailField()
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+
+    def __init__(self, *args, **kwargs):
+        from .models import Organization
+
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = Organization.objects.order_by("name")
+
+
+class ListingClaimForm(forms.Form):
+    organization = forms.ModelChoiceField(queryset=None, label="Your organisation")
+    name = forms.CharField(max_length=150, label="Your name")
+    email = forms.EmailField(label="Your work email")
+    role = forms.CharField(max_length=150, required=False, label="Your role")
+    note = forms.CharField(required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, **kwargs):
+        from .models import Organization
+
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = Organization.objects.order_by("name")
+
+
+class SetPasswordForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, label="New password", strip=False)
+    password_again = forms.CharField(widget=forms.PasswordInput, label="Again", strip=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data

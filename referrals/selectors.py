@@ -4,7 +4,7 @@ queryset) and the turnaround metrics of the team dashboard."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import (
@@ -35,7 +35,14 @@ from careplans.models import NeedDomain, ProposedNeed, QuestionnaireResponse
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff
 from careteam.permissions import PatientAccess, access_item, patients_for, restrict, sensitivity_visible_q
 
-from .models import REFERRAL_CLOSED_STATUSES, Referral, Service, ServiceStatus, TaxonomyTerm
+from .models import (
+    HELP_RECEIVED_OUTCOMES,
+    REFERRAL_CLOSED_STATUSES,
+    Referral,
+    Service,
+    ServiceStatus,
+    TaxonomyTerm,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -208,7 +215,16 @@ def _turnaround() -> dict:
         "accept_p90": Percentile(to_accept, 0.9, filter=ACCEPTED),
         "close_p50": Percentile(to_close, 0.5, filter=CLOSED),
         "close_p90": Percentile(to_close, 0.9, filter=CLOSED),
+        # answered by the service itself (partner staff or its emailed link), not recorded
+        # on its behalf: the turnaround of those is the service's own
+        "by_service": Count("id", filter=ACCEPTED & Q(tracked_by_referrer=False)),
+        "provided": Count("id", filter=CLOSED & Q(outcome__in=HELP_RECEIVED_OUTCOMES)),
     }
+
+
+def provided_share(row: dict) -> float | None:
+    """The share of closed referrals closed with the service provided, in percent."""
+    return round(100 * row["provided"] / row["closed"], 1) if row.get("closed") else None
 
 
 @dataclass
@@ -223,6 +239,7 @@ class Metrics:
     handoffs_by_priority: list[dict]
     more_services: bool = False  # by_service is the top N of a longer list
     more_organizations: bool = False
+    by_category: list[dict] = field(default_factory=list)
 
 
 def _in_range(qs: QuerySet, field: str, start: dt.date | None, end: dt.date | None) -> QuerySet:
@@ -246,6 +263,7 @@ TURNAROUND_GROUPS = {
         ("service__organization_id", "service__organization__name"),
         ("-sent", "service__organization__name", "service__organization_id"),
     ),
+    "categories": (("need__category",), ("-sent", "need__category")),
 }
 
 
@@ -287,6 +305,9 @@ def dashboard_metrics(
     # and compile than the aggregates cost to run
     by_service, more_services = _top(turnaround_by(user, "services", referrals=referrals), top)
     by_organization, more_organizations = _top(turnaround_by(user, "organizations", referrals=referrals), top)
+    by_category = list(turnaround_by(user, "categories", referrals=referrals))  # a fixed list
+    for row in (overall, *by_service, *by_organization, *by_category):
+        row["provided_share"] = provided_share(row)
     handoffs = _in_range(
         restrict(Handoff.objects.all(), user, patient_path="patient"), "created_at", start, end
     )
@@ -316,6 +337,7 @@ def dashboard_metrics(
         by_priority,
         more_services=more_services,
         more_organizations=more_organizations,
+        by_category=by_category,
     )
 
 

@@ -23,7 +23,11 @@ urlpatterns = [
     path("catalog/export/", views.catalog_export, name="catalog_export"),
     path("catalog/changes/", views_catalog.listing_changes, name="listing_changes"),
     path("catalog/stale/", views_catalog.stale_listings, name="stale_listings"),
+    path("catalog/partners/", views_catalog.partner_staff, name="partner_staff"),
     path("services/<uuid:service_id>/capacity/", views_catalog.service_capacity, name="service_capacity"),
     path("<int:referral_id>/", views.referral_detail, name="detail"),
     path("<int:referral_id>/status/", views.referral_status, name="status"),
+    path("<int:referral_id>/message/", views.referral_message, name="message"),
+    path("<int:referral_id>/link/", views.referral_link, name="link"),
+    path("<int:referral_id>/letter.pdf", views.referral_letter, name="letter"),
 ]

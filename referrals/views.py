@@ -30,16 +30,17 @@ from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
 
-from . import charts, hsds, selectors, services
+from . import charts, hsds, links, partners, selectors, services
 from .forms import (
     CatalogSearchForm,
     DateRangeForm,
     HsdsImportForm,
     MeasuresPeriodForm,
     ReferralForm,
+    ReferralMessageForm,
     ReferralStatusForm,
 )
-from .models import ReferralStatus, Service, ServiceStatus, TaxonomyTerm
+from .models import ReferralMessage, ReferralStatus, Service, ServiceStatus, TaxonomyTerm
 
 PAGE_SIZE = 20
 STATUS_LABELS = dict(ReferralStatus.choices)
@@ -271,7 +272,15 @@ def referral_list(request: HttpRequest) -> HttpResponse:
 
 
 def _render_detail(
-    request, referral, access, *, form=None, status: int = 200, error: str = ""
+    request,
+    referral,
+    access,
+    *,
+    form=None,
+    status: int = 200,
+    error: str = "",
+    message_form=None,
+    link_error="",
 ) -> HttpResponse:
     events = list(referral.events.select_related("by").order_by("at", "id"))
     if form is None and access.on_team:
@@ -283,6 +292,10 @@ def _render_detail(
         "events": events,
         "form": form,
         "error": error,
+        "thread": list(ReferralMessage.objects.filter(referral=referral).select_related("author")),
+        "message_form": message_form or ReferralMessageForm(),
+        "link_error": link_error,
+        "service_email": referral.service.email or referral.service.organization.email,
     }
     return render(request, "referrals/referral_detail.html", context, status=status)
 
@@ -334,6 +347,78 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
         return _render_detail(request, fresh, access, status=409, error=f"{exc} Review it and try again.")
     messages.success(request, f"Referral is now {updated.get_status_display().lower()}.")
     return redirect("referrals:detail", referral_id=updated.pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def referral_message(request: HttpRequest, referral_id: int) -> HttpResponse:
+    """The team's side of the thread with the receiving service."""
+    referral, access = selectors.referral_for_user(request.user, referral_id)
+    access.require_edit()
+    form = ReferralMessageForm(request.POST)
+    if form.is_valid():
+        try:
+            partners.referral_message_add(
+                access=access,
+                by=request.user,
+                referral=referral,
+                text=form.cleaned_data["text"],
+                request=request,
+            )
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, "Message sent to the service.")
+            return redirect("referrals:detail", referral_id=referral.pk)
+    return _render_detail(request, referral, access, message_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def referral_link(request: HttpRequest, referral_id: int) -> HttpResponse:
+    """Email the service a signed link to this referral (services without an account)."""
+    referral, access = selectors.referral_for_user(request.user, referral_id)
+    access.require_edit()
+    try:
+        link = links.referral_link_create(
+            access=access,
+            by=request.user,
+            referral=referral,
+            email=request.POST.get("email", ""),
+            request=request,
+        )
+    except ValidationError as exc:
+        return _render_detail(request, referral, access, link_error=" ".join(exc.messages), status=400)
+    messages.success(request, f"The referral was emailed to {link.email}.")
+    return redirect("referrals:detail", referral_id=referral.pk)
+
+
+@login_required
+@require_GET
+def referral_letter(request: HttpRequest, referral_id: int) -> HttpResponse:
+    """The referral as a printable letter (PDF) for services reached by fax or by hand:
+    the same minimum view the service would see on CareTeam."""
+    from django.contrib.staticfiles import finders
+    from weasyprint import CSS, HTML
+
+    referral, access = selectors.referral_for_user(request.user, referral_id)
+    if referral.sent_at is None:
+        raise Http404("Send the referral before printing its letter.")
+    audit(
+        user=request.user,
+        action=AuditAction.EXPORT,
+        obj=referral,
+        patient=referral.patient,
+        request=request,
+        detail="referral letter",
+    )
+    context = {"view": partners.minimum_view(referral), "printed_at": timezone.now(), "by": request.user}
+    html = render(request, "referrals/letter.html", context).content.decode()
+    pdf = HTML(string=html).write_pdf(stylesheets=[CSS(filename=finders.find("css/print.css"))])
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="referral-{referral.pk}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # ---------------------------------------------------------------------------

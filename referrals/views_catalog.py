@@ -14,9 +14,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from . import selectors, services
-from .forms import AssureForm, CapacityForm, ListingReviewForm
-from .models import ListingChange, Service
+from . import partners, selectors, services
+from .forms import AssureForm, CapacityForm, ListingReviewForm, PartnerInviteForm
+from .models import ClaimStatus, ListingChange, ListingClaim, PartnerStaff, Service
 from .views import _add_errors, _require_catalog_admin
 
 PAGE_SIZE = 50
@@ -138,3 +138,50 @@ def stale_listings(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(selectors.stale_services(months=months), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "referrals/stale_listings.html", {"page": page, "months": months, "query": ""})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def partner_staff(request: HttpRequest) -> HttpResponse:
+    """Partner staff by organisation: invite someone, decide the claims of listings."""
+    _require_catalog_admin(request.user)
+    form = PartnerInviteForm()
+    status = 200
+    if request.method == "POST" and request.POST.get("claim"):
+        claim = ListingClaim.objects.filter(pk=request.POST["claim"]).first()
+        if claim is None:
+            raise Http404("No such claim.")
+        try:
+            partners.listing_claim_decide(
+                by=request.user,
+                claim=claim,
+                approve=request.POST.get("decision") == "approve",
+                request=request,
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(
+                request, f"Claim by {claim.email} {ListingClaim.objects.get(pk=claim.pk).status}."
+            )
+            return redirect("referrals:partner_staff")
+        status = 400
+    elif request.method == "POST":
+        form = PartnerInviteForm(request.POST)
+        if form.is_valid():
+            try:
+                partners.partner_invite(by=request.user, **form.cleaned_data, request=request)
+            except ValidationError as exc:
+                _add_errors(form, exc)
+            else:
+                messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+                return redirect("referrals:partner_staff")
+        status = 400
+    context = {
+        "form": form,
+        "staff": PartnerStaff.objects.select_related("user", "organization").order_by(
+            "organization__name", "user__email"
+        ),
+        "claims": ListingClaim.objects.filter(status=ClaimStatus.PENDING).select_related("organization"),
+    }
+    return render(request, "referrals/partner_staff.html", context, status=status)

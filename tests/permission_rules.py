@@ -56,6 +56,12 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
   "portal"          the patient and family portal (/portal/): patients and caregivers
                     only; tested with their own personas (patient, caregiver, former
                     caregiver, another patient, staff) by tests/test_portal.py
+  "partner"         the partner pages (/partner/): the partner of the organisation behind
+                    the referral or service 200 (POST: a form error or the change);
+                    a partner of another organisation and every staff account 404;
+                    anonymous to login. Partner accounts get 404 on every URL outside
+                    settings.ACCOUNT_KIND_PATHS["partner"] and the account pages, whatever
+                    its rule (the partner personas of the matrix check it).
   "api"             REST/FHIR endpoint; tested by the API's own matrix (see test_api_*).
                     Every route under PREFIX_RULES' prefixes gets that rule by default.
 """
@@ -166,6 +172,27 @@ RULES: dict[str, str] = {
     "referrals:service_capacity": "catalog-admin",
     "referrals:listing_changes": "catalog-admin",
     "referrals:stale_listings": "catalog-admin",
+    # partner organisations: the team's thread with the service, the emailed link, the
+    # letter; the partner staff page; the partner's own pages; the invitation and the
+    # emailed link (a secret: unknown is 404 for everyone); the claim of a listing
+    "referrals:message": "patient-write",
+    "referrals:link": "patient-write",
+    "referrals:letter": "patient-read",
+    "referrals:partner_staff": "catalog-admin",
+    "partner:inbox": "partner",
+    "partner:referral": "partner",
+    "partner:accept": "partner",
+    "partner:start": "partner",
+    "partner:decline": "partner",
+    "partner:complete": "partner",
+    "partner:message": "partner",
+    "partner:service": "partner",
+    "partner:welcome": "feed",
+    "partner:claim": "public",
+    "partner:link": "feed",
+    "partner:link_accept": "feed",
+    "partner:link_decline": "feed",
+    "partner:link_complete": "feed",
     # visits and service authorisations (visits/): calendars and the dashboard show only
     # visible patients; a visit or authorisation page follows its patient
     "visits:my_week": "login",

@@ -276,3 +276,42 @@ def test_stale_or_missing_if_match_changes_nothing_and_the_current_one_succeeds(
     current = client.patch(url, change, format="json", HTTP_IF_MATCH=stale["ETag"])
     assert current.status_code == 200, current.content
     assert current["ETag"] == 'W/"3"'
+
+
+@pytest.mark.parametrize("basename", sorted(set(MAKERS) | NOT_PATIENT_DATA))
+def test_partner_accounts_reach_only_their_organisations_referrals(world, basename):
+    """Partner personas: the staff of the organisation a referral was sent to see it
+    (minimum fields) and nothing else of the API; a partner of another organisation sees
+    nothing at all."""
+    service = f.ServiceFactory(name="Matrix pantry")
+    partner = f.partner_user(service.organization, "api-partner")
+    other_partner = f.partner_user(f.OrganizationFactory(name="Second organisation"), "api-partner-2")
+    consent = f.ConsentFactory(patient=world.patient)
+    sent = f.ReferralFactory(
+        patient=world.patient,
+        care_plan=world.plan,
+        service=service,
+        referred_by=world.nurse,
+        status="requested",
+        sent_at=timezone.now(),
+        consent=consent,
+        tracked_by_referrer=False,
+    )
+    draft = f.ReferralFactory(
+        patient=world.patient, care_plan=world.plan, service=service, referred_by=world.nurse
+    )
+    elsewhere = MAKERS["api-referral"](world, world.other_patient, world.other_plan)
+    for user, sees in ((partner, True), (other_partner, False)):
+        client = APIClient()
+        client.force_login(user)
+        listed = client.get(_url(basename))
+        if basename != "api-referral":
+            assert listed.status_code == 404, (user, basename)
+            continue
+        assert listed.status_code == 200
+        ids = [row["id"] for row in listed.json()["results"]]
+        assert ids == ([sent.pk] if sees else [])
+        assert "mrn" not in listed.content.decode() and "care_plan" not in listed.content.decode()
+        for obj in (draft, elsewhere):
+            assert client.get(_url(basename, obj.pk)).status_code == 404
+        assert client.get(_url(basename, sent.pk)).status_code == (200 if sees else 404)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import timezone
 
 from careplans.models import Need, Note
 from careteam.models import AuditEvent, Notification, NotificationKind
@@ -336,3 +337,197 @@ def test_an_invitation_link_older_than_72_hours_no_longer_works(world, orgs):
 def test_only_a_catalog_admin_invites_partner_staff(world, orgs):
     with pytest.raises(Exception, match="catalog administrators"):
         partners.partner_invite(by=world.nurse, organization=orgs["a"], email="x@harbor.example")
+
+
+# ---------------------------------------------------------------------------
+# The partner pages
+# ---------------------------------------------------------------------------
+def test_the_partner_inbox_shows_its_tabs_counts_and_only_its_referrals(client, world, orgs):
+    client.force_login(orgs["partner_a"])
+    page = client.get("/partner/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "New (1)" in text and "Harbor pantry" in text and "Not updated for 3 days" in text
+    assert "SECRET-B" not in text and world.patient.mrn not in text
+    assert client.get(f"/partner/referrals/{orgs['to_b'].pk}/").status_code == 404
+    assert client.get(f"/partner/?service={orgs['food'].pk}&tab=closed").status_code == 200
+
+
+def test_a_staff_member_gets_404_on_the_partner_pages(client, world, orgs):
+    client.force_login(world.nurse)
+    assert client.get("/partner/").status_code == 404
+    assert client.get(f"/partner/referrals/{orgs['to_a'].pk}/").status_code == 404
+
+
+def test_a_partner_accepts_and_completes_on_its_pages(client, world, orgs):
+    client.force_login(orgs["partner_a"])
+    url = f"/partner/referrals/{orgs['to_a'].pk}/"
+    page = client.get(url)
+    assert page.status_code == 200 and "555-0100" in page.content.decode()
+    version = Referral.objects.get(pk=orgs["to_a"].pk).version
+    assert client.post(f"{url}accept/", {"expected_version": version}).status_code == 302
+    # the same page posted again is stale: 409, nothing changes
+    assert client.post(f"{url}accept/", {"expected_version": version}).status_code == 409
+    version = Referral.objects.get(pk=orgs["to_a"].pk).version
+    response = client.post(f"{url}complete/", {"expected_version": version, "outcome": "not-provided"})
+    assert response.status_code == 400 and Referral.objects.get(pk=orgs["to_a"].pk).status == "accepted"
+    response = client.post(f"{url}complete/", {"expected_version": version, "outcome": "service-provided"})
+    assert response.status_code == 302
+    assert Referral.objects.get(pk=orgs["to_a"].pk).status == "completed"
+
+
+def test_a_partner_updates_capacity_at_once_and_proposes_listing_edits_for_review(client, orgs):
+    client.force_login(orgs["partner_a"])
+    url = f"/partner/services/{orgs['food'].pk}/"
+    assert client.post(url, {"form": "capacity", "capacity_status": "full"}).status_code == 302
+    assert type(orgs["food"]).objects.get(pk=orgs["food"].pk).capacity_status == "full"
+    assert (
+        client.post(
+            url, {"form": "listing", "phone": "555-0199", "email": "", "hours_description": ""}
+        ).status_code
+        == 302
+    )
+    service = type(orgs["food"]).objects.get(pk=orgs["food"].pk)
+    assert service.phone != "555-0199" and service.listing_changes.get().changes == {"phone": "555-0199"}
+    assert (
+        client.get(
+            f"/partner/services/{orgs['food'].pk}/".replace(
+                str(orgs["food"].pk), str(orgs["to_b"].service_id)
+            )
+        ).status_code
+        == 404
+    )
+
+
+def test_the_team_answers_the_service_on_the_referral_page(client, world, orgs):
+    partners.partner_referral_request_info(
+        by=orgs["partner_a"], referral=orgs["to_a"], text="Which days suit?"
+    )
+    client.force_login(world.nurse)
+    page = client.get(f"/referrals/{orgs['to_a'].pk}/")
+    assert "Which days suit?" in page.content.decode()
+    assert client.post(f"/referrals/{orgs['to_a'].pk}/message/", {"text": ""}).status_code == 400
+    assert client.post(f"/referrals/{orgs['to_a'].pk}/message/", {"text": "Mondays"}).status_code == 302
+    assert ReferralMessage.objects.filter(from_partner=False, text="Mondays").exists()
+
+
+def test_the_referral_letter_is_a_pdf_of_the_minimum_view(client, world, orgs):
+    client.force_login(world.nurse)
+    response = client.get(f"/referrals/{orgs['to_a'].pk}/letter.pdf")
+    assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+    client.force_login(world.outsider)
+    assert client.get(f"/referrals/{orgs['to_a'].pk}/letter.pdf").status_code == 404
+
+
+# ---------------------------------------------------------------------------
+# The signed link for a service without an account
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def link(world, orgs, mailoutbox, django_capture_on_commit_callbacks):
+    from referrals import links
+
+    # a service of an organisation without partner staff: the referrer tracks it
+    other = f.ServiceFactory(name="Quiet clinic", email="intake@quiet.example")
+    referral = referral_services.referral_create(
+        access=patient_access(world.nurse, world.patient),
+        by=world.nurse,
+        plan=world.plan,
+        service=other,
+        reason="Needs a ride",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        made = links.referral_link_create(
+            access=patient_access(world.nurse, world.patient), by=world.nurse, referral=referral
+        )
+    url = next(line for line in mailoutbox[-1].body.splitlines() if "/partner/link/" in line)
+    assert (
+        mailoutbox[-1].to == ["intake@quiet.example"] and world.patient.family_name not in mailoutbox[-1].body
+    )
+    return {
+        "referral": referral,
+        "link": made,
+        "path": url.replace("http://localhost:8000", "").replace("http://testserver", ""),
+    }
+
+
+def test_the_link_shows_only_that_referral_and_each_action_works_once(client, world, link):
+    path = link["path"]
+    page = client.get(path)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Needs a ride" in text and world.patient.mrn not in text and "SECRET-B" not in text
+    assert world.plan.title not in text
+    assert client.post(f"{path}accept/").status_code == 302
+    assert Referral.objects.get(pk=link["referral"].pk).status == "accepted"
+    again = client.post(f"{path}accept/")
+    assert again.status_code == 409 and "already done" in again.content.decode()
+    assert client.post(f"{path}complete/", {"outcome": "service-provided"}).status_code == 302
+    assert client.post(f"{path}complete/", {"outcome": "service-provided"}).status_code == 409
+    referral = Referral.objects.get(pk=link["referral"].pk)
+    assert referral.status == "completed" and referral.outcome == "service-provided"
+    assert ReferralEvent.objects.filter(referral=referral, to_status="accepted").count() == 1
+    assert AuditEvent.objects.filter(object_id=str(referral.pk), detail__contains="emailed to").count() >= 3
+
+
+def test_a_bad_answer_through_the_link_does_not_use_it_up(client, link):
+    path = link["path"]
+    assert client.post(f"{path}decline/", {"reason": "other", "text": ""}).status_code == 400
+    assert client.post(f"{path}decline/", {"reason": "other", "text": "Moved away"}).status_code == 302
+    assert Referral.objects.get(pk=link["referral"].pk).status == "rejected"
+
+
+def test_an_altered_link_cannot_reach_another_referral(client, orgs, link):
+    from django.core import signing
+
+    from referrals import links
+
+    token = link["path"].rstrip("/").split("/")[-1]
+    payload = signing.loads(token, salt=links.SALT)
+    forged = signing.dumps({"r": orgs["to_a"].pk, "n": payload["n"]}, salt="not-the-salt")
+    for bad in (
+        forged,
+        token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        token.replace(":", ".", 1),
+    ):
+        response = client.get(f"/partner/link/{bad}/")
+        assert response.status_code == 404 and "not valid" in response.content.decode()
+        assert "Needs groceries" not in response.content.decode()
+    # a well-signed token naming another referral with this nonce finds nothing
+    swapped = signing.dumps({"r": orgs["to_a"].pk, "n": payload["n"]}, salt=links.SALT)
+    assert client.get(f"/partner/link/{swapped}/").status_code == 404
+    assert client.post(f"/partner/link/{swapped}/accept/").status_code == 404
+    assert Referral.objects.get(pk=orgs["to_a"].pk).status == "requested"
+    assert AuditEvent.objects.filter(detail="referral link refused: invalid").count() >= 4
+
+
+def test_an_expired_link_answers_a_clear_page(client, link):
+    from referrals.models import ReferralLink
+
+    ReferralLink.objects.filter(pk=link["link"].pk).update(
+        expires_at=timezone.now() - dt.timedelta(minutes=1)
+    )
+    response = client.get(link["path"])
+    assert response.status_code == 410 and "expired" in response.content.decode()
+    assert client.post(f"{link['path']}accept/").status_code == 410
+    assert Referral.objects.get(pk=link["referral"].pk).status == "requested"
+
+
+# ---------------------------------------------------------------------------
+# The dashboard measures the service's own answers
+# ---------------------------------------------------------------------------
+def test_the_dashboard_counts_the_services_own_answers_and_the_share_provided(client, world, orgs):
+    referral = partners.partner_referral_accept(by=orgs["partner_a"], referral=orgs["to_a"])
+    partners.partner_referral_complete(by=orgs["partner_a"], referral=referral, outcome="service-provided")
+    partners.partner_referral_decline(by=orgs["partner_b"], referral=orgs["to_b"], reason="no-capacity")
+    from referrals.selectors import dashboard_metrics
+
+    metrics = dashboard_metrics(world.nurse)
+    assert metrics.overall["by_service"] == 1 and metrics.overall["closed"] == 2
+    assert metrics.overall["provided_share"] == 50.0
+    pantry = next(r for r in metrics.by_service if r["service__name"] == "Harbor pantry")
+    assert pantry["provided_share"] == 100.0 and pantry["accept_p50"] is not None
+    food = next(r for r in metrics.by_category if r["need__category"] == "food")
+    assert food["provided_share"] == 100.0
+    client.force_login(world.nurse)
+    page = client.get("/referrals/dashboard/").content.decode()
+    assert "Closed with the service provided: 50.0 %" in page and "Per need category" in page

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
 from django.test import Client
@@ -32,15 +33,20 @@ from careplans.models import Note, ProposedNeed
 from careteam import services as team_services
 from careteam.models import AuditEvent, BreakGlassAccess, Notification, TeamMembership
 from patients.models import Patient
+from referrals.models import Referral
 from tests import factories as f
 from tests.permission_rules import PREFIX_RULES, RULES
 
 pytestmark = pytest.mark.django_db
 
+# partner accounts: staff of the organisation behind the matrix's service (its referral of
+# the team patient is sent), and staff of a second organisation
+PARTNER_ROLES = ("partner", "other_partner")
 # the portal's own matrix (patient and caregiver personas) is tests/test_portal.py
 SKIPPED_RULES = {"api", "admin-site", "portal"}
 # huddles: the current team only (emergency access included in "everyone else")
 HUDDLE_RULES = {"huddle-read", "huddle-answer", "huddle-manage"}
+PARTNER_PATHS = (*settings.ACCOUNT_COMMON_PATHS, *settings.ACCOUNT_KIND_PATHS["partner"])
 KNOWN_RULES = {
     "public",
     "login",
@@ -58,6 +64,7 @@ KNOWN_RULES = {
     "superuser",
     "feed",
     *HUDDLE_RULES,
+    "partner",
     *SKIPPED_RULES,
 }
 PATIENT_RULES = {
@@ -105,9 +112,9 @@ PATIENT_KWARGS = (
 )
 SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id", "conversation_id", "message_id"}
 # members of this team are interchangeable for another team's objects: a few of them do
-OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager"}
+OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager", *PARTNER_ROLES}
 # rules that show no patient data: a few roles suffice
-NON_PATIENT_ROLES = ("anonymous", "admin", "outsider", "nurse")
+NON_PATIENT_ROLES = ("anonymous", "admin", "outsider", "nurse", *PARTNER_ROLES)
 NON_PATIENT_RULES = {"public", "catalog-admin", "audit-admin", "superuser", "feed"}
 CATALOG_KWARGS = {"service_id", "organization_id"}
 
@@ -278,6 +285,12 @@ def build(world) -> Matrix:
         patient=world.patient, care_plan=world.plan, service=service, referred_by=world.nurse
     )
     team["transition_id"] = _transition(world.patient, world.nurse)
+    # sent, so that the partner of the service's organisation sees it
+    Referral.objects.filter(pk=team["referral_id"].pk).update(
+        status="requested", sent_at=timezone.now(), consent=team["consent_id"], tracked_by_referrer=False
+    )
+    users["partner"] = f.partner_user(service.organization, "partner1")
+    users["other_partner"] = f.partner_user(f.OrganizationFactory(name="Second Org"), "partner2")
     other = {
         "patient_id": world.other_patient,
         "plan_id": world.other_plan,
@@ -471,6 +484,16 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
         # ending a role: the team managers', or the role holder's own (leaving the team)
         own = user is not None and getattr(target, "user_id", None) == user.pk
         rule = "patient-write" if own and role != "break_glass" else "team-manage"
+    if rule == "partner":
+        if role == "anonymous":
+            return {ANON}
+        if scenario == "none":  # the inbox: each partner its own organisation's
+            return ({200} if method == "GET" else {200, 405}) if role in PARTNER_ROLES else {404}
+        if role == "partner" and scenario == "team":
+            return {200, 405} if method == "GET" else {"ok"}  # 405: the actions are POST only
+        if role == "break_glass" and method == "POST":
+            return {403, 404}  # PatientAuditMiddleware refuses emergency writes before any view
+        return {404}
     if rule == "public":
         return {200, 301, 302, 405, ANON} if method == "GET" else {200, 302, 400, 403, 405}
     if rule == "superuser":  # the same 404 as an unknown URL, also for anonymous
@@ -531,7 +554,9 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
 
 def forbidden_texts(role: str, m: Matrix) -> list[str]:
     texts = [OTHER_MRN, OTHER_NAME, *OTHER_TEXTS, OTHER_NAME.split()[1]]
-    if not visible(role, "team"):
+    if role == "partner":  # the name of the patient its organisation's referral is for
+        texts += [TEAM_MRN, "TEAMITEM-"]
+    elif not visible(role, "team"):
         texts += [TEAM_MRN, TEAM_NAME, TEAM_NAME.split()[1], "TEAMITEM-"]
     texts.append(CONVERSATION_TEXTS["OTHERTEAM"])
     if role not in SENSITIVE_VIEWERS:
@@ -547,7 +572,9 @@ def fill(route: Route, m: Matrix, role: str) -> list[tuple[str, dict, object]]:
     unknown = [
         k
         for k in kws
-        if k not in PATIENT_KWARGS and k not in CATALOG_KWARGS and k not in ("notification_id", "feed_token")
+        if k not in PATIENT_KWARGS
+        and k not in CATALOG_KWARGS
+        and k not in ("notification_id", "feed_token", "link_token", "uidb64", "token")
     ]
     if unknown:
         raise LookupError(f"URL {route.name} ({route.route}): the matrix cannot fill {unknown}")
@@ -555,6 +582,10 @@ def fill(route: Route, m: Matrix, role: str) -> list[tuple[str, dict, object]]:
         return [("none", {}, None)]
     if kws == ["feed_token"]:
         return [("unknown", {"feed_token": "x" * 43}, None)]
+    if kws == ["link_token"]:
+        return [("unknown", {"link_token": "eyJyIjoxfQ:1vAbCd:" + "x" * 43}, None)]
+    if kws == ["uidb64", "token"]:
+        return [("unknown", {"uidb64": "MQ", "token": "cz1abc-" + "0" * 32}, None)]
     if "notification_id" in kws:
         own = m.notifications.get(role) or m.notifications["nurse"]
         others = m.notifications["pharmacist" if role != "pharmacist" else "nurse"]
@@ -718,8 +749,8 @@ def test_permission_matrix(world, capsys):
         if route.rule in SKIPPED_RULES or route.rule is None or route.rule not in KNOWN_RULES:
             continue  # the rule test above names these
         checked_urls += 1
-        methods = ("GET", "POST") if route.rule in (*WRITE_RULES, "self") else ("GET",)
-        for role in NON_PATIENT_ROLES if route.rule in NON_PATIENT_RULES else ROLES:
+        methods = ("GET", "POST") if route.rule in (*WRITE_RULES, "self", "partner") else ("GET",)
+        for role in NON_PATIENT_ROLES if route.rule in NON_PATIENT_RULES else (*ROLES, *PARTNER_ROLES):
             try:
                 filled = fill(route, m, role)
             except LookupError as exc:
@@ -730,6 +761,12 @@ def test_permission_matrix(world, capsys):
                 url = reverse(route.name, kwargs=kwargs)
                 for method in methods:
                     allowed = expected(route.rule, role, scenario, method, target, m.users.get(role))
+                    if (
+                        role in PARTNER_ROLES
+                        and not url.startswith(PARTNER_PATHS)
+                        and route.name not in ("healthz", "readyz")  # probes answer before sessions
+                    ):
+                        allowed = {404}  # careteam.middleware.AccountKindMiddleware
                     response, crash, wrote, audited = _request(m.clients[role], method, url)
                     cases += 1
                     where = f"{method} {url} [{route.name}: {route.rule}] as {role} ({scenario})"

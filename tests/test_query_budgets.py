@@ -622,3 +622,49 @@ def test_portal_pages_take_the_same_queries_however_big_the_plan_is(client, worl
     assert len(big.captured_queries) == len(small.captured_queries) <= PORTAL_PLAN_QUERIES
     if page == "portal:plan":
         assert body.count('class="goal"') == 26
+
+
+def _partner_referrals(world, service, n: int) -> None:
+    consent = f.ConsentFactory(patient=world.patient)
+    from django.utils import timezone
+
+    for i in range(n):
+        need = f.NeedFactory(care_plan=world.plan, category="food")
+        f.ReferralFactory(
+            patient=world.patient,
+            care_plan=world.plan,
+            need=need,
+            service=service,
+            referred_by=world.nurse,
+            status="requested" if i % 2 else "accepted",
+            sent_at=timezone.now(),
+            consent=consent,
+            tracked_by_referrer=False,
+        )
+
+
+@pytest.mark.parametrize("rows", [3, 30])
+@pytest.mark.parametrize("tab", ["new", "in-progress", "waiting"])
+def test_the_partner_inbox_takes_the_same_queries_however_many_referrals(
+    client, world, rows, tab, django_assert_max_num_queries
+):
+    service = f.ServiceFactory(name="Budget pantry")
+    partner = f.partner_user(service.organization, "budget-partner")
+    _partner_referrals(world, service, rows)
+    client.force_login(partner)
+    # session, user, staff row, services, counts, rows, unread notifications, savepoints
+    with django_assert_max_num_queries(10):
+        response = client.get(f"/partner/?tab={tab}")
+    assert response.status_code == 200
+
+
+def test_the_partner_api_list_takes_the_same_queries_however_many_referrals(
+    client, world, django_assert_max_num_queries
+):
+    service = f.ServiceFactory(name="Budget pantry")
+    partner = f.partner_user(service.organization, "budget-partner")
+    _partner_referrals(world, service, 25)
+    client.force_login(partner)
+    with django_assert_max_num_queries(8):
+        response = client.get("/api/v1/referrals/")
+    assert response.status_code == 200 and response.json()["count"] == 25

@@ -25,7 +25,7 @@ def hours(value) -> str:
 
 
 def _status_labels() -> dict[str, str]:
-    from careplans.models import ActivityStatus, CarePlanStatus, GoalLifecycle, NeedStatus
+    from careplans.models import ActivityStatus, CarePlanStatus, GoalLifecycle, NeedCategory, NeedStatus
     from careteam.models import HandoffStatus, Priority
     from referrals.models import ReferralOutcome, ReferralStatus
 
@@ -39,6 +39,7 @@ def _status_labels() -> dict[str, str]:
         ReferralStatus,
         ReferralOutcome,
         Priority,
+        NeedCategory,
     ):
         for code, label in choices.choices:
             labels.setdefault(code, str(label))

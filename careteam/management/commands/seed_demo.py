@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from careplans import services as plan_services
 from careplans.models import ACTIVITY_INITIAL_STATUSES, CarePlan
@@ -22,7 +23,7 @@ from careteam import huddles as huddle_services
 from careteam import services as team_services
 from careteam.demo.catalog import CAPACITY, CATALOG, TAXONOMY
 from careteam.demo.patients import PATIENTS
-from careteam.models import Discipline, Handoff, Huddle, SensitivityCategory, User
+from careteam.models import AccountKind, Discipline, Handoff, Huddle, SensitivityCategory, User
 from careteam.permissions import patient_access
 from careteam.reference import ensure_reference_data
 from patients.models import Caregiver, Consent, Patient
@@ -30,6 +31,7 @@ from referrals import services as referral_services
 from referrals.models import (
     ListingChange,
     Organization,
+    PartnerStaff,
     Referral,
     ReferralEvent,
     Service,
@@ -66,6 +68,7 @@ class Command(BaseCommand):
             users = self._users(password)
             services = self._catalog()
             self._catalog_review(services, users)
+            self._partner(password, services)
             created = 0
             for spec in PATIENTS:
                 if not Patient.objects.filter(mrn=spec["patient"]["mrn"]).exists():
@@ -86,6 +89,9 @@ class Command(BaseCommand):
         for username, first, last, title, codes in DEMO_USERS:
             self.stdout.write(f"  {username:<13} {first} {last}, {title} ({', '.join(codes)})")
         self.stdout.write("  admin         catalog and user administration (sees no clinical data)")
+        self.stdout.write(
+            "  partner       Rosa Partida, staff of Riverside Area Agency on Aging (answers its referrals)"
+        )
         if apps.is_installed("portal"):
             self.stdout.write("  patient       Maria Alvarez's own portal account (/portal/, in Spanish)")
             self.stdout.write(
@@ -246,10 +252,17 @@ class Command(BaseCommand):
             )
         services = {}
         today = timezone.localdate()
-        for org_name, org_description, offers in CATALOG:
+        for number, (org_name, org_description, offers) in enumerate(CATALOG):
+            domain = slugify(org_name).replace("-", "")[:30] + ".example.org"
             org, _ = Organization.objects.get_or_create(
                 name=org_name, defaults={"description": org_description}
             )
+            if not org.email:  # real-looking contacts (a demo seeded before had none)
+                Organization.objects.filter(pk=org.pk).update(
+                    email=f"info@{domain}",
+                    phone=f"(951) 555-{100 + number * 10:04d}",
+                    website=f"https://{domain}",
+                )
             for name, cats, description, languages, free, area, days in offers:
                 service, created = Service.objects.get_or_create(
                     organization=org,
@@ -267,8 +280,35 @@ class Command(BaseCommand):
                 )
                 if created:
                     service.categories.set([terms[c] for c in cats])
+                if not service.email:
+                    Service.objects.filter(pk=service.pk).update(
+                        email=f"intake.{slugify(name)[:20]}@{domain}",
+                        phone=f"(951) 555-{101 + number * 10 + len(services) % 9:04d}",
+                        hours_description="Mon–Fri 9:00–17:00",
+                    )
+                    service.refresh_from_db()
                 services[name] = service
         return services
+
+    def _partner(self, password: str, services: dict[str, Service]) -> None:
+        """The partner login: staff of the organisation behind Senior Ride Connect, whose
+        demo referrals are open; it answers them at /partner/ (created before the
+        referrals are sent, so the service answers them itself)."""
+        organization = services["Senior Ride Connect"].organization
+        user, created = User.objects.get_or_create(
+            username="partner",
+            defaults=dict(
+                first_name="Rosa",
+                last_name="Partida",
+                email="partner@example.org",
+                kind=AccountKind.PARTNER,
+                phone="(951) 555-0109",
+            ),
+        )
+        if created:
+            user.set_password(password)
+            user.save()
+        PartnerStaff.objects.get_or_create(user=user, defaults={"organization": organization})
 
     def _catalog_review(self, services: dict[str, Service], users: dict[str, User]) -> None:
         """Capacity on a few services (one full, one with a waitlist), one listing left

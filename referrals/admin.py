@@ -10,8 +10,10 @@ from careteam.admin import PatientRestrictedAdmin
 
 from . import hsds
 from .models import (
+    ListingClaim,
     Location,
     Organization,
+    PartnerStaff,
     Referral,
     Service,
     ServiceAtLocation,
@@ -143,3 +145,39 @@ class TaxonomyTermAdmin(CatalogAdmin):
 @admin.register(Referral)
 class ReferralAdmin(PatientRestrictedAdmin):
     list_display = ("id", "patient", "service", "status", "sent_at", "outcome")
+
+
+@admin.register(PartnerStaff)
+class PartnerStaffAdmin(CatalogAdmin):
+    """Who answers an organisation's referrals; invitations are sent from
+    /referrals/catalog/partners/ (a one-time set-password link), not made here."""
+
+    list_display = ("user", "organization", "active", "invited_at")
+    list_filter = ("active",)
+    search_fields = ("user__username", "user__email", "organization__name")
+    fields = ("user", "organization", "active")
+    readonly_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ListingClaim)
+class ListingClaimAdmin(CatalogAdmin):
+    """Claims are decided on /referrals/catalog/partners/ (approving one invites the claimant)."""
+
+    list_display = ("organization", "name", "email", "status", "created_at")
+    list_filter = ("status",)
+    readonly_fields = (
+        "organization",
+        "name",
+        "email",
+        "role",
+        "note",
+        "status",
+        "reviewed_by",
+        "reviewed_at",
+    )
+
+    def has_add_permission(self, request):
+        return False

@@ -4,13 +4,17 @@ For every operation: p50/p95/p99 over many requests made in-process with Django'
 ``Client`` (``force_login``; the full middleware, session, auth, view, template and audit
 path), the number of queries (``CaptureQueriesContext``), and beside it the *floor*: the
 time of the minimal raw SQL that fetches the same rows, measured in the same run on the
-same connection, and the ratio of the two medians. Operations whose URL or function does
+same connection, and the ratio of the two medians; the *framework floor*: the same
+templates rendered with the same context, or the endpoint's serializer over the same rows,
+without the database, and the median over the sum of both floors; and where one request's
+time goes (SQL, template or serializer, the rest). Operations whose URL or function does
 not exist yet are reported as "not available yet".
 
     DEBUG=true .venv/bin/python bench/run.py --db careteam_bench          # one size
     DEBUG=true .venv/bin/python bench/run.py --db careteam_bench_small --db careteam_bench
         # both sizes, one child process each, then the growth ratio per operation
     DEBUG=true .venv/bin/python bench/run.py --compare small.json big.json
+    DEBUG=true .venv/bin/python bench/run.py --anchors     # the framework alone, no database
 
 Targets checked: every page and API call p95 < 50 ms; API reads within 5x their floor;
 the query count of every operation is the same at both sizes; no operation's median grows
@@ -66,12 +70,32 @@ class Result:
     cpu_p50: float | None = None
     slowest_sql: str = ""
     statuses: dict[str, int] = field(default_factory=dict)
+    # framework floor: the same template rendered with the same context, or the endpoint's
+    # serializer over the same rows (and its JSON), without the database; None and a reason
+    # in fw_note where the view cannot be reproduced offline
+    fw_p50: float | None = None
+    fw_p95: float | None = None
+    fw_note: str = ""
+    # where one request's time goes (medians): SQL (query durations), template rendering,
+    # serializer .data (both without the SQL they trigger), and the rest: middleware, view
+    # code, forms, session, audit, the test client
+    sql_ms: float | None = None
+    render_ms: float | None = None
+    serialize_ms: float | None = None
+    python_ms: float | None = None
 
     @property
     def ratio(self) -> float | None:
         if not self.floor_p50:
             return None
         return self.p50 / self.floor_p50
+
+    @property
+    def fw_ratio(self) -> float | None:
+        """The measured median over the sum of both floors (SQL and framework)."""
+        if not self.floor_p50 or self.fw_p50 is None:
+            return None
+        return self.p50 / (self.floor_p50 + self.fw_p50)
 
     def verdicts(self) -> list[str]:
         """Which targets this operation misses (empty: all met)."""
@@ -97,6 +121,108 @@ def pct(values: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------------------
+# Where a request's time goes: SQL, template rendering, serializers
+# ---------------------------------------------------------------------------
+class Probe:
+    """Times the SQL, the outermost template renders and serializer `.data` calls of one
+    request, and keeps those templates (with their context) and serializers, so that the
+    framework floor can redo exactly that work without the database."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.start()
+
+    def start(self) -> None:
+        self.sql = self.render = self.serialize = 0.0
+        self.depth = 0  # inside an outermost render or .data: nested ones belong to it
+        self.templates: list[tuple[Any, Any, Any]] = []
+        self.serializers: list[Any] = []
+
+    def execute(self, execute, sql, params, many, context):  # connection.execute_wrapper
+        t = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.sql += time.perf_counter() - t
+
+    def _timed(self, kind: str, keep: Callable[[], None], run: Callable[[], Any]) -> Any:
+        if not self.active or self.depth:
+            return run()
+        self.depth += 1
+        sql0, t = self.sql, time.perf_counter()
+        try:
+            return run()
+        finally:
+            self.depth -= 1
+            spent = time.perf_counter() - t - (self.sql - sql0)
+            setattr(self, kind, getattr(self, kind) + spent)
+            keep()
+
+    def install(self) -> None:
+        """Wrap Django's template backend render and DRF's `BaseSerializer.data` (which
+        `Serializer.data` and `ListSerializer.data` reach through `super().data`)."""
+        from django.template.backends import django as backend
+        from rest_framework import serializers
+
+        probe = self
+        render = backend.Template.render
+        data = serializers.BaseSerializer.data.fget
+
+        def timed_render(tpl, context=None, request=None):
+            return probe._timed(
+                "render",
+                lambda: probe.templates.append((tpl, context, request)),
+                lambda: render(tpl, context, request),
+            )
+
+        def timed_data(ser):
+            return probe._timed("serialize", lambda: probe.serializers.append(ser), lambda: data(ser))
+
+        backend.Template.render = timed_render
+        serializers.BaseSerializer.data = property(timed_data)
+
+
+def offline_work(templates: list, serializers: list) -> tuple[Callable[[], Any] | None, str]:
+    """One callable that redoes a request's rendering and serializing from what the probe
+    kept, without the database, or None and why it cannot be."""
+    import inspect
+
+    from rest_framework.renderers import JSONRenderer
+    from rest_framework.serializers import ListSerializer
+
+    if not templates and not serializers:
+        return None, "no template or serializer: the view builds its response itself"
+    jobs: list[Callable[[], Any]] = []
+    for tpl, context, request in templates:
+        # the context built once: the context processors' output (their callables, such
+        # as the nav's unread count, called now), under the view's own context
+        flat: dict[str, Any] = {}
+        if request is not None:
+            for processor in tpl.backend.engine.template_context_processors:
+                flat.update({k: (v() if inspect.isfunction(v) else v) for k, v in processor(request).items()})
+        flat.update(context or {})
+        jobs.append(lambda tpl=tpl, flat=flat: tpl.render(flat))
+    renderer = JSONRenderer()
+    for ser in serializers:
+        many = isinstance(ser, ListSerializer)
+        cls = type(ser.child) if many else type(ser)
+        if getattr(ser, "instance", None) is None:
+            return None, f"{cls.__name__} serializes input, not rows"
+        ctx = getattr(ser, "_context", {})
+        jobs.append(
+            lambda cls=cls, inst=ser.instance, many=many, ctx=ctx: renderer.render(
+                cls(inst, many=many, context=ctx).data
+            )
+        )
+
+    def run() -> None:
+        for job in jobs:
+            job()
+
+    return run, ""
+
+
+# ---------------------------------------------------------------------------
 # In-process measurement (runs after django.setup())
 # ---------------------------------------------------------------------------
 class Bench:
@@ -113,6 +239,8 @@ class Bench:
         self.explain = True
         self.exclude: set[str] = set()
         self.sweep_runs = 3
+        self.probe = Probe()
+        self.probe.install()
 
     def explain_queries(self, res: Result, captured: list[dict]) -> None:
         """Sum pages touched and execution time over the read queries of one request."""
@@ -179,16 +307,26 @@ class Bench:
         times: list[float] = []
         cpus: list[float] = []
         queries: list[int] = []
+        parts: dict[str, list[float]] = {"sql": [], "render": [], "serialize": [], "python": []}
+        probe = self.probe
         for i in range(-self.warmup, n):
             try:
                 if before is not None:
                     before(i)
                 self.connection.queries_log.clear()  # the capture indexes into a 9,000-entry log
-                with CaptureQueriesContext(self.connection) as ctx:
+                probe.start()
+                with (
+                    CaptureQueriesContext(self.connection) as ctx,
+                    self.connection.execute_wrapper(probe.execute),
+                ):
+                    probe.active = True
                     c0, t = time.process_time(), time.perf_counter()
-                    out = call(i)
-                    elapsed = (time.perf_counter() - t) * 1000
-                    cpu = (time.process_time() - c0) * 1000
+                    try:
+                        out = call(i)
+                    finally:
+                        elapsed = (time.perf_counter() - t) * 1000
+                        cpu = (time.process_time() - c0) * 1000
+                        probe.active = False
             except Exception as exc:  # noqa: BLE001 - code under construction must not stop the run
                 print(f"  {name}: failed: {exc!r}", flush=True)
                 res.available, res.note = False, f"failed: {exc!r}"[:200]
@@ -200,6 +338,11 @@ class Bench:
                 times.append(elapsed)
                 cpus.append(cpu)
                 queries.append(len(ctx.captured_queries))
+                spent = {"sql": probe.sql * 1000, "render": probe.render * 1000}
+                spent["serialize"] = probe.serialize * 1000
+                spent["python"] = elapsed - sum(spent.values())
+                for part, ms in spent.items():
+                    parts[part].append(ms)
                 res.statuses[status] = res.statuses.get(status, 0) + 1
             elif status.startswith(("4", "5")) and i == -self.warmup:
                 body = getattr(out, "content", b"")[:300]
@@ -208,6 +351,9 @@ class Bench:
         res.p50, res.p95, res.p99 = pct(times, 50), pct(times, 95), pct(times, 99)
         res.queries_min, res.queries_max = min(queries), max(queries)
         res.cpu_p50 = round(pct(cpus, 50), 2)
+        res.sql_ms, res.render_ms, res.serialize_ms, res.python_ms = (
+            round(pct(parts[p], 50), 2) for p in ("sql", "render", "serialize", "python")
+        )
         if self.explain:
             self.explain_queries(res, ctx.captured_queries)
         if floor is not None:
@@ -218,16 +364,63 @@ class Bench:
                 if i >= 0:
                     ftimes.append((time.perf_counter() - t) * 1000)
             res.floor_p50, res.floor_p95 = pct(ftimes, 50), pct(ftimes, 95)
+        if kind in ("page", "api", "write"):
+            self.framework_floor(res, n)
+        else:
+            res.fw_note = "not an HTTP request"
         self.results.append(res)
         ratio = f"{res.ratio:5.1f}x" if res.ratio is not None else "   - "
+        fw_ratio = f"{res.fw_ratio:.1f}x" if res.fw_ratio is not None else "-"
         print(
             f"  {name:<26} p50 {res.p50:7.2f}  p95 {res.p95:7.2f}  p99 {res.p99:7.2f} ms  "
             f"q {res.queries_min}-{res.queries_max}  floor {res.floor_p50 or 0:6.2f} ms {ratio}  "
             f"pages {res.buffers} db {res.db_ms} ms cpu {res.cpu_p50} ms  "
-            f"{dict(res.statuses)}",
+            f"{dict(res.statuses)}  fw {fmt(res.fw_p50, '.2f').strip()} ms {fw_ratio}  "
+            f"sql {res.sql_ms} render {(res.render_ms or 0) + (res.serialize_ms or 0):.2f} "
+            f"python {res.python_ms} ms{'  (' + res.fw_note + ')' if res.fw_note else ''}",
             flush=True,
         )
         return res
+
+    def framework_floor(self, res: Result, n: int) -> None:
+        """Redo the last request's rendering and serializing `n` times (after the warm-up),
+        from the context and rows it used. A template that still queries the database (a
+        method or relation it calls) is timed without those queries' SQL, and the note says
+        which: the floor is then an underestimate, and those queries are a finding."""
+        probe = self.probe
+        work, why = offline_work(probe.templates, probe.serializers)
+        probe.start()  # drop the references to the last request's objects
+        if work is None:
+            res.fw_note = why
+            return
+        seen: list[str] = []
+        sql = [0.0]
+
+        def timed(execute, sql_text, params, many, context):
+            seen.append(sql_text)
+            t = time.perf_counter()
+            try:
+                return execute(sql_text, params, many, context)
+            finally:
+                sql[0] += time.perf_counter() - t
+
+        ftimes: list[float] = []
+        try:
+            with self.connection.execute_wrapper(timed):
+                for i in range(-self.warmup, n):
+                    seen.clear()
+                    sql[0] = 0.0
+                    t = time.perf_counter()
+                    work()
+                    if i >= 0:
+                        ftimes.append((time.perf_counter() - t - sql[0]) * 1000)
+        except Exception as exc:  # noqa: BLE001 - a view that needs its request cannot be redone
+            res.fw_note = f"cannot be redone offline: {exc!r}"[:160]
+            return
+        res.fw_p50, res.fw_p95 = round(pct(ftimes, 50), 3), round(pct(ftimes, 95), 3)
+        if seen:
+            first = " ".join(seen[0].split())[:70]
+            res.fw_note = f"{len(seen)} queries from the template itself, their SQL excluded: {first}"
 
 
 def url_or_none(*names: str, **kwargs) -> str | None:
@@ -452,9 +645,11 @@ SAVE_FLOOR = [
        WHERE id = %(a)s""",
     """INSERT INTO careplans_historicalactivity (id, title, description, status, status_reason, due_date,
          created_at, version, history_date, history_type, care_plan_id, owner_discipline_id, assigned_to_id,
-         sensitivity_id, created_by_id, history_user_id)
+         sensitivity_id, created_by_id, history_user_id, for_patient, shared_sensitivity_id,
+         shared_with_patient)
        SELECT id, title, description, status, status_reason, due_date, created_at, version, now(), '~',
-         care_plan_id, owner_discipline_id, assigned_to_id, sensitivity_id, created_by_id, %(u)s
+         care_plan_id, owner_discipline_id, assigned_to_id, sensitivity_id, created_by_id, %(u)s,
+         for_patient, shared_sensitivity_id, shared_with_patient
        FROM careplans_activity WHERE id = %(a)s""",
     """INSERT INTO careteam_auditevent (at, user_id, username, action, outcome, object_type, object_id,
          patient_id, patient_ids, path, detail) VALUES (now(), %(u)s, 'bench', 'update', 'allowed',
@@ -996,11 +1191,137 @@ def run_one(
         "load_after": os.getloadavg()[0],
         "seconds": round(time.monotonic() - t0, 1),
         "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "results": [asdict(r) | {"ratio": r.ratio, "misses": r.verdicts()} for r in bench.results],
+        "results": [
+            asdict(r) | {"ratio": r.ratio, "fw_ratio": r.fw_ratio, "misses": r.verdicts()}
+            for r in bench.results
+        ],
     }
     print_table(report)
     if out:
         out.write_text(json.dumps(report, indent=1))
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Anchors: what the framework costs on this machine with no database and no auth
+# ---------------------------------------------------------------------------
+ANCHOR_ROWS = [
+    {
+        "id": n,
+        "mrn": f"MRN{n:06d}",
+        "given_name": "Ada",
+        "family_name": f"Lovelace {n}",
+        "birth_date": "1950-01-01",
+        "active": True,
+        "status": "active",
+        "version": n % 7,
+        "created_at": "2026-01-01T12:00:00Z",
+        "note": "Agreed at the team meeting.",
+    }
+    for n in range(50)
+]
+ANCHOR_TEMPLATE = """<table>{% for r in rows %}<tr><td>{{ r.id }}</td><td>{{ r.mrn }}</td>
+<td>{{ r.given_name }}</td><td>{{ r.family_name }}</td><td>{{ r.birth_date }}</td><td>{{ r.active }}</td>
+<td>{{ r.status }}</td><td>{{ r.version }}</td><td>{{ r.created_at }}</td><td>{{ r.note }}</td></tr>
+{% endfor %}</table>"""
+
+
+def run_anchors(requests: int, warmup: int) -> dict:
+    """p50/p95 through Django's test client, the database refused, nobody signed in: a bare
+    DRF list of 50 rows with 10 fields, a Django template of 50 rows, a JsonResponse; with
+    no middleware and with the project's own middleware stack."""
+    import types
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DEBUG", "true")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.http import HttpResponse, JsonResponse
+    from django.template import engines
+    from django.test import Client, override_settings
+    from django.urls import path
+    from rest_framework import serializers
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    class RowSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        mrn = serializers.CharField()
+        given_name = serializers.CharField()
+        family_name = serializers.CharField()
+        birth_date = serializers.DateField()
+        active = serializers.BooleanField()
+        status = serializers.CharField()
+        version = serializers.IntegerField()
+        created_at = serializers.DateTimeField()
+        note = serializers.CharField()
+
+    class RowList(APIView):
+        authentication_classes: list = []
+        permission_classes: list = []
+
+        def get(self, request):
+            return Response(RowSerializer(ANCHOR_ROWS, many=True).data)
+
+    import datetime as dt
+
+    typed = [
+        r
+        | {
+            "birth_date": dt.date(1950, 1, 1),
+            "created_at": dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC),
+        }
+        for r in ANCHOR_ROWS
+    ]
+    template = engines["django"].from_string(ANCHOR_TEMPLATE)
+    urls = types.ModuleType("bench_anchor_urls")
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path("drf/", RowList.as_view()),
+        path("template/", lambda request: HttpResponse(template.render({"rows": typed}, request))),
+        path("json/", lambda request: JsonResponse({"ok": True})),
+    ]
+    sys.modules["bench_anchor_urls"] = urls
+
+    def refuse(execute, sql, params, many, context):
+        raise RuntimeError(f"an anchor touched the database: {sql[:80]}")
+
+    anchors = {
+        "DRF list, 50 rows x 10 fields": ("/drf/", 0.81),
+        "Django template, 50 rows": ("/template/", 1.0),
+        "JsonResponse": ("/json/", 0.22),
+    }
+    report: dict[str, dict] = {}
+    print(f"anchors: load {os.getloadavg()[0]:.2f}, {requests} requests after {warmup} warm-up")
+    print(f"{'anchor':<32}{'middleware':>12}{'p50':>8}{'p95':>8}{'issue p50':>11}")
+    for stack, middleware in (("none", []), ("project", settings.MIDDLEWARE)):
+        with (
+            override_settings(
+                ROOT_URLCONF="bench_anchor_urls",
+                MIDDLEWARE=middleware,
+                SECURE_SSL_REDIRECT=False,
+                ALLOWED_HOSTS=["testserver"],
+            ),
+            connection.execute_wrapper(refuse),
+        ):
+            client = Client()
+            for label, (url, stated) in anchors.items():
+                times = []
+                for i in range(-warmup, requests):
+                    t = time.perf_counter()
+                    response = client.get(url)
+                    if i >= 0:
+                        times.append((time.perf_counter() - t) * 1000)
+                    if response.status_code != 200:
+                        raise SystemExit(
+                            f"{label} answered {response.status_code}: {response.content[:200]!r}"
+                        )
+                p50, p95 = pct(times, 50), pct(times, 95)
+                report[f"{label} ({stack} middleware)"] = {"p50": round(p50, 3), "p95": round(p95, 3)}
+                print(f"{label:<32}{stack:>12}{p50:8.2f}{p95:8.2f}{stated:11.2f}")
     return report
 
 
@@ -1032,6 +1353,30 @@ def print_table(report: dict) -> None:
             f"{r['name']:<32}{r['p50']:8.2f}{r['p95']:8.2f}{r['p99']:8.2f}{q:>9}{r.get('buffers') or 0:>8}"
             f"{fmt(r.get('db_ms'), '8.2f')}{fmt(r.get('cpu_p50'), '8.2f')}"
             f"{fmt(r['floor_p50'], '11.2f')}{ratio:>7}  {verdict}"
+        )
+    print_breakdown(report)
+
+
+def print_breakdown(report: dict) -> None:
+    """Per operation: both floors, the median over their sum, and where one request's
+    time goes (a second table, so the first keeps the columns results.md quotes)."""
+    print(f"\n## {report['database']}: floors and where the time goes (ms)")
+    print(
+        f"{'operation':<32}{'p50':>8}{'floor p50':>11}{'fw floor':>10}{'p50/sum':>9}"
+        f"{'sql':>8}{'render':>8}{'python':>8}  note"
+    )
+    for r in report["results"]:
+        if not r["available"]:
+            continue
+        fw_ratio = f"{r['fw_ratio']:.1f}x" if r.get("fw_ratio") else "-"
+        render = None if r.get("render_ms") is None else r["render_ms"] + (r.get("serialize_ms") or 0)
+        note = r.get("fw_note") or ""
+        if r.get("fw_p50") is not None and not r["floor_p50"]:
+            note = "no SQL floor for this operation"
+        print(
+            f"{r['name']:<32}{r['p50']:8.2f}{fmt(r['floor_p50'], '11.2f')}{fmt(r.get('fw_p50'), '10.2f')}"
+            f"{fw_ratio:>9}{fmt(r.get('sql_ms'), '8.2f')}{fmt(render, '8.2f')}"
+            f"{fmt(r.get('python_ms'), '8.2f')}  {note}"
         )
 
 
@@ -1072,12 +1417,12 @@ def markdown(small: dict, big: dict) -> str:
     by_name = {r["name"]: r for r in small["results"]}
     lines = [
         "| operation | queries | p50 | p95 | p99 | pages | db ms | cpu ms | floor p50 | ratio "
-        "| p50 at 10k | growth | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| p50 at 10k | growth | verdict | fw floor | p50/sum | sql | render | python | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in big["results"]:
         if not r["available"]:
-            lines.append(f"| {r['name']} | not available: {r['note']} |" + " |" * 11)
+            lines.append(f"| {r['name']} | not available: {r['note']} |" + " |" * 17)
             continue
         s = by_name.get(r["name"]) or {}
         growth = r["p50"] / s["p50"] if s.get("p50") else None
@@ -1092,11 +1437,15 @@ def markdown(small: dict, big: dict) -> str:
             else f"{r['queries_min']}-{r['queries_max']}"
         )
         ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else "-"
+        fw_ratio = f"{r['fw_ratio']:.1f}x" if r.get("fw_ratio") else "-"
+        render = None if r.get("render_ms") is None else r["render_ms"] + (r.get("serialize_ms") or 0)
         lines.append(
             f"| {r['name']} | {q} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r.get('buffers') or 0} "
             f"| {fmt(r.get('db_ms'), '.1f').strip()} | {fmt(r.get('cpu_p50'), '.1f').strip()} "
             f"| {fmt(r.get('floor_p50'), '.2f').strip()} | {ratio} | {fmt(s.get('p50'), '.1f').strip()} "
-            f"| {fmt(growth, '.2f').strip()}x | {'; '.join(verdict) or 'met'} |"
+            f"| {fmt(growth, '.2f').strip()}x | {'; '.join(verdict) or 'met'} "
+            f"| {fmt(r.get('fw_p50'), '.2f').strip()} | {fw_ratio} | {fmt(r.get('sql_ms'), '.1f').strip()} "
+            f"| {fmt(render, '.1f').strip()} | {fmt(r.get('python_ms'), '.1f').strip()} | {r.get('fw_note') or ''} |"
         )
     return "\n".join(lines)
 
@@ -1119,8 +1468,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("SMALL", "BIG"), help="compare two JSON results"
     )
+    parser.add_argument(
+        "--anchors",
+        action="store_true",
+        help="print what a bare DRF list, a template of 50 rows and a JsonResponse cost here, and stop",
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
+    if args.anchors:
+        figures = run_anchors(max(args.requests, 200), args.warmup)
+        if args.json:
+            args.json.write_text(json.dumps({"anchors": figures, "load": os.getloadavg()[0]}, indent=1))
+        return 0
     if args.compare:
         small, big = (json.loads(p.read_text()) for p in args.compare)
         print_table(small)

@@ -1439,13 +1439,14 @@ def markdown(small: dict, big: dict) -> str:
         ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else "-"
         fw_ratio = f"{r['fw_ratio']:.1f}x" if r.get("fw_ratio") else "-"
         render = None if r.get("render_ms") is None else r["render_ms"] + (r.get("serialize_ms") or 0)
+        note = (r.get("fw_note") or "").replace("|", "\\|")  # SQL may hold a || or a |
         lines.append(
             f"| {r['name']} | {q} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r.get('buffers') or 0} "
             f"| {fmt(r.get('db_ms'), '.1f').strip()} | {fmt(r.get('cpu_p50'), '.1f').strip()} "
             f"| {fmt(r.get('floor_p50'), '.2f').strip()} | {ratio} | {fmt(s.get('p50'), '.1f').strip()} "
             f"| {fmt(growth, '.2f').strip()}x | {'; '.join(verdict) or 'met'} "
             f"| {fmt(r.get('fw_p50'), '.2f').strip()} | {fw_ratio} | {fmt(r.get('sql_ms'), '.1f').strip()} "
-            f"| {fmt(render, '.1f').strip()} | {fmt(r.get('python_ms'), '.1f').strip()} | {r.get('fw_note') or ''} |"
+            f"| {fmt(render, '.1f').strip()} | {fmt(r.get('python_ms'), '.1f').strip()} | {note} |"
         )
     return "\n".join(lines)
 

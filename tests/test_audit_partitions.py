@@ -75,7 +75,8 @@ def test_archive_writes_old_months_to_files_and_drops_them(tmp_path):
     _event(dt.datetime(2019, 1, 15, tzinfo=dt.UTC))
     call_command("audit_archive", "--months", "24", "--dir", str(tmp_path))
     archive = tmp_path / "careteam_auditevent_2019_01.csv.gz"
-    lines = gzip.open(archive, "rt").read().splitlines()
+    with gzip.open(archive, "rt") as archived:
+        lines = archived.read().splitlines()
     assert lines[0].startswith("id,at,") and len(lines) == 2
     with connection.cursor() as cursor:
         assert "careteam_auditevent_2019_01" not in ap.partitions(cursor)

@@ -62,7 +62,9 @@ def test_partitions_are_made_ahead_once():
 def test_a_search_by_date_reads_only_its_months():
     ap.partitions_ensure(start=dt.date(2026, 1, 1), months_ahead=3)
     qs = AuditEvent.objects.filter(
-        patient_id=7, at__gte=dt.datetime(2026, 2, 3, tzinfo=dt.UTC), at__lt=dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+        patient_id=7,
+        at__gte=dt.datetime(2026, 2, 3, tzinfo=dt.UTC),
+        at__lt=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
     )
     plan = qs.explain()
     assert "careteam_auditevent_2026_02" in plan

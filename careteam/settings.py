@@ -486,6 +486,7 @@ SPECTACULAR_SETTINGS = {
         "NoteStatusEnum": "careplans.models.NoteStatus",
         "ReferralPriorityEnum": [("routine", "Routine"), ("urgent", "Urgent"), ("asap", "ASAP")],
         "VisitStatusEnum": "visits.models.VisitStatus",
+        "HuddleStatusEnum": "careteam.models.HuddleStatus",
         "AuthorisationStatusEnum": "visits.models.AuthorisationStatus",
     },
 }

@@ -20,7 +20,6 @@ from careteam import huddles as services
 from careteam.audit import audit
 from careteam.conversations import about_from_key
 from careteam.models import (
-    CONVERSATION_ABOUT_FIELDS,
     HUDDLE_ANSWER_MAX_LENGTH,
     AuditAction,
     Huddle,
@@ -33,6 +32,7 @@ from careteam.permissions import patient_access, visible_huddles
 from patients.models import Patient
 
 from .base import PatientDataViewSet
+from .conversations import AboutSerializer
 from .errors import translate
 from .serializers import RestrictedPrimaryKeyField
 
@@ -139,11 +139,6 @@ class HuddleDetailSerializer(HuddleSerializer):
     def get_invitations(self, obj) -> list[dict]:
         rows = services.invitation_rows(self.context["access"], obj)
         return list(InvitationSerializer(rows, many=True).data)
-
-
-class AboutSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=CONVERSATION_ABOUT_FIELDS)
-    id = serializers.IntegerField()
 
 
 class HuddleCreateSerializer(serializers.Serializer):

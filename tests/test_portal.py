@@ -606,3 +606,16 @@ def test_the_portal_speaks_the_patients_language_and_can_switch(portal, world):
     page = c.get(url)
     assert page["Content-Language"] == "en" and "My goals" in page.content.decode()
     assert c.post(reverse("portal:language"), {"language": "xx"}).status_code == 400
+
+
+def test_the_spanish_catalog_is_complete_and_compiled():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "portal" / "locale" / "es" / "LC_MESSAGES"
+    po = (folder / "django.po").read_text(encoding="utf-8")
+    entries = po.split("\n\n")[1:]
+    untranslated = [e for e in entries if e.rstrip().endswith('msgstr ""')]
+    assert entries and not untranslated, untranslated[:3]
+    assert "#, fuzzy" not in po
+    mo = folder / "django.mo"
+    assert mo.exists() and mo.stat().st_size > 1000

@@ -329,6 +329,11 @@ class GoalSerializer(serializers.ModelSerializer):
         choices=GoalAchievement.choices, allow_blank=True, read_only=True
     )
     sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    shared_with_patient = serializers.BooleanField(
+        source="is_shared_with_patient",
+        read_only=True,
+        help_text="Shown in the patient portal (a sensitive item only once shared explicitly).",
+    )
     fhir = serializers.SerializerMethodField()
 
     class Meta:
@@ -349,6 +354,7 @@ class GoalSerializer(serializers.ModelSerializer):
             "achievement_status",
             "status_reason",
             "sensitivity",
+            "shared_with_patient",
             "version",
             "created_at",
             "updated_at",
@@ -394,6 +400,11 @@ class NeedSerializer(serializers.ModelSerializer):
     care_plan = link("api-care-plan-detail", "plan_id")
     sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    shared_with_patient = serializers.BooleanField(
+        source="is_shared_with_patient",
+        read_only=True,
+        help_text="Shown in the patient portal (a sensitive item only once shared explicitly).",
+    )
 
     class Meta:
         model = Need
@@ -409,6 +420,7 @@ class NeedSerializer(serializers.ModelSerializer):
             "status",
             "status_reason",
             "sensitivity",
+            "shared_with_patient",
             "goals",
             "version",
             "created_at",
@@ -470,6 +482,11 @@ class ActivitySerializer(serializers.ModelSerializer):
     sensitivity = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     goals = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     needs = PrefetchedIdsField(prefetched="visible_needs")
+    shared_with_patient = serializers.BooleanField(
+        source="is_shared_with_patient",
+        read_only=True,
+        help_text="Shown in the patient portal (a sensitive item only once shared explicitly).",
+    )
 
     class Meta:
         model = Activity
@@ -486,6 +503,8 @@ class ActivitySerializer(serializers.ModelSerializer):
             "status_reason",
             "due_date",
             "sensitivity",
+            "shared_with_patient",
+            "for_patient",
             "goals",
             "needs",
             "version",

@@ -5,6 +5,8 @@ listing. Thin: who may and what changes are in `partners` and `services`."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -81,7 +83,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     stale = {
         f"stale_{days}": Count(
             "id",
-            filter=Q(status__in=REFERRAL_OPEN_STATUSES, updated_at__lt=now - timezone.timedelta(days=days)),
+            filter=Q(status__in=REFERRAL_OPEN_STATUSES, updated_at__lt=now - dt.timedelta(days=days)),
         )
         for days in settings.PARTNER_NOT_UPDATED_DAYS
     }

@@ -61,14 +61,32 @@ def _no_queries(execute, sql, params, many, context):
     raise PreparedQueryError(f"a prepared query ran SQL while being built: {sql[:200]}")
 
 
+# While a builder runs, `timezone.now()` answers the stand-in time in the building thread
+# only: other threads of a threaded server read the real clock meanwhile. The wrapper is
+# installed once and stays (a thread-local read per call); restoring the real function
+# after each build would race with a build in another thread.
+_building = threading.local()
+_install_lock = threading.Lock()
+
+
+def _now_or_stand_in() -> dt.datetime:
+    stand_in = getattr(_building, "now", None)
+    return stand_in if stand_in is not None else _real_now()
+
+
+_real_now = timezone.now
+
+
 @contextmanager
 def _clock(now: dt.datetime):
-    real = timezone.now
-    timezone.now = lambda: now  # type: ignore[assignment]
+    with _install_lock:
+        if timezone.now is not _now_or_stand_in:
+            timezone.now = _now_or_stand_in  # type: ignore[assignment]
+    _building.now = now
     try:
         yield
     finally:
-        timezone.now = real  # type: ignore[assignment]
+        _building.now = None
 
 
 class PreparedQuery:

@@ -147,3 +147,33 @@ def test_named_values_and_the_clock_are_bound_per_call(world):
         assert query.fetch(world.nurse, until=today)[0].title == "Due"
     finally:
         PREPARED.remove(query)
+
+
+def test_another_thread_reads_the_real_clock_while_a_query_is_built(db):
+    """A threaded server builds a prepared query in one request while others run: only
+    the building thread sees the stand-in time."""
+    import threading
+
+    from careplans.models import Activity
+
+    building, checked = threading.Event(), threading.Event()
+
+    def build(user):
+        building.set()
+        assert checked.wait(10)
+        return Activity.objects.filter(due_date__lte=timezone.localdate()).values_list("pk")
+
+    query = PreparedQuery(build)
+    PREPARED.remove(query)  # not one of the application's queries
+    seen = []
+
+    def other_thread():
+        assert building.wait(10)
+        seen.append(timezone.now())
+        checked.set()
+
+    reader = threading.Thread(target=other_thread)
+    reader.start()
+    query._prepare()
+    reader.join()
+    assert abs(seen[0] - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)

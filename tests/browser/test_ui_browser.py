@@ -96,16 +96,16 @@ def test_two_clinicians_editing_the_same_activity_merge_instead_of_overwriting(n
     for page in (carmen, tom):
         _open_plan(page, live_server, world)
         page.locator(f"#activity-{world.insulin.pk}").get_by_role("button", name="Edit").click()
-        expect(page.locator(f"#activity-{world.insulin.pk} form")).to_be_visible()
+        expect(page.locator(f"#activity-{world.insulin.pk} form[action$='/edit/']")).to_be_visible()
 
-    carmen_form = carmen.locator(f"#activity-{world.insulin.pk} form")
+    carmen_form = carmen.locator(f"#activity-{world.insulin.pk} form[action$='/edit/']")
     carmen_form.get_by_label("Title").fill("Teach insulin pen technique with José")
     carmen_form.get_by_role("button", name="Save").click()
     expect(carmen.locator(f"#activity-{world.insulin.pk} h3")).to_have_text(
         "Teach insulin pen technique with José"
     )
 
-    tom_form = tom.locator(f"#activity-{world.insulin.pk} form")
+    tom_form = tom.locator(f"#activity-{world.insulin.pk} form[action$='/edit/']")
     tom_form.get_by_label("Title").fill("Teach insulin pen technique (Spanish leaflet)")
     tom_form.get_by_role("button", name="Save").click()
     conflict = tom.locator(f"#activity-{world.insulin.pk}")

@@ -179,7 +179,7 @@ def _page(queryset, request: HttpRequest) -> tuple[list, int, bool]:
 BAD_CURSOR = "This page link is altered or out of date: start again from the newest events."
 
 
-def _keyset_page(queryset, request: HttpRequest, *, salt: str) -> keyset.Page | None:
+def _keyset_page(queryset, request: HttpRequest, *, salt: str, few_rows: bool = False) -> keyset.Page | None:
     """One keyset page of audit events, newest first (None for a cursor this list did not
     make): a page deep in the trail costs what the first one does."""
     try:
@@ -190,6 +190,7 @@ def _keyset_page(queryset, request: HttpRequest, *, salt: str) -> keyset.Page | 
             size=PAGE_SIZE,
             salt=salt,
             query=request.GET,
+            few_rows=few_rows,
         )
     except keyset.BadCursor:
         return None
@@ -202,7 +203,9 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
     if not access.can_view_access_log:
         raise Http404("No such patient.")
     patient = access.patient
-    pager = _keyset_page(events_for_patient(patient.pk), request, salt=f"access-log.{patient.pk}")
+    pager = _keyset_page(
+        events_for_patient(patient.pk), request, salt=f"access-log.{patient.pk}", few_rows=True
+    )
     grants = list(BreakGlassAccess.objects.filter(patient=patient).select_related("user")[:20])
     audit(
         user=request.user,
@@ -353,7 +356,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if not form.is_bound or form.is_valid():
         params = form.cleaned_data if form.is_bound else {}
         qs, description = audit_search(params)
-        pager = _keyset_page(qs, request, salt="audit-search")
+        pager = _keyset_page(qs, request, salt="audit-search", few_rows=bool(params.get("patient")))
         if pager is None:
             error = BAD_CURSOR
         else:

@@ -29,6 +29,7 @@ class KeysetPagination(BasePagination):
                 fields=self.fields,
                 size=self.page_size,
                 salt=f"api.{self.salt}",
+                few_rows=bool(request.query_params.get("patient")),
             )
         except keyset.BadCursor as exc:
             raise ValidationError(

@@ -125,7 +125,7 @@ ACCOUNT_KIND_PATHS: dict[str, tuple[str, ...]] = {
     "partner": ("/partner/", "/api/v1/referrals/"),
 }
 # where "/" sends a signed-in account of each non-staff kind
-ACCOUNT_KIND_HOME: dict[str, str] = {"patient": "/portal/", "caregiver": "/portal/"}
+ACCOUNT_KIND_HOME: dict[str, str] = {"patient": "/portal/", "caregiver": "/portal/", "partner": "/partner/"}
 # the portal: how long an invitation link works; when an unanswered patient message is
 # reminded to the case manager (once); the languages the portal is translated into
 PORTAL_INVITATION_HOURS = env.int("PORTAL_INVITATION_HOURS", default=72)

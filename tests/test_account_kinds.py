@@ -24,9 +24,10 @@ STAFF_PATHS = [
 def test_a_non_staff_account_gets_404_on_staff_pages(client, kind, path):
     client.force_login(UserFactory(kind=kind))
     response = client.get(path)
-    if kind in (AccountKind.PATIENT, AccountKind.CAREGIVER) and path == "/":
-        # their front door is the portal
-        assert response.status_code == 302 and response["Location"] == "/portal/"
+    if path == "/":
+        # their front door is the portal, or the partner inbox
+        home = "/partner/" if kind == AccountKind.PARTNER else "/portal/"
+        assert response.status_code == 302 and response["Location"] == home
     elif kind in (AccountKind.PATIENT, AccountKind.CAREGIVER) and path == "/api/v1/patients/":
         # the patient-access contract: only their own (here: none) (tests/test_portal.py)
         assert response.status_code == 200 and response.json()["count"] == 0
@@ -45,3 +46,13 @@ def test_a_non_staff_account_keeps_its_account_pages(client, kind):
 @pytest.mark.django_db
 def test_new_accounts_are_staff(client):
     assert UserFactory().kind == AccountKind.STAFF
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kind", "home"), [(AccountKind.PATIENT, "/portal/"), (AccountKind.PARTNER, "/partner/")]
+)
+def test_the_site_root_takes_each_kind_home(client, kind, home):
+    client.force_login(UserFactory(kind=kind))
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == home

@@ -20,6 +20,7 @@ from careteam import keyset
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.permissions import PatientAccess, access_item, patient_access
+from careteam.printing import pdf_response
 
 from . import selectors, services
 from .forms import (
@@ -816,17 +817,8 @@ def plan_print(request: HttpRequest, plan_id: int) -> HttpResponse:
 @require_GET
 def plan_pdf(request: HttpRequest, plan_id: int) -> HttpResponse:
     """The same page as a PDF (WeasyPrint)."""
-    from django.contrib.staticfiles import finders
-    from weasyprint import CSS, HTML
-
     plan, _, context, error = _printed(request, plan_id, as_pdf=True)
     if error is not None:
         return error
     html = render(request, "careplans/print.html", context).content.decode()
-    stylesheet = CSS(filename=finders.find("css/print.css"))
-    pdf = HTML(string=html).write_pdf(stylesheets=[stylesheet])
-    response = HttpResponse(pdf, content_type="application/pdf")
-    name = f"care-plan-{plan.pk}-{context['printed'].audience}.pdf"
-    response["Content-Disposition"] = f'inline; filename="{name}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return pdf_response(html, filename=f"care-plan-{plan.pk}-{context['printed'].audience}.pdf")

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from careteam.audit import audit
 from careteam.concurrency import StaleVersionError
 from careteam.models import AuditAction
+from careteam.printing import pdf_response
 from patients.models import Caregiver, Consent, ConsentScope
 
 from . import selectors, services
@@ -208,17 +209,10 @@ def plan_print(request: HttpRequest, access: PortalAccess) -> HttpResponse:
 @require_GET
 def plan_pdf(request: HttpRequest, access: PortalAccess) -> HttpResponse:
     """The same plain-language plan as a PDF (WeasyPrint, the plan print's stylesheet)."""
-    from django.contrib.staticfiles import finders
-    from weasyprint import CSS, HTML
-
     html = render(
         request, "portal/print.html", _printed_context(request, access, as_pdf=True)
     ).content.decode()
-    pdf = HTML(string=html).write_pdf(stylesheets=[CSS(filename=finders.find("css/print.css"))])
-    response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="my-care-plan-{access.patient.pk}.pdf"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return pdf_response(html, filename=f"my-care-plan-{access.patient.pk}.pdf")
 
 
 @portal_view

@@ -29,6 +29,7 @@ from careplans.models import CarePlan, Need
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
+from careteam.printing import pdf_response
 
 from . import charts, hsds, links, partners, selectors, services
 from .forms import (
@@ -398,9 +399,6 @@ def referral_link(request: HttpRequest, referral_id: int) -> HttpResponse:
 def referral_letter(request: HttpRequest, referral_id: int) -> HttpResponse:
     """The referral as a printable letter (PDF) for services reached by fax or by hand:
     the same minimum view the service would see on CareTeam."""
-    from django.contrib.staticfiles import finders
-    from weasyprint import CSS, HTML
-
     referral, access = selectors.referral_for_user(request.user, referral_id)
     if referral.sent_at is None:
         raise Http404("Send the referral before printing its letter.")
@@ -414,11 +412,7 @@ def referral_letter(request: HttpRequest, referral_id: int) -> HttpResponse:
     )
     context = {"view": partners.minimum_view(referral), "printed_at": timezone.now(), "by": request.user}
     html = render(request, "referrals/letter.html", context).content.decode()
-    pdf = HTML(string=html).write_pdf(stylesheets=[CSS(filename=finders.find("css/print.css"))])
-    response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="referral-{referral.pk}.pdf"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return pdf_response(html, filename=f"referral-{referral.pk}.pdf")
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from careteam.audit import audit, audit_list, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.models import AuditAction
 from careteam.permissions import access_item, access_patient_by_id, visible_related
+from careteam.printing import pdf_response
 
 from . import selectors, services
 from .forms import SOURCE_CHOICES, CompareForm, DebriefForm, MedicationForm, StepDoneForm, TransitionForm
@@ -369,9 +370,6 @@ def schedule(request: HttpRequest, patient_id: int) -> HttpResponse:
 @require_GET
 def schedule_pdf(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The same schedule as a PDF (WeasyPrint, as the plan print)."""
-    from django.contrib.staticfiles import finders
-    from weasyprint import CSS, HTML
-
     access = access_patient_by_id(request.user, patient_id)
     context = _schedule_context(request, access)
     audit(
@@ -384,11 +382,7 @@ def schedule_pdf(request: HttpRequest, patient_id: int) -> HttpResponse:
     )
     with translation.override(context["language"]):
         html = render(request, "transitions/schedule.html", {**context, "as_pdf": True}).content.decode()
-    pdf = HTML(string=html).write_pdf(stylesheets=[CSS(filename=finders.find("css/print.css"))])
-    response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="medication-schedule-{access.patient.pk}.pdf"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return pdf_response(html, filename=f"medication-schedule-{access.patient.pk}.pdf")
 
 
 @login_required

@@ -29,6 +29,29 @@ def _service_or_404(service_id) -> Service:
     return service
 
 
+def capacity_set_from_form(request: HttpRequest, form: CapacityForm, service) -> bool:
+    """Record a bound capacity form's answer (catalog administrators and partner staff);
+    False with the errors on the form when it or the service refuses it."""
+    if not form.is_valid():
+        return False
+    data = form.cleaned_data
+    try:
+        services.service_capacity_set(
+            by=request.user,
+            service=service,
+            status=data["capacity_status"],
+            note=data["capacity_note"],
+            available=data["capacity_available"],
+            maximum=data["capacity_maximum"],
+            request=request,
+        )
+    except ValidationError as exc:
+        _add_errors(form, exc)
+        return False
+    messages.success(request, f"Capacity of {service.name} updated.")
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def service_capacity(request: HttpRequest, service_id) -> HttpResponse:
@@ -37,23 +60,8 @@ def service_capacity(request: HttpRequest, service_id) -> HttpResponse:
     status = 200
     if request.method == "POST":
         form = CapacityForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                services.service_capacity_set(
-                    by=request.user,
-                    service=service,
-                    status=data["capacity_status"],
-                    note=data["capacity_note"],
-                    available=data["capacity_available"],
-                    maximum=data["capacity_maximum"],
-                    request=request,
-                )
-            except ValidationError as exc:
-                _add_errors(form, exc)
-            else:
-                messages.success(request, f"Capacity of {service.name} updated.")
-                return redirect("referrals:service_detail", service_id=service.pk)
+        if capacity_set_from_form(request, form, service):
+            return redirect("referrals:service_detail", service_id=service.pk)
         status = 422
     else:
         form = CapacityForm(

@@ -32,6 +32,7 @@ from .forms import (
 )
 from .models import REFERRAL_OPEN_STATUSES, ReferralMessage
 from .views import _add_errors
+from .views_catalog import capacity_set_from_form
 
 INBOX_SIZE = 100
 
@@ -229,23 +230,8 @@ def service_edit(request: HttpRequest, service_id) -> HttpResponse:
     status = 200
     if request.method == "POST" and request.POST.get("form") == "capacity":
         capacity = CapacityForm(request.POST)
-        if capacity.is_valid():
-            data = capacity.cleaned_data
-            try:
-                services.service_capacity_set(
-                    by=request.user,
-                    service=service,
-                    status=data["capacity_status"],
-                    note=data["capacity_note"],
-                    available=data["capacity_available"],
-                    maximum=data["capacity_maximum"],
-                    request=request,
-                )
-            except ValidationError as exc:
-                _add_errors(capacity, exc)
-            else:
-                messages.success(request, f"Capacity of {service.name} updated.")
-                return redirect("partner:service", service_id=service.pk)
+        if capacity_set_from_form(request, capacity, service):
+            return redirect("partner:service", service_id=service.pk)
         status = 400
     elif request.method == "POST":
         listing = PartnerListingForm(request.POST)

@@ -1309,6 +1309,15 @@ def generate(
     return counts
 
 
+def create_database_if_missing() -> None:
+    """A fresh machine has no benchmark database yet: create it from the maintenance database."""
+    db = connection.settings_dict["NAME"]
+    with connection._nodb_cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db])
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{db}"')
+
+
 def reset_schema() -> None:
     with connection.cursor() as cur:
         cur.execute("DROP SCHEMA public CASCADE")
@@ -1333,6 +1342,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--patients must be at least 100")
     t0 = time.monotonic()
     db = connection.settings_dict["NAME"]
+    create_database_if_missing()
     if args.reset:
         log(f"resetting database {db}", t0)
         reset_schema()

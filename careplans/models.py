@@ -12,6 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from careteam.concurrency import Versioned
+
 # Longest texts accepted (forms, API and services alike): a goal or a need is a sentence
 # or a short paragraph, a description a few paragraphs; a pasted document is refused with
 # a clear error instead of widening every page that shows it.
@@ -111,7 +113,7 @@ class CarePlanIntent(models.TextChoices):
     OPTION = "option", "Option"
 
 
-class CarePlan(models.Model):
+class CarePlan(Versioned):
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="care_plans")
     title = models.CharField(max_length=200)
     description = limited_text(TEXT_MAX_LENGTH, blank=True)
@@ -132,7 +134,6 @@ class CarePlan(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at", "fhir"])
 
@@ -225,7 +226,7 @@ class GoalAchievement(models.TextChoices):
     NOT_ATTAINABLE = "not-attainable", "Not attainable"
 
 
-class Goal(SharedWithPatient, models.Model):
+class Goal(SharedWithPatient, Versioned):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="goals")
     description = limited_text(STATEMENT_MAX_LENGTH)
     expressed_by = models.CharField(max_length=10, choices=ExpressedBy.choices, default=ExpressedBy.CLINICIAN)
@@ -256,7 +257,6 @@ class Goal(SharedWithPatient, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at", "fhir"])
 
@@ -324,7 +324,7 @@ NEED_TRANSITIONS = {
 NEED_INITIAL_STATUSES = frozenset({"active"})
 
 
-class Need(SharedWithPatient, models.Model):
+class Need(SharedWithPatient, Versioned):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="needs")
     domain = models.CharField(max_length=15, choices=NeedDomain.choices)
     category = models.CharField(max_length=20, choices=NeedCategory.choices)
@@ -341,7 +341,6 @@ class Need(SharedWithPatient, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at"])
 
@@ -386,7 +385,7 @@ ACTIVITY_OPEN_STATUSES = ("not-started", "scheduled", "in-progress", "on-hold")
 ACTIVITY_INITIAL_STATUSES = frozenset({"not-started", "scheduled", "in-progress"})
 
 
-class Activity(SharedWithPatient, models.Model):
+class Activity(SharedWithPatient, Versioned):
     care_plan = models.ForeignKey(CarePlan, on_delete=models.CASCADE, related_name="activities")
     title = models.CharField(max_length=200)
     description = limited_text(TEXT_MAX_LENGTH, blank=True)
@@ -423,7 +422,6 @@ class Activity(SharedWithPatient, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at", "fhir"], m2m_fields=[goals, needs])
 
@@ -613,7 +611,7 @@ class ResponseStatus(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
-class QuestionnaireResponse(models.Model):
+class QuestionnaireResponse(Versioned):
     """One screening of one patient: the answers (linkId -> list of values), who answered
     and when, the score and its band. In progress until completed; resumable."""
 
@@ -635,7 +633,6 @@ class QuestionnaireResponse(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     authored_at = models.DateTimeField(default=timezone.now, help_text="Last saved")
     completed_at = models.DateTimeField(null=True, blank=True)
-    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -695,14 +692,13 @@ class ProposedNeed(models.Model):
 # ---------------------------------------------------------------------------
 # Plan templates (FHIR PlanDefinition + ActivityDefinition)
 # ---------------------------------------------------------------------------
-class PlanTemplate(models.Model):
+class PlanTemplate(Versioned):
     """One version of a plan template: goals, needs and activities with relative due
     dates, as `content` = {"goals": [...], "needs": [...], "activities": [...]}; every
     item carries a `key` that stays the same across versions, so a newer version adds
     only the items the plan does not have yet."""
 
     slug = models.SlugField(max_length=80)
-    version = models.PositiveIntegerField(default=1)
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     status = models.CharField(

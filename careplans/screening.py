@@ -27,7 +27,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from careteam.audit import audit
-from careteam.concurrency import lock_for_update
+from careteam.concurrency import lock_for_update, save_versioned
 from careteam.models import AuditAction, SensitivityCategory, TeamMembership, TeamRole, User
 from careteam.permissions import PatientAccess, restrict
 
@@ -650,7 +650,6 @@ def screening_save(
     answers, errors = parse_answers(response.questionnaire, data, complete=complete)
     response.answers = answers
     response.authored_at = timezone.now()
-    response.version += 1
     result = SaveResult(response=response, errors=errors)
     if complete and errors:
         # nothing half-written: a refused completion keeps the last saved answers
@@ -660,7 +659,7 @@ def screening_save(
         response.score, response.band = total, band
         response.status = ResponseStatus.COMPLETED
         response.completed_at = response.authored_at
-    response.save()
+    save_versioned(response, expected_version=expected_version)
     audit(
         user=by,
         action=AuditAction.UPDATE,

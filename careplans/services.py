@@ -13,7 +13,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from careteam.audit import audit
-from careteam.concurrency import apply_changes, lock_for_update
+from careteam.concurrency import apply_changes, lock_for_update, save_versioned
 from careteam.models import AuditAction, User
 from careteam.notifications import notify_note_added, notify_proposal_decided
 from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
@@ -318,13 +318,12 @@ def item_update(
         _check_owner(access, fresh)
     if model is CarePlan and fresh.period_end and fresh.period_end < fresh.period_start:
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
-    fresh.version += 1
     fresh._history_user = by
     if change_reason:
         fresh._change_reason = change_reason[:100]
     try:
         with transaction.atomic():
-            fresh.save()
+            save_versioned(fresh, expected_version=expected_version)
     except IntegrityError as exc:
         raise ValidationError({status_field: "This patient already has an active care plan."}) from exc
     plan = fresh if model is CarePlan else fresh.care_plan
@@ -624,9 +623,8 @@ def need_transition(*, need: Need, by: User, status: str, reason: str = "", requ
     fresh.status = status
     if reason:
         fresh.status_reason = reason[:STATUS_REASON_MAX_LENGTH]
-    fresh.version += 1
     fresh._history_user = by
-    fresh.save()
+    save_versioned(fresh, expected_version=None)
     audit(
         user=by,
         action=AuditAction.UPDATE,

@@ -39,6 +39,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .audit import audit
+from .concurrency import save_versioned
 from .models import (
     HANDOFF_OPEN_STATUSES,
     AuditAction,
@@ -428,8 +429,7 @@ def cover_cancel(*, by: User, cover: Cover, request=None) -> Cover:
     today = timezone.localdate()
     cover.status = CoverStatus.CANCELLED
     cover.cancelled_at = timezone.now()
-    cover.version += 1
-    cover.save(update_fields=["status", "cancelled_at", "version"])
+    save_versioned(cover, expected_version=None, update_fields=["status", "cancelled_at"])
     mine = TeamMembership.objects.filter(cover=cover, status=MembershipStatus.ACTIVE)
     patient_ids = list(mine.values_list("patient_id", flat=True))
     yesterday = today - dt.timedelta(days=1)

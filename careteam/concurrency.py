@@ -3,15 +3,27 @@ from an older version is refused, never silently applied over someone else's cha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.db import models
+
+M = TypeVar("M", bound=models.Model)
 
 STALE_PAGE_MESSAGE = "This page is out of date; reload and try again."
 # A change sent without the version it was made on, as the API answers a missing If-Match
 # (and as the audit trail counts refused edits).
 VERSION_REQUIRED = 428
+
+
+class Versioned(models.Model):
+    """A row edited from copies: each save from a page or the API carries the version it
+    was read at, and `save_versioned` refuses one made over a newer change."""
+
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        abstract = True
 
 
 class StaleVersionError(Exception):
@@ -31,16 +43,34 @@ class StaleVersionError(Exception):
         return f"stale version: sent {self.expected}, current {self.current.version}"
 
 
-def lock_for_update(instance: models.Model, expected_version: int | None) -> models.Model:
+def check_version(instance: Any, expected_version: int | None) -> None:
+    """Raise StaleVersionError unless `instance` is at the version the caller read
+    (`expected_version=None`: an internal service that holds no client copy)."""
+    if expected_version is not None and instance.version != int(expected_version):
+        raise StaleVersionError(instance, expected_version)
+
+
+def lock_for_update(instance: M, expected_version: int | None) -> M:
     """Re-read the row under a row lock and check its version (call inside atomic()).
 
     `expected_version=None` skips the check (used by internal services that hold no
     client copy). Returns the locked, fresh instance.
     """
     fresh = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
-    if expected_version is not None and fresh.version != int(expected_version):
-        raise StaleVersionError(fresh, expected_version)
+    check_version(fresh, expected_version)
     return fresh
+
+
+def save_versioned(
+    instance: Any, *, expected_version: int | None, update_fields: list[str] | None = None
+) -> None:
+    """Check the version, count it up by one and save: the one way a versioned row is
+    written. `update_fields` (when given) gets "version" added."""
+    check_version(instance, expected_version)
+    instance.version += 1
+    if update_fields is not None and "version" not in update_fields:
+        update_fields = [*update_fields, "version"]
+    instance.save(update_fields=update_fields)
 
 
 def apply_changes(instance: models.Model, changes: dict[str, Any]) -> list[str]:

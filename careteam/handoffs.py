@@ -12,7 +12,7 @@ from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .audit import audit
-from .concurrency import StaleVersionError
+from .concurrency import check_version, save_versioned
 from .cover import receiver_for, work_for_q
 from .models import (
     HANDOFF_OPEN_STATUSES,
@@ -125,12 +125,6 @@ def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
     )
 
 
-def _check_version(handoff: Handoff, expected_version: int | None) -> None:
-    """Refuse an answer given from a page of an older version (None: no client copy)."""
-    if expected_version is not None and handoff.version != int(expected_version):
-        raise StaleVersionError(handoff, expected_version)
-
-
 @transaction.atomic
 def handoff_accept(
     *, handoff: Handoff, user: User, expected_version: int | None = None, request=None
@@ -149,7 +143,7 @@ def handoff_accept(
         )
     if not _handoff_receiver_ok(handoff, user):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
-    _check_version(handoff, expected_version)
+    check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.ACCEPTED)
     now = timezone.now()
     handoff.status = HandoffStatus.ACCEPTED
@@ -157,8 +151,7 @@ def handoff_accept(
     if handoff.to_user_id is None:
         handoff.to_user = user
     handoff.acknowledged_at = now
-    handoff.version += 1
-    handoff.save()
+    save_versioned(handoff, expected_version=expected_version)
     audit(
         user=user,
         action=AuditAction.UPDATE,
@@ -186,13 +179,12 @@ def handoff_reject(
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
     if not _handoff_receiver_ok(handoff, user):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
-    _check_version(handoff, expected_version)
+    check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.REJECTED)
     handoff.status = HandoffStatus.REJECTED
     handoff.status_reason = reason.strip()
     handoff.acknowledged_at = timezone.now()
-    handoff.version += 1
-    handoff.save()
+    save_versioned(handoff, expected_version=expected_version)
     audit(
         user=user,
         action=AuditAction.UPDATE,
@@ -228,7 +220,7 @@ def handoff_set_status(
         return handoff_reject(
             handoff=handoff, user=user, reason=reason, expected_version=expected_version, request=request
         )
-    _check_version(handoff, expected_version)
+    check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, status)
     if status == HandoffStatus.CANCELLED:
         is_cm = (
@@ -244,8 +236,7 @@ def handoff_set_status(
     handoff.status_reason = reason.strip() if reason else handoff.status_reason
     if status == HandoffStatus.COMPLETED:
         handoff.completed_at = timezone.now()
-    handoff.version += 1
-    handoff.save()
+    save_versioned(handoff, expected_version=expected_version)
     audit(
         user=user,
         action=AuditAction.UPDATE,

@@ -15,6 +15,8 @@ from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from careteam.concurrency import Versioned
+
 
 # ---------------------------------------------------------------------------
 # Disciplines and users
@@ -133,7 +135,7 @@ class TeamMembershipQuerySet(models.QuerySet):
         )
 
 
-class TeamMembership(models.Model):
+class TeamMembership(Versioned):
     """A person's role on one patient's care team, for a period."""
 
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="memberships")
@@ -151,7 +153,6 @@ class TeamMembership(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     objects = TeamMembershipQuerySet.as_manager()
 
@@ -211,7 +212,7 @@ class CoverQuerySet(models.QuerySet):
         return self.filter(status=CoverStatus.ACTIVE, start_date__lte=on, end_date__gte=on)
 
 
-class Cover(models.Model):
+class Cover(Versioned):
     """While `absent` is away (start to end date, inclusive) `colleague`, of the same
     discipline, receives their handoffs, My work, reminders and mentions, and is on
     their patients' teams as a time-limited member (careteam/cover.py is the rule)."""
@@ -226,7 +227,6 @@ class Cover(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    version = models.PositiveIntegerField(default=1)
 
     objects = CoverQuerySet.as_manager()
 
@@ -288,7 +288,7 @@ class HandoffKind(models.TextChoices):
     TRANSITION = "transition", "Transition of care"
 
 
-class Handoff(models.Model):
+class Handoff(Versioned):
     """Work handed from one team member to another member or a discipline's queue (SBAR)."""
 
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="handoffs")
@@ -331,7 +331,6 @@ class Handoff(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["due_at", "id"]
@@ -712,7 +711,7 @@ class Conversation(models.Model):
         return ""
 
 
-class Message(models.Model):
+class Message(Versioned):
     """Plain text by a team member; edited by its author for a few minutes (the earlier
     text kept as a revision), retracted but never deleted."""
 
@@ -722,7 +721,6 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     retracted_at = models.DateTimeField(null=True, blank=True)
-    version = models.PositiveIntegerField(default=1)
     # work made from this message ("make this an activity", "hand this off")
     activity = models.ForeignKey(
         "careplans.Activity", on_delete=models.SET_NULL, null=True, blank=True, related_name="from_messages"
@@ -899,7 +897,7 @@ HUDDLE_LABELS = {
 }
 
 
-class Huddle(models.Model):
+class Huddle(Versioned):
     """A check-in on one patient the case manager starts: what changed since the last
     huddle (read from history at view time, for each viewer), a short structured update
     from each invited member by the deadline, and the case manager's closing summary.
@@ -920,7 +918,6 @@ class Huddle(models.Model):
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -19,7 +19,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from knox.models import AuthToken
 
 from .audit import audit
-from .concurrency import lock_for_update
+from .concurrency import lock_for_update, save_versioned
 from .models import (
     MEMBERSHIP_TRANSITIONS,
     AuditAction,
@@ -201,8 +201,9 @@ def membership_end(
     if end <= today:
         check_transition(MEMBERSHIP_TRANSITIONS, membership.status, MembershipStatus.INACTIVE)
         membership.status = MembershipStatus.INACTIVE
-    membership.version += 1
-    membership.save(update_fields=["end_date", "status", "version", "updated_at"])
+    save_versioned(
+        membership, expected_version=expected_version, update_fields=["end_date", "status", "updated_at"]
+    )
     patient_permissions_sync(user=membership.user, patient=membership.patient)
     if by is not None:
         reason = " ".join((reason or "").split())[:300]
@@ -222,8 +223,7 @@ def membership_end(
         )
         if new is not None:  # already on the team in that discipline: the role changes
             new.role = TeamRole.CASE_MANAGER
-            new.version += 1
-            new.save(update_fields=["role", "version", "updated_at"])
+            save_versioned(new, expected_version=None, update_fields=["role", "updated_at"])
             patient_permissions_sync(user=successor, patient=membership.patient)
         else:
             new = membership_add(
@@ -280,10 +280,11 @@ def membership_set_status(
     check_transition(MEMBERSHIP_TRANSITIONS, membership.status, status)
     membership.status = status
     _membership_clean(membership)
-    membership.version += 1
     try:
         with transaction.atomic():
-            membership.save(update_fields=["status", "version", "updated_at"])
+            save_versioned(
+                membership, expected_version=expected_version, update_fields=["status", "updated_at"]
+            )
     except IntegrityError as exc:
         raise ValidationError({"status": "This patient already has an active case manager."}) from exc
     patient_permissions_sync(user=membership.user, patient=membership.patient)

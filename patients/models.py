@@ -13,6 +13,8 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from careteam.concurrency import Versioned
+
 
 def normalise_mrn(mrn: str) -> str:
     """An MRN as stored and compared: no spaces, upper case."""
@@ -145,7 +147,7 @@ def validate_birth_date(value: dt.date) -> None:
         raise ValidationError("Check the birth date: it is more than 130 years ago.", code="implausible")
 
 
-class Patient(models.Model):
+class Patient(Versioned):
     mrn = models.CharField("MRN", max_length=40, unique=True)
     given_name = models.CharField(max_length=100)
     family_name = models.CharField(max_length=100)
@@ -184,7 +186,6 @@ class Patient(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
     # the patient's own portal account (careteam.User of kind "patient"), once invited
     account = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -241,7 +242,7 @@ class Relationship(models.TextChoices):
     OTHER = "other", "Other"
 
 
-class Caregiver(models.Model):
+class Caregiver(Versioned):
     """Family member or caregiver (FHIR RelatedPerson)."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="caregivers")
@@ -260,7 +261,6 @@ class Caregiver(models.Model):
     end_date = models.DateField(
         null=True, blank=True, help_text="No longer a caregiver from this date (kept in the history)."
     )
-    version = models.PositiveIntegerField(default=1)
     # the caregiver's portal account (kind "caregiver"); one account may care for several
     # patients, one Caregiver row each. It sees a patient only while a consent in force
     # names this caregiver (portal.access).
@@ -331,7 +331,7 @@ class ConsentQuerySet(models.QuerySet):
         )
 
 
-class Consent(models.Model):
+class Consent(Versioned):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="consents")
     scope = models.CharField(max_length=30, choices=ConsentScope.choices)
     status = models.CharField(max_length=20, choices=ConsentStatus.choices, default=ConsentStatus.ACTIVE)
@@ -379,7 +379,6 @@ class Consent(models.Model):
         blank=True,
         help_text="How and when services should get in touch, e.g. “text after 5 pm”.",
     )
-    version = models.PositiveIntegerField(default=1)
 
     objects = ConsentQuerySet.as_manager()
     history = HistoricalRecords()
@@ -476,7 +475,7 @@ class EnrolmentQuerySet(models.QuerySet):
         return self.filter(exited_on__isnull=True)
 
 
-class ProgrammeEnrolment(models.Model):
+class ProgrammeEnrolment(Versioned):
     """One patient's time in one programme: entered (date, reason), exited (date, reason)."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="enrolments")
@@ -491,7 +490,6 @@ class ProgrammeEnrolment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    version = models.PositiveIntegerField(default=1)
 
     objects = EnrolmentQuerySet.as_manager()
     history = HistoricalRecords()

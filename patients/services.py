@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from careteam import services as team_services
 from careteam.audit import audit
-from careteam.concurrency import apply_changes, lock_for_update
+from careteam.concurrency import apply_changes, lock_for_update, save_versioned
 from careteam.models import AuditAction, Discipline, TeamMembership, TeamRole, User
 
 from .models import (
@@ -146,8 +146,7 @@ def patient_update(*, by: User, access, data: dict, expected_version: int | None
     if not changed:
         return patient
     patient.full_clean(exclude=["mrn"])
-    patient.version += 1
-    patient.save()
+    save_versioned(patient, expected_version=expected_version)
     patient.refresh_from_db()
     audit(
         user=by,
@@ -207,8 +206,7 @@ def caregiver_update(
         return caregiver
     caregiver.full_clean(exclude=["patient"])
     _one_primary(caregiver)
-    caregiver.version += 1
-    caregiver.save()
+    save_versioned(caregiver, expected_version=expected_version)
     caregiver.refresh_from_db()
     audit(
         user=by,
@@ -231,8 +229,7 @@ def caregiver_end(
         return caregiver
     caregiver.end_date = timezone.localdate()
     caregiver.is_primary = False
-    caregiver.version += 1
-    caregiver.save()
+    save_versioned(caregiver, expected_version=expected_version)
     caregiver.refresh_from_db()
     audit(
         user=by,
@@ -349,8 +346,7 @@ def consent_revoke(
     consent.revoked_at = timezone.now()
     consent.revoked_by = by
     consent.revoke_reason = reason[:500]
-    consent.version += 1
-    consent.save()
+    save_versioned(consent, expected_version=expected_version)
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -379,8 +375,7 @@ def patient_set_acuity(
         return patient
     before = patient.acuity or "not assessed"
     patient.acuity = acuity
-    patient.version += 1
-    patient.save(update_fields=["acuity", "version", "updated_at"])
+    save_versioned(patient, expected_version=expected_version, update_fields=["acuity", "updated_at"])
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -472,8 +467,7 @@ def programme_exit(
     enrolment.exit_reason = exit_reason
     enrolment.exit_note = " ".join((note or "").split())[:300]
     enrolment.exited_by = by
-    enrolment.version += 1
-    enrolment.save()
+    save_versioned(enrolment, expected_version=expected_version)
     audit(
         user=by,
         action=AuditAction.UPDATE,

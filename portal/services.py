@@ -29,7 +29,7 @@ from careplans.models import (
     GoalPriority,
 )
 from careteam.audit import audit
-from careteam.concurrency import lock_for_update
+from careteam.concurrency import lock_for_update, save_versioned
 from careteam.models import (
     MESSAGE_MAX_LENGTH,
     AccountKind,
@@ -120,8 +120,7 @@ def what_matters_add(*, access: PortalAccess, by: User, text: str, request=None)
         )
     patient = lock_for_update(access.patient, None)
     patient.preferences = f"{patient.preferences}\n\n{text}".strip() if patient.preferences else text
-    patient.version += 1
-    patient.save(update_fields=["preferences", "version", "updated_at"])
+    save_versioned(patient, expected_version=None, update_fields=["preferences", "updated_at"])
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -197,8 +196,9 @@ def goal_progress(
     if goal.achievement_status == achievement:
         return goal
     goal.achievement_status = achievement
-    goal.version += 1
-    goal.save(update_fields=["achievement_status", "version", "updated_at"])
+    save_versioned(
+        goal, expected_version=expected_version, update_fields=["achievement_status", "updated_at"]
+    )
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -227,8 +227,9 @@ def activity_done(
         raise ValidationError({"activity": _("This activity is closed.")})
     activity.status = ActivityStatus.COMPLETED
     activity.status_reason = f"Marked done in the portal by {_who(access)}"[:300]
-    activity.version += 1
-    activity.save(update_fields=["status", "status_reason", "version", "updated_at"])
+    save_versioned(
+        activity, expected_version=expected_version, update_fields=["status", "status_reason", "updated_at"]
+    )
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -364,8 +365,7 @@ def caregiver_access_revoke(
     consent.revoked_at = timezone.now()
     consent.revoked_by = by
     consent.revoke_reason = "Revoked by the patient in the portal"
-    consent.version += 1
-    consent.save()
+    save_versioned(consent, expected_version=expected_version)
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -541,8 +541,11 @@ def item_share(*, access, by: User, item, shared: bool, expected_version: int | 
         raise PermissionDenied("Only a clinician the policy allows can share a sensitive item.")
     item.shared_with_patient = shared
     item.shared_sensitivity_id = item.sensitivity_id if shared else None
-    item.version += 1
-    item.save(update_fields=["shared_with_patient", "shared_sensitivity", "version", "updated_at"])
+    save_versioned(
+        item,
+        expected_version=expected_version,
+        update_fields=["shared_with_patient", "shared_sensitivity", "updated_at"],
+    )
     audit(
         user=by,
         action=AuditAction.UPDATE,

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
+from careteam.concurrency import Versioned
 from careteam.validators import validate_link
 
 
@@ -385,7 +386,7 @@ class ReferralOutcome(models.TextChoices):
     OTHER = "other", "Other"
 
 
-class Referral(models.Model):
+class Referral(Versioned):
     """A referral of a patient to a community service (a Gravity SDOH referral Task).
 
     Most services are not on CareTeam, so `tracked_by_referrer` is the default: the
@@ -424,7 +425,6 @@ class Referral(models.Model):
     outcome_note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -12,7 +12,7 @@ from careplans import services as plan_services
 from careplans.models import Need, NeedStatus
 from careteam import events
 from careteam.audit import audit
-from careteam.concurrency import lock_for_update
+from careteam.concurrency import lock_for_update, save_versioned
 from careteam.models import AuditAction, User
 from careteam.permissions import PatientAccess
 from careteam.statemachine import check_transition
@@ -142,8 +142,7 @@ def referral_send(
     referral.outcome = ""
     if note:
         referral.status_reason = note
-    referral.version += 1
-    referral.save()
+    save_versioned(referral, expected_version=None)
     _log(referral, by=by, from_status=from_status, note=note)
     audit(
         user=by,
@@ -222,8 +221,7 @@ def referral_transition(
     if reopening:
         referral.closed_at = None
         referral.outcome = ""
-    referral.version += 1
-    referral.save()
+    save_versioned(referral, expected_version=None)
     event = ReferralEvent.objects.create(
         referral=referral, from_status=from_status, to_status=referral.status, by=by, note=note
     )

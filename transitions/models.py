@@ -17,6 +17,7 @@ from simple_history.models import HistoricalRecords
 
 from careplans.models import TEXT_MAX_LENGTH, limited_text
 from careteam import reminders
+from careteam.concurrency import Versioned
 
 READMISSION_DAYS = 30
 # the debrief is due this many days after a discharge and prompted until the last day
@@ -60,7 +61,7 @@ class TransitionSource(models.TextChoices):
     FHIR = "fhir", "Received from another system (FHIR)"
 
 
-class Transition(models.Model):
+class Transition(Versioned):
     """An admission, discharge or transfer of one patient. An encounter received twice
     (same identifier) is one row, updated: admitted, then the same row discharged."""
 
@@ -94,7 +95,6 @@ class Transition(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at"])
 
@@ -269,7 +269,7 @@ class TimeOfDay(models.TextChoices):
     AS_NEEDED = "as-needed", _("When needed")
 
 
-class MedicationLine(models.Model):
+class MedicationLine(Versioned):
     """One medicine on one list (a source list, or the reconciled list). Not an order:
     what the patient takes, as written on that list."""
 
@@ -293,7 +293,6 @@ class MedicationLine(models.Model):
     recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at"])
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from careplans import services as plan_services
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Need
 from careteam.audit import audit
-from careteam.concurrency import StaleVersionError, lock_for_update
+from careteam.concurrency import StaleVersionError, lock_for_update, save_versioned
 from careteam.models import AuditAction, Discipline, NotificationKind, TeamMembership, TeamRole, User
 from careteam.notifications import notify
 from careteam.permissions import PatientAccess, ReadOnlyAccess, patient_access, team_members_who_may_see
@@ -293,12 +293,13 @@ def transition_record(
     transition.identifier = identifier[:200]
     if kind in (TransitionKind.ADMISSION, TransitionKind.DISCHARGE) and admitted_at is not None:
         transition.readmission_of = _previous_discharge(patient.pk, admitted_at, transition.pk)
-    if existing is not None:
-        transition.version += 1
     transition._history_user = by
     try:
         with transaction.atomic():
-            transition.save()
+            if existing is not None:  # an update of the encounter: its version counts up
+                save_versioned(transition, expected_version=None)
+            else:
+                transition.save()
     except IntegrityError as exc:
         raise ValidationError(
             {"identifier": "This encounter was recorded at the same moment; send it again."}

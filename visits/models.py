@@ -15,6 +15,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from careteam.concurrency import Versioned
+
 REASON_MAX_LENGTH = 300
 # the longest visit a calendar takes (a day); a longer one is a typo
 VISIT_MAX_MINUTES = 12 * 60
@@ -58,7 +60,7 @@ class UnitKind(models.TextChoices):
     UNIT = "unit", "Units"
 
 
-class Authorisation(models.Model):
+class Authorisation(Versioned):
     """A payer's approval of a service for a patient: what, by whom, how much and for
     how long. Units used are counted from the completed visits that draw on it
     (`visits.services.authorisation_recount`), never typed in."""
@@ -92,7 +94,6 @@ class Authorisation(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     history = HistoricalRecords(excluded_fields=["updated_at"])
 
@@ -190,7 +191,7 @@ class VisitQuerySet(models.QuerySet):
         return self.filter(start__lt=end, end__gt=start)
 
 
-class Visit(models.Model):
+class Visit(Versioned):
     """One booked visit of one patient with a team member or an outside provider."""
 
     patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="visits")
@@ -237,7 +238,6 @@ class Visit(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    version = models.PositiveIntegerField(default=1)
 
     objects = VisitQuerySet.as_manager()
     history = HistoricalRecords(excluded_fields=["updated_at"], m2m_fields=[activities])

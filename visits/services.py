@@ -18,7 +18,7 @@ from django.utils import timezone
 from careplans.models import Activity, CarePlan
 from careteam import events
 from careteam.audit import audit
-from careteam.concurrency import apply_changes, lock_for_update
+from careteam.concurrency import apply_changes, lock_for_update, save_versioned
 from careteam.models import AuditAction, TeamMembership, User
 from careteam.permissions import PatientAccess
 from careteam.statemachine import check_initial, check_transition
@@ -244,9 +244,8 @@ def visit_update(
     linked = _check_links(access, fresh, activities if activities is not None else fresh.activities.all())
     if {"start", "duration_minutes", "clinician"} & set(changed):
         _check_conflicts(fresh, allow_conflicts)
-    fresh.version += 1
     fresh._history_user = by
-    fresh.save()
+    save_versioned(fresh, expected_version=expected_version)
     if activities is not None:
         fresh.activities.set(linked)
     old_auth = visit.authorisation_id
@@ -286,9 +285,8 @@ def visit_set_status(
     fresh.status_reason = _reason(status, reason, VISIT_STATUSES_NEEDING_REASON, label)
     from_status, fresh.status = fresh.status, status
     fresh.status_by, fresh.status_at = by, timezone.now()
-    fresh.version += 1
     fresh._history_user = by
-    fresh.save()
+    save_versioned(fresh, expected_version=expected_version)
     if fresh.authorisation_id and VisitStatus.FULFILLED in (from_status, status):
         authorisation_recount(authorisation_id=fresh.authorisation_id, by=by)
     audit(
@@ -326,9 +324,8 @@ def visit_rebook(
     if fresh.status == VisitStatus.BOOKED:
         fresh.status, fresh.status_by, fresh.status_at = VisitStatus.CANCELLED, by, timezone.now()
         fresh.status_reason = ("Rebooked. " + (reason or "").strip()).strip()[:REASON_MAX_LENGTH]
-        fresh.version += 1
         fresh._history_user = by
-        fresh.save()
+        save_versioned(fresh, expected_version=expected_version)
     authorisation = fresh.authorisation
     if authorisation is not None and authorisation.status not in AUTHORISATION_USABLE:
         authorisation = None
@@ -444,9 +441,8 @@ def authorisation_update(
         return fresh
     _full_clean(fresh, exclude=["patient", "created_by", "decided_by"])
     _check_authorisation(fresh)
-    fresh.version += 1
     fresh._history_user = by
-    fresh.save()
+    save_versioned(fresh, expected_version=expected_version)
     if "units_authorised" in changed:
         authorisation_recount(authorisation_id=fresh.pk, by=by)
         fresh.refresh_from_db()
@@ -495,9 +491,8 @@ def authorisation_set_status(
     if status == AuthorisationStatus.REQUESTED:
         fresh.requested_at, fresh.decided_at, fresh.decided_by = timezone.now(), None, None
     from_status, fresh.status = fresh.status, status
-    fresh.version += 1
     fresh._history_user = by
-    fresh.save()
+    save_versioned(fresh, expected_version=expected_version)
     audit(
         user=by, action=AuditAction.UPDATE, obj=fresh, patient=access.patient, request=request, detail=status
     )
@@ -533,9 +528,8 @@ def authorisation_recount(*, authorisation_id: int, by: User | None = None) -> A
             auth.status, auth.exhausted_at = AuthorisationStatus.APPROVED, None
             fields += ["status", "exhausted_at"]
         if fields:
-            auth.version += 1
             auth._history_user = by
-            auth.save()
+            save_versioned(auth, expected_version=None)
         return auth
 
 

@@ -160,6 +160,9 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("CareTeam runs on PostgreSQL only; DATABASE_URL must be postgres://")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Behind PgBouncer in transaction mode a server-side cursor (QuerySet.iterator() outside a
+# transaction) would outlive the transaction that declared it: set this to true there.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DISABLE_SERVER_SIDE_CURSORS", default=False)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Hot standbys for reads (careteam/replicas.py): comma-separated URLs. Safe requests of
 # people who have not written in the last READ_YOUR_WRITES_SECONDS read from the first
@@ -170,6 +173,7 @@ for _n, _url in enumerate(u for u in env.list("DATABASE_REPLICA_URLS", default=[
         **env.db_url_config(_url),
         "CONN_MAX_AGE": DATABASES["default"]["CONN_MAX_AGE"],
         "CONN_HEALTH_CHECKS": True,
+        "DISABLE_SERVER_SIDE_CURSORS": DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"],
         "TEST": {"MIRROR": "default"},
     }
 DATABASE_ROUTERS = ["careteam.replicas.ReplicaRouter"]

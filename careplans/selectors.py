@@ -571,11 +571,11 @@ def snapshot_diff(old: Snapshot, new: Snapshot) -> list[dict[str, Any]]:
     result = []
     for key in sorted(set(old.items) | set(new.items), key=lambda k: (KIND_ORDER[k[0]], k[1])):
         a, b = old.items.get(key), new.items.get(key)
-        if a is None:
+        if b is not None and a is None:
             result.append({"kind": key[0], "label": b["label"], "type": "added", "fields": []})
-        elif b is None:
+        elif a is not None and b is None:
             result.append({"kind": key[0], "label": a["label"], "type": "removed", "fields": []})
-        else:
+        elif a is not None and b is not None:
             fields = [
                 (n, a["values"].get(n, "—"), v) for n, v in b["values"].items() if a["values"].get(n) != v
             ]

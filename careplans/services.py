@@ -9,11 +9,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from careteam.audit import audit
-from careteam.concurrency import apply_changes, lock_for_update, save_versioned
+from careteam.concurrency import M, apply_changes, lock_for_update, save_versioned
+from careteam.history import history_by
 from careteam.models import AuditAction, User
 from careteam.notifications import notify_note_added, notify_proposal_decided
 from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
@@ -98,7 +99,9 @@ def _check_reason(item: Model, status_field: str, changes: dict[str, Any]) -> No
         return
     reason = (changes.get("status_reason") or "").strip()
     if not reason:
-        label = dict(type(item)._meta.get_field(status_field).choices).get(new, new)
+        field = type(item)._meta.get_field(status_field)
+        choices = field.choices if isinstance(field, Field) else None
+        label = dict(choices or ()).get(new, new)
         raise ValidationError({"status_reason": f"Say why this is changed to “{label}”."})
     changes["status_reason"] = reason
 
@@ -182,7 +185,7 @@ def careplan_create(
         raise ValidationError(
             {"status": "This patient already has an active care plan."}, code="business_rule"
         )
-    plan._history_user = by
+    history_by(plan, by)
     plan.save()
     audit(user=by, action=AuditAction.CREATE, obj=plan, patient=access.patient, request=request)
     return plan
@@ -211,7 +214,7 @@ def goal_create(
             },
             code="illegal_initial_status",
         )
-    goal._history_user = by
+    history_by(goal, by)
     goal.save()
     audit(user=by, action=AuditAction.CREATE, obj=goal, patient=access.patient, request=request)
     return goal
@@ -226,7 +229,7 @@ def need_create(
     _full_clean(need, exclude=["care_plan", "created_by"])
     check_initial(NEED_INITIAL_STATUSES, need.status, what="need")
     _check_sensitivity_allowed(access, need)
-    need._history_user = by
+    history_by(need, by)
     need.save()
     if goals:
         need.goals.set(_same_plan(goals, plan, "goals"))
@@ -255,7 +258,7 @@ def activity_create(
     _check_sensitivity_allowed(access, activity)
     _check_assignee(access, activity)
     _check_owner(access, activity)
-    activity._history_user = by
+    history_by(activity, by)
     activity.save()
     if goals:
         activity.goals.set(_same_plan(goals, plan, "goals"))
@@ -272,17 +275,25 @@ def _same_plan(items, plan: CarePlan, field: str):
     return items
 
 
+def _plan_of(item: Model) -> CarePlan:
+    """The plan an item belongs to (a plan is its own)."""
+    if isinstance(item, CarePlan):
+        return item
+    assert isinstance(item, Goal | Need | Activity)
+    return item.care_plan
+
+
 @transaction.atomic
 def item_update(
     *,
     access: PatientAccess,
-    item: Model,
+    item: M,
     by: User,
     changes: dict[str, Any],
     expected_version: int | None,
     request=None,
     change_reason: str = "",
-) -> Model:
+) -> M:
     """Change a care plan, goal, need or activity. Refuses (StaleVersionError) if someone
     saved it after `expected_version` was read; checks the status machine; keeps history
     (with `change_reason` on the version saved, e.g. whose proposal it applies)."""
@@ -312,21 +323,19 @@ def item_update(
             raise ValidationError(
                 {"owner_discipline": "You cannot hand ownership to another discipline; ask the case manager."}
             )
-    if model is Activity:
+    if isinstance(fresh, Activity):
         _check_assignee(access, fresh)
     if model is not CarePlan and {"owner_discipline", "assigned_to"} & set(changed):
         _check_owner(access, fresh)
-    if model is CarePlan and fresh.period_end and fresh.period_end < fresh.period_start:
+    if isinstance(fresh, CarePlan) and fresh.period_end and fresh.period_end < fresh.period_start:
         raise ValidationError({"period_end": "The plan cannot end before it starts."})
-    fresh._history_user = by
-    if change_reason:
-        fresh._change_reason = change_reason[:100]
+    history_by(fresh, by, reason=change_reason or "")
     try:
         with transaction.atomic():
             save_versioned(fresh, expected_version=expected_version)
     except IntegrityError as exc:
         raise ValidationError({status_field: "This patient already has an active care plan."}) from exc
-    plan = fresh if model is CarePlan else fresh.care_plan
+    plan = _plan_of(fresh)
     for name, values in m2m.items():
         getattr(fresh, name).set(_same_plan(values, plan, name))
     audit(
@@ -482,7 +491,10 @@ def _live_value(model: type[Model], name: str, raw: Any) -> Any:
     if raw is None:
         return None
     if field.is_relation:
-        return field.related_model._default_manager.filter(pk=raw).first()
+        related = field.related_model
+        assert isinstance(related, type)  # a relation's target, never "self" here
+        return related._default_manager.filter(pk=raw).first()
+    assert isinstance(field, Field)  # a concrete field: not a relation
     return field.to_python(raw)
 
 
@@ -512,7 +524,7 @@ def _proposed_changes(access: PatientAccess, item: Model, changes: dict[str, Any
         setattr(candidate, name, value)
     exclude = [f.name for f in model._meta.fields if f.name not in changed]
     _full_clean(candidate, exclude=exclude)
-    if model is Activity:
+    if isinstance(candidate, Activity):
         _check_assignee(access, candidate)
     return {
         name: {"from": stored_value(model, name, getattr(item, name)), "to": stored_value(model, name, value)}
@@ -623,7 +635,7 @@ def need_transition(*, need: Need, by: User, status: str, reason: str = "", requ
     fresh.status = status
     if reason:
         fresh.status_reason = reason[:STATUS_REASON_MAX_LENGTH]
-    fresh._history_user = by
+    history_by(fresh, by)
     save_versioned(fresh, expected_version=None)
     audit(
         user=by,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
 from django.core.exceptions import PermissionDenied
@@ -61,7 +61,9 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from patients.models import Patient
+    from patients.models import Patient, PatientQuerySet
+
+_QS = TypeVar("_QS", bound=QuerySet[Any, Any])
 
 VIEW_PATIENT = "view_patient"
 EDIT_PLAN = "edit_plan"
@@ -228,14 +230,14 @@ def patients_for(user) -> QuerySet:
     return Patient.objects.filter(patient_visible_q(user, "pk"))
 
 
-def team_patients_for(user) -> QuerySet:
+def team_patients_for(user) -> PatientQuerySet:
     """Patients on whose team the user is (break-the-glass excluded): the worklist."""
     from patients.models import Patient
 
     return Patient.objects.filter(team_member_q(user, "pk"))
 
 
-def restrict(queryset: QuerySet, user, *, patient_path: str = "patient") -> QuerySet:
+def restrict(queryset: _QS, user, *, patient_path: str = "patient") -> _QS:
     """Restrict any queryset of patient data to what `user` may read.
 
     `patient_path` is the lookup from the model to its patient id (e.g. "care_plan__patient").
@@ -782,6 +784,7 @@ def history_rows(access: PatientAccess, model, queryset: QuerySet | None = None)
     if not access.can_view:
         return qs.none()
     patient_id = access.patient.pk
+    scope: dict[str, Any]
     if model._meta.label_lower == "patients.patient":
         scope = {"id": patient_id}
     elif _has_field(model, "patient"):

@@ -360,8 +360,9 @@ def account_changes_audit(*, by: User, account: User, before: dict, request=None
     after = account_powers(account)
     parts = []
     for key, now in after.items():
-        was = before.get(key, set() if isinstance(now, set) else None)
+        was = before.get(key)
         if isinstance(now, set):
+            was = was or set()
             added, removed = sorted(now - was), sorted(was - now)
             if added or removed:
                 parts.append(f"{key} " + " ".join([*(f"+{a}" for a in added), *(f"-{r}" for r in removed)]))

@@ -405,7 +405,7 @@ def programme_enrol(
         errors["entered_on"] = "Give the date the patient entered the programme."
     elif entered_on > timezone.localdate():
         errors["entered_on"] = "The entry date cannot be in the future."
-    if errors:
+    if errors or programme is None:
         raise ValidationError(errors)
     patient = access.patient
     if ProgrammeEnrolment.objects.open().filter(patient=patient, programme=programme).exists():

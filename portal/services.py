@@ -96,7 +96,8 @@ def _notify_team(*, patient: Patient, kind: str, obj, title: str, url: str, at: 
 
 
 def _who(access: PortalAccess) -> str:
-    return "the patient" if access.is_patient else f"caregiver {access.caregiver.name}"
+    caregiver = access.caregiver  # None for the patient (PortalAccess.is_patient)
+    return "the patient" if caregiver is None else f"caregiver {caregiver.name}"
 
 
 def _chart_url(patient: Patient) -> str:
@@ -313,7 +314,7 @@ def caregiver_access_grant(
         errors["caregiver"] = _("Choose one of your caregivers.")
     if level not in CaregiverAccess.values:
         errors["level"] = _("Choose what they may do.")
-    if errors:
+    if errors or caregiver is None:
         raise ValidationError(errors)
     consent = Consent.objects.create(
         patient=access.patient,
@@ -374,7 +375,7 @@ def caregiver_access_revoke(
         request=request,
         detail="portal: caregiver access revoked by the patient",
     )
-    name = consent.caregiver.name if consent.caregiver_id else "a caregiver"
+    name = consent.caregiver.name if consent.caregiver is not None else "a caregiver"
     _notify_team(
         patient=access.patient,
         kind=NotificationKind.PORTAL_CAREGIVER_ACCESS,

@@ -4,6 +4,7 @@ queryset) and the turnaround metrics of the team dashboard."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
@@ -31,7 +32,7 @@ from django.db.models.functions import RowNumber
 from django.http import Http404
 from django.utils import timezone
 
-from careplans.models import NeedDomain, ProposedNeed, QuestionnaireResponse
+from careplans.models import NeedCategory, NeedDomain, ProposedNeed, QuestionnaireResponse
 from careteam.models import HANDOFF_OPEN_STATUSES, Handoff
 from careteam.permissions import PatientAccess, access_item, patients_for, restrict, sensitivity_visible_q
 
@@ -52,7 +53,9 @@ from .models import (
 class CatalogFilters:
     text: str = ""
     category: str = ""  # taxonomy term code
-    category_id: object = None  # the term's id when the caller already knows it (the search form does)
+    category_id: uuid.UUID | None = (
+        None  # the term's id when the caller already knows it (the search form does)
+    )
     language: str = ""  # language code, e.g. "es"
     free_only: bool = False
     area: str = ""
@@ -106,6 +109,7 @@ def services_suggested(
         return {}
     in_language = Q(service__languages__contains=[language]) if language else None
     in_area = Q(service__service_area__icontains=area) if area else None
+    tier: Case | Value
     if in_language is not None and in_area is not None:
         tier = Case(When(in_language & in_area, then=0), When(in_language, then=1), default=2)
     elif in_language is not None:
@@ -117,7 +121,10 @@ def services_suggested(
     through = Service.categories.through
     category = F("taxonomyterm__code")
     rows = (
-        through.objects.filter(taxonomyterm__code__in=categories, service__status=ServiceStatus.ACTIVE)
+        # the plugin does not carry annotations across the auto-created through model
+        through.objects.filter(  # type: ignore[misc]
+            taxonomyterm__code__in=categories, service__status=ServiceStatus.ACTIVE
+        )
         .annotate(tier=ExpressionWrapper(tier, output_field=IntegerField()))
         .annotate(
             best=Window(Min("tier"), partition_by=category),
@@ -407,7 +414,7 @@ def screening_measures(user, *, start: dt.date, end: dt.date) -> ScreeningMeasur
     positive_by_domain = [
         (label, Rate(by_domain.get(code, 0), responses)) for code, label in NeedDomain.choices
     ]
-    category_labels = dict(ProposedNeed._meta.get_field("category").choices)
+    category_labels = dict(NeedCategory.choices)
     positive_by_category = sorted(
         (
             (

@@ -228,7 +228,7 @@ def referral_transition(
     if status == ReferralStatus.ACCEPTED and from_status != ReferralStatus.ACCEPTED:
         events.emit("referral.accepted", obj=referral, by=by, access=access)
     if closing and referral.outcome and referral.need_id is not None:
-        _update_need_from_outcome(referral=referral, by=by, request=request)
+        _update_need_from_outcome(referral=referral, need_id=referral.need_id, by=by, request=request)
     audit(
         user=by,
         action=AuditAction.UPDATE,
@@ -240,11 +240,11 @@ def referral_transition(
     return referral, event
 
 
-def _update_need_from_outcome(*, referral: Referral, by: User, request=None) -> None:
+def _update_need_from_outcome(*, referral: Referral, need_id: int, by: User, request=None) -> None:
     """Closing the loop: help received resolves the need; otherwise the need stays open
     and a note on it says what happened, so the team looks for another service. Both go
     through the care-plan services (the need's machine, version and history)."""
-    need = Need.objects.get(pk=referral.need_id)
+    need = Need.objects.get(pk=need_id)
     if referral.outcome in HELP_RECEIVED_OUTCOMES and need.status in ("active", "recurrence", "inactive"):
         need = plan_services.need_transition(
             need=need,

@@ -8,6 +8,7 @@ import datetime as dt
 import statistics
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Count, Exists, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import TruncMonth
@@ -109,7 +110,7 @@ def step_rows(access: PatientAccess, transition: Transition) -> list[StepRow]:
         .select_related("from_user", "to_user", "to_discipline")
         .order_by("created_at")
     )
-    by_activity: dict[int, list] = {}
+    by_activity: dict[int | None, list] = {}
     for handoff in handoffs:
         by_activity.setdefault(handoff.activity_id, []).append(handoff)
     talks: dict[int, list] = {}
@@ -183,7 +184,7 @@ def reconciliation_diff(older: Reconciliation | None, newer: Reconciliation) -> 
     drug), with the fields that differ."""
     before = {line.drug_key: line for line in (older.lines.all() if older else [])}
     after = {line.drug_key: line for line in newer.lines.all()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old is None:

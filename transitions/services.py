@@ -17,6 +17,7 @@ from careplans import services as plan_services
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity, CarePlan, Need
 from careteam.audit import audit
 from careteam.concurrency import StaleVersionError, lock_for_update, save_versioned
+from careteam.history import history_by
 from careteam.models import AuditAction, Discipline, NotificationKind, TeamMembership, TeamRole, User
 from careteam.notifications import notify
 from careteam.permissions import PatientAccess, ReadOnlyAccess, patient_access, team_members_who_may_see
@@ -185,13 +186,16 @@ class TransitionResult:
     resumed: int = 0
 
 
-def _check_moments(kind: str, occurred_at, admitted_at) -> None:
+def _check_moments(kind: str, occurred_at: dt.datetime | None, admitted_at) -> dt.datetime:
+    """The moment it happened, checked (given; a discharge after its admission; nothing
+    but an admission in the future)."""
     if occurred_at is None:
         raise ValidationError({"occurred_at": "Say when it happened."})
     if kind == TransitionKind.DISCHARGE and admitted_at is not None and occurred_at < admitted_at:
         raise ValidationError({"occurred_at": "The discharge cannot be before the admission."})
     if occurred_at > timezone.now() + dt.timedelta(days=1) and kind != TransitionKind.ADMISSION:
         raise ValidationError({"occurred_at": "A discharge or transfer is recorded once it has happened."})
+    return occurred_at
 
 
 def _previous_discharge(patient_id: int, before: dt.datetime, exclude_pk: int | None) -> Transition | None:
@@ -278,7 +282,7 @@ def transition_record(
         )
     if existing is not None and admitted_at is None:
         admitted_at = existing.admitted_at
-    _check_moments(kind, occurred_at, admitted_at)
+    occurred_at = _check_moments(kind, occurred_at, admitted_at)
     transition.kind = kind
     transition.status = status
     transition.encounter_class = (encounter_class or "IMP")[:20]
@@ -293,7 +297,7 @@ def transition_record(
     transition.identifier = identifier[:200]
     if kind in (TransitionKind.ADMISSION, TransitionKind.DISCHARGE) and admitted_at is not None:
         transition.readmission_of = _previous_discharge(patient.pk, admitted_at, transition.pk)
-    transition._history_user = by
+    history_by(transition, by)
     try:
         with transaction.atomic():
             if existing is not None:  # an update of the encounter: its version counts up
@@ -578,7 +582,7 @@ def debrief_record(
         transition=transition, went_well=went_well, tighten=(tighten or "").strip(), recorded_by=by
     )
     debrief.full_clean(exclude=["transition", "recorded_by"])
-    debrief._history_user = by
+    history_by(debrief, by)
     debrief.save()
     created = []
     if actions:
@@ -641,7 +645,7 @@ def medication_add(
     line.full_clean(exclude=["patient", "recorded_by", "reconciliation"], validate_constraints=False)
     if line.stop and line.start and line.stop < line.start:
         raise ValidationError({"stop": "A medicine cannot stop before it starts."})
-    line._history_user = by
+    history_by(line, by)
     line.save()
     audit(user=by, action=AuditAction.CREATE, obj=line, patient=access.patient, request=request)
     return line
@@ -719,7 +723,7 @@ def reconciliation_sign(
         note=(note or "").strip(),
     )
     rec.full_clean(exclude=["patient", "transition", "signed_by"], validate_constraints=False)
-    rec._history_user = by
+    history_by(rec, by)
     rec.save()
     kept: dict[str, list[MedicationLine]] = {}
     for line in lines:
@@ -735,7 +739,7 @@ def reconciliation_sign(
                 recorded_by=by,
                 **{name: getattr(line, name) for name in MEDICATION_FIELDS},
             )
-            copy._history_user = by
+            history_by(copy, by)
             copy.save()
             kept.setdefault(line.drug_key, []).append(copy)
     found: list[tuple[str, str, str]] = []  # kind, drug key, description

@@ -28,13 +28,13 @@ from careteam.models import TeamMembership, TeamRole
 from careteam.permissions import PatientAccess, restrict, team_member_q, visible_related
 from referrals.models import Referral
 
-from .models import VISIT_OPEN_STATUSES, Authorisation, Visit, VisitStatus, VisitType
+from .models import VISIT_OPEN_STATUSES, Authorisation, Visit, VisitQuerySet, VisitStatus, VisitType
 
 # home visits closer than this leave no time to travel between them
 TRAVEL_MINUTES = 15
 
 
-def visits_for(user) -> QuerySet:
+def visits_for(user) -> VisitQuerySet:
     """Every visit `user` may read (team members of the patient, emergency access)."""
     return restrict(Visit.objects.all(), user, patient_path="patient")
 
@@ -103,14 +103,14 @@ def _calendar(qs: QuerySet, monday: dt.date) -> Calendar:
         if visit.status in VISIT_OPEN_STATUSES and visit.clinician_id:
             open_by_person[visit.clinician_id].append(visit)
     for visits in open_by_person.values():
-        latest_end, latest = None, None
+        latest: Visit | None = None  # the visit ending last so far
         for visit in visits:  # sorted by start
-            if latest_end is not None and visit.start < latest_end:
+            if latest is not None and visit.start < latest.end:
                 conflicts.update({visit.pk, latest.pk})
-            if latest_end is None or visit.end > latest_end:
-                latest_end, latest = visit.end, visit
+            if latest is None or visit.end > latest.end:
+                latest = visit
     for day in days:
-        previous = {}
+        previous: dict[int | None, Visit] = {}
         for visit in day.visits:
             if visit.visit_type != VisitType.HOME or visit.status not in VISIT_OPEN_STATUSES:
                 continue

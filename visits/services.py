@@ -19,6 +19,7 @@ from careplans.models import Activity, CarePlan
 from careteam import events
 from careteam.audit import audit
 from careteam.concurrency import apply_changes, lock_for_update, save_versioned
+from careteam.history import history_by
 from careteam.models import AuditAction, TeamMembership, User
 from careteam.permissions import PatientAccess
 from careteam.statemachine import check_initial, check_transition
@@ -122,11 +123,11 @@ def _check_links(access: PatientAccess, visit: Visit, activities) -> list[Activi
     for activity in activities:
         if activity.care_plan.patient_id != access.patient.pk or not access.can_see(activity):
             raise ValidationError({"activities": "Link only activities of this patient's plan."})
-    if visit.care_plan_id is not None and visit.care_plan.patient_id != access.patient.pk:
+    if visit.care_plan is not None and visit.care_plan.patient_id != access.patient.pk:
         raise ValidationError({"care_plan": "That plan belongs to another patient."})
     if visit.care_plan_id is None and activities:
         visit.care_plan_id = activities[0].care_plan_id
-    if visit.referral_id is not None and visit.referral.patient_id != access.patient.pk:
+    if visit.referral is not None and visit.referral.patient_id != access.patient.pk:
         raise ValidationError({"referral": "That referral belongs to another patient."})
     auth = visit.authorisation
     if auth is not None:
@@ -183,7 +184,7 @@ def visit_book(
     _check_people(access, visit)
     linked = _check_links(access, visit, activities)
     conflicts = _check_conflicts(visit, allow_conflicts)
-    visit._history_user = by
+    history_by(visit, by)
     visit.save()
     if linked:
         visit.activities.set(linked)
@@ -244,12 +245,12 @@ def visit_update(
     linked = _check_links(access, fresh, activities if activities is not None else fresh.activities.all())
     if {"start", "duration_minutes", "clinician"} & set(changed):
         _check_conflicts(fresh, allow_conflicts)
-    fresh._history_user = by
+    history_by(fresh, by)
     save_versioned(fresh, expected_version=expected_version)
     if activities is not None:
         fresh.activities.set(linked)
     old_auth = visit.authorisation_id
-    for auth_id in {old_auth, fresh.authorisation_id} - {None}:
+    for auth_id in {a for a in (old_auth, fresh.authorisation_id) if a is not None}:
         if fresh.status == VisitStatus.FULFILLED:
             authorisation_recount(authorisation_id=auth_id)
     audit(
@@ -285,7 +286,7 @@ def visit_set_status(
     fresh.status_reason = _reason(status, reason, VISIT_STATUSES_NEEDING_REASON, label)
     from_status, fresh.status = fresh.status, status
     fresh.status_by, fresh.status_at = by, timezone.now()
-    fresh._history_user = by
+    history_by(fresh, by)
     save_versioned(fresh, expected_version=expected_version)
     if fresh.authorisation_id and VisitStatus.FULFILLED in (from_status, status):
         authorisation_recount(authorisation_id=fresh.authorisation_id, by=by)
@@ -324,7 +325,7 @@ def visit_rebook(
     if fresh.status == VisitStatus.BOOKED:
         fresh.status, fresh.status_by, fresh.status_at = VisitStatus.CANCELLED, by, timezone.now()
         fresh.status_reason = ("Rebooked. " + (reason or "").strip()).strip()[:REASON_MAX_LENGTH]
-        fresh._history_user = by
+        history_by(fresh, by)
         save_versioned(fresh, expected_version=expected_version)
     authorisation = fresh.authorisation
     if authorisation is not None and authorisation.status not in AUTHORISATION_USABLE:
@@ -355,16 +356,19 @@ def visit_rebook(
 def visit_chain(visit: Visit) -> list[Visit]:
     """The visits this one was rebooked from and to, oldest first (one query per hop:
     chains are short)."""
-    before, node = [], visit
+    before: list[Visit] = []
+    node = visit
     while node.rebooked_from_id is not None and len(before) < 20:
         node = Visit.objects.get(pk=node.rebooked_from_id)
         before.append(node)
-    after, node = [], visit
+    after: list[Visit] = []
+    last = visit
     while len(after) < 20:
-        node = Visit.objects.filter(rebooked_from=node).first()
-        if node is None:
+        following = Visit.objects.filter(rebooked_from=last).first()
+        if following is None:
             break
-        after.append(node)
+        after.append(following)
+        last = following
     return [*reversed(before), visit, *after]
 
 
@@ -376,7 +380,7 @@ def _check_authorisation(auth: Authorisation) -> None:
         raise ValidationError({"units_authorised": "Authorise at least one unit or visit."})
     if auth.start_date and auth.end_date and auth.end_date < auth.start_date:
         raise ValidationError({"end_date": "The authorisation cannot end before it starts."})
-    if auth.care_plan_id is not None and auth.care_plan.patient_id != auth.patient_id:
+    if auth.care_plan is not None and auth.care_plan.patient_id != auth.patient_id:
         raise ValidationError({"care_plan": "That plan belongs to another patient."})
 
 
@@ -393,7 +397,7 @@ def authorisation_create(*, access: PatientAccess, by: User, request=None, **fie
     _check_authorisation(auth)
     if auth.status == AuthorisationStatus.APPROVED:
         auth.decided_at, auth.decided_by = timezone.now(), by
-    auth._history_user = by
+    history_by(auth, by)
     auth.save()
     audit(user=by, action=AuditAction.CREATE, obj=auth, patient=access.patient, request=request)
     if auth.status == AuthorisationStatus.APPROVED:
@@ -441,7 +445,7 @@ def authorisation_update(
         return fresh
     _full_clean(fresh, exclude=["patient", "created_by", "decided_by"])
     _check_authorisation(fresh)
-    fresh._history_user = by
+    history_by(fresh, by)
     save_versioned(fresh, expected_version=expected_version)
     if "units_authorised" in changed:
         authorisation_recount(authorisation_id=fresh.pk, by=by)
@@ -491,7 +495,7 @@ def authorisation_set_status(
     if status == AuthorisationStatus.REQUESTED:
         fresh.requested_at, fresh.decided_at, fresh.decided_by = timezone.now(), None, None
     from_status, fresh.status = fresh.status, status
-    fresh._history_user = by
+    history_by(fresh, by)
     save_versioned(fresh, expected_version=expected_version)
     audit(
         user=by, action=AuditAction.UPDATE, obj=fresh, patient=access.patient, request=request, detail=status
@@ -528,7 +532,7 @@ def authorisation_recount(*, authorisation_id: int, by: User | None = None) -> A
             auth.status, auth.exhausted_at = AuthorisationStatus.APPROVED, None
             fields += ["status", "exhausted_at"]
         if fields:
-            auth._history_user = by
+            history_by(auth, by)
             save_versioned(auth, expected_version=None)
         return auth
 

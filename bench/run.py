@@ -685,7 +685,7 @@ def run_all(bench: Bench, ctx: dict[str, Any]) -> None:
     # -- worklist ---------------------------------------------------------------
     url = url_or_none("worklist")
     try:
-        from patients.views import PAGE_SIZE as page_size
+        from workspace.views import PAGE_SIZE as page_size
     except ImportError:
         page_size = 25
     for label, user in (("worklist (case manager)", cm), ("worklist (nurse)", nurse)):

@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.utils.formats import date_format
 
 from careteam import keyset
+from careteam.cover import work_for_q
 from careteam.models import Discipline, SensitivityCategory, TeamMembership, User
-from careteam.permissions import PatientAccess, historical_model, history_rows
+from careteam.permissions import PatientAccess, historical_model, history_rows, restrict, team_patients_for
 
 from .models import (
     ACTIVITY_OPEN_STATUSES,
@@ -249,6 +250,28 @@ def decorate(access: PatientAccess, item) -> Any:
     item.linked_goals = access.visible(item.goals) if hasattr(item, "goals") else []
     item.linked_needs = access.visible(item.needs) if isinstance(item, Activity) else []
     return item
+
+
+# ---------------------------------------------------------------------------
+# Work: what My work lists and the end-of-day digest counts
+# ---------------------------------------------------------------------------
+def my_activities(user) -> QuerySet:
+    """Open activities of my patients' active plans that I may see: mine, or of a
+    colleague I cover today (careteam.cover), or unassigned in the queue of a discipline
+    I hold on that team. The activities My work lists; the end-of-day digest counts them."""
+    mine_or_queue = work_for_q("assigned_to_id", user) | Q(
+        assigned_to__isnull=True,
+        owner_discipline_id__in=Subquery(
+            TeamMembership.objects.current()
+            .filter(user_id=user.pk, patient_id=OuterRef("care_plan__patient_id"))
+            .values("discipline_id")
+        ),
+    )
+    return (
+        restrict(Activity.objects.all(), user, patient_path="care_plan__patient")
+        .filter(mine_or_queue, status__in=ACTIVITY_OPEN_STATUSES)
+        .filter(care_plan__status="active", care_plan__patient__in=team_patients_for(user))
+    )
 
 
 # ---------------------------------------------------------------------------

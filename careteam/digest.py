@@ -35,10 +35,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from patients.selectors import my_activities, my_handoffs_to_do
+from careplans.selectors import my_activities
 
 from . import publisher
-from .handoffs import inbox_q
+from .handoffs import inbox_q, my_handoffs_to_do
 from .models import Digest, User, UserPreference
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def counter(fn):
 @counter
 def _work_counts(user, *, today: dt.date, now: dt.datetime, since: dt.datetime) -> list[tuple]:
     """Handoffs waiting for me, items due tomorrow and overdue items: the kinds of My
-    work, counted the way My work lists them (patients.selectors)."""
+    work, counted the way My work lists them (careplans.selectors, careteam.handoffs)."""
     tomorrow = today + dt.timedelta(days=1)
     day_after = _local_midnight(tomorrow + dt.timedelta(days=1), user)
     start_tomorrow = _local_midnight(tomorrow, user)

@@ -26,7 +26,7 @@ from .models import (
     User,
 )
 from .notifications import handoff_notifications_mark_read, notify_handoff_answered, notify_handoff_received
-from .permissions import restrict
+from .permissions import restrict, team_patients_for
 from .statemachine import check_transition
 
 # ---------------------------------------------------------------------------
@@ -323,6 +323,17 @@ def handoffs_open_for_case_manager(user) -> QuerySet:
         .filter(status__in=HANDOFF_OPEN_STATUSES)
         .filter(Exists(as_cm))
         .order_by("created_at", "id")
+    )
+
+
+def my_handoffs_to_do(user) -> QuerySet:
+    """Open handoffs of my patients that wait for me: to accept (sent to me or my
+    discipline's queue) or accepted by me and not completed; only what I may see. What My
+    work lists; the end-of-day digest counts them."""
+    return (
+        restrict(Handoff.objects.all(), user)
+        .filter(inbox_q(user) | accepted_q(user))
+        .filter(patient__in=team_patients_for(user))
     )
 
 

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "transitions.apps.TransitionsConfig",
     "visits.apps.VisitsConfig",
     "portal.apps.PortalConfig",
+    "workspace.apps.WorkspaceConfig",
 ]
 
 MIDDLEWARE = [

@@ -5,8 +5,6 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from patients import views as patient_views
-
 from . import views, views_account, views_twofactor
 
 urlpatterns = [
@@ -22,7 +20,8 @@ urlpatterns = [
     # administrators sign in through the same pages as everyone (second factor included)
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
-    path("work/", patient_views.my_work, name="my_work"),
+    # the worklist, My work and the chart (/work/, /patients/, /patients/<id>/)
+    path("", include("workspace.urls")),
     path("patients/", include("careteam.urls_conversations")),
     path("patients/", include("careteam.urls_huddles")),
     path("patients/", include("patients.urls")),

@@ -1,11 +1,10 @@
-"""Forms of the worklist filters, enrolment and the case manager's team tools."""
+"""Forms of enrolment, the record's pages and the case manager's team tools."""
 
 from __future__ import annotations
 
 from django import forms
 from django.core.validators import MaxLengthValidator
 
-from careplans.models import CarePlanStatus
 from careteam.concurrency import VersionedFormMixin
 from careteam.models import Discipline, TeamRole, User
 
@@ -19,20 +18,6 @@ from .models import (
     ProgrammeExitReason,
     normalise_mrn,
 )
-from .selectors import NO_PLAN
-
-PLAN_STATUS_CHOICES = [("", "Any plan status"), *CarePlanStatus.choices, (NO_PLAN, "No care plan")]
-
-
-class WorklistFilterForm(forms.Form):
-    q = forms.CharField(
-        label="Search by name or MRN",
-        required=False,
-        max_length=100,
-        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or MRN", "autocomplete": "off"}),
-    )
-    plan_status = forms.ChoiceField(label="Plan status", choices=PLAN_STATUS_CHOICES, required=False)
-    waiting = forms.BooleanField(label="Something waiting for me", required=False)
 
 
 class ClinicianField(forms.ModelChoiceField):

@@ -13,8 +13,8 @@ from careteam import handoffs
 from careteam import services as team_services
 from careteam.models import BreakGlassAccess, Handoff, Notification, NotificationKind
 from careteam.prepared import PREPARED, PreparedQuery, PreparedQueryError
-from patients import selectors as patient_selectors
 from tests import factories as f
+from workspace import selectors as workspace_selectors
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def _values(query: PreparedQuery) -> dict:
 
 def test_every_prepared_query_answers_what_its_queryset_answers_for_every_persona(busy_world):
     w = busy_world
-    patient_selectors.my_work(w.nurse)  # makes the per-kind handoff queries
+    workspace_selectors.my_work(w.nurse)  # makes the per-kind handoff queries
     people = [w.case_manager, w.lead, w.nurse, w.pharmacist, w.behavioural, w.outsider, w.other_team_nurse]
     people += [w.admin, *w.extra]
     assert len(PREPARED) >= 6

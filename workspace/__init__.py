@@ -1,0 +1,1 @@
+"""The pages that compose several domains: the worklist, My work and the patient chart."""

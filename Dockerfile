@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app \
-    DJANGO_SETTINGS_MODULE=careteam.settings
+    DJANGO_SETTINGS_MODULE=config.settings
 
 WORKDIR /app
 
@@ -30,5 +30,5 @@ RUN DEBUG=false SECRET_KEY=collectstatic-build-only-placeholder \
     python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["gunicorn", "careteam.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--logger-class", "careteam.gunicorn_logging.Logger", "--access-logfile", "-"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
+     "--logger-class", "config.gunicorn_logging.Logger", "--access-logfile", "-"]

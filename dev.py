@@ -609,7 +609,7 @@ def child_env(services: Services) -> dict[str, str]:
     env = dict(os.environ)
     env.update(services.env)
     env.setdefault("DEBUG", "true")  # settings default to production; local runs are DEBUG
-    env.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env["PYTHONUNBUFFERED"] = "1"
     env["VIRTUAL_ENV"] = str(VENV)
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -842,12 +842,12 @@ def _run_app(opts, services, may_beat, data_dir, state_file, children) -> int:
     if opts.noreload:
         web.append("--noreload")
     children.append(Child("web", web, env, COLORS[0]))
-    worker = [py, "-m", "celery", "-A", "careteam", "worker", "-l", "info",
+    worker = [py, "-m", "celery", "-A", "config", "worker", "-l", "info",
               "-n", f"careteam-dev-{os.getpid()}@%h"]  # fmt: skip
     children.append(Child("worker", worker, env, COLORS[1], ready_marker=b" ready."))
     if may_beat:
         # Exactly one beat: a second one would enqueue every periodic task twice.
-        beat = [py, "-m", "celery", "-A", "careteam", "beat", "-l", "info",
+        beat = [py, "-m", "celery", "-A", "config", "beat", "-l", "info",
                 "-s", str(data_dir / "celery" / "beat-schedule")]  # fmt: skip
         children.append(Child("beat", beat, env, COLORS[2], ready_marker=b"beat: Starting"))
     else:
@@ -1210,7 +1210,7 @@ def cmd_smoke(timeout: float = 600) -> int:
         ping_deadline = time.monotonic() + 90
         while True:
             ping = subprocess.run(
-                [str(VENV_PY), "-m", "celery", "-A", "careteam", "inspect", "ping",
+                [str(VENV_PY), "-m", "celery", "-A", "config", "inspect", "ping",
                  "--timeout", "5"],  # fmt: skip
                 cwd=ROOT, env=celery_env, capture_output=True, text=True,
             )  # fmt: skip

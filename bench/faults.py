@@ -150,7 +150,7 @@ class Bench:
     def _celery(self, *argv: str, log: str) -> subprocess.Popen:
         out = (self.workdir / log).open("a")
         return subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "celery", "-A", "careteam", *argv],
+            [sys.executable, "-m", "celery", "-A", "config", *argv],
             cwd=ROOT,
             env=self.env,
             stdout=out,
@@ -590,7 +590,7 @@ def main(argv=None) -> int:
             "DATABASE_URL": recreate_database(args.db),
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "DEBUG": "true",
-            "DJANGO_SETTINGS_MODULE": "careteam.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             # four slashes: django-environ drops the first one of a file path
             "EMAIL_URL": f"filemail:///{maildir}",
             "HANDOFF_ACK_REMINDER_MINUTES": str(ACK_MINUTES),

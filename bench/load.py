@@ -238,7 +238,7 @@ def edit_by_form(client: Client, activity: int, urls: dict, rnd: random.Random, 
 # ---------------------------------------------------------------------------
 def django_setup(db: str) -> None:
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "true")
     sys.path.insert(0, str(ROOT))
     import django
@@ -349,7 +349,7 @@ def start_server(db: str, host: str, port: int, workers: int, log: Path) -> subp
     env.setdefault("DEBUG", "true")
     cmd = [
         str(ROOT / ".venv/bin/gunicorn"),
-        "careteam.wsgi",
+        "config.wsgi",
         "-w",
         str(workers),
         "-b",

@@ -1148,7 +1148,7 @@ def run_one(
     sweep_runs: int = 3,
 ) -> dict:
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "true")
     sys.path.insert(0, str(ROOT))
     import django
@@ -1168,7 +1168,7 @@ def run_one(
         bench.exclude.add("reminder sweep")
     bench.sweep_runs = sweep_runs
     ctx = personas(bench)
-    # as careteam/wsgi.py does in each worker once the app is loaded
+    # as config/wsgi.py does in each worker once the app is loaded
     gc.freeze()
     load = os.getloadavg()
     print(
@@ -1232,7 +1232,7 @@ def run_anchors(requests: int, warmup: int) -> dict:
     no middleware and with the project's own middleware stack."""
     import types
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "true")
     sys.path.insert(0, str(ROOT))
     import django

@@ -217,7 +217,7 @@ def main() -> None:
     os.environ["DATABASE_URL"] = recreate_database(args.db)
     os.environ.setdefault("DEBUG", "true")
     os.environ["CELERY_TASK_DEFAULT_QUEUE"] = queue = f"bench-sweep-{os.getpid()}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

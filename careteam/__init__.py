@@ -1,5 +1,2 @@
-"""CareTeam: the project package (settings, urls, Celery app) and the care-team app."""
-
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""The care-team app: the team domain (users, disciplines, memberships, handoffs,
+notifications, reminders) and, for now, the access layer and the API of every app."""

@@ -110,7 +110,7 @@ def _queue_names() -> list[str]:
 @functools.cache
 def _task_names() -> tuple[str, ...]:
     """Our task names (imported once per process, as a worker does at start)."""
-    from .celery import app
+    from celery import current_app as app  # the project's app (config.celery)
 
     app.loader.import_default_modules()
     return tuple(name for name in app.tasks if not name.startswith("celery."))

@@ -30,7 +30,7 @@ def task_result(task_id: str, backend_url: str, timeout: float = 60.0):
     from celery.backends.redis import RedisBackend
     from celery.states import READY_STATES
 
-    from careteam.celery import app
+    from config.celery import app
 
     backend = RedisBackend(app=app, url=backend_url)
     deadline = time.monotonic() + timeout

@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BASELINE = ROOT / "tests" / "data" / "mypy_baseline.json"
-PACKAGES = ["careteam", "patients", "careplans", "referrals", "transitions", "visits", "portal", "workspace"]
+PACKAGES = [
+    "config", "careteam", "patients", "careplans", "referrals", "transitions", "visits", "portal", "workspace",
+]  # fmt: skip
 ERROR = re.compile(r"^(?P<path>[\w/]+\.py):\d+: error:")
 # the rules of every app (writes, reads, access decisions) type-check cleanly: no baseline
 RULE_MODULES = re.compile(r"^\w+/(services|selectors|permissions)\.py$")

@@ -360,7 +360,7 @@ def test_restoring_an_older_backup_restores_every_row_and_the_audit_trigger_and_
             proc = subprocess.run(
                 [sys.executable, "-c", SWEEP_AND_SEND, str(minutes)],
                 cwd=ROOT,
-                env={**env, "DJANGO_SETTINGS_MODULE": "careteam.settings"},
+                env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
-    """Start `celery -A careteam worker` against the same broker and test database."""
+    """Start `celery -A config worker` against the same broker and test database."""
 
     env = dict(os.environ)
     env["DATABASE_URL"] = worker_database_url()
@@ -29,7 +29,7 @@ def celery_worker_process(transactional_db, settings):
             "-m",
             "celery",
             "-A",
-            "careteam",
+            "config",
             "worker",
             "-Q",
             queue,

@@ -323,7 +323,7 @@ def test_manage_py_in_a_bare_checkout_runs_with_development_settings():
 def test_the_web_server_refuses_to_start_without_a_secret_even_in_a_bare_checkout():
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
     result = subprocess.run(
-        [sys.executable, "-c", "import careteam.wsgi"],
+        [sys.executable, "-c", "import config.wsgi"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -17,9 +17,9 @@ from django.test import Client
 from django.utils import timezone
 
 from careteam import metrics, tasks
-from careteam.celery import app as celery_app
 from careteam.health import redis_client
 from careteam.models import Notification
+from config.celery import app as celery_app
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -227,7 +227,7 @@ def test_multiprocess_mode_adds_up_the_request_metrics_of_every_process(tmp_path
         **os.environ,
         "DEBUG": "true",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-        "DJANGO_SETTINGS_MODULE": "careteam.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     for _ in range(2):
         subprocess.run([sys.executable, "-c", OBSERVE], env=env, cwd=REPO, check=True, timeout=60)
@@ -250,7 +250,7 @@ def test_a_short_metrics_token_is_refused_at_start():
         **os.environ,
         "DEBUG": "true",
         "METRICS_TOKEN": "short",
-        "DJANGO_SETTINGS_MODULE": "careteam.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     out = subprocess.run(
         [sys.executable, "-c", "from django.conf import settings; settings.METRICS_TOKEN"],

@@ -337,7 +337,7 @@ def test_email_is_not_sent_to_someone_who_lost_access_since_the_reminder(world):
 def test_web_save_succeeds_and_logs_when_the_broker_is_down(
     client, world, caplog, django_capture_on_commit_callbacks
 ):
-    from careteam.celery import app
+    from config.celery import app
 
     old = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there

@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from careteam import handoffs as handoff_services
 from careteam import publisher
-from careteam.celery import app
 from careteam.models import Handoff, Notification, NotificationKind
 from careteam.reminders import reminders_sweep
 from careteam.tasks import reminders_sweep as reminders_sweep_task
+from config.celery import app
 from tests.processes import task_result, worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 
 class Worker:
-    """A `celery -A careteam worker` subprocess on its own queue, against the test database,
+    """A `celery -A config worker` subprocess on its own queue, against the test database,
     writing emails to files (one file per sent message) in `mail_dir`."""
 
     def __init__(
@@ -67,7 +67,7 @@ class Worker:
 
     def start(self) -> Worker:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "careteam", "worker", "-Q", self.queue, "-c", "1",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue, "-c", "1",
              "-P", self.pool, "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -166,7 +166,7 @@ def test_log_format_json_is_the_default_without_debug():
     env.update(
         SECRET_KEY="x" * 50,
         SITE_URL="https://careteam.example.org",
-        DJANGO_SETTINGS_MODULE="careteam.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
     )
     code = "from django.conf import settings; print(settings.LOG_FORMAT, settings.LOGGING['handlers']['console']['formatter'])"
     out = subprocess.run(
@@ -186,7 +186,7 @@ def test_a_task_enqueued_in_a_request_logs_the_requests_id_on_the_worker(transac
     env = {**os.environ, "DATABASE_URL": worker_database_url(), "DEBUG": "true", "LOG_FORMAT": "json"}
     with log.open("w") as sink:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "careteam", "worker", "-Q", queue, "-c", "1", "-P", "solo",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "-P", "solo",
              "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "info"],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -255,8 +255,8 @@ def test_gunicorn_writes_json_access_lines_with_the_request_id(tmp_path):
     env = {**os.environ, "DEBUG": "true", "LOG_FORMAT": "json"}
     with log.open("w") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "careteam.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", "1", "--logger-class", "careteam.gunicorn_logging.Logger", "--access-logfile", "-"],
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", "1", "--logger-class", "config.gunicorn_logging.Logger", "--access-logfile", "-"],
             cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

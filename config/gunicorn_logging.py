@@ -2,7 +2,7 @@
 with LOG_FORMAT=json they are JSON objects like every other line, the access line with
 its fields (method, path without the query string, status, bytes, duration, request id).
 
-    gunicorn --logger-class careteam.gunicorn_logging.Logger --access-logfile - ...
+    gunicorn --logger-class config.gunicorn_logging.Logger --access-logfile - ...
 
 With LOG_FORMAT=text gunicorn logs as it always does (its `--access-logformat`).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gunicorn import glogging
 
-from .logfilters import JsonFormatter, RequestIdFilter
+from careteam.logfilters import JsonFormatter, RequestIdFilter
 
 
 def _json() -> bool:

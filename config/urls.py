@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from . import views, views_account, views_twofactor
+from careteam import views, views_account, views_twofactor
 
 urlpatterns = [
     path("", views.home, name="home"),

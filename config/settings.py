@@ -133,8 +133,8 @@ PORTAL_INVITATION_HOURS = env.int("PORTAL_INVITATION_HOURS", default=72)
 PORTAL_MESSAGE_REMINDER_HOURS = env.int("PORTAL_MESSAGE_REMINDER_HOURS", default=24)
 PORTAL_LANGUAGES = (("en", "English"), ("es", "Español"))
 
-ROOT_URLCONF = "careteam.urls"
-WSGI_APPLICATION = "careteam.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "careteam.User"
 
 TEMPLATES = [
@@ -506,7 +506,7 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
 
 # ---------------------------------------------------------------------------
 # Logging: to stderr, so any process manager collects it; web, worker and beat alike
-# (careteam/celery.py keeps Celery from replacing this). LOG_FORMAT=json (the default
+# (config/celery.py keeps Celery from replacing this). LOG_FORMAT=json (the default
 # with DEBUG off) writes one JSON object per line; every line carries the request id
 # (careteam/requestid.py). docs/operations.md describes the fields.
 # ---------------------------------------------------------------------------

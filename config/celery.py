@@ -5,9 +5,9 @@ import os
 from celery import Celery
 from celery.signals import setup_logging
 
-from . import requestid  # noqa: F401 - carries the request id into tasks (its signals)
+from careteam import requestid  # noqa: F401 - carries the request id into tasks (its signals)
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careteam.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("careteam")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -655,7 +655,7 @@ def main(argv=None) -> int:
                 started = time.perf_counter()
                 try:
                     h = handoff_services.handoff_create(
-                        from_user=sender,
+                        by=sender,
                         patient=patient,
                         to_user=receiver,
                         due_at=timezone.now() + dt.timedelta(seconds=lead),

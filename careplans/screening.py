@@ -702,7 +702,7 @@ def _safety_handoff(*, access: PatientAccess, by: User, response: QuestionnaireR
     if cm is None or cm.user_id == by.pk:
         return None
     return handoff_create(
-        from_user=by,
+        by=by,
         patient=access.patient,
         to_user=cm.user,
         due_at=timezone.now() + dt.timedelta(hours=4),

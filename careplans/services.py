@@ -17,7 +17,12 @@ from careteam.concurrency import M, apply_changes, lock_for_update, save_version
 from careteam.history import history_by
 from careteam.models import AuditAction, User
 from careteam.notifications import notify_note_added, notify_proposal_decided
-from careteam.permissions import PatientAccess, team_members_who_may_see, team_members_who_may_see_item
+from careteam.permissions import (
+    EMERGENCY_ACCESS_READ_ONLY,
+    PatientAccess,
+    team_members_who_may_see,
+    team_members_who_may_see_item,
+)
 from careteam.statemachine import check_initial, check_transition
 
 from . import selectors
@@ -554,7 +559,7 @@ def _require_decide(access: PatientAccess, note: Note) -> None:
     allowed = access.can_edit_any if target is None else access.can_edit_item(target)
     if access.read_only or not allowed:
         raise access_denied(
-            "Emergency access is read-only."
+            EMERGENCY_ACCESS_READ_ONLY
             if access.read_only
             else "Only the item's owning discipline, the case manager or the plan lead can accept or decline this proposal."
         )

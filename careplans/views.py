@@ -19,8 +19,9 @@ from careteam import conversations as conversation_services
 from careteam import keyset
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
-from careteam.permissions import PatientAccess, access_item, patient_access
+from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, PatientAccess, access_item, patient_access
 from careteam.printing import pdf_response
+from careteam.viewhelpers import add_service_errors, forbidden
 
 from . import selectors, services
 from .forms import (
@@ -76,15 +77,6 @@ def _item(request: HttpRequest, kind: Kind, pk: int):
     qs = kind.model.objects.select_related("care_plan__patient", *kind.select_related)
     item, access = access_item(request.user, qs, pk, patient_path="care_plan__patient")
     return item, access
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """Put a service's validation errors next to the fields they concern."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _render_item(request, item, access, *, status: int = 200, error: str = "", message: str = ""):
@@ -160,26 +152,14 @@ def _create(request: HttpRequest, plan_id: int, kind: Kind) -> HttpResponse:
         if request.htmx:
             # the editor opened this section: just the form's fields
             if not access.can_contribute():
-                return render(
-                    request,
-                    "careplans/forbidden.html",
-                    {"message": "You cannot change this plan."},
-                    status=403,
-                )
+                return forbidden(request, "You cannot change this plan.")
             form = kind.create_form(access=access, plan=plan, prefix=f"new-{kind.name}")
             return render(request, "careplans/_add_fields.html", {"form": form})
         # without JavaScript: the editor with this kind's add form open
         return render(request, "careplans/editor.html", _editor_context(access, plan, open_form=kind.name))
     if not access.can_contribute():
-        return render(
-            request,
-            "careplans/forbidden.html",
-            {
-                "message": "Emergency access is read-only."
-                if access.break_glass
-                else "You cannot change this plan."
-            },
-            status=403,
+        return forbidden(
+            request, EMERGENCY_ACCESS_READ_ONLY if access.emergency_access else "You cannot change this plan."
         )
     form = kind.create_form(request.POST, access=access, plan=plan, prefix=f"new-{kind.name}")
     if form.is_valid():
@@ -188,9 +168,9 @@ def _create(request: HttpRequest, plan_id: int, kind: Kind) -> HttpResponse:
         try:
             kind.create(access=access, plan=plan, by=request.user, request=request, **data, **links)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         except PermissionDenied as exc:
-            return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+            return forbidden(request, str(exc))
         else:
             if not request.htmx:
                 return redirect("careplans:plan_editor", plan_id=plan.pk)
@@ -269,7 +249,7 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
     except PermissionDenied as exc:
         return _render_item(request, item, access, status=403, error=str(exc))
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return _form_response(request, item, access, form, status=422)
     saved = _item(request, kind, saved.pk)[0]
     if not request.htmx:
@@ -456,9 +436,7 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan, access = _plan(request, plan_id)
     context = {"plan": plan, "patient": plan.patient, "access": access}
     if access.read_only:
-        return render(
-            request, "careplans/forbidden.html", {"message": "Emergency access is read-only."}, status=403
-        )
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     if request.method == "GET" and "cancel" in request.GET:
         return _plan_response(request, "careplans/_plan_head.html", context)
     form = CarePlanForm(request.POST or None, instance=plan, access=access, plan=plan, prefix="plan")
@@ -490,7 +468,7 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
         context["error"] = str(exc)
         return _plan_response(request, "careplans/_plan_form.html", context, status=403)
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return _plan_response(request, "careplans/_plan_form.html", context, status=422)
     if not request.htmx:
         return redirect("careplans:plan_editor", plan_id=plan.pk)
@@ -515,9 +493,7 @@ def note_create(request: HttpRequest, plan_id: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "careplans/editor.html", _editor_context(access, plan))
     if not access.can_contribute():
-        return render(
-            request, "careplans/forbidden.html", {"message": "Emergency access is read-only."}, status=403
-        )
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     form = NoteForm(request.POST, prefix="note")
     target = None
     status = 200
@@ -538,9 +514,9 @@ def note_create(request: HttpRequest, plan_id: int) -> HttpResponse:
                 request=request,
             )
         except PermissionDenied as exc:
-            return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+            return forbidden(request, str(exc))
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
             status = 422
         else:
             form = NoteForm(prefix="note")
@@ -647,7 +623,7 @@ def _propose(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
     the owner accepts or declines them."""
     item, access = _item(request, kind, pk)
     if not access.can_contribute():
-        return _render_item(request, item, access, status=403, error="Emergency access is read-only.")
+        return _render_item(request, item, access, status=403, error=EMERGENCY_ACCESS_READ_ONLY)
     prefix = f"propose-{kind.name}-{item.pk}"
     fields = services.PROPOSABLE_FIELDS[kind.model]
     form = ProposalForm(request.POST or None, item=item, access=access, fields=fields, prefix=prefix)
@@ -669,7 +645,7 @@ def _propose(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
             except PermissionDenied as exc:
                 return _render_item(request, item, access, status=403, error=str(exc))
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
                 status = 422
             else:
                 if not request.htmx:

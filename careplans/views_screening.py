@@ -14,15 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
-from careteam.permissions import access_item, access_patient_by_id
+from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, access_item, access_patient_by_id
+from careteam.viewhelpers import forbidden
 
 from . import plan_templates, screening
 from .forms import ScreeningSaveForm
 from .models import AnsweredBy, CarePlan, PlanTemplate, ProposedNeed, Questionnaire, QuestionnaireResponse
-
-
-def _forbidden(request, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
 
 
 def _response(request: HttpRequest, screening_id: int):
@@ -48,7 +45,7 @@ def screening_start(request: HttpRequest, patient_id: int) -> HttpResponse:
     instruments only those whose discipline may see them)."""
     access = access_patient_by_id(request.user, patient_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     instruments = [
         q for q in screening.current_questionnaires() if access.can_see_sensitivity(q.sensitivity_id)
     ]
@@ -121,7 +118,7 @@ def screening_detail(request: HttpRequest, screening_id: int) -> HttpResponse:
         )
         return render(request, "careplans/screening.html", _screening_context(access, response))
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     complete = request.POST.get("action") == "complete"
     version = ScreeningSaveForm(request.POST)
     if not version.is_valid():
@@ -151,7 +148,7 @@ def screening_detail(request: HttpRequest, screening_id: int) -> HttpResponse:
             status=409,
         )
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     except ValidationError as exc:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         answers, _ = screening.parse_answers(response.questionnaire, request.POST, complete=False)
@@ -185,7 +182,7 @@ def screening_proposals(request: HttpRequest, screening_id: int) -> HttpResponse
     """Accept one proposed need, all of them, or dismiss one with a reason."""
     response, access = _response(request, screening_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     action = request.POST.get("action", "")
     chosen: list[ProposedNeed] = []
     if action in ("accept", "dismiss"):
@@ -214,7 +211,7 @@ def screening_proposals(request: HttpRequest, screening_id: int) -> HttpResponse
         else:
             screening.proposal_accept(access=access, by=request.user, proposal=chosen[0], request=request)
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     except ValidationError as exc:
         context = _screening_context(access, response)
         context["proposal_error"] = _messages(exc)
@@ -254,9 +251,9 @@ def plan_templates_view(request: HttpRequest, plan_id: int) -> HttpResponse:
     }
     if request.method == "POST":
         if access.read_only:
-            return _forbidden(request, "Emergency access is read-only.")
+            return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
         if not access.can_edit_any:
-            return _forbidden(request, "Only the case manager or the plan lead can apply a template.")
+            return forbidden(request, "Only the case manager or the plan lead can apply a template.")
         if template is None:
             context["error"] = "Choose a template."
             return render(request, "careplans/plan_templates.html", context, status=422)
@@ -265,7 +262,7 @@ def plan_templates_view(request: HttpRequest, plan_id: int) -> HttpResponse:
                 access=access, plan=plan, template=template, by=request.user, request=request
             )
         except PermissionDenied as exc:
-            return _forbidden(request, str(exc))
+            return forbidden(request, str(exc))
         except ValidationError as exc:
             context["error"] = _messages(exc)
             context["preview"] = plan_templates.template_preview(plan=plan, template=template)

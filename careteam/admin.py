@@ -11,8 +11,8 @@ from .audit import audit, audit_list
 from .models import (
     AuditAction,
     AuditEvent,
-    BreakGlassAccess,
     Discipline,
+    EmergencyAccess,
     Handoff,
     Notification,
     SensitivityCategory,
@@ -203,8 +203,8 @@ class HandoffAdmin(PatientRestrictedAdmin):
     list_select_related = ("patient", "from_user", "to_user", "to_discipline")
 
 
-@admin.register(BreakGlassAccess)
-class BreakGlassAccessAdmin(PatientRestrictedAdmin):
+@admin.register(EmergencyAccess)
+class EmergencyAccessAdmin(PatientRestrictedAdmin):
     list_display = ("user", "patient", "started_at", "expires_at")
 
 

@@ -528,7 +528,7 @@ def _read_to(*, conversation: Conversation, user: User, message: Message | None)
 
 
 def conversation_mark_read(*, access: PatientAccess, by: User, conversation: Conversation) -> None:
-    """`by` has read the conversation up to its newest message (break-the-glass readers
+    """`by` has read the conversation up to its newest message (emergency access readers
     too: it is their own state, not the record)."""
     if not access.can_see_conversation(conversation):
         return

@@ -76,7 +76,7 @@ def _handoff_validate(h: Handoff) -> None:
 @transaction.atomic
 def handoff_create(
     *,
-    from_user: User,
+    by: User,
     patient,
     due_at: dt.datetime,
     situation: str,
@@ -96,7 +96,7 @@ def handoff_create(
         care_plan=care_plan,
         activity=activity,
         kind=kind,
-        from_user=from_user,
+        from_user=by,
         to_user=to_user,
         to_discipline=to_discipline,
         situation=situation.strip(),
@@ -108,7 +108,7 @@ def handoff_create(
     )
     _handoff_validate(handoff)
     handoff.save()
-    audit(user=from_user, action=AuditAction.CREATE, obj=handoff, patient=patient, request=request)
+    audit(user=by, action=AuditAction.CREATE, obj=handoff, patient=patient, request=request)
     notify_handoff_received(handoff=handoff)
     return handoff
 
@@ -127,7 +127,7 @@ def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
 
 @transaction.atomic
 def handoff_accept(
-    *, handoff: Handoff, user: User, expected_version: int | None = None, request=None
+    *, handoff: Handoff, by: User, expected_version: int | None = None, request=None
 ) -> Handoff:
     """Acknowledge a handoff. For a discipline queue the first acceptance wins; a later
     one gets 'already accepted by X' (before its version is compared, so it says who)."""
@@ -137,23 +137,23 @@ def handoff_accept(
         .get(pk=handoff.pk)
     )
     if handoff.status != HandoffStatus.REQUESTED and handoff.accepted_by_id is not None:
-        who = "you" if handoff.accepted_by_id == user.pk else handoff.accepted_by.display_name
+        who = "you" if handoff.accepted_by_id == by.pk else handoff.accepted_by.display_name
         raise ValidationError(
             {"status": f"This handoff was already accepted by {who}."}, code="already_accepted"
         )
-    if not _handoff_receiver_ok(handoff, user):
+    if not _handoff_receiver_ok(handoff, by):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
     check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.ACCEPTED)
     now = timezone.now()
     handoff.status = HandoffStatus.ACCEPTED
-    handoff.accepted_by = user
+    handoff.accepted_by = by
     if handoff.to_user_id is None:
-        handoff.to_user = user
+        handoff.to_user = by
     handoff.acknowledged_at = now
     save_versioned(handoff, expected_version=expected_version)
     audit(
-        user=user,
+        user=by,
         action=AuditAction.UPDATE,
         obj=handoff,
         patient_id=handoff.patient_id,
@@ -162,13 +162,13 @@ def handoff_accept(
     )
     # a queue handoff taken by one colleague waits for nobody else
     handoff_notifications_mark_read(handoff=handoff)
-    notify_handoff_answered(handoff=handoff, by=user, answer="accepted", at=now)
+    notify_handoff_answered(handoff=handoff, by=by, answer="accepted", at=now)
     return handoff
 
 
 @transaction.atomic
 def handoff_reject(
-    *, handoff: Handoff, user: User, reason: str, expected_version: int | None = None, request=None
+    *, handoff: Handoff, by: User, reason: str, expected_version: int | None = None, request=None
 ) -> Handoff:
     handoff = (
         Handoff.objects.select_for_update(of=("self",))
@@ -177,7 +177,7 @@ def handoff_reject(
     )
     if not (reason or "").strip():
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
-    if not _handoff_receiver_ok(handoff, user):
+    if not _handoff_receiver_ok(handoff, by):
         raise ValidationError("This handoff is not addressed to you or your discipline on this team.")
     check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, HandoffStatus.REJECTED)
@@ -186,7 +186,7 @@ def handoff_reject(
     handoff.acknowledged_at = timezone.now()
     save_versioned(handoff, expected_version=expected_version)
     audit(
-        user=user,
+        user=by,
         action=AuditAction.UPDATE,
         obj=handoff,
         patient_id=handoff.patient_id,
@@ -194,7 +194,7 @@ def handoff_reject(
         detail="rejected",
     )
     handoff_notifications_mark_read(handoff=handoff)
-    notify_handoff_answered(handoff=handoff, by=user, answer="rejected", at=handoff.acknowledged_at)
+    notify_handoff_answered(handoff=handoff, by=by, answer="rejected", at=handoff.acknowledged_at)
     return handoff
 
 
@@ -202,7 +202,7 @@ def handoff_reject(
 def handoff_set_status(
     *,
     handoff: Handoff,
-    user: User,
+    by: User,
     status: str,
     reason: str = "",
     expected_version: int | None = None,
@@ -215,22 +215,22 @@ def handoff_set_status(
         .get(pk=handoff.pk)
     )
     if status == HandoffStatus.ACCEPTED:
-        return handoff_accept(handoff=handoff, user=user, expected_version=expected_version, request=request)
+        return handoff_accept(handoff=handoff, by=by, expected_version=expected_version, request=request)
     if status == HandoffStatus.REJECTED:
         return handoff_reject(
-            handoff=handoff, user=user, reason=reason, expected_version=expected_version, request=request
+            handoff=handoff, by=by, reason=reason, expected_version=expected_version, request=request
         )
     check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, status)
     if status == HandoffStatus.CANCELLED:
         is_cm = (
             TeamMembership.objects.current()
-            .filter(patient_id=handoff.patient_id, user=user, role=TeamRole.CASE_MANAGER)
+            .filter(patient_id=handoff.patient_id, user=by, role=TeamRole.CASE_MANAGER)
             .exists()
         )
-        if user.pk != handoff.from_user_id and not is_cm:
+        if by.pk != handoff.from_user_id and not is_cm:
             raise ValidationError("Only the sender or the case manager can cancel a handoff.")
-    elif user.pk not in (handoff.to_user_id, handoff.accepted_by_id):
+    elif by.pk not in (handoff.to_user_id, handoff.accepted_by_id):
         raise ValidationError("Only the person who accepted the handoff can work on it.")
     handoff.status = status
     handoff.status_reason = reason.strip() if reason else handoff.status_reason
@@ -238,7 +238,7 @@ def handoff_set_status(
         handoff.completed_at = timezone.now()
     save_versioned(handoff, expected_version=expected_version)
     audit(
-        user=user,
+        user=by,
         action=AuditAction.UPDATE,
         obj=handoff,
         patient_id=handoff.patient_id,
@@ -246,8 +246,8 @@ def handoff_set_status(
         detail=status,
     )
     if status == HandoffStatus.COMPLETED:
-        handoff_notifications_mark_read(handoff=handoff, user=user)
-        notify_handoff_answered(handoff=handoff, by=user, answer="completed", at=handoff.completed_at)
+        handoff_notifications_mark_read(handoff=handoff, user=by)
+        notify_handoff_answered(handoff=handoff, by=by, answer="completed", at=handoff.completed_at)
     elif status == HandoffStatus.CANCELLED:
         handoff_notifications_mark_read(handoff=handoff)
     return handoff

@@ -18,7 +18,7 @@ from django.utils.cache import patch_vary_headers
 from . import metrics, requestid, twofactor
 from .account_kinds import kind_may_reach
 from .audit import REFUSED_EDIT_STATUSES, audit_refused_edit, audit_request, patient_url_target
-from .permissions import SAFE_METHODS, emergency_access_only, patient_access
+from .permissions import EMERGENCY_ACCESS_READ_ONLY, SAFE_METHODS, emergency_access_only, patient_access
 
 
 class RequestIdMiddleware:
@@ -218,7 +218,7 @@ class PatientAuditMiddleware:
     any URL, is an `edit-refused` denial. An audit write that fails fails the request.
 
     It also holds the line for emergency access: a write (any unsafe method) to a patient
-    URL by someone whose only access to that patient is break-the-glass answers 403
+    URL by someone whose only access to that patient is emergency access answers 403
     "Emergency access is read-only" before any view runs, whatever the view checks."""
 
     def __init__(self, get_response):
@@ -261,7 +261,7 @@ class PatientAuditMiddleware:
             access = patient_access(user, Patient.objects.get(pk=patient_id))
             if not access.can_see_sensitivity(sensitivity_id):
                 raise Http404("Not found.")
-        raise PermissionDenied("Emergency access is read-only.")
+        raise PermissionDenied(EMERGENCY_ACCESS_READ_ONLY)
 
     def __call__(self, request):
         response = self.get_response(request)

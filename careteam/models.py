@@ -1,5 +1,5 @@
 """Care-team models: users, their preferences and disciplines, team memberships, handoffs,
-access policy, break-the-glass grants, audit events, notifications and digests."""
+access policy, emergency access grants, audit events, notifications and digests."""
 
 from __future__ import annotations
 
@@ -383,7 +383,7 @@ class SensitivityCategory(models.Model):
         return self.name
 
 
-class BreakGlassAccess(models.Model):
+class EmergencyAccess(models.Model):
     """Emergency read-only access to one patient's record by a clinician not on the team."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -396,12 +396,13 @@ class BreakGlassAccess(models.Model):
         ordering = ["-started_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(expires_at__gt=models.F("started_at")), name="break_glass_expires_after_start"
+                condition=Q(expires_at__gt=models.F("started_at")),
+                name="emergency_access_expires_after_start",
             ),
-            models.CheckConstraint(condition=~Q(reason=""), name="break_glass_reason_required"),
+            models.CheckConstraint(condition=~Q(reason=""), name="emergency_access_reason_required"),
         ]
-        indexes = [models.Index(fields=["user", "patient", "expires_at"], name="break_glass_idx")]
-        verbose_name_plural = "break-the-glass accesses"
+        indexes = [models.Index(fields=["user", "patient", "expires_at"], name="emergency_access_idx")]
+        verbose_name_plural = "emergency accesses"
 
     def __str__(self) -> str:
         return f"{self.user} on {self.patient_id} until {self.expires_at:%Y-%m-%d %H:%M}"
@@ -430,7 +431,8 @@ class AuditAction(models.TextChoices):
     UPDATE = "update", "Update"
     DELETE = "delete", "Delete"
     EXPORT = "export", "Export"
-    BREAK_GLASS = "break-glass", "Break the glass"
+    # the stored value predates the name: audit rows are append-only, so it stays
+    EMERGENCY_ACCESS = "break-glass", "Emergency access"
     LOGIN = "login", "Login"
     RESTORE = "restore", "Restore from a backup"
     # a change refused because it was made on an older version, without one, or against
@@ -508,7 +510,8 @@ class NotificationKind(models.TextChoices):
     REFERRAL_ANSWERED = "referral-answered", "A service answered your referral"
     REFERRAL_MESSAGE = "referral-message", "Message on a referral"
     REFERRAL_PARTNER_WAITING = "referral-partner-waiting", "Referral waiting for your answer"
-    BREAK_GLASS = "break-glass", "Emergency access to your patient"
+    # stored value kept as written (like AuditAction.EMERGENCY_ACCESS)
+    EMERGENCY_ACCESS = "break-glass", "Emergency access to your patient"
     # the sender's side of a handoff: every answer, and its due time passing
     HANDOFF_ACCEPTED = "handoff-accepted", "Your handoff was accepted"
     HANDOFF_REJECTED = "handoff-rejected", "Your handoff was rejected"

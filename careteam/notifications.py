@@ -86,7 +86,7 @@ def auditors() -> QuerySet:
     return User.objects.filter(holds, is_active=True).distinct()
 
 
-def notify_break_glass(*, grant) -> int:
+def notify_emergency_access(*, grant) -> int:
     """Emergency access never goes unseen: the patient's case managers are told, else its
     leads, else the auditors (who are off the team: their notification names the patient
     by id only and links to the recent emergency-access report). Returns how many were told."""
@@ -103,7 +103,7 @@ def notify_break_glass(*, grant) -> int:
     for user in {u.pk: u for u in team}.values():
         notify(
             recipient=user,
-            kind=NotificationKind.BREAK_GLASS,
+            kind=NotificationKind.EMERGENCY_ACCESS,
             obj=grant,
             patient_id=grant.patient_id,
             due_moment=grant.started_at,
@@ -116,7 +116,7 @@ def notify_break_glass(*, grant) -> int:
     for user in auditors().exclude(pk=grant.user_id):
         notify(
             recipient=user,
-            kind=NotificationKind.BREAK_GLASS,
+            kind=NotificationKind.EMERGENCY_ACCESS,
             obj=grant,
             patient_id=None,
             due_moment=grant.started_at,

@@ -6,10 +6,10 @@ Rules (deny by default):
   permissions on the Patient (direct foreign-key table `PatientUserObjectPermission`);
   lists are filtered in SQL with EXISTS over that table AND a current membership, so the
   grant also lapses at the membership's end date even before the nightly sync revokes it.
-- Break-the-glass gives a clinician not on the team read-only access for a limited time.
+- Emergency access gives a clinician not on the team read-only access for a limited time.
 - Items flagged with a SensitivityCategory are visible only to team members whose
   discipline the category's policy allows, plus the patient's case manager (and
-  break-the-glass users whose own discipline the policy allows).
+  emergency access users whose own discipline the policy allows).
 - Derived items follow what they were made from, at read time: comments follow their
   target, referrals their need, and a goal that exists only for needs the user may not
   see (all its linked needs hidden, no visible need or activity working towards it) is
@@ -27,7 +27,7 @@ How a view uses it:
 - lists: `patients_for(user)`, `team_patients_for(user)`, `restrict(qs, user, patient_path=...)`
 - one patient: `access = access_patient_by_id(user, patient_id)` (404 if not visible), then
   `access.require_edit(item)` before a write (403 "Emergency access is read-only" for
-  break-the-glass, or the owning-discipline message)
+  emergency access, or the owning-discipline message)
 - `@audited_patient_view` on a function view with a `patient_id` URL kwarg does both: it
   puts the access on `request.patient_access`, refuses writes by read-only users with 403,
   and audits the read. Reads and denials of every URL naming patient data are audited
@@ -52,7 +52,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from .models import (
-    BreakGlassAccess,
+    EmergencyAccess,
     PatientUserObjectPermission,
     SensitivityCategory,
     TeamMembership,
@@ -77,6 +77,10 @@ ROLE_PERMISSIONS = {
 }
 
 
+# what a reader by emergency access is told when they try to change anything
+EMERGENCY_ACCESS_READ_ONLY = "Emergency access is read-only."
+
+
 class ReadOnlyAccess(PermissionDenied):
     """The user may see this record but not change it."""
 
@@ -99,9 +103,9 @@ def _current_membership(user, patient_ref: str) -> Exists:
     return Exists(TeamMembership.objects.current().filter(user_id=user.pk, patient_id=OuterRef(patient_ref)))
 
 
-def _break_glass(user, patient_ref: str) -> Exists:
+def _emergency_access(user, patient_ref: str) -> Exists:
     return Exists(
-        BreakGlassAccess.objects.filter(
+        EmergencyAccess.objects.filter(
             user_id=user.pk, patient_id=OuterRef(patient_ref), expires_at__gt=timezone.now()
         )
     )
@@ -120,7 +124,7 @@ def team_member_q(user, patient_ref: str = "pk") -> Q:
 
 def visible_patient_ids(user) -> QuerySet:
     """Ids of the patients `user` may read now, as one subquery: the team rule (guardian
-    view grant AND a current membership) UNION active break-the-glass.
+    view grant AND a current membership) UNION active emergency access.
 
     Filtering with `IN (this)` lets PostgreSQL start from the user's own few hundred rows
     and join out by index. The same rule written as `EXISTS AND EXISTS OR EXISTS` on every
@@ -133,7 +137,7 @@ def visible_patient_ids(user) -> QuerySet:
         content_object_id__in=TeamMembership.objects.current().filter(user_id=user.pk).values("patient_id"),
     ).values("content_object_id")
     glass = (
-        BreakGlassAccess.objects.filter(user_id=user.pk, expires_at__gt=timezone.now())
+        EmergencyAccess.objects.filter(user_id=user.pk, expires_at__gt=timezone.now())
         .order_by()
         .values("patient_id")
     )
@@ -141,7 +145,7 @@ def visible_patient_ids(user) -> QuerySet:
 
 
 def patient_visible_q(user, patient_ref: str = "pk") -> Q:
-    """Rows whose patient `user` may read: team members and active break-the-glass."""
+    """Rows whose patient `user` may read: team members and active emergency access."""
     if not _is_active_user(user):
         return Q(pk__in=[])
     return Q(**{f"{patient_ref}__in": visible_patient_ids(user)})
@@ -165,7 +169,7 @@ def sensitivity_visible_q(user, patient_ref: str, sensitivity_ref: str = "sensit
     ) & Q(_granted(user, patient_ref))
     # the model, not type(user): a session-authenticated API request hands a SimpleLazyObject
     user_disciplines = User.disciplines.through.objects.filter(user_id=user.pk).values("discipline_id")
-    by_break_glass = Q(_break_glass(user, patient_ref)) & Q(
+    by_emergency_access = Q(_emergency_access(user, patient_ref)) & Q(
         Exists(
             through.objects.filter(
                 sensitivitycategory_id=OuterRef(sensitivity_ref),
@@ -173,7 +177,7 @@ def sensitivity_visible_q(user, patient_ref: str, sensitivity_ref: str = "sensit
             )
         )
     )
-    return Q(**{f"{sensitivity_ref}__isnull": True}) | by_team_role | by_break_glass
+    return Q(**{f"{sensitivity_ref}__isnull": True}) | by_team_role | by_emergency_access
 
 
 def team_members_who_may_see(patient_id: int, sensitivity_id: int | None = None) -> QuerySet:
@@ -231,7 +235,7 @@ def patients_for(user) -> QuerySet:
 
 
 def team_patients_for(user) -> PatientQuerySet:
-    """Patients on whose team the user is (break-the-glass excluded): the worklist."""
+    """Patients on whose team the user is (emergency access excluded): the worklist."""
     from patients.models import Patient
 
     return Patient.objects.filter(team_member_q(user, "pk"))
@@ -362,7 +366,7 @@ def access_conversation(user, conversation_id, *, queryset: QuerySet | None = No
 # ---------------------------------------------------------------------------
 def visible_huddles(user, queryset: QuerySet | None = None) -> QuerySet:
     """Huddles on patients whose team `user` is on today (lists, counts, the API). A
-    former member, a future one and a break-the-glass reader see none."""
+    former member, a future one and an emergency access reader see none."""
     if queryset is None:
         queryset = apps.get_model("careteam", "Huddle").objects.all()
     return queryset.filter(team_member_q(user, "patient"))
@@ -416,7 +420,7 @@ class PatientAccess:
     patient: Patient
     user: Any
     memberships: list[TeamMembership] = field(default_factory=list)
-    break_glass: BreakGlassAccess | None = None
+    emergency_access: EmergencyAccess | None = None
     visible_sensitivity_ids: frozenset[int] = frozenset()
     _hidden_goal_ids: frozenset[int] | None = field(default=None, repr=False)
 
@@ -426,7 +430,7 @@ class PatientAccess:
 
     @property
     def can_view(self) -> bool:
-        return self.on_team or self.break_glass is not None
+        return self.on_team or self.emergency_access is not None
 
     @property
     def read_only(self) -> bool:
@@ -602,8 +606,8 @@ class PatientAccess:
             raise PermissionDenied("Only the patient's case manager or plan lead can change the care team.")
 
     def _denial_message(self, item) -> str:
-        if self.break_glass is not None and not self.on_team:
-            return "Emergency access is read-only."
+        if self.emergency_access is not None and not self.on_team:
+            return EMERGENCY_ACCESS_READ_ONLY
         if item is not None and getattr(item, "owner_discipline", None) is not None:
             return (
                 f"This item is owned by {item.owner_discipline}. You can comment on it or propose "
@@ -627,8 +631,8 @@ def patient_access(user, patient: Patient) -> PatientAccess:
             .select_related("discipline")
         )
     if not access.memberships:
-        access.break_glass = (
-            BreakGlassAccess.objects.filter(
+        access.emergency_access = (
+            EmergencyAccess.objects.filter(
                 user_id=user.pk, patient_id=patient.pk, expires_at__gt=timezone.now()
             )
             .order_by("-expires_at")
@@ -654,7 +658,7 @@ def patient_access(user, patient: Patient) -> PatientAccess:
 
 
 def emergency_access_only(user, patient_id: int) -> bool:
-    """True when the user's only way into this patient's record is break-the-glass
+    """True when the user's only way into this patient's record is emergency access
     (no current team membership): everything they send must be read-only."""
     if not _is_active_user(user):
         return False
@@ -666,7 +670,7 @@ def emergency_access_only(user, patient_id: int) -> bool:
     )
     if on_team:
         return False
-    return BreakGlassAccess.objects.filter(
+    return EmergencyAccess.objects.filter(
         user_id=user.pk, patient_id=patient_id, expires_at__gt=timezone.now()
     ).exists()
 

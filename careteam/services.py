@@ -1,5 +1,5 @@
 """Writes of the care-team app: memberships (and the object permissions they grant),
-break-the-glass access, handoffs, and what a restore from a backup records. Every function
+emergency access, handoffs, and what a restore from a backup records. Every function
 validates, then writes atomically."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from .models import (
     MEMBERSHIP_TRANSITIONS,
     AuditAction,
     AuditEvent,
-    BreakGlassAccess,
     DatabaseRestore,
     Discipline,
+    EmergencyAccess,
     MembershipStatus,
     Notification,
     PatientUserObjectPermission,
@@ -384,10 +384,10 @@ def account_changes_audit(*, by: User, account: User, before: dict, request=None
 
 
 # ---------------------------------------------------------------------------
-# Break the glass
+# Emergency access
 # ---------------------------------------------------------------------------
 @transaction.atomic
-def break_glass_open(*, user: User, patient, reason: str, request=None) -> BreakGlassAccess:
+def emergency_access_open(*, by: User, patient, reason: str, request=None) -> EmergencyAccess:
     """Emergency read-only access for a clinician not on the team; audited and flagged
     to the patient's case manager."""
     reason = (reason or "").strip()
@@ -397,15 +397,13 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
         )
     if len(set(reason.replace(" ", "").casefold())) < 2:
         raise ValidationError({"reason": "State the clinical reason in words, not one repeated character."})
-    if not user.disciplines.exists():
+    if not by.disciplines.exists():
         raise ValidationError("Only clinicians can use emergency access.")
     # one request at a time per user, so two renewals cannot both pass the reason check
-    User.objects.select_for_update().filter(pk=user.pk).exists()
+    User.objects.select_for_update().filter(pk=by.pk).exists()
     now = timezone.now()
     active = list(
-        BreakGlassAccess.objects.filter(user=user, patient=patient, expires_at__gt=now).order_by(
-            "-expires_at"
-        )
+        EmergencyAccess.objects.filter(user=by, patient=patient, expires_at__gt=now).order_by("-expires_at")
     )
     if any(_same_reason(g.reason, reason) for g in active):
         raise ValidationError(
@@ -415,8 +413,8 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
                 "the reason already given does not renew it."
             }
         )
-    grant = BreakGlassAccess.objects.create(
-        user=user,
+    grant = EmergencyAccess.objects.create(
+        user=by,
         patient=patient,
         reason=reason,
         started_at=now,
@@ -424,11 +422,16 @@ def break_glass_open(*, user: User, patient, reason: str, request=None) -> Break
     )
     detail = reason if not active else f"renews emergency access {active[0].pk}; reason: {reason}"
     audit(
-        user=user, action=AuditAction.BREAK_GLASS, obj=grant, patient=patient, request=request, detail=detail
+        user=by,
+        action=AuditAction.EMERGENCY_ACCESS,
+        obj=grant,
+        patient=patient,
+        request=request,
+        detail=detail,
     )
-    from .notifications import notify_break_glass
+    from .notifications import notify_emergency_access
 
-    notify_break_glass(grant=grant)
+    notify_emergency_access(grant=grant)
     return grant
 
 
@@ -544,7 +547,7 @@ from .handoffs import (  # noqa: E402
 
 __all__ = [
     "SBAR_FIELDS",
-    "break_glass_open",
+    "emergency_access_open",
     "database_restore_record",
     "handoff_accept",
     "handoff_create",

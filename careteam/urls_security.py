@@ -1,4 +1,4 @@
-"""URLs of break-the-glass access and the audit log."""
+"""URLs of emergency access and the audit log."""
 
 from django.urls import path
 

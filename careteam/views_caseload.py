@@ -20,22 +20,11 @@ from .audit import audit_list
 from .forms import CoverForm, ReassignForm, UsernameField
 from .models import Cover, CoverStatus, User
 from .permissions import patients_for
+from .viewhelpers import add_service_errors, forbidden
 
 # a caseload page: the heaviest caseloads (200 and more) page, the counts above stay whole
 CASELOAD_PAGE_SIZE = 50
 MAX_ROWS = 500  # a caseload is 50-99 patients; more than this is a data problem
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _id(raw) -> int | None:
@@ -154,9 +143,9 @@ def caseload_reassign(request: HttpRequest) -> HttpResponse:
             by=user, from_user=source, to_user=to_user, patient_ids=chosen, request=request
         )
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return render(request, "caseload/reassign.html", context, status=422)
     messages.success(
         request,
@@ -196,9 +185,9 @@ def cover(request: HttpRequest) -> HttpResponse:
             try:
                 made = caseloads.cover_create(by=user, absent=absent, request=request, **form.cleaned_data)
             except PermissionDenied as exc:
-                return _forbidden(request, str(exc))
+                return forbidden(request, str(exc))
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(
                     request,
@@ -226,7 +215,7 @@ def _cover_cancel(request: HttpRequest) -> HttpResponse:
     try:
         caseloads.cover_cancel(by=user, cover=found, request=request)
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("team:cover")

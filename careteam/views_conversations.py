@@ -27,7 +27,8 @@ from .audit import AuditAction, audit, audit_list, note_refusal
 from .concurrency import StaleVersionError
 from .forms import ConversationStartForm, MessageEditForm, MessageForm
 from .models import CONVERSATION_ABOUT_FIELDS, Message
-from .permissions import PatientAccess, access_conversation, access_patient_by_id
+from .permissions import EMERGENCY_ACCESS_READ_ONLY, PatientAccess, access_conversation, access_patient_by_id
+from .viewhelpers import add_service_errors, forbidden
 
 INBOX_LIMIT = services.INBOX_PAGE  # the inbox tab shows this many, newest first
 PATIENT_LIST_LIMIT = 100
@@ -35,19 +36,6 @@ PATIENT_LIST_LIMIT = 100
 POLL_SECONDS = 3
 # a thread shows its newest messages; the rest behind "show the whole conversation"
 THREAD_MESSAGES = 50
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """Put a service's ValidationError next to the fields it names, the rest on top."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _conversation(request: HttpRequest, patient_id: int, conversation_id: int):
@@ -136,7 +124,7 @@ def conversation_new(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Start a conversation on the patient, about an item (`?about=need:12`) or in general."""
     access = access_patient_by_id(request.user, patient_id)
     if not access.can_contribute():
-        return _forbidden(
+        return forbidden(
             request, "Emergency access is read-only: only the care team can start a conversation."
         )
     data = request.POST if request.method == "POST" else None
@@ -161,7 +149,7 @@ def conversation_new(request: HttpRequest, patient_id: int) -> HttpResponse:
                     request=request,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 return redirect(services.conversation_url(conversation))
         if about_error:
@@ -191,7 +179,7 @@ def conversation_detail(request: HttpRequest, patient_id: int, conversation_id: 
     status = 200
     if request.method == "POST":
         if access.read_only:
-            return _forbidden(request, "Emergency access is read-only.")
+            return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
         form = MessageForm(request.POST)
         if form.is_valid():
             try:
@@ -204,7 +192,7 @@ def conversation_detail(request: HttpRequest, patient_id: int, conversation_id: 
                     request=request,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 if request.htmx:
                     conversation.refresh_from_db()
@@ -255,9 +243,9 @@ def message_edit(
     """The author corrects a message within minutes of posting it."""
     conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     if message.author_id != request.user.pk:
-        return _forbidden(request, "Only the author can change a message.")
+        return forbidden(request, "Only the author can change a message.")
     if request.method == "POST":
         form = MessageEditForm(request.POST)
         if form.is_valid():
@@ -278,7 +266,7 @@ def message_edit(
                     note_refusal(request, f"conflict: {exc.error_list[0].code}")
                     form.add_error(None, exc)
                     return _edit_page(request, access, conversation, message, form, status=409)
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             except StaleVersionError as exc:
                 note_refusal(request, exc.audit_reason)
                 form.add_error(
@@ -286,7 +274,7 @@ def message_edit(
                 )
                 return _edit_page(request, access, conversation, message, form, status=409)
             except PermissionDenied as exc:
-                return _forbidden(request, str(exc))
+                return forbidden(request, str(exc))
             else:
                 messages.success(request, "Message edited.")
                 return redirect(services.message_url(message))
@@ -315,11 +303,11 @@ def message_retract(
     """The author withdraws a message: it reads "retracted" from now on."""
     conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     try:
         services.message_retract(access=access, by=request.user, message=message, request=request)
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     except ValidationError as exc:
         note_refusal(request, f"conflict: {services.ALREADY_RETRACTED}")
         messages.error(request, " ".join(exc.messages))
@@ -392,7 +380,7 @@ def make_activity(
     links the two (the message shows the activity, the activity its message)."""
     conversation, access, message = _own_message(request, patient_id, conversation_id, message_id)
     if not access.can_contribute():
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     if message.is_retracted:
         raise Http404("Not found.")
     plan = (
@@ -419,9 +407,9 @@ def make_activity(
                         access=access, by=request.user, message=message, activity=activity, request=request
                     )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             except PermissionDenied as exc:
-                return _forbidden(request, str(exc))
+                return forbidden(request, str(exc))
             else:
                 messages.success(request, "Activity added to the care plan from the message.")
                 return redirect(services.message_url(message))

@@ -23,20 +23,9 @@ from .conversations import about_from_key
 from .forms import CaseloadHuddleForm, HuddleAnswerForm, HuddleCloseForm, HuddleStartForm
 from .models import User
 from .permissions import PatientAccess, access_huddle, access_patient_by_id, team_members_who_may_see
+from .viewhelpers import add_service_errors, forbidden
 
 PATIENT_LIST_LIMIT = 100
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _user(request: HttpRequest) -> User:
@@ -94,7 +83,7 @@ def huddle_new(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The case manager starts a huddle on the patient."""
     access = _team_access(request, patient_id)
     if not access.is_case_manager:
-        return _forbidden(request, "Only the patient's case manager can start a huddle.")
+        return forbidden(request, "Only the patient's case manager can start a huddle.")
     team = team_members_who_may_see(access.patient.pk).exclude(pk=request.user.pk).order_by("last_name", "id")
     status = 200
     if request.method == "POST":
@@ -111,7 +100,7 @@ def huddle_new(request: HttpRequest, patient_id: int) -> HttpResponse:
                     request=request,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Huddle started; the invited members were told.")
                 return redirect(services.huddle_url(huddle))
@@ -166,7 +155,7 @@ def huddle_answer(request: HttpRequest, patient_id: int, huddle_id: int) -> Http
     huddle, access = access_huddle(request.user, huddle_id, patient_id=patient_id)
     mine = services.my_invitation(huddle, request.user)
     if mine is None:
-        return _forbidden(request, "You were not invited to this huddle; post in its conversation instead.")
+        return forbidden(request, "You were not invited to this huddle; post in its conversation instead.")
     if request.method == "GET":
         return redirect(services.huddle_url(huddle) + "#answer")
     changes = services.huddle_changes(access, huddle)
@@ -189,9 +178,9 @@ def huddle_answer(request: HttpRequest, patient_id: int, huddle_id: int) -> Http
                 note_refusal(request, f"conflict: {exc.code}")
                 messages.error(request, " ".join(exc.messages))
                 status = 409
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         except PermissionDenied as exc:
-            return _forbidden(request, str(exc))
+            return forbidden(request, str(exc))
         else:
             if request.htmx:  # the updates and the form, in place
                 context = {**_detail_context(access, huddle), "posted": True}
@@ -211,7 +200,7 @@ def huddle_close(request: HttpRequest, patient_id: int, huddle_id: int) -> HttpR
     """The case manager closes the huddle with a summary."""
     huddle, access = access_huddle(request.user, huddle_id, patient_id=patient_id)
     if not access.is_case_manager:
-        return _forbidden(request, "Only the patient's case manager can close a huddle.")
+        return forbidden(request, "Only the patient's case manager can close a huddle.")
     if request.method == "GET":
         return redirect(services.huddle_url(huddle) + "#close")
     form = HuddleCloseForm(request.POST)
@@ -230,7 +219,7 @@ def huddle_close(request: HttpRequest, patient_id: int, huddle_id: int) -> HttpR
             if getattr(exc, "code", None) == services.HUDDLE_CLOSED:
                 note_refusal(request, f"conflict: {exc.code}")
                 status = 409
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         except StaleVersionError as exc:
             note_refusal(request, exc.audit_reason)
             form.add_error(None, "Someone changed this huddle since you opened it; reload and try again.")
@@ -267,7 +256,7 @@ def caseload_huddles(request: HttpRequest) -> HttpResponse:
                     request=request,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
                 status = 422
         else:
             status = 422

@@ -1,4 +1,4 @@
-"""Pages of break-the-glass access and the audit log.
+"""Pages of emergency access and the audit log.
 
 Emergency access and existence. A patient URL answers 404 to anyone not on the team,
 whether the patient exists or not, so the 404 page never confirms a record. The emergency
@@ -29,7 +29,7 @@ from patients.models import Patient
 
 from . import keyset, services
 from .audit import audit, audit_list, events_for_patient, patient_events_q
-from .models import AuditAction, AuditEvent, AuditOutcome, BreakGlassAccess, User
+from .models import AuditAction, AuditEvent, AuditOutcome, EmergencyAccess, User
 from .permissions import access_patient_by_id, patient_access
 
 PAGE_SIZE = 50
@@ -53,7 +53,7 @@ def patient_by_mrn(mrn: str) -> Patient | None:
 
 
 # ---------------------------------------------------------------------------
-# Break the glass
+# Emergency access
 # ---------------------------------------------------------------------------
 class EmergencyAccessForm(forms.Form):
     mrn = forms.CharField(label="Patient MRN", max_length=40, strip=True)
@@ -85,7 +85,7 @@ class EmergencyAccessForm(forms.Form):
             raise ValidationError("Only clinicians can use emergency access.")
         hour_ago = timezone.now() - dt.timedelta(hours=1)
         recent = AuditEvent.objects.filter(
-            user_id=self.user.pk, action=AuditAction.BREAK_GLASS, at__gte=hour_ago
+            user_id=self.user.pk, action=AuditAction.EMERGENCY_ACCESS, at__gte=hour_ago
         ).count()
         if recent >= settings.BREAK_GLASS_ATTEMPTS_PER_HOUR:
             raise ValidationError(
@@ -105,7 +105,7 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
         if patient is None:
             audit(
                 user=request.user,
-                action=AuditAction.BREAK_GLASS,
+                action=AuditAction.EMERGENCY_ACCESS,
                 outcome=AuditOutcome.DENIED,
                 object_type="patients.patient",
                 request=request,
@@ -117,14 +117,14 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
             return redirect(chart_url(patient.pk))
         else:
             try:
-                grant = services.break_glass_open(
-                    user=request.user, patient=patient, reason=reason, request=request
+                grant = services.emergency_access_open(
+                    by=request.user, patient=patient, reason=reason, request=request
                 )
             except ValidationError as exc:
                 # a refused request counts as an attempt (and towards the hourly cap)
                 audit(
                     user=request.user,
-                    action=AuditAction.BREAK_GLASS,
+                    action=AuditAction.EMERGENCY_ACCESS,
                     outcome=AuditOutcome.DENIED,
                     obj=patient,
                     patient=patient,
@@ -142,7 +142,7 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect(chart_url(patient.pk))
     grants = list(
-        BreakGlassAccess.objects.filter(user=request.user, expires_at__gt=timezone.now())
+        EmergencyAccess.objects.filter(user=request.user, expires_at__gt=timezone.now())
         .select_related("patient")
         .order_by("expires_at")
     )
@@ -206,7 +206,7 @@ def patient_access_log(request: HttpRequest, patient_id: int) -> HttpResponse:
     pager = _keyset_page(
         events_for_patient(patient.pk), request, salt=f"access-log.{patient.pk}", few_rows=True
     )
-    grants = list(BreakGlassAccess.objects.filter(patient=patient).select_related("user")[:20])
+    grants = list(EmergencyAccess.objects.filter(patient=patient).select_related("user")[:20])
     audit(
         user=request.user,
         action=AuditAction.VIEW,
@@ -241,7 +241,7 @@ def emergency_access_recent(*, days: int):
     grants of the same user on the same patient in the 30 days before it (renewals)."""
     since = timezone.now() - dt.timedelta(days=days)
     earlier = (
-        BreakGlassAccess.objects.filter(
+        EmergencyAccess.objects.filter(
             user=OuterRef("user"),
             patient=OuterRef("patient"),
             started_at__lt=OuterRef("started_at"),
@@ -253,7 +253,7 @@ def emergency_access_recent(*, days: int):
         .values("n")
     )
     return (
-        BreakGlassAccess.objects.filter(started_at__gte=since)
+        EmergencyAccess.objects.filter(started_at__gte=since)
         .select_related("user")
         .annotate(earlier=Subquery(earlier))
         .order_by("-started_at", "-pk")
@@ -276,7 +276,7 @@ def emergency_access_report(request: HttpRequest) -> HttpResponse:
     audit(
         user=request.user,
         action=AuditAction.VIEW,
-        object_type="careteam.breakglassaccess",
+        object_type=EmergencyAccess._meta.label_lower,
         request=request,
         detail=f"recent emergency access, {days} days",
     )

@@ -24,22 +24,10 @@ from .concurrency import StaleVersionError
 from .forms import HandoffActionForm, HandoffForm
 from .models import HandoffStatus, Notification
 from .notifications import notification_mark_read, notification_open, notifications_for
-from .permissions import access_item, access_patient_by_id
+from .permissions import EMERGENCY_ACCESS_READ_ONLY, access_item, access_patient_by_id
+from .viewhelpers import add_service_errors, forbidden
 
 INBOX_LIMIT = 100
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """Put a service's ValidationError next to the fields it names, the rest on top."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 def _errors_text(exc: ValidationError) -> str:
@@ -55,7 +43,7 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The SBAR form: hand work on this patient to a team member or a discipline queue."""
     access = access_patient_by_id(request.user, patient_id)
     if not access.can_contribute():
-        return _forbidden(request, "Emergency access is read-only: only the care team can hand off work.")
+        return forbidden(request, "Emergency access is read-only: only the care team can hand off work.")
     tomorrow = (timezone.localtime() + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     initial = {"due_at": tomorrow}
     # "hand this off" from a conversation: the message fills in the situation and is linked
@@ -77,7 +65,7 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
             try:
                 with transaction.atomic():
                     handoff = handoff_services.handoff_create(
-                        from_user=request.user,
+                        by=request.user,
                         patient=access.patient,
                         request=request,
                         **{name: data[name] for name in HandoffForm.base_fields},
@@ -91,7 +79,7 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
                             request=request,
                         )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Handoff sent.")
                 return redirect("team:handoff_detail", handoff_id=handoff.pk)
@@ -120,13 +108,13 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if access.read_only:
-            return _forbidden(request, "Emergency access is read-only.")
+            return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
         if action_form.is_valid():
             data = action_form.cleaned_data
             try:
                 handoff_services.handoff_set_status(
                     handoff=handoff,
-                    user=request.user,
+                    by=request.user,
                     status=ACTION_STATUS[data["action"]],
                     reason=data["reason"],
                     expected_version=data["expected_version"],

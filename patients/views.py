@@ -18,8 +18,9 @@ from careteam import services as team_services
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
 from careteam.models import TeamMembership, TeamRole
-from careteam.permissions import access_patient_by_id, patient_access
+from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, access_patient_by_id, patient_access
 from careteam.selectors import DIRECTORY_LIMIT, clinician_directory
+from careteam.viewhelpers import add_service_errors, forbidden
 
 from . import services as patient_services
 from .forms import (
@@ -40,10 +41,6 @@ from .forms import (
 from .models import Caregiver, Consent, ConsentDocument, ProgrammeEnrolment
 
 ROLE_LABELS = dict(TeamRole.choices)
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
 
 
 # ---------------------------------------------------------------------------
@@ -76,14 +73,14 @@ def patient_new(request: HttpRequest) -> HttpResponse:
             except patient_services.PossibleDuplicates as exc:
                 duplicates = exc.check
                 if duplicates.mrn_taken:
-                    _add_errors(form, exc)
+                    add_service_errors(form, exc)
                 else:  # the page lists the candidates: ask for the tick next to them
                     form.add_error(
                         "not_a_duplicate",
                         "Check the possible duplicates below; tick this box if none of them is this patient.",
                     )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(
                     request,
@@ -110,7 +107,7 @@ def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
     discipline; each with their caseload) and give one a role on this team."""
     access = access_patient_by_id(request.user, patient_id)
     if not access.can_manage_team:
-        return _forbidden(request, "Only the patient's case manager or plan lead can change the care team.")
+        return forbidden(request, "Only the patient's case manager or plan lead can change the care team.")
     search = ClinicianSearchForm(request.GET if request.method == "GET" else request.POST)
     form = None
     if request.method == "POST":
@@ -128,9 +125,9 @@ def team_role_add(request: HttpRequest, patient_id: int) -> HttpResponse:
                     by=request.user,
                 )
             except PermissionDenied as exc:
-                return _forbidden(request, str(exc))
+                return forbidden(request, str(exc))
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(
                     request,
@@ -184,7 +181,7 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
             access.require_manage_team()
         team_services.membership_end_check(membership=membership, by=request.user)
     except PermissionDenied as exc:
-        return _forbidden(request, str(exc))
+        return forbidden(request, str(exc))
     if request.method == "GET":
         form = MembershipEndForm(membership=membership, initial={"expected_version": membership.version})
         return _team_role_end_page(request, access, membership, form)
@@ -203,9 +200,9 @@ def team_role_end(request: HttpRequest, patient_id: int, membership_id: int) -> 
         except StaleVersionError as exc:
             status = _stale(request, form, exc, "role")
         except PermissionDenied as exc:
-            return _forbidden(request, str(exc))
+            return forbidden(request, str(exc))
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             if own and not patient_access(request.user, access.patient).can_view:
                 messages.success(
@@ -253,14 +250,6 @@ def _stale(request, form, exc: StaleVersionError, what: str) -> int:
     return 409
 
 
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
-
-
 def _flat_errors(form) -> list[str]:
     return [str(e) for errors in form.errors.values() for e in errors]
 
@@ -273,7 +262,7 @@ def _flat_errors(form) -> list[str]:
 def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
     access = access_patient_by_id(request.user, patient_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     patient = access.patient
     initial = {"expected_version": patient.version}
     form = PatientEditForm(
@@ -298,7 +287,7 @@ def patient_edit(request: HttpRequest, patient_id: int) -> HttpResponse:
                 form.data = form.data.copy()
                 form.data["expected_version"] = exc.current.version
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Demographics saved.")
                 return redirect("patient_chart", patient_id=patient.pk)
@@ -315,7 +304,7 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Add (no `caregiver` field), edit, or end (`end=1`) a caregiver of this patient."""
     access = access_patient_by_id(request.user, patient_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     patient = access.patient
     current = list(patient.caregivers.filter(end_date__isnull=True))
     if request.method == "GET":
@@ -376,7 +365,7 @@ def caregivers(request: HttpRequest, patient_id: int) -> HttpResponse:
         except StaleVersionError as exc:
             status = _stale(request, form, exc, "caregiver")
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"{saved.name} saved.")
             return redirect("patient_caregivers", patient_id=patient.pk)
@@ -449,7 +438,7 @@ def consents(request: HttpRequest, patient_id: int) -> HttpResponse:
         audit(user=request.user, action=AuditAction.VIEW, obj=patient, patient=patient, request=request)
         return _consents_page(request, access, ConsentForm(patient=patient))
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     form = ConsentForm(request.POST, request.FILES, patient=patient)
     if form.is_valid():
         try:
@@ -461,7 +450,7 @@ def consents(request: HttpRequest, patient_id: int) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Consent recorded: {consent.get_scope_display()}.")
             return redirect("patient_consents", patient_id=patient.pk)
@@ -477,7 +466,7 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
     if consent is None:
         raise Http404("No such consent.")
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     form = ConsentRevokeForm(request.POST, prefix=f"r{consent.pk}")
     status = 422
     if form.is_valid():
@@ -493,7 +482,7 @@ def consent_revoke(request: HttpRequest, patient_id: int, consent_id: int) -> Ht
         except StaleVersionError as exc:
             status = _stale(request, form, exc, "consent")
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Consent revoked: {consent.get_scope_display()}.")
             return redirect("patient_consents", patient_id=patient.pk)
@@ -537,7 +526,7 @@ def programmes(request: HttpRequest, patient_id: int) -> HttpResponse:
     POST names its form (`form=acuity|enrol|exit`); an unnamed one is the acuity form."""
     access = access_patient_by_id(request.user, patient_id)
     if request.method == "POST" and access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     patient = access.patient
     which = request.POST.get("form", "acuity") if request.method == "POST" else ""
     acuity_form = AcuityForm(
@@ -610,7 +599,7 @@ def _programmes_post(request, access, which, acuity_form, enrol_form, exit_form)
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
             return 422, ""
         return 200, f"Enrolled in {form.cleaned_data['programme']}."
     if which == "exit":
@@ -637,7 +626,7 @@ def _programmes_post(request, access, which, acuity_form, enrol_form, exit_form)
         except StaleVersionError as exc:
             return _stale(request, form, exc, "enrolment"), ""
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
             return 422, ""
         return 200, f"{enrolment.programme} ended."
     form = acuity_form
@@ -654,6 +643,6 @@ def _programmes_post(request, access, which, acuity_form, enrol_form, exit_form)
     except StaleVersionError as exc:
         return _stale(request, form, exc, "record"), ""
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return 422, ""
     return 200, "Acuity saved."

@@ -13,7 +13,8 @@ from careplans.models import Activity, Goal, Need
 from careteam.audit import audit
 from careteam.concurrency import StaleVersionError
 from careteam.models import AuditAction
-from careteam.permissions import access_item, audited_patient_view
+from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, access_item, audited_patient_view
+from careteam.viewhelpers import forbidden
 from patients.models import Caregiver
 
 from . import selectors, services
@@ -59,7 +60,7 @@ def invite(request: HttpRequest, patient_id: int) -> HttpResponse:
     try:
         access.require_manage_team()
     except PermissionDenied as exc:
-        return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+        return forbidden(request, str(exc))
     patient = access.patient
     caregivers = list(Caregiver.objects.filter(patient=patient, end_date__isnull=True).order_by("name", "id"))
     form = InviteForm(request.POST or None, caregivers=caregivers)
@@ -99,8 +100,8 @@ def _share(request: HttpRequest, model, pk: int) -> HttpResponse:
         patient_path="care_plan__patient",
     )
     if not access.can_edit_item(item):
-        message = "Emergency access is read-only." if access.read_only else "You cannot change this item."
-        return render(request, "careplans/forbidden.html", {"message": message}, status=403)
+        message = EMERGENCY_ACCESS_READ_ONLY if access.read_only else "You cannot change this item."
+        return forbidden(request, message)
     form = ShareForm(request.POST)
     if not form.is_valid():
         return render(
@@ -116,7 +117,7 @@ def _share(request: HttpRequest, model, pk: int) -> HttpResponse:
             request=request,
         )
     except PermissionDenied as exc:
-        return render(request, "careplans/forbidden.html", {"message": str(exc)}, status=403)
+        return forbidden(request, str(exc))
     except StaleVersionError:
         return render(
             request,

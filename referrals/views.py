@@ -30,6 +30,7 @@ from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item
 from careteam.printing import pdf_response
+from careteam.viewhelpers import add_service_errors
 
 from . import charts, hsds, links, partners, selectors, services
 from .forms import (
@@ -45,15 +46,6 @@ from .models import ReferralMessage, ReferralStatus, Service, ServiceStatus, Tax
 
 PAGE_SIZE = 20
 STATUS_LABELS = dict(ReferralStatus.choices)
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """Put a service's validation errors next to the fields they concern."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _search_page(data, *, page_size: int = PAGE_SIZE):
@@ -181,7 +173,7 @@ def referral_new(request: HttpRequest, plan_id: int) -> HttpResponse:
                         request=request,
                     )
                 except ValidationError as exc:
-                    _add_errors(form, exc)
+                    add_service_errors(form, exc)
                 else:
                     messages.success(
                         request,
@@ -340,7 +332,7 @@ def referral_status(request: HttpRequest, referral_id: int) -> HttpResponse:
             request=request,
         )
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return _render_detail(request, referral, access, form=form, status=422)
     except StaleVersionError as exc:
         note_refusal(request, exc.audit_reason)
@@ -367,7 +359,7 @@ def referral_message(request: HttpRequest, referral_id: int) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, "Message sent to the service.")
             return redirect("referrals:detail", referral_id=referral.pk)

@@ -14,10 +14,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from careteam.viewhelpers import add_service_errors
+
 from . import partners, selectors, services
 from .forms import AssureForm, CapacityForm, ListingReviewForm, PartnerInviteForm
 from .models import ClaimStatus, ListingChange, ListingClaim, PartnerStaff, Service
-from .views import _add_errors, _require_catalog_admin
+from .views import _require_catalog_admin
 
 PAGE_SIZE = 50
 
@@ -46,7 +48,7 @@ def capacity_set_from_form(request: HttpRequest, form: CapacityForm, service) ->
             request=request,
         )
     except ValidationError as exc:
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         return False
     messages.success(request, f"Capacity of {service.name} updated.")
     return True
@@ -180,7 +182,7 @@ def partner_staff(request: HttpRequest) -> HttpResponse:
             try:
                 partners.partner_invite(by=request.user, **form.cleaned_data, request=request)
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                 return redirect("referrals:partner_staff")

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from careteam.concurrency import StaleVersionError
 from careteam.notifications import notifications_for
+from careteam.viewhelpers import add_service_errors
 
 from . import links, partners, services
 from .forms import (
@@ -31,7 +32,6 @@ from .forms import (
     SetPasswordForm,
 )
 from .models import REFERRAL_OPEN_STATUSES, ReferralMessage
-from .views import _add_errors
 from .views_catalog import capacity_set_from_form
 
 INBOX_SIZE = 100
@@ -155,7 +155,7 @@ def referral_action(request: HttpRequest, referral_id: int, action: str) -> Http
                     by=request.user, referral=referral, text=form.cleaned_data["text"], request=request
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Message sent to the referrer.")
                 return redirect("partner:referral", referral_id=referral.pk)
@@ -195,7 +195,7 @@ def referral_action(request: HttpRequest, referral_id: int, action: str) -> Http
             for errors in getattr(exc, "error_dict", {}).values()
             for e in errors
         )
-        _add_errors(form, exc)
+        add_service_errors(form, exc)
         fresh = partners.access_partner_referral(request.user, referral_id)
         context = _detail_context(request, fresh, form=form, failed=action)
         return render(request, "partner/referral.html", context, status=409 if conflict else 400)
@@ -244,7 +244,7 @@ def service_edit(request: HttpRequest, service_id) -> HttpResponse:
                     by=request.user, service=service, changes=changes, note=note, request=request
                 )
             except ValidationError as exc:
-                _add_errors(listing, exc)
+                add_service_errors(listing, exc)
             else:
                 messages.success(request, "Your changes were sent for review; they publish once approved.")
                 return redirect("partner:service", service_id=service.pk)
@@ -270,7 +270,7 @@ def welcome(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
                 uidb64=uidb64, token=token, password=form.cleaned_data["password"], request=request
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, "Your password is set. Sign in with your email address.")
             return redirect("login")
@@ -286,7 +286,7 @@ def claim(request: HttpRequest) -> HttpResponse:
         try:
             partners.listing_claim_submit(**form.cleaned_data, request=request)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             return render(request, "partner/claim.html", {"done": True})
     status = 400 if request.method == "POST" else 200

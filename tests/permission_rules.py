@@ -9,7 +9,7 @@ conversation_id, message_id, huddle_id (and `pk` is not used for patient data).
 
 Rule vocabulary (tests/test_permission_matrix.py asserts exactly this, for every role:
 anonymous, admin (superuser not on the team), outsider clinician, former member (end
-date passed), future member (start date ahead), break-the-glass clinician (nursing), and
+date passed), future member (start date ahead), emergency access clinician (nursing), and
 team members: nurse (owns the items), pharmacist, behavioural-health clinician, case
 manager, plan lead (physician)). "Denied" for patient data is always 404, never 403.
   "public"          anyone, signed in or not (login, health): never 5xx
@@ -17,13 +17,13 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
                     anonymous is sent to login. Shows no patient the caller may not see
                     and no sensitive item the caller's discipline may not see.
   "self"            the caller's own objects (notification_id): own 200, another's 404
-  "patient-read"    patient data, read: team members 200; break-the-glass 200; everyone
+  "patient-read"    patient data, read: team members 200; emergency access 200; everyone
                     else 404. Sensitive items (need_id/activity_id/note_id in a category)
                     200 only for allowed disciplines and the case manager.
   "patient-write"   any current team member may (add a need, goal, note, proposal,
-                    handoff, referral): GET as patient-read (break-the-glass may get 403);
+                    handoff, referral): GET as patient-read (emergency access may get 403);
                     POST with empty data: members get a form error or redirect, never a
-                    write by anyone denied; break-the-glass 403; everyone else 404.
+                    write by anyone denied; emergency access 403; everyone else 404.
   "item-write"      changes an existing item: as patient-write, but members of another
                     discipline than the item's owner_discipline get 403 on POST (case
                     manager and lead may edit anything; items without an owner: any member)
@@ -31,7 +31,7 @@ manager, plan lead (physician)). "Denied" for patient data is always 404, never 
                     of a discipline the reconciliation policy allows (pharmacy by
                     default) may POST; other members 403
   "team-manage"     assign/end roles: case manager and lead only; other members and
-                    break-the-glass 403; everyone else 404
+                    emergency access 403; everyone else 404
   "author-write"    changes a message: as patient-write, but only its author's POST may
                     succeed (other members 403, also on GET)
   "team-leave"      end a role: as team-manage, except that the role's own holder may
@@ -86,7 +86,7 @@ RULES: dict[str, str] = {
     "two_factor": "login",
     # the caller's own time zone and end-of-day digest
     "account_settings": "login",
-    # security (break-the-glass and audit)
+    # security (emergency access and audit)
     "security:emergency_access": "login",
     "security:patient_access_log": "patient-audit",
     "security:audit_log": "audit-admin",

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from careteam import services as team_services
-from careteam.models import AuditEvent, BreakGlassAccess, Notification, NotificationKind, TeamMembership
+from careteam.models import AuditEvent, EmergencyAccess, Notification, NotificationKind, TeamMembership
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -104,15 +104,15 @@ def test_group_changes_are_audited(world):
 # ---------------------------------------------------------------------------
 # Emergency access always tells someone
 # ---------------------------------------------------------------------------
-def break_glass(user, patient):
-    return team_services.break_glass_open(
-        user=user, patient=patient, reason="Unconscious in the emergency room"
+def grant_emergency_access(user, patient):
+    return team_services.emergency_access_open(
+        by=user, patient=patient, reason="Unconscious in the emergency room"
     )
 
 
 def test_the_case_manager_is_told(world):
-    grant = break_glass(world.outsider, world.patient)
-    told = Notification.objects.filter(kind=NotificationKind.BREAK_GLASS, object_id=grant.pk)
+    grant = grant_emergency_access(world.outsider, world.patient)
+    told = Notification.objects.filter(kind=NotificationKind.EMERGENCY_ACCESS, object_id=grant.pk)
     assert [n.recipient for n in told] == [world.case_manager]
 
 
@@ -120,15 +120,17 @@ def test_without_a_case_manager_the_lead_is_told(world):
     TeamMembership.objects.filter(patient=world.patient, role="case-manager").update(
         end_date=timezone.localdate() - dt.timedelta(days=1)
     )
-    grant = break_glass(world.outsider, world.patient)
-    told = Notification.objects.filter(kind=NotificationKind.BREAK_GLASS, object_id=grant.pk)
+    grant = grant_emergency_access(world.outsider, world.patient)
+    told = Notification.objects.filter(kind=NotificationKind.EMERGENCY_ACCESS, object_id=grant.pk)
     assert [n.recipient for n in told] == [world.lead]
 
 
 def test_without_case_manager_or_lead_the_auditors_are_told_by_patient_id_only(world):
     audit_person = auditor()
-    grant = break_glass(world.outsider, world.other_patient)  # nurse2's team: no case manager, no lead
-    told = list(Notification.objects.filter(kind=NotificationKind.BREAK_GLASS, object_id=grant.pk))
+    grant = grant_emergency_access(
+        world.outsider, world.other_patient
+    )  # nurse2's team: no case manager, no lead
+    told = list(Notification.objects.filter(kind=NotificationKind.EMERGENCY_ACCESS, object_id=grant.pk))
     assert [n.recipient for n in told] == [audit_person]
     (n,) = told
     assert n.patient_id is None
@@ -148,12 +150,12 @@ def test_without_case_manager_or_lead_the_auditors_are_told_by_patient_id_only(w
 # ---------------------------------------------------------------------------
 def test_report_lists_grants_with_renewals_for_auditors_only(world, django_assert_max_num_queries):
     audit_person = auditor()
-    first = break_glass(world.outsider, world.patient)
-    BreakGlassAccess.objects.filter(pk=first.pk).update(
+    first = grant_emergency_access(world.outsider, world.patient)
+    EmergencyAccess.objects.filter(pk=first.pk).update(
         started_at=timezone.now() - dt.timedelta(hours=10), expires_at=timezone.now() - dt.timedelta(hours=6)
     )
-    break_glass(world.outsider, world.patient)
-    break_glass(world.other_team_nurse, world.patient)
+    grant_emergency_access(world.outsider, world.patient)
+    grant_emergency_access(world.other_team_nurse, world.patient)
     client = signed_in(audit_person)
     with django_assert_max_num_queries(12):
         response = client.get("/security/emergency-access/recent/?days=7")
@@ -165,13 +167,13 @@ def test_report_lists_grants_with_renewals_for_auditors_only(world, django_asser
     assert "renewed" in html
     assert world.patient.given_name not in html and world.patient.mrn not in html
     assert AuditEvent.objects.filter(
-        username=audit_person.username, object_type="careteam.breakglassaccess", detail__contains="7 days"
+        username=audit_person.username, object_type="careteam.emergencyaccess", detail__contains="7 days"
     ).exists()
 
 
 @pytest.mark.parametrize("who", ["case_manager", "nurse", "outsider"])
 def test_report_is_missing_for_everyone_else(world, who):
-    break_glass(world.outsider, world.patient)
+    grant_emergency_access(world.outsider, world.patient)
     response = signed_in(getattr(world, who)).get("/security/emergency-access/recent/")
     assert response.status_code == 404
     assert b"Unconscious" not in response.content
@@ -188,7 +190,7 @@ def test_report_ignores_a_bad_period(world):
 # ---------------------------------------------------------------------------
 def test_admin_audit_reads_are_audited(world):
     audit_person = auditor()
-    break_glass(world.outsider, world.patient)
+    grant_emergency_access(world.outsider, world.patient)
     client = signed_in(audit_person)
     response = client.get("/admin/careteam/auditevent/?q=outsider1")
     assert response.status_code == 200

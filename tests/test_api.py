@@ -12,7 +12,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from careplans.models import Activity, CarePlan, Goal, Need
-from careteam.models import AuditEvent, BreakGlassAccess, Handoff, Notification, TeamMembership
+from careteam.models import AuditEvent, EmergencyAccess, Handoff, Notification, TeamMembership
 from referrals.models import Referral
 from tests import factories as f
 
@@ -401,10 +401,10 @@ def test_notifications_are_the_callers_own(world):
 
 
 # ---------------------------------------------------------------------------
-# Break the glass: read-only
+# Emergency access: read-only
 # ---------------------------------------------------------------------------
-def test_break_the_glass_reader_reads_but_every_write_answers_403(world):
-    BreakGlassAccess.objects.create(
+def test_emergency_access_reader_reads_but_every_write_answers_403(world):
+    EmergencyAccess.objects.create(
         user=world.outsider,
         patient=world.patient,
         reason="Unconscious in ED, need meds",

@@ -146,7 +146,7 @@ def test_emergency_access_reads_but_posting_is_403(world):
 
     c = _start(world, world.nurse)
     glass = f.UserFactory(username="glass7", disciplines=["nursing"])
-    team_services.break_glass_open(user=glass, patient=world.patient, reason="Unconscious on arrival")
+    team_services.emergency_access_open(by=glass, patient=world.patient, reason="Unconscious on arrival")
     client = client_for(glass)
     assert client.get(f"/api/v1/conversations/{c.pk}/messages/").status_code == 200
     assert (

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from careteam import services as team_services
 from careteam.api.urls import router
 from careteam.audit import audit
-from careteam.models import BreakGlassAccess, Conversation, TeamMembership
+from careteam.models import Conversation, EmergencyAccess, TeamMembership
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -69,9 +69,9 @@ APPEND_ONLY = {"api-conversation", "api-huddle"}
 TEAM_ONLY = {"api-huddle"}
 WRITABLE = set(MAKERS) - DECIDED - APPEND_ONLY
 
-ROLES = ["case_manager", "nurse", "break_glass", "outsider", "other_team_nurse", "anonymous"]
+ROLES = ["case_manager", "nurse", "emergency_access", "outsider", "other_team_nurse", "anonymous"]
 # who sees the object on world.patient's team / the one on world.other_patient's team
-SEES_INSIDE = {"case_manager", "nurse", "break_glass"}
+SEES_INSIDE = {"case_manager", "nurse", "emergency_access"}
 SEES_OUTSIDE = {"other_team_nurse"}
 
 
@@ -84,9 +84,9 @@ def _client(world, role: str) -> APIClient:
     client = APIClient()
     if role == "anonymous":
         return client
-    if role == "break_glass":
+    if role == "emergency_access":
         user = f.UserFactory(username="glass1", disciplines=["nursing"])
-        BreakGlassAccess.objects.create(
+        EmergencyAccess.objects.create(
             user=user,
             patient=world.patient,
             reason="Emergency: unconscious, on blood thinners",
@@ -120,7 +120,7 @@ def _check_role(world, basename, role, inside, outside):
         assert client.get(_url(basename, inside.pk)).status_code == 401
         return
     ids = {row["id"] for row in listing.json()["results"]}
-    sees_inside = role in SEES_INSIDE and not (basename in TEAM_ONLY and role == "break_glass")
+    sees_inside = role in SEES_INSIDE and not (basename in TEAM_ONLY and role == "emergency_access")
     assert (inside.pk in ids) == sees_inside, role
     assert (outside.pk in ids) == (role in SEES_OUTSIDE), role
     assert listing.json()["count"] == len(ids)
@@ -136,7 +136,7 @@ def _check_role(world, basename, role, inside, outside):
             )
             if not sees:
                 assert changed.status_code == 404, role
-            elif role == "break_glass":
+            elif role == "emergency_access":
                 assert changed.status_code == 403, changed.content
             else:
                 assert changed.status_code in (200, 400, 403), changed.content
@@ -145,7 +145,7 @@ def _check_role(world, basename, role, inside, outside):
             declined = client.post(_url(basename, obj.pk) + "decline/", {}, format="json")
             if not sees:
                 assert declined.status_code == 404, role
-            elif role == "break_glass":
+            elif role == "emergency_access":
                 assert declined.status_code == 403, declined.content
             else:
                 assert declined.status_code == 400, declined.content

@@ -49,7 +49,7 @@ def _handoff(
     world, *, to_user, created_ago: dt.timedelta, due_in: dt.timedelta, situation="Discharged today"
 ):
     h = handoff_services.handoff_create(
-        from_user=world.lead,
+        by=world.lead,
         patient=world.patient,
         to_user=to_user,
         due_at=timezone.now() + due_in,

@@ -227,7 +227,7 @@ def test_cover_routes_handoffs_reminders_and_my_work_to_the_colleague_and_back(c
         object_type="careteam.cover", patient_ids__contains=[world.patient.pk]
     ).exists()
     h = handoff_services.handoff_create(
-        from_user=world.case_manager,
+        by=world.case_manager,
         patient=world.patient,
         to_user=world.nurse,
         due_at=timezone.now() + dt.timedelta(hours=5),

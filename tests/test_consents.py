@@ -239,7 +239,9 @@ def test_off_the_team_nothing_is_revealed(world):
 
 def test_emergency_access_reads_consent_but_cannot_change_it(world):
     consent = f.ConsentFactory(patient=world.patient, scope="referral")
-    team_services.break_glass_open(user=world.outsider, patient=world.patient, reason="Unconscious in the ER")
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Unconscious in the ER"
+    )
     glass = signed_in(world.outsider)
     assert glass.get(consents_url(world.patient)).status_code == 200
     assert record(glass, world.patient).status_code == 403

@@ -184,7 +184,7 @@ def test_emergency_access_reads_but_cannot_post(client, world):
 
     c = _start(world, world.nurse)
     glass = f.UserFactory(username="glass9", disciplines=["nursing"])
-    team_services.break_glass_open(user=glass, patient=world.patient, reason="Found unresponsive")
+    team_services.emergency_access_open(by=glass, patient=world.patient, reason="Found unresponsive")
     client.force_login(glass)
     assert client.get(_url("detail", c)).status_code == 200
     assert client.post(_url("detail", c), {"text": "hello"}).status_code == 403

@@ -41,7 +41,7 @@ def worker(broker, tmp_path):
 
 def _old_handoff(world, situation: str) -> Handoff:
     h = handoff_services.handoff_create(
-        from_user=world.lead,
+        by=world.lead,
         patient=world.patient,
         to_user=world.nurse,
         due_at=timezone.now() + dt.timedelta(days=1),

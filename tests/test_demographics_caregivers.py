@@ -129,11 +129,11 @@ def test_caregiver_of_another_patient_is_404(client, world):
     assert b"Hidden Person" not in client.get(f"/patients/{world.patient.pk}/caregivers/").content
 
 
-def test_break_glass_cannot_edit(client, world):
+def test_emergency_access_cannot_edit(client, world):
     from careteam import services as team_services
     from tests import factories as f
 
     glass = f.UserFactory(username="glassx", disciplines=["nursing"])
-    team_services.break_glass_open(user=glass, patient=world.patient, reason="Emergency room")
+    team_services.emergency_access_open(by=glass, patient=world.patient, reason="Emergency room")
     client.force_login(glass)
     assert client.post(f"/patients/{world.patient.pk}/edit/", _demo(world.patient)).status_code == 403

@@ -36,7 +36,7 @@ def _opt_in(user, *, at: dt.time = dt.time(17, 0), tz: str = "America/New_York")
 
 def _waiting_handoff(world, to_user, *, situation="Discharged today after a fall"):
     return handoff_services.handoff_create(
-        from_user=world.lead,
+        by=world.lead,
         patient=world.patient,
         to_user=to_user,
         due_at=timezone.now() + dt.timedelta(days=3),

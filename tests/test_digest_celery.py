@@ -48,7 +48,7 @@ def test_two_concurrent_sweeps_send_each_digest_once(world, main_redis, queue, w
         people.append(user)
     for user in people:
         handoff_services.handoff_create(
-            from_user=world.lead,
+            by=world.lead,
             patient=world.patient,
             to_user=user,
             due_at=timezone.now() + dt.timedelta(days=2),

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 
 from careplans.models import Activity, CarePlan, Goal
 from careteam import services as team_services
-from careteam.models import AuditEvent, BreakGlassAccess, User
+from careteam.models import AuditEvent, EmergencyAccess, User
 from patients.models import Patient
 from tests import factories as f
 
@@ -367,7 +367,7 @@ def test_import_is_refused_to_outsiders_and_emergency_readers(world, chart):
     outsider.force_authenticate(world.outsider)
     url = f"/fhir/Patient/{world.other_patient.pk}/CarePlan/$import"
     assert outsider.post(url, bundle, format="json").status_code == 404
-    BreakGlassAccess.objects.create(
+    EmergencyAccess.objects.create(
         user=world.outsider,
         patient=world.other_patient,
         reason="Emergency department visit",

@@ -16,7 +16,7 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole
 from rest_framework.test import APIClient
 
 from careteam import services as team_services
-from careteam.models import BreakGlassAccess, TeamMembership
+from careteam.models import EmergencyAccess, TeamMembership
 from tests import factories as f
 from tests import us_core
 
@@ -143,7 +143,7 @@ def test_a_team_without_current_members_is_inactive_with_its_former_members(worl
     team_services.membership_end(membership=membership)
     lonely = f.PatientFactory(mrn="P-NOBODY-1")
     for p in (patient, lonely):
-        BreakGlassAccess.objects.create(
+        EmergencyAccess.objects.create(
             user=world.outsider,
             patient=p,
             reason="Emergency",

@@ -166,7 +166,7 @@ def test_clinician_cannot_edit_another_disciplines_activity(world):
 def test_handoff_requires_all_sbar_fields_and_writes_nothing(world):
     with pytest.raises(ValidationError) as exc:
         team_services.handoff_create(
-            from_user=world.nurse,
+            by=world.nurse,
             patient=world.patient,
             to_user=world.pharmacist,
             due_at=timezone.now() + dt.timedelta(hours=4),
@@ -182,7 +182,7 @@ def test_handoff_requires_all_sbar_fields_and_writes_nothing(world):
 def test_handoff_to_someone_off_the_team_is_refused(world):
     with pytest.raises(ValidationError, match="not on this patient's care team"):
         team_services.handoff_create(
-            from_user=world.nurse,
+            by=world.nurse,
             patient=world.patient,
             to_user=world.outsider,
             due_at=timezone.now(),
@@ -199,7 +199,7 @@ def test_discipline_queue_first_acceptance_wins(world):
         patient=world.patient, user=second_pharmacist, discipline=f.discipline("pharmacy")
     )
     handoff = team_services.handoff_create(
-        from_user=world.nurse,
+        by=world.nurse,
         patient=world.patient,
         to_discipline=f.discipline("pharmacy"),
         due_at=timezone.now() + dt.timedelta(hours=2),
@@ -208,16 +208,16 @@ def test_discipline_queue_first_acceptance_wins(world):
         assessment="a",
         recommendation="r",
     )
-    team_services.handoff_accept(handoff=handoff, user=world.pharmacist)
+    team_services.handoff_accept(handoff=handoff, by=world.pharmacist)
     with pytest.raises(ValidationError, match="already accepted by"):
-        team_services.handoff_accept(handoff=handoff, user=second_pharmacist)
+        team_services.handoff_accept(handoff=handoff, by=second_pharmacist)
     handoff.refresh_from_db()
     assert handoff.accepted_by == world.pharmacist and handoff.acknowledged_at is not None
 
 
 def test_illegal_handoff_transition_is_refused(world):
     handoff = team_services.handoff_create(
-        from_user=world.nurse,
+        by=world.nurse,
         patient=world.patient,
         to_user=world.pharmacist,
         due_at=timezone.now(),
@@ -227,7 +227,7 @@ def test_illegal_handoff_transition_is_refused(world):
         recommendation="r",
     )
     with pytest.raises(ValidationError, match="Cannot change status from 'requested' to 'completed'"):
-        team_services.handoff_set_status(handoff=handoff, user=world.pharmacist, status="completed")
+        team_services.handoff_set_status(handoff=handoff, by=world.pharmacist, status="completed")
     handoff.refresh_from_db()
     assert handoff.status == "requested"
 

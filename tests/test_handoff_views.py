@@ -39,7 +39,7 @@ def _answer(client, url, handoff, data):
 
 def _handoff(world, *, to_user=None, to_discipline=None, due_in_hours=6, **kwargs):
     return handoff_services.handoff_create(
-        from_user=kwargs.pop("from_user", world.lead),
+        by=kwargs.pop("from_user", world.lead),
         patient=world.patient,
         to_user=to_user,
         to_discipline=to_discipline,
@@ -125,9 +125,11 @@ def test_outsider_and_other_team_get_404_for_the_form_and_the_handoff(client, wo
     assert Handoff.objects.get().status == "requested"
 
 
-def test_break_the_glass_reader_sees_the_handoff_but_cannot_answer_it(client, world):
+def test_emergency_access_reader_sees_the_handoff_but_cannot_answer_it(client, world):
     handoff = _handoff(world, to_discipline=f.discipline("nursing"))
-    team_services.break_glass_open(user=world.outsider, patient=world.patient, reason="Unconscious in the ED")
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Unconscious in the ED"
+    )
     _login(client, world.outsider)
     detail = reverse("team:handoff_detail", kwargs={"handoff_id": handoff.pk})
     assert client.get(detail).status_code == 200
@@ -293,10 +295,10 @@ def test_case_manager_sees_all_open_handoffs_of_their_patients_with_overdue_mark
     late = _handoff(world, to_user=world.nurse, due_in_hours=-2)
     open_ = _handoff(world, to_discipline=f.discipline("pharmacy"))
     done = _handoff(world, to_user=world.nurse)
-    handoff_services.handoff_accept(handoff=done, user=world.nurse)
-    handoff_services.handoff_set_status(handoff=done, user=world.nurse, status="completed")
+    handoff_services.handoff_accept(handoff=done, by=world.nurse)
+    handoff_services.handoff_set_status(handoff=done, by=world.nurse, status="completed")
     other = handoff_services.handoff_create(
-        from_user=world.other_team_nurse,
+        by=world.other_team_nurse,
         patient=world.other_patient,
         to_discipline=f.discipline("nursing"),
         due_at=timezone.now() + dt.timedelta(hours=1),

@@ -330,8 +330,8 @@ def test_an_answer_about_a_sensitive_need_is_hidden_from_who_may_not_see_it(worl
 def test_outsiders_former_members_and_emergency_access_get_404(world, client):
     h = _start(world)
     glass = f.UserFactory(username="glass9", disciplines=["nursing"])
-    team_services.break_glass_open(
-        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    team_services.emergency_access_open(
+        by=glass, patient=world.patient, reason="Unconscious in the emergency room"
     )
     for user in (world.outsider, world.other_team_nurse, glass, world.admin):
         client.force_login(user)
@@ -438,8 +438,8 @@ def test_api_bad_answers_are_400_and_write_nothing(world):
 def test_api_outsiders_and_emergency_access_get_404_and_never_see_it_listed(world):
     h = _start(world)
     glass = f.UserFactory(username="glass8", disciplines=["nursing"])
-    team_services.break_glass_open(
-        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    team_services.emergency_access_open(
+        by=glass, patient=world.patient, reason="Unconscious in the emergency room"
     )
     for user in (world.outsider, world.other_team_nurse, glass):
         api = _api(user)

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from careplans.models import Note, ProposedNeed
 from careteam import services as team_services
-from careteam.models import AuditEvent, BreakGlassAccess, Notification, TeamMembership
+from careteam.models import AuditEvent, EmergencyAccess, Notification, TeamMembership
 from patients.models import Patient
 from referrals.models import Referral
 from tests import factories as f
@@ -112,14 +112,14 @@ PATIENT_KWARGS = (
 )
 SENSITIVE_KWARGS = {"need_id", "activity_id", "note_id", "screening_id", "conversation_id", "message_id"}
 # members of this team are interchangeable for another team's objects: a few of them do
-OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "break_glass", "nurse", "case_manager", *PARTNER_ROLES}
+OTHER_SCENARIO_ROLES = {"anonymous", "outsider", "emergency_access", "nurse", "case_manager", *PARTNER_ROLES}
 # rules that show no patient data: a few roles suffice
 NON_PATIENT_ROLES = ("anonymous", "admin", "outsider", "nurse", *PARTNER_ROLES)
 NON_PATIENT_RULES = {"public", "catalog-admin", "audit-admin", "superuser", "feed"}
 CATALOG_KWARGS = {"service_id", "organization_id"}
 
 MEMBERS = ("nurse", "pharmacist", "behavioural", "case_manager", "lead")
-ROLES = ("anonymous", "admin", "outsider", "former_member", "future_member", "break_glass", *MEMBERS)
+ROLES = ("anonymous", "admin", "outsider", "former_member", "future_member", "emergency_access", *MEMBERS)
 MANAGERS = {"case_manager", "lead"}
 ROLE_DISCIPLINE = {
     "nurse": "nursing",
@@ -229,8 +229,8 @@ def build(world) -> Matrix:
         patient=world.patient, user=future, discipline=d("nursing"), start_date=today + dt.timedelta(days=1)
     )
     glass = f.UserFactory(username="glass1", disciplines=["nursing"])
-    team_services.break_glass_open(
-        user=glass, patient=world.patient, reason="Unconscious in the emergency room"
+    team_services.emergency_access_open(
+        by=glass, patient=world.patient, reason="Unconscious in the emergency room"
     )
 
     users = {
@@ -239,7 +239,7 @@ def build(world) -> Matrix:
         "outsider": world.outsider,
         "former_member": former,
         "future_member": future,
-        "break_glass": glass,
+        "emergency_access": glass,
         "nurse": world.nurse,
         "pharmacist": world.pharmacist,
         "behavioural": world.behavioural,
@@ -454,7 +454,7 @@ def _text_field(obj) -> str:
 # ---------------------------------------------------------------------------
 def visible(role: str, scenario: str) -> bool:
     if scenario == "team":
-        return role in MEMBERS or role == "break_glass"
+        return role in MEMBERS or role == "emergency_access"
     if scenario == "sensitive":
         return role in SENSITIVE_VIEWERS
     return False  # other team, missing, or a child of another patient under this one
@@ -475,7 +475,7 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
     if rule == "author-write":
         # a message: its author changes it; other members are refused, even the form
         author = user is not None and getattr(target, "author_id", None) == user.pk
-        if method == "GET" and visible(role, scenario) and role != "break_glass" and not author:
+        if method == "GET" and visible(role, scenario) and role != "emergency_access" and not author:
             return {403, 405}  # 405: retracting is POST only
         rule = "patient-write" if author else "team-manage"
         if not author and method == "POST" and visible(role, scenario) and role in MANAGERS:
@@ -483,7 +483,7 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
     if rule == "team-leave":
         # ending a role: the team managers', or the role holder's own (leaving the team)
         own = user is not None and getattr(target, "user_id", None) == user.pk
-        rule = "patient-write" if own and role != "break_glass" else "team-manage"
+        rule = "patient-write" if own and role != "emergency_access" else "team-manage"
     if rule == "partner":
         if role == "anonymous":
             return {ANON}
@@ -491,7 +491,7 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
             return ({200} if method == "GET" else {200, 405}) if role in PARTNER_ROLES else {404}
         if role == "partner" and scenario == "team":
             return {200, 405} if method == "GET" else {"ok"}  # 405: the actions are POST only
-        if role == "break_glass" and method == "POST":
+        if role == "emergency_access" and method == "POST":
             return {403, 404}  # PatientAuditMiddleware refuses emergency writes before any view
         return {404}
     if rule == "public":
@@ -531,14 +531,14 @@ def expected(rule: str, role: str, scenario: str, method: str, target, user=None
     if method == "GET":
         if not seen:
             return {404, 405}
-        if role == "break_glass":
+        if role == "emergency_access":
             return {200, 403, 405}
         if rule == "team-manage" and role not in MANAGERS:
             return {200, 403, 405}
         return {200, 405}
     if not seen:
         return {404}
-    if role == "break_glass":
+    if role == "emergency_access":
         return {403}
     allowed = (
         role in MANAGERS
@@ -669,7 +669,7 @@ def _status_ok(response, allowed: set, login_url: str) -> bool:
 
 COUNT_RULES = {"login", "patient-read"}
 # not allowed to see the sensitive items, not on the team at all, emergency access
-COUNT_ROLES = {"nurse", "break_glass", "outsider"}
+COUNT_ROLES = {"nurse", "emergency_access", "outsider"}
 _CSRF = re.compile(rb'(X-CSRFToken": "|name="csrfmiddlewaretoken" value=")[^"]+')
 
 
@@ -836,10 +836,10 @@ def test_permission_matrix(world, capsys):
     assert cases > 100
 
 
-def test_the_break_the_glass_role_really_holds_a_grant(world):
+def test_the_emergency_access_role_really_holds_a_grant(world):
     m = build(world)
-    assert BreakGlassAccess.objects.filter(
-        user=m.users["break_glass"], expires_at__gt=timezone.now()
+    assert EmergencyAccess.objects.filter(
+        user=m.users["emergency_access"], expires_at__gt=timezone.now()
     ).exists()
     assert not TeamMembership.objects.current().filter(user=m.users["former_member"]).exists()
     assert uuid.UUID(str(m.catalog["service_id"].pk))

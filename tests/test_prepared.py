@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from careteam import handoffs
 from careteam import services as team_services
-from careteam.models import BreakGlassAccess, Handoff, Notification, NotificationKind
+from careteam.models import EmergencyAccess, Handoff, Notification, NotificationKind
 from careteam.prepared import PREPARED, PreparedQuery, PreparedQueryError
 from tests import factories as f
 from workspace import selectors as workspace_selectors
@@ -34,7 +34,7 @@ def busy_world(world):
     world.plan.save()
     for to_user in (world.nurse, world.pharmacist, None):
         handoffs.handoff_create(
-            from_user=world.case_manager,
+            by=world.case_manager,
             patient=world.patient,
             to_user=to_user,
             to_discipline=None if to_user else nursing,
@@ -65,7 +65,7 @@ def busy_world(world):
     )
     former.memberships.update(end_date=today - dt.timedelta(days=1))
     glass = f.UserFactory(username="glass1", disciplines=["behavioural-health"])
-    BreakGlassAccess.objects.create(
+    EmergencyAccess.objects.create(
         user=glass, patient=world.patient, reason="r", expires_at=timezone.now() + dt.timedelta(hours=1)
     )
     inactive = f.UserFactory(username="inactive1", disciplines=["nursing"])

@@ -105,7 +105,7 @@ def test_checking_access_to_one_patient_takes_the_same_queries_however_many_team
 
 
 def test_restricted_lists_start_from_the_users_own_patients(world):
-    """The visibility rule is one `IN (subquery)` (team grants UNION break-the-glass), which
+    """The visibility rule is one `IN (subquery)` (team grants UNION emergency access), which
     PostgreSQL drives from the user's rows; an OR of EXISTS made it scan every patient."""
     sql = str(patients_for(world.nurse).query)
     assert " IN (" in sql and "UNION" in sql
@@ -218,7 +218,7 @@ def _fill_my_work(world, n: int) -> None:
         plan = f.CarePlanFactory(patient=patient, review_due=today)
         f.ActivityFactory(care_plan=plan, assigned_to=cm, due_date=today)
         handoffs.handoff_create(
-            from_user=cm,
+            by=cm,
             patient=patient,
             to_user=None,
             to_discipline=f.discipline("case-management"),
@@ -328,7 +328,7 @@ def test_open_handoffs_page_by_page_in_the_same_queries(
 
     made = [
         handoff_services.handoff_create(
-            from_user=world.nurse,
+            by=world.nurse,
             patient=world.patient,
             to_discipline=f.discipline("pharmacy"),
             due_at=timezone.now() + dt.timedelta(hours=1),

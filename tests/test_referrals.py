@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from careplans.models import Note
-from careteam.models import AuditEvent, BreakGlassAccess
+from careteam.models import AuditEvent, EmergencyAccess
 from referrals.models import Referral, ReferralEvent
 from tests import factories as f
 
@@ -273,8 +273,8 @@ def test_an_outsider_gets_404_for_the_referral_its_status_and_the_plans_referral
     assert sent.status == "requested"
 
 
-def test_break_the_glass_reads_the_referral_but_cannot_change_it(client, world, sent):
-    BreakGlassAccess.objects.create(
+def test_emergency_access_reads_the_referral_but_cannot_change_it(client, world, sent):
+    EmergencyAccess.objects.create(
         user=world.outsider,
         patient=world.patient,
         reason="ED visit",

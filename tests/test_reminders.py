@@ -32,7 +32,7 @@ def _thresholds(settings):
 
 def _handoff(world, *, to_user=None, to_discipline=None, age_minutes=45, due_in_minutes=600, status=None):
     h = handoff_services.handoff_create(
-        from_user=world.lead,
+        by=world.lead,
         patient=world.patient,
         to_user=to_user,
         to_discipline=to_discipline,
@@ -71,7 +71,7 @@ def test_handoff_younger_than_threshold_gets_no_reminder(world):
 
 def test_accepted_handoff_gets_no_acknowledgement_reminder(world):
     h = _handoff(world, to_user=world.nurse, age_minutes=45)
-    handoff_services.handoff_accept(handoff=h, user=world.nurse)
+    handoff_services.handoff_accept(handoff=h, by=world.nurse)
     reminders_sweep()
     assert not _reminders(NotificationKind.HANDOFF_UNACKNOWLEDGED).exists()
 
@@ -172,7 +172,7 @@ def test_overdue_queue_handoff_tells_every_member_of_the_discipline_once(world):
 def test_answering_a_handoff_marks_its_overdue_reminder_read(world):
     h = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=-10)
     reminders_sweep()
-    handoff_services.handoff_accept(handoff=h, user=world.nurse)
+    handoff_services.handoff_accept(handoff=h, by=world.nurse)
     assert _reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER).get().read_at is not None
 
 

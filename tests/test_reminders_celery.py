@@ -153,7 +153,7 @@ def _due_handoffs(world, n: int) -> list[Handoff]:
     made = []
     for i in range(n):
         h = handoff_services.handoff_create(
-            from_user=world.lead,
+            by=world.lead,
             patient=world.patient,
             to_user=world.nurse,
             due_at=timezone.now() + dt.timedelta(days=1),

@@ -233,12 +233,12 @@ def test_enrolment_still_puts_the_enrolling_clinician_on_the_new_team(world):
 # Item 13 (part): a reason in words; no handoff due in the past
 # ---------------------------------------------------------------------------
 def test_emergency_access_refuses_a_reason_of_one_repeated_character(world):
-    from careteam.models import BreakGlassAccess
+    from careteam.models import EmergencyAccess
 
     for reason in ("aaaaaaaaaaaa", "x x x x x x x x", "............"):
         with pytest.raises(ValidationError):
-            team_services.break_glass_open(user=world.outsider, patient=world.patient, reason=reason)
-    assert not BreakGlassAccess.objects.exists()
+            team_services.emergency_access_open(by=world.outsider, patient=world.patient, reason=reason)
+    assert not EmergencyAccess.objects.exists()
 
 
 def test_api_handoff_refuses_a_due_time_in_the_past(world):

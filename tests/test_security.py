@@ -1,4 +1,4 @@
-"""Access at its dates, break-the-glass, the audit trail and its immutability, sensitive
+"""Access at its dates, emergency access, the audit trail and its immutability, sensitive
 history, and the hardened sign-in: what a clinician, an auditor or an attacker would see."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from careteam import services as team_services
 from careteam.middleware import IdleSessionTimeoutMiddleware
 from careteam.models import (
     AuditEvent,
-    BreakGlassAccess,
+    EmergencyAccess,
     Notification,
     NotificationKind,
     PatientUserObjectPermission,
@@ -150,10 +150,10 @@ def test_the_membership_sweep_is_scheduled_in_celery_beat():
     assert tasks["careteam.memberships_sync"] <= 3600
 
 
-def test_break_the_glass_expires(world, settings):
+def test_emergency_access_expires(world, settings):
     settings.BREAK_GLASS_HOURS = 4
-    grant = team_services.break_glass_open(
-        user=world.outsider, patient=world.patient, reason="Unconscious in the emergency room"
+    grant = team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Unconscious in the emergency room"
     )
     assert grant.expires_at - grant.started_at == dt.timedelta(hours=4)
     access = patient_access(world.outsider, world.patient)
@@ -192,11 +192,13 @@ def test_sensitive_needs_are_hidden_from_disciplines_the_policy_does_not_allow(w
         assert restrict(Need.objects.all(), user, patient_path=path).count() == 0
 
 
-def test_break_the_glass_sees_sensitive_items_only_if_the_policy_allows_their_discipline(world, sensitive):
+def test_emergency_access_sees_sensitive_items_only_if_the_policy_allows_their_discipline(world, sensitive):
     plain, secret = sensitive
     bh_outsider = f.UserFactory(username="bh-outsider", disciplines=["behavioural-health"])
     for user in (world.outsider, bh_outsider):
-        team_services.break_glass_open(user=user, patient=world.patient, reason="Emergency admission tonight")
+        team_services.emergency_access_open(
+            by=user, patient=world.patient, reason="Emergency admission tonight"
+        )
     path = "care_plan__patient"
     assert list(restrict(Need.objects.all(), world.outsider, patient_path=path)) == [plain]
     assert restrict(Need.objects.all(), bh_outsider, patient_path=path).count() == 2
@@ -234,7 +236,7 @@ def test_history_of_another_patients_plan_is_empty(world):
 
 
 # ---------------------------------------------------------------------------
-# Break the glass, through the pages
+# Emergency access, through the pages
 # ---------------------------------------------------------------------------
 def test_patient_url_answers_the_same_404_whether_or_not_the_patient_exists(world, client):
     login(client, world.outsider)
@@ -262,7 +264,7 @@ def test_emergency_access_form_errors_grant_nothing_and_reveal_nothing(world, cl
         assert response.status_code == 200, data
         assert response.context["form"].errors, data
         assert b"No patient record" not in response.content
-    assert not BreakGlassAccess.objects.exists()
+    assert not EmergencyAccess.objects.exists()
     assert not AuditEvent.objects.filter(action="break-glass").exists()
 
 
@@ -273,7 +275,7 @@ def test_emergency_access_with_an_unknown_mrn_is_refused_and_audited(world, clie
     )
     assert response.status_code == 200
     assert b"No patient record has this MRN" in response.content
-    assert not BreakGlassAccess.objects.exists()
+    assert not EmergencyAccess.objects.exists()
     event = AuditEvent.objects.get(action="break-glass")
     assert event.outcome == "denied" and event.user_id == world.outsider.pk and "NOPE-1" in event.detail
 
@@ -290,13 +292,13 @@ def test_emergency_access_grants_read_only_access_audits_and_notifies_the_case_m
         {"mrn": world.patient.mrn.lower(), "reason": "Unconscious after a fall", "acknowledge": "on"},
     )
     assert response.status_code == 302 and response["Location"] == chart
-    grant = BreakGlassAccess.objects.get(user=world.outsider, patient=world.patient)
+    grant = EmergencyAccess.objects.get(user=world.outsider, patient=world.patient)
     assert dt.timedelta(hours=2) - dt.timedelta(seconds=5) < grant.expires_at - grant.started_at
     assert grant.expires_at - grant.started_at <= dt.timedelta(hours=2)
     assert AuditEvent.objects.filter(
         action="break-glass", outcome="allowed", patient_id=world.patient.pk, user_id=world.outsider.pk
     ).exists()
-    notice = Notification.objects.get(kind=NotificationKind.BREAK_GLASS)
+    notice = Notification.objects.get(kind=NotificationKind.EMERGENCY_ACCESS)
     assert notice.recipient == world.case_manager and "Unconscious after a fall" in notice.body
 
     page = client.get(chart)
@@ -309,9 +311,9 @@ def test_emergency_access_grants_read_only_access_audits_and_notifies_the_case_m
         access.require_edit()
 
 
-def test_write_by_break_the_glass_user_answers_403_read_only_and_changes_nothing(world):
-    team_services.break_glass_open(
-        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+def test_write_by_emergency_access_user_answers_403_read_only_and_changes_nothing(world):
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Emergency admission now"
     )
 
     @audited_patient_view
@@ -333,7 +335,7 @@ def test_team_member_using_emergency_access_is_sent_to_the_chart_without_a_grant
         reverse(EMERGENCY), {"mrn": world.patient.mrn, "reason": "Checking the record", "acknowledge": "on"}
     )
     assert response.status_code == 302
-    assert not BreakGlassAccess.objects.exists()
+    assert not EmergencyAccess.objects.exists()
 
 
 def test_only_clinicians_can_use_emergency_access(world, client):
@@ -344,7 +346,7 @@ def test_only_clinicians_can_use_emergency_access(world, client):
     )
     assert response.status_code == 200
     assert b"Only clinicians" in response.content
-    assert not BreakGlassAccess.objects.exists()
+    assert not EmergencyAccess.objects.exists()
 
 
 def test_emergency_access_requests_are_limited_per_hour(world, client, settings):
@@ -358,7 +360,7 @@ def test_emergency_access_requests_are_limited_per_hour(world, client, settings)
         reverse(EMERGENCY), {"mrn": world.patient.mrn, "reason": "Trying numbers here", "acknowledge": "on"}
     )
     assert b"Too many emergency access requests" in response.content
-    assert not BreakGlassAccess.objects.exists()
+    assert not EmergencyAccess.objects.exists()
 
 
 # ---------------------------------------------------------------------------
@@ -435,8 +437,8 @@ def test_writes_through_services_are_audited(world):
 def test_case_manager_sees_who_opened_the_record_and_who_was_refused(world, client):
     login(Client(), world.nurse).get(reverse("patient_chart", kwargs={"patient_id": world.patient.pk}))
     login(Client(), world.outsider).get(reverse("patient_chart", kwargs={"patient_id": world.patient.pk}))
-    team_services.break_glass_open(
-        user=world.other_team_nurse, patient=world.patient, reason="Seen in urgent care today"
+    team_services.emergency_access_open(
+        by=world.other_team_nurse, patient=world.patient, reason="Seen in urgent care today"
     )
     login(client, world.case_manager)
     url = reverse("security:patient_access_log", kwargs={"patient_id": world.patient.pk})
@@ -453,8 +455,8 @@ def test_only_the_case_manager_and_lead_see_the_access_log(world, client):
         assert login(Client(), user).get(url).status_code == 200
     for user in (world.nurse, world.pharmacist, world.outsider, world.admin, world.other_team_nurse):
         assert login(Client(), user).get(url).status_code == 404, user
-    team_services.break_glass_open(
-        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Emergency admission now"
     )
     assert login(Client(), world.outsider).get(url).status_code == 404
     assert Client().get(url).status_code == 302
@@ -741,9 +743,9 @@ def test_the_login_page_renders_a_proper_form(client):
     assert 'autocomplete="current-password"' in body and "csrfmiddlewaretoken" in body
 
 
-def test_any_write_to_a_patient_url_by_break_the_glass_is_refused_before_the_view(world, client):
-    team_services.break_glass_open(
-        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+def test_any_write_to_a_patient_url_by_emergency_access_is_refused_before_the_view(world, client):
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Emergency admission now"
     )
     login(client, world.outsider)
     before = TeamMembership.objects.count()
@@ -758,10 +760,10 @@ def test_any_write_to_a_patient_url_by_break_the_glass_is_refused_before_the_vie
     assert AuditEvent.objects.filter(outcome="denied", user_id=world.outsider.pk).count() == 2
 
 
-def test_break_the_glass_write_to_a_hidden_sensitive_item_is_a_404_not_a_403(world, sensitive, client):
+def test_emergency_access_write_to_a_hidden_sensitive_item_is_a_404_not_a_403(world, sensitive, client):
     plain, secret = sensitive
-    team_services.break_glass_open(
-        user=world.outsider, patient=world.patient, reason="Emergency admission now"
+    team_services.emergency_access_open(
+        by=world.outsider, patient=world.patient, reason="Emergency admission now"
     )
     login(client, world.outsider)
     from careteam.middleware import PatientAuditMiddleware

@@ -540,7 +540,7 @@ def test_transition_page_queries_do_not_grow_with_handoffs(world, django_assert_
     def handoffs_on_steps(n):
         for step in TransitionStep.objects.filter(transition=transition)[:n]:
             handoffs.handoff_create(
-                from_user=world.case_manager,
+                by=world.case_manager,
                 patient=world.patient,
                 to_user=world.nurse,
                 activity=step.activity,

@@ -288,7 +288,7 @@ def test_the_add_forms_are_fetched_when_their_section_opens(client, world):
     # without JavaScript the same URL opens the editor with the form open
     assert 'name="new-goal-description"' in client.get(url).content.decode()
     # a reader with emergency access gets no form, a stranger not even the plan
-    team_services.break_glass_open(user=world.outsider, patient=world.patient, reason="Unconscious in ED")
+    team_services.emergency_access_open(by=world.outsider, patient=world.patient, reason="Unconscious in ED")
     client.force_login(world.outsider)
     assert client.get(url, **HX).status_code == 403
     client.force_login(f.UserFactory())
@@ -582,10 +582,10 @@ def test_a_nurse_cannot_file_a_need_in_a_category_she_may_not_see(client, world)
     assert not Need.objects.exists()
 
 
-def test_break_glass_reader_cannot_write(client, world):
+def test_emergency_access_reader_cannot_write(client, world):
     outsider = world.outsider
-    team_services.break_glass_open(
-        user=outsider, patient=world.patient, reason="Unconscious in ED, need plan"
+    team_services.emergency_access_open(
+        by=outsider, patient=world.patient, reason="Unconscious in ED, need plan"
     )
     client.force_login(outsider)
     assert client.get(_editor(world)).status_code == 200

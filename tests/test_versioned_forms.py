@@ -257,7 +257,7 @@ def membership_end(world) -> Case:
 
 def handoff_answer(world) -> Case:
     h = handoff_services.handoff_create(
-        from_user=world.lead,
+        by=world.lead,
         patient=world.patient,
         to_user=world.nurse,
         situation="Discharged home today",

@@ -20,18 +20,11 @@ from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVers
 from careteam.models import AuditAction
 from careteam.permissions import access_item, access_patient_by_id, visible_related
 from careteam.printing import pdf_response
+from careteam.viewhelpers import add_service_errors
 
 from . import selectors, services
 from .forms import SOURCE_CHOICES, CompareForm, DebriefForm, MedicationForm, StepDoneForm, TransitionForm
 from .models import Decision, MedicationSource, Transition, TransitionStep
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _message_page(request, message: str, status: int, back: str = "") -> HttpResponse:
@@ -62,7 +55,7 @@ def patient_transitions(request: HttpRequest, patient_id: int) -> HttpResponse:
             try:
                 result = services.transition_record(access=access, by=request.user, request=request, **data)
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 t = result.transition
                 note = f"{t.get_kind_display()} recorded."
@@ -205,7 +198,7 @@ def debrief(request: HttpRequest, transition_id: int) -> HttpResponse:
                     request=request,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Debrief recorded.")
                 return redirect("transitions:transition_detail", transition_id=transition.pk)
@@ -242,7 +235,7 @@ def medications(request: HttpRequest, patient_id: int) -> HttpResponse:
                     access=access, by=request.user, request=request, **form.cleaned_data
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, f"{line} added to the {line.get_source_display().lower()}.")
                 return redirect("transitions:medications", patient_id=access.patient.pk)

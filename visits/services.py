@@ -581,17 +581,17 @@ def feed_digest(token: str) -> str:
 
 
 @transaction.atomic
-def calendar_feed_issue(*, user: User, request=None) -> str:
+def calendar_feed_issue(*, by: User, request=None) -> str:
     """A new secret feed address for the user's own visits; the previous one stops
     working. Returns the secret (shown once; only its digest is kept)."""
-    calendar_feed_revoke(user=user, request=request)
+    calendar_feed_revoke(by=by, request=request)
     token = secrets.token_urlsafe(32)
-    CalendarFeed.objects.create(user=user, token_digest=feed_digest(token))
+    CalendarFeed.objects.create(user=by, token_digest=feed_digest(token))
     audit(
-        user=user,
+        user=by,
         action=AuditAction.CREATE,
         object_type="visits.calendarfeed",
-        object_id=user.pk,
+        object_id=by.pk,
         request=request,
         detail="calendar feed issued",
     )
@@ -599,14 +599,14 @@ def calendar_feed_issue(*, user: User, request=None) -> str:
 
 
 @transaction.atomic
-def calendar_feed_revoke(*, user: User, request=None) -> int:
-    n = CalendarFeed.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def calendar_feed_revoke(*, by: User, request=None) -> int:
+    n = CalendarFeed.objects.filter(user=by, revoked_at__isnull=True).update(revoked_at=timezone.now())
     if n:
         audit(
-            user=user,
+            user=by,
             action=AuditAction.UPDATE,
             object_type="visits.calendarfeed",
-            object_id=user.pk,
+            object_id=by.pk,
             request=request,
             detail="calendar feed revoked",
         )

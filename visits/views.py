@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item, audited_patient_view
+from careteam.viewhelpers import add_service_errors
 
 from . import ical, selectors, services
 from .forms import (
@@ -35,19 +36,6 @@ from .models import (
     AuthorisationDocument,
     Visit,
 )
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    """A service's ValidationError next to the fields it names, the rest on top."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.error_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
-
-
-def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "careplans/forbidden.html", {"message": message}, status=403)
 
 
 def _day(request: HttpRequest) -> dt.date:
@@ -118,7 +106,7 @@ def patient_visits(request: HttpRequest, patient_id: int) -> HttpResponse:
                     access=access, by=request.user, activities=activities, request=request, **fields
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Visit booked.")
                 return redirect("visits:visit_detail", visit_id=booking.visit.pk)
@@ -197,7 +185,7 @@ def visit_status(request: HttpRequest, visit_id: int) -> HttpResponse:
         except StaleVersionError as exc:
             status = _stale(request, form, exc)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
             status = 409 if "illegal_transition" in {e.code for e in exc.error_list} else 422
         else:
             messages.success(request, "Visit updated.")
@@ -230,7 +218,7 @@ def visit_rebook(request: HttpRequest, visit_id: int) -> HttpResponse:
         except StaleVersionError as exc:
             status = _stale(request, form, exc)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, "Visit rebooked.")
             return redirect("visits:visit_detail", visit_id=booking.visit.pk)
@@ -259,7 +247,7 @@ def patient_authorisations(request: HttpRequest, patient_id: int) -> HttpRespons
                     **form.cleaned_data,
                 )
             except ValidationError as exc:
-                _add_errors(form, exc)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, "Authorisation recorded.")
                 return redirect("visits:authorisation_detail", authorisation_id=auth.pk)
@@ -339,7 +327,7 @@ def authorisation_status(request: HttpRequest, authorisation_id: int) -> HttpRes
         except StaleVersionError as exc:
             status = _stale(request, form, exc)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
             status = 409 if "illegal_transition" in {e.code for e in exc.error_list} else 422
         else:
             messages.success(request, "Authorisation updated.")
@@ -365,7 +353,7 @@ def authorisation_document_add(request: HttpRequest, authorisation_id: int) -> H
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, "Document added.")
             return redirect("visits:authorisation_detail", authorisation_id=auth.pk)
@@ -410,10 +398,10 @@ def calendar_feed(request: HttpRequest) -> HttpResponse:
     new_url = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            services.calendar_feed_revoke(user=request.user, request=request)
+            services.calendar_feed_revoke(by=request.user, request=request)
             messages.success(request, "The calendar address is revoked: calendars using it get nothing more.")
             return redirect("visits:calendar_feed")
-        token = services.calendar_feed_issue(user=request.user, request=request)
+        token = services.calendar_feed_issue(by=request.user, request=request)
         new_url = request.build_absolute_uri(
             reverse("visits:calendar_feed_ics", kwargs={"feed_token": token})
         )

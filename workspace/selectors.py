@@ -94,7 +94,7 @@ def team_overdue(user) -> tuple[QuerySet, QuerySet]:
 
 
 def worklist(user, *, search: str = "", plan_status: str = "", waiting: bool = False) -> QuerySet:
-    """The user's own patients (team members only; break-the-glass never lists), each
+    """The user's own patients (team members only; emergency access never lists), each
     annotated with the active plan and what is waiting for the user."""
     active_plan = CarePlan.objects.filter(patient_id=OuterRef("pk")).exclude(
         status__in=["entered-in-error", "revoked"]

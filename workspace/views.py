@@ -21,8 +21,8 @@ from careteam.audit import AuditAction, audit, audit_list
 from careteam.conversations import conversations_for_patient
 from careteam.huddles import huddles_for_patient
 from careteam.models import TeamRole
-from careteam.permissions import access_patient_by_id
-from patients.views import _add_errors, _forbidden
+from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, access_patient_by_id
+from careteam.viewhelpers import add_service_errors, forbidden
 
 from . import selectors
 from .forms import WorklistFilterForm
@@ -69,7 +69,7 @@ def _links() -> dict[str, str | None]:
 @login_required
 @require_GET
 def worklist(request: HttpRequest) -> HttpResponse:
-    """My patients only (team members; break-the-glass never lists), searchable and filterable."""
+    """My patients only (team members; emergency access never lists), searchable and filterable."""
     form = WorklistFilterForm(request.GET or None)
     status = 200
     filters = {}
@@ -188,7 +188,7 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Any team member may start the patient's plan (as a draft, or active if none is)."""
     access = access_patient_by_id(request.user, patient_id)
     if access.read_only:
-        return _forbidden(request, "Emergency access is read-only.")
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
     if request.method == "GET":
         return redirect(reverse("patient_chart", kwargs={"patient_id": access.patient.pk}) + "#plan-h")
     form = CarePlanCreateForm(request.POST)
@@ -198,9 +198,9 @@ def plan_create(request: HttpRequest, patient_id: int) -> HttpResponse:
                 access=access, by=request.user, request=request, **form.cleaned_data
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         except PermissionDenied as exc:
-            return _forbidden(request, str(exc))
+            return forbidden(request, str(exc))
         else:
             return redirect("careplans:plan_editor", plan_id=plan.pk)
     context = _chart_context(access, selectors.chart_for(access))

@@ -390,7 +390,7 @@ class HandoffViewSet(PatientDataViewSet):
         patient = data.pop("patient")
         access_patient_by_id(self.request.user, patient.pk, for_write=True)
         return handoff_services.handoff_create(
-            from_user=self.request.user, patient=patient, request=self.request, **data
+            by=self.request.user, patient=patient, request=self.request, **data
         )
 
     def check_can_change(self, access: PatientAccess, obj) -> None:
@@ -401,7 +401,7 @@ class HandoffViewSet(PatientDataViewSet):
         lock_for_update(obj, version)
         return handoff_services.handoff_set_status(
             handoff=obj,
-            user=self.request.user,
+            by=self.request.user,
             status=data["status"],
             reason=data.get("reason", ""),
             request=self.request,

@@ -449,7 +449,7 @@ class Command(BaseCommand):
                 )
         for h in spec["handoffs"]:
             handoff = team_services.handoff_create(
-                from_user=users[h["frm"]],
+                by=users[h["frm"]],
                 patient=patient,
                 care_plan=plan,
                 kind=h.get("kind", "patient"),

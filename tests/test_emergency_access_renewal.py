@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from careteam import services as team_services
-from careteam.models import AuditEvent, BreakGlassAccess
+from careteam.models import AuditEvent, EmergencyAccess
 from careteam.views_security import emergency_access_recent
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ REASON = "Unconscious in the emergency room"
 
 
 def _open(world, reason=REASON):
-    return team_services.break_glass_open(user=world.outsider, patient=world.patient, reason=reason)
+    return team_services.emergency_access_open(by=world.outsider, patient=world.patient, reason=reason)
 
 
 @pytest.mark.parametrize("again", [REASON, "  unconscious in the EMERGENCY   room. "])
@@ -29,14 +29,14 @@ def test_the_same_reason_does_not_renew_an_open_grant(world, again):
     first = _open(world)
     with pytest.raises(ValidationError, match="state a new reason"):
         _open(world, again)
-    assert list(BreakGlassAccess.objects.filter(user=world.outsider)) == [first]
+    assert list(EmergencyAccess.objects.filter(user=world.outsider)) == [first]
 
 
 def test_a_new_reason_opens_a_new_grant_shown_as_a_renewal(world):
     first = _open(world)
     second = _open(world, "Still unconscious, family asks about medicines")
     assert second.pk != first.pk and second.expires_at > first.expires_at
-    assert BreakGlassAccess.objects.filter(user=world.outsider, patient=world.patient).count() == 2
+    assert EmergencyAccess.objects.filter(user=world.outsider, patient=world.patient).count() == 2
     event = AuditEvent.objects.filter(action="break-glass", object_id=str(second.pk)).get()
     assert event.detail.startswith(f"renews emergency access {first.pk}; reason: Still unconscious")
     rows = list(emergency_access_recent(days=1))
@@ -45,7 +45,7 @@ def test_a_new_reason_opens_a_new_grant_shown_as_a_renewal(world):
 
 def test_the_same_reason_is_fine_once_the_grant_has_expired(world):
     first = _open(world)
-    BreakGlassAccess.objects.filter(pk=first.pk).update(
+    EmergencyAccess.objects.filter(pk=first.pk).update(
         started_at=timezone.now() - dt.timedelta(hours=6), expires_at=timezone.now() - dt.timedelta(hours=1)
     )
     assert _open(world).pk != first.pk
@@ -53,7 +53,9 @@ def test_the_same_reason_is_fine_once_the_grant_has_expired(world):
 
 def test_another_clinicians_grant_does_not_block_the_same_reason(world):
     _open(world)
-    grant = team_services.break_glass_open(user=world.other_team_nurse, patient=world.patient, reason=REASON)
+    grant = team_services.emergency_access_open(
+        by=world.other_team_nurse, patient=world.patient, reason=REASON
+    )
     assert grant.user == world.other_team_nurse
 
 
@@ -64,9 +66,9 @@ def test_the_page_refuses_a_renewal_with_the_same_reason_and_audits_it(world, cl
     response = client.post(reverse("security:emergency_access"), body)
     assert response.status_code == 200
     assert b"state a new reason" in response.content
-    assert BreakGlassAccess.objects.filter(user=world.outsider).count() == 1
+    assert EmergencyAccess.objects.filter(user=world.outsider).count() == 1
     refused = AuditEvent.objects.filter(action="break-glass", outcome="denied").get()
     assert refused.patient_id == world.patient.pk and "state a new reason" in refused.detail
     body["reason"] = "Needs the medicine list for the surgeon"
     assert client.post(reverse("security:emergency_access"), body).status_code == 302
-    assert BreakGlassAccess.objects.filter(user=world.outsider).count() == 2
+    assert EmergencyAccess.objects.filter(user=world.outsider).count() == 2

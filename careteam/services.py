@@ -418,7 +418,7 @@ def emergency_access_open(*, by: User, patient, reason: str, request=None) -> Em
         patient=patient,
         reason=reason,
         started_at=now,
-        expires_at=now + timedelta(hours=settings.BREAK_GLASS_HOURS),
+        expires_at=now + timedelta(hours=settings.EMERGENCY_ACCESS_HOURS),
     )
     detail = reason if not active else f"renews emergency access {active[0].pk}; reason: {reason}"
     audit(

@@ -6,7 +6,7 @@ access page is the only place a clinician can learn whether an MRN exists, and o
 stating a clinical reason: the form is validated first (MRN, reason of 10+ characters,
 acknowledgement, clinician account), and only then is the MRN looked up. A known MRN opens
 read-only access (audited, the case manager notified); an unknown MRN says so, and that
-attempt is audited too (outcome denied). Each user may make BREAK_GLASS_ATTEMPTS_PER_HOUR
+attempt is audited too (outcome denied). Each user may make EMERGENCY_ACCESS_ATTEMPTS_PER_HOUR
 attempts an hour, so the page cannot be used to enumerate MRNs.
 """
 
@@ -87,7 +87,7 @@ class EmergencyAccessForm(forms.Form):
         recent = AuditEvent.objects.filter(
             user_id=self.user.pk, action=AuditAction.EMERGENCY_ACCESS, at__gte=hour_ago
         ).count()
-        if recent >= settings.BREAK_GLASS_ATTEMPTS_PER_HOUR:
+        if recent >= settings.EMERGENCY_ACCESS_ATTEMPTS_PER_HOUR:
             raise ValidationError(
                 "Too many emergency access requests in the last hour. Ask the patient's case "
                 "manager to add you to the care team."
@@ -151,7 +151,7 @@ def emergency_access(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "security/emergency_access.html",
-        {"form": form, "grants": grants, "hours": settings.BREAK_GLASS_HOURS},
+        {"form": form, "grants": grants, "hours": settings.EMERGENCY_ACCESS_HOURS},
         status=200,
     )
 

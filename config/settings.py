@@ -353,9 +353,15 @@ AUDIT_ARCHIVE_DIR = env.str("AUDIT_ARCHIVE_DIR", default=str(BASE_DIR / ".data" 
 # ---------------------------------------------------------------------------
 # Care-team rules
 # ---------------------------------------------------------------------------
-BREAK_GLASS_HOURS = env.float("BREAK_GLASS_HOURS", default=4.0)
-# emergency access requests (granted or unknown MRN) one user may make per hour
-BREAK_GLASS_ATTEMPTS_PER_HOUR = env.int("BREAK_GLASS_ATTEMPTS_PER_HOUR", default=10)
+# how long emergency access lasts, and the requests (granted or unknown MRN) one user may
+# make per hour. The names these had before (BREAK_GLASS_HOURS,
+# BREAK_GLASS_ATTEMPTS_PER_HOUR) are still read, so a deployment set up earlier keeps them.
+EMERGENCY_ACCESS_HOURS = env.float(
+    "EMERGENCY_ACCESS_HOURS", default=env.float("BREAK_GLASS_HOURS", default=4.0)
+)
+EMERGENCY_ACCESS_ATTEMPTS_PER_HOUR = env.int(
+    "EMERGENCY_ACCESS_ATTEMPTS_PER_HOUR", default=env.int("BREAK_GLASS_ATTEMPTS_PER_HOUR", default=10)
+)
 # Reminders (careteam/reminders.py): remind the receiver of an unacknowledged handoff after
 # this long, and again this long before its due time; escalate to the case manager when overdue.
 HANDOFF_ACK_REMINDER_MINUTES = env.int("HANDOFF_ACK_REMINDER_MINUTES", default=30)

@@ -12,12 +12,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from careteam import services as team_services
-from careteam.models import AuditEvent, EmergencyAccess
+from careteam.models import AuditAction, AuditEvent, EmergencyAccess, NotificationKind
 from careteam.views_security import emergency_access_recent
 
 pytestmark = pytest.mark.django_db
 
 REASON = "Unconscious in the emergency room"
+
+
+def test_the_stored_codes_stay_as_they_were_written():
+    """Audit rows are append-only: the code of an emergency access stays "break-glass",
+    the value the earlier rows carry, though the code says emergency access everywhere."""
+    assert AuditAction.EMERGENCY_ACCESS == "break-glass"
+    assert NotificationKind.EMERGENCY_ACCESS == "break-glass"
 
 
 def _open(world, reason=REASON):
@@ -37,7 +44,7 @@ def test_a_new_reason_opens_a_new_grant_shown_as_a_renewal(world):
     second = _open(world, "Still unconscious, family asks about medicines")
     assert second.pk != first.pk and second.expires_at > first.expires_at
     assert EmergencyAccess.objects.filter(user=world.outsider, patient=world.patient).count() == 2
-    event = AuditEvent.objects.filter(action="break-glass", object_id=str(second.pk)).get()
+    event = AuditEvent.objects.filter(action=AuditAction.EMERGENCY_ACCESS, object_id=str(second.pk)).get()
     assert event.detail.startswith(f"renews emergency access {first.pk}; reason: Still unconscious")
     rows = list(emergency_access_recent(days=1))
     assert [(g.pk, g.earlier or 0) for g in rows] == [(second.pk, 1), (first.pk, 0)]
@@ -67,7 +74,7 @@ def test_the_page_refuses_a_renewal_with_the_same_reason_and_audits_it(world, cl
     assert response.status_code == 200
     assert b"state a new reason" in response.content
     assert EmergencyAccess.objects.filter(user=world.outsider).count() == 1
-    refused = AuditEvent.objects.filter(action="break-glass", outcome="denied").get()
+    refused = AuditEvent.objects.filter(action=AuditAction.EMERGENCY_ACCESS, outcome="denied").get()
     assert refused.patient_id == world.patient.pk and "state a new reason" in refused.detail
     body["reason"] = "Needs the medicine list for the surgeon"
     assert client.post(reverse("security:emergency_access"), body).status_code == 302

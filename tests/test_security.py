@@ -24,6 +24,7 @@ from careplans.selectors import plan_history
 from careteam import services as team_services
 from careteam.middleware import IdleSessionTimeoutMiddleware
 from careteam.models import (
+    AuditAction,
     AuditEvent,
     EmergencyAccess,
     Notification,
@@ -151,7 +152,7 @@ def test_the_membership_sweep_is_scheduled_in_celery_beat():
 
 
 def test_emergency_access_expires(world, settings):
-    settings.BREAK_GLASS_HOURS = 4
+    settings.EMERGENCY_ACCESS_HOURS = 4
     grant = team_services.emergency_access_open(
         by=world.outsider, patient=world.patient, reason="Unconscious in the emergency room"
     )
@@ -265,7 +266,7 @@ def test_emergency_access_form_errors_grant_nothing_and_reveal_nothing(world, cl
         assert response.context["form"].errors, data
         assert b"No patient record" not in response.content
     assert not EmergencyAccess.objects.exists()
-    assert not AuditEvent.objects.filter(action="break-glass").exists()
+    assert not AuditEvent.objects.filter(action=AuditAction.EMERGENCY_ACCESS).exists()
 
 
 def test_emergency_access_with_an_unknown_mrn_is_refused_and_audited(world, client):
@@ -276,14 +277,14 @@ def test_emergency_access_with_an_unknown_mrn_is_refused_and_audited(world, clie
     assert response.status_code == 200
     assert b"No patient record has this MRN" in response.content
     assert not EmergencyAccess.objects.exists()
-    event = AuditEvent.objects.get(action="break-glass")
+    event = AuditEvent.objects.get(action=AuditAction.EMERGENCY_ACCESS)
     assert event.outcome == "denied" and event.user_id == world.outsider.pk and "NOPE-1" in event.detail
 
 
 def test_emergency_access_grants_read_only_access_audits_and_notifies_the_case_manager(
     world, client, settings
 ):
-    settings.BREAK_GLASS_HOURS = 2
+    settings.EMERGENCY_ACCESS_HOURS = 2
     login(client, world.outsider)
     chart = reverse("patient_chart", kwargs={"patient_id": world.patient.pk})
     assert client.get(chart).status_code == 404
@@ -296,7 +297,10 @@ def test_emergency_access_grants_read_only_access_audits_and_notifies_the_case_m
     assert dt.timedelta(hours=2) - dt.timedelta(seconds=5) < grant.expires_at - grant.started_at
     assert grant.expires_at - grant.started_at <= dt.timedelta(hours=2)
     assert AuditEvent.objects.filter(
-        action="break-glass", outcome="allowed", patient_id=world.patient.pk, user_id=world.outsider.pk
+        action=AuditAction.EMERGENCY_ACCESS,
+        outcome="allowed",
+        patient_id=world.patient.pk,
+        user_id=world.outsider.pk,
     ).exists()
     notice = Notification.objects.get(kind=NotificationKind.EMERGENCY_ACCESS)
     assert notice.recipient == world.case_manager and "Unconscious after a fall" in notice.body
@@ -350,7 +354,7 @@ def test_only_clinicians_can_use_emergency_access(world, client):
 
 
 def test_emergency_access_requests_are_limited_per_hour(world, client, settings):
-    settings.BREAK_GLASS_ATTEMPTS_PER_HOUR = 3
+    settings.EMERGENCY_ACCESS_ATTEMPTS_PER_HOUR = 3
     login(client, world.outsider)
     for n in range(3):
         client.post(

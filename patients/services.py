@@ -13,6 +13,7 @@ from careteam import services as team_services
 from careteam.audit import audit
 from careteam.concurrency import apply_changes, lock_for_update, save_versioned
 from careteam.models import AuditAction, Discipline, TeamMembership, TeamRole, User
+from careteam.permissions import PatientAccess
 
 from .models import (
     CONSENT_DOCUMENT_MAX_BYTES,
@@ -127,7 +128,7 @@ def patient_enrol(*, by: User, data: dict, request=None) -> tuple[Patient, TeamM
     return patient, membership
 
 
-def _require_member(access) -> None:
+def _require_member(access: PatientAccess) -> None:
     """Demographics and caregivers: any current team member; emergency access reads only."""
     if access.read_only or not access.on_team:
         raise PermissionDenied(
@@ -136,7 +137,9 @@ def _require_member(access) -> None:
 
 
 @transaction.atomic
-def patient_update(*, by: User, access, data: dict, expected_version: int | None, request=None) -> Patient:
+def patient_update(
+    *, access: PatientAccess, by: User, data: dict, expected_version: int | None, request=None
+) -> Patient:
     """Change demographics (never the MRN) from the version the caller read; a stale
     version raises StaleVersionError and writes nothing. History via simple_history."""
     _require_member(access)
@@ -168,7 +171,7 @@ def _one_primary(caregiver: Caregiver) -> None:
 
 
 @transaction.atomic
-def caregiver_add(*, by: User, access, data: dict, request=None) -> Caregiver:
+def caregiver_add(*, access: PatientAccess, by: User, data: dict, request=None) -> Caregiver:
     _require_member(access)
     caregiver = Caregiver(patient=access.patient, **data)
     caregiver.full_clean(exclude=["patient"])
@@ -186,7 +189,7 @@ def caregiver_add(*, by: User, access, data: dict, request=None) -> Caregiver:
     return caregiver
 
 
-def _locked_caregiver(access, caregiver: Caregiver, expected_version: int | None) -> Caregiver:
+def _locked_caregiver(access: PatientAccess, caregiver: Caregiver, expected_version: int | None) -> Caregiver:
     """The caregiver row locked for an edit by a team member, at the version they saw."""
     _require_member(access)
     if caregiver.patient_id != access.patient.pk:
@@ -196,7 +199,13 @@ def _locked_caregiver(access, caregiver: Caregiver, expected_version: int | None
 
 @transaction.atomic
 def caregiver_update(
-    *, by: User, access, caregiver: Caregiver, data: dict, expected_version: int | None, request=None
+    *,
+    access: PatientAccess,
+    by: User,
+    caregiver: Caregiver,
+    data: dict,
+    expected_version: int | None,
+    request=None,
 ) -> Caregiver:
     caregiver = _locked_caregiver(access, caregiver, expected_version)
     if caregiver.end_date is not None:
@@ -221,7 +230,7 @@ def caregiver_update(
 
 @transaction.atomic
 def caregiver_end(
-    *, by: User, access, caregiver: Caregiver, expected_version: int | None, request=None
+    *, access: PatientAccess, by: User, caregiver: Caregiver, expected_version: int | None, request=None
 ) -> Caregiver:
     """End a caregiver (kept in the history, gone from the chart); no longer primary."""
     caregiver = _locked_caregiver(access, caregiver, expected_version)
@@ -271,7 +280,7 @@ def consent_document_check(upload) -> tuple[str, bytes]:
 
 
 @transaction.atomic
-def consent_record(*, by: User, access, data: dict, document=None, request=None) -> Consent:
+def consent_record(*, access: PatientAccess, by: User, data: dict, document=None, request=None) -> Consent:
     """Record a consent the patient (or their representative) gave, with how it was given
     and, optionally, the scanned form. A consent naming a caregiver must name a current
     caregiver of this patient."""
@@ -329,7 +338,13 @@ def consent_record(*, by: User, access, data: dict, document=None, request=None)
 
 @transaction.atomic
 def consent_revoke(
-    *, by: User, access, consent: Consent, reason: str, expected_version: int | None, request=None
+    *,
+    access: PatientAccess,
+    by: User,
+    consent: Consent,
+    reason: str,
+    expected_version: int | None,
+    request=None,
 ) -> Consent:
     """Revoke a consent from now on: what depends on it stops (no referral is sent
     under a revoked consent; a caregiver it named loses access). Kept in the history."""
@@ -363,7 +378,7 @@ def consent_revoke(
 # ---------------------------------------------------------------------------
 @transaction.atomic
 def patient_set_acuity(
-    *, by: User, access, acuity: str, expected_version: int | None, request=None
+    *, access: PatientAccess, by: User, acuity: str, expected_version: int | None, request=None
 ) -> Patient:
     """Set the patient's acuity (low, medium, high, or "" for not assessed) from the
     version the caller read: a new version of the patient in its history, audited."""
@@ -390,7 +405,7 @@ def patient_set_acuity(
 
 @transaction.atomic
 def programme_enrol(
-    *, by: User, access, programme: Programme | None, entered_on, reason: str, request=None
+    *, access: PatientAccess, by: User, programme: Programme | None, entered_on, reason: str, request=None
 ) -> ProgrammeEnrolment:
     """Enrol the patient in a programme from a date, for a reason; once per programme
     at a time (the database enforces it too)."""
@@ -435,8 +450,8 @@ def programme_enrol(
 @transaction.atomic
 def programme_exit(
     *,
+    access: PatientAccess,
     by: User,
-    access,
     enrolment: ProgrammeEnrolment,
     exited_on,
     exit_reason: str,

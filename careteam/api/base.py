@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
@@ -52,6 +52,22 @@ def expected_version(request) -> int:
     if not match:
         raise PreconditionFailed('If-Match does not name a version of this object (expected W/"<version>").')
     return int(match.group(1))
+
+
+def documented(output, create=None, update=None, **extra):
+    """OpenAPI for a patient-data viewset: bodies in and out, the version headers."""
+    views = {
+        "list": extend_schema(responses=output),
+        "retrieve": extend_schema(responses=output, parameters=[ETAG]),
+    }
+    if create is not None:
+        views["create"] = extend_schema(request=create, responses={201: output}, parameters=[ETAG])
+    if update is not None:
+        views["partial_update"] = extend_schema(
+            request=update, responses={200: output}, parameters=[IF_MATCH, ETAG]
+        )
+    views.update(extra)
+    return extend_schema_view(**views)
 
 
 class ApiViewMixin:

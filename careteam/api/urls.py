@@ -4,6 +4,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from referrals.api import views as referral_api
+
 from . import conversations as conv
 from . import fhir_content_views as fc
 from . import fhir_views as fv
@@ -20,9 +22,9 @@ router.register("activities", views.ActivityViewSet, basename="api-activity")
 router.register("notes", views.NoteViewSet, basename="api-note")
 router.register("team-memberships", views.TeamMembershipViewSet, basename="api-team-membership")
 router.register("handoffs", views.HandoffViewSet, basename="api-handoff")
-router.register("referrals", views.ReferralViewSet, basename="api-referral")
-router.register("organizations", views.OrganizationViewSet, basename="api-organization")
-router.register("services", views.ServiceViewSet, basename="api-service")
+router.register("referrals", referral_api.ReferralViewSet, basename="api-referral")
+router.register("organizations", referral_api.OrganizationViewSet, basename="api-organization")
+router.register("services", referral_api.ServiceViewSet, basename="api-service")
 router.register("notifications", views.NotificationViewSet, basename="api-notification")
 router.register("audit-events", views.AuditEventViewSet, basename="api-audit-event")
 router.register("conversations", conv.ConversationViewSet, basename="api-conversation")

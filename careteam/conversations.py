@@ -354,7 +354,7 @@ def message_post(
     conversation.last_message, conversation.last_message_at = message, now
     conversation.messages_changed_at = now
     _save_mentions(message, users, queues)
-    _read_to(conversation=conversation, user=by, message=message)
+    _read_to(conversation=conversation, user=by, message_id=message.pk)
     audit(user=by, action=AuditAction.CREATE, obj=message, patient=access.patient, request=request)
     _notify_mentions(message, users, queues)
     return message
@@ -512,13 +512,20 @@ def work_source_messages(access: PatientAccess, *, activity=None, handoff=None) 
     return list(qs.filter(access.conversation_q("conversation__")).order_by("id")[:10])
 
 
-def _read_to(*, conversation: Conversation, user: User, message: Message | None) -> None:
-    if message is None:
+def _read_to(*, conversation: Conversation, user: User, message_id: int | None) -> None:
+    if message_id is None:
+        return
+    now = timezone.now()
+    # read before (the usual case): one UPDATE; the upsert below is a transaction of its
+    # own (BEGIN, INSERT ... ON CONFLICT, COMMIT) and stays for the first read
+    if ConversationRead.objects.filter(user_id=user.pk, conversation_id=conversation.pk).update(
+        last_read_message_id=message_id, read_at=now
+    ):
         return
     ConversationRead.objects.bulk_create(
         [
             ConversationRead(
-                conversation=conversation, user=user, last_read_message=message, read_at=timezone.now()
+                conversation_id=conversation.pk, user_id=user.pk, last_read_message_id=message_id, read_at=now
             )
         ],
         update_conflicts=True,
@@ -532,7 +539,7 @@ def conversation_mark_read(*, access: PatientAccess, by: User, conversation: Con
     too: it is their own state, not the record)."""
     if not access.can_see_conversation(conversation):
         return
-    _read_to(conversation=conversation, user=by, message=conversation.last_message)
+    _read_to(conversation=conversation, user=by, message_id=conversation.last_message_id)
 
 
 # ---------------------------------------------------------------------------

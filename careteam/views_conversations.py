@@ -23,6 +23,7 @@ from careplans.forms import ActivityForm
 from careplans.models import CarePlan
 
 from . import conversations as services
+from . import display
 from .audit import AuditAction, audit, audit_list, note_refusal
 from .concurrency import StaleVersionError
 from .forms import ConversationStartForm, MessageEditForm, MessageForm
@@ -61,6 +62,7 @@ def _message_rows(access: PatientAccess, conversation, *, everything: bool) -> t
             rows = rows[1:]
             earlier = qs.filter(id__lt=rows[0].pk).count()
     now = timezone.now()
+    thread_url = services.conversation_url(conversation)
     for m in rows:
         m.can_edit = not access.read_only and m.can_be_edited_by(access.user, now)
         m.can_retract = not access.read_only and m.author_id == access.user.pk and not m.is_retracted
@@ -68,6 +70,10 @@ def _message_rows(access: PatientAccess, conversation, *, everything: bool) -> t
         m.mention_names = [
             x.user.display_name if x.user_id else f"the {x.discipline} queue" for x in m.mentions.all()
         ]
+        # what the row shows, made here once rather than by filters per row
+        m.html = "" if m.is_retracted else display.message_html(m.text)
+        m.when_iso, m.when_label = display.moment(m.created_at)
+        m.url = f"{thread_url}messages/{m.pk}/"
     return rows, earlier
 
 

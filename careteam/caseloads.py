@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -57,6 +59,7 @@ from .models import (
     User,
 )
 from .permissions import ROLE_PERMISSIONS, VIEW_PATIENT, patients_for
+from .prepared import PreparedQuery
 
 SUPERVISE = "careteam.supervise_caseloads"
 CASE_MANAGEMENT = "case-management"
@@ -140,12 +143,13 @@ _SUMMARY_SQL = """
 
 
 def caseload_summaries(
-    *, user_ids: list[int] | None = None, today: dt.date | None = None
+    *, user_ids: list[int] | None = None, today: dt.date | None = None, users: list[User] | None = None
 ) -> list[CaseloadSummary]:
     """Per case manager (all of them, or `user_ids`): patients, acuity-weighted load,
     open and overdue work, new this month. Counts only, no patient named: a supervisor
     sees these for every case manager. A fixed number of queries whatever the number of
-    rows (the statement, its JIT setting, the users)."""
+    rows (the statement, its JIT setting, the users: not read again when the caller
+    gives them as `users`, which must be exactly those of `user_ids`)."""
     now = timezone.now()
     today = today or timezone.localdate(now)
     params = {
@@ -174,20 +178,20 @@ def caseload_summaries(
             by_acuity={"high": high, "medium": medium, "low": low, "none": unset},
         )
     wanted = set(found) if user_ids is None else set(user_ids)
-    users = User.objects.filter(pk__in=wanted).order_by("last_name", "first_name", "username")
+    if users is not None and {u.pk for u in users} == wanted:
+        people = sorted(users, key=lambda u: (u.last_name, u.first_name, u.username))
+    else:
+        people = list(User.objects.filter(pk__in=wanted).order_by("last_name", "first_name", "username"))
     out = []
-    for u in users:
+    for u in people:
         summary = found.get(u.pk) or CaseloadSummary(user_id=u.pk)
         summary.user = u
         out.append(summary)
     return out
 
 
-def caseload_patients(viewer, *, case_manager: User, today: dt.date | None = None) -> QuerySet:
-    """The patients `case_manager` is the current case manager of, as far as `viewer`
-    may see them (patients_for first: a supervisor sees rows only of their own teams'
-    patients), each with acuity, open and overdue work the viewer may see, and the date
-    the case manager took them on. A fixed number of queries (with the enrolments prefetch)."""
+def _caseload_queryset(viewer, case_manager_id: int, today: dt.date | None = None) -> QuerySet:
+    """`caseload_patients` without the enrolments."""
     from django.apps import apps
 
     from .permissions import sensitivity_visible_q
@@ -195,10 +199,9 @@ def caseload_patients(viewer, *, case_manager: User, today: dt.date | None = Non
     now = timezone.now()
     today = today or timezone.localdate(now)
     Activity = apps.get_model("careplans", "Activity")  # noqa: N806
-    Enrolment = apps.get_model("patients", "ProgrammeEnrolment")  # noqa: N806
     viewer = getattr(viewer, "_wrapped", viewer)
     role = TeamMembership.objects.current(today).filter(
-        patient_id=OuterRef("pk"), user_id=case_manager.pk, role=TeamRole.CASE_MANAGER
+        patient_id=OuterRef("pk"), user_id=case_manager_id, role=TeamRole.CASE_MANAGER
     )
     activities = Activity.objects.filter(
         care_plan__patient_id=OuterRef("pk"), care_plan__status="active", status__in=ACTIVITY_OPEN
@@ -214,22 +217,95 @@ def caseload_patients(viewer, *, case_manager: User, today: dt.date | None = Non
             open_handoffs=_count(handoffs),
             overdue_handoffs=_count(handoffs.filter(due_at__lt=now)),
         )
-        .prefetch_related(
-            Prefetch(
-                "enrolments",
-                queryset=Enrolment.objects.open().select_related("programme"),
-                to_attr="open_enrolments",
-            )
-        )
         .order_by("family_name", "given_name", "id")
     )
 
 
-def caseload_hidden_count(viewer, *, case_manager: User, today: dt.date | None = None) -> int:
-    """How many of the case manager's patients the viewer may not see (a number only)."""
-    role = TeamMembership.objects.current(today).filter(user_id=case_manager.pk, role=TeamRole.CASE_MANAGER)
-    visible = patients_for(viewer).values("pk")
-    return role.exclude(patient_id__in=visible).values("patient_id").distinct().count()
+def _open_enrolments() -> Prefetch:
+    from django.apps import apps
+
+    Enrolment = apps.get_model("patients", "ProgrammeEnrolment")  # noqa: N806
+    return Prefetch(
+        "enrolments", queryset=Enrolment.objects.open().select_related("programme"), to_attr="open_enrolments"
+    )
+
+
+def caseload_patients(viewer, *, case_manager: User, today: dt.date | None = None) -> QuerySet:
+    """The patients `case_manager` is the current case manager of, as far as `viewer`
+    may see them (patients_for first: a supervisor sees rows only of their own teams'
+    patients), each with acuity, open and overdue work the viewer may see, and the date
+    the case manager took them on. A fixed number of queries (with the enrolments prefetch)."""
+    return _caseload_queryset(viewer, case_manager.pk, today).prefetch_related(_open_enrolments())
+
+
+CASELOAD_COUNTS = ("since", "open_activities", "overdue_activities", "open_handoffs", "overdue_handoffs")
+
+
+# what the page shows of a patient (plain columns: no converter between the database
+# and the model); the others are deferred, as with .only()
+CASELOAD_COLUMNS = ("id", "mrn", "given_name", "family_name", "acuity")
+
+# The caseload page's rule (patients_for, the role, counts filtered by the sensitivity
+# policy) took Django ~20 ms per page to build and compile: its SQL is built once per
+# process and run with the viewer, the case manager and the clock bound. Its rows carry
+# the patient's columns the page shows, so the page makes its Patient objects from them.
+CASELOAD_ROWS = PreparedQuery(
+    lambda viewer, case_manager: _caseload_queryset(viewer, case_manager).values_list(
+        *CASELOAD_COLUMNS, *CASELOAD_COUNTS
+    ),
+    ints=("case_manager",),
+)
+
+
+class CaseloadRows:
+    """`caseload_patients` as a Paginator pages it: its length and a slice, each one
+    prepared query (and the slice's open enrolments, one more)."""
+
+    def __init__(self, viewer, *, case_manager: User):
+        self.viewer = getattr(viewer, "_wrapped", viewer)
+        self.case_manager_id = case_manager.pk
+
+    def __len__(self) -> int:
+        return CASELOAD_ROWS.count(self.viewer, case_manager=self.case_manager_id)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self[0:None])
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, int):
+            found = self[index : index + 1]
+            if not found:
+                raise IndexError(index)
+            return found[0]
+        return self._page(index)
+
+    def _page(self, page: slice) -> list[Any]:
+        from django.apps import apps
+        from django.db.models import prefetch_related_objects
+
+        start, stop = page.start or 0, page.stop
+        if stop is not None and stop <= start:
+            return []
+        rows = CASELOAD_ROWS.fetch(
+            self.viewer,
+            case_manager=self.case_manager_id,
+            limit=None if stop is None else stop - start,
+            offset=start,
+        )
+        Patient = apps.get_model("patients", "Patient")  # noqa: N806
+        n = len(CASELOAD_COLUMNS)
+        patients = []
+        for row in rows:
+            patient = Patient.from_db("default", CASELOAD_COLUMNS, row[:n])
+            for name, value in zip(CASELOAD_COUNTS, row[n:], strict=True):
+                setattr(patient, name, value)
+            patients.append(patient)
+        prefetch_related_objects(patients, _open_enrolments())
+        return patients
 
 
 # ---------------------------------------------------------------------------

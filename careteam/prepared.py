@@ -102,6 +102,7 @@ class PreparedQuery:
         self.ints, self.dates, self.datetimes = tuple(ints), tuple(dates), tuple(datetimes)
         self._lock = threading.Lock()
         self._prepared: tuple[str, list[Any], type] | None = None
+        self._sliced = False
         PREPARED.append(self)
 
     def __repr__(self) -> str:
@@ -137,6 +138,7 @@ class PreparedQuery:
         names = [*query.extra_select, *query.values_select, *query.annotation_select]
         if not query.values_select:
             raise PreparedQueryError("a prepared query must end in values()/values_list()")
+        self._sliced = query.is_sliced
         return sql, list(params), names
 
     def _prepare(self) -> tuple[str, list[Any], type]:
@@ -173,11 +175,25 @@ class PreparedQuery:
         given = {"user": user.pk, "now": now, "today": timezone.localdate(now), **values}
         return sql, [given[s.name] if isinstance(s, _Slot) else s for s in slots], row
 
-    def fetch(self, user, *, now: dt.datetime | None = None, **values: Any) -> list[Any]:
-        """Rows of the query for this user at `now` (default: the current time)."""
+    def fetch(
+        self,
+        user,
+        *,
+        now: dt.datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **values: Any,
+    ) -> list[Any]:
+        """Rows of the query for this user at `now` (default: the current time); with
+        `limit` and `offset`, one page of them in the builder's order (bound parameters,
+        so the SQL stays the same for every page)."""
         if not _active(user):
             return []  # what every permission rule answers for them
         sql, params, row = self._statement(user, now, values)
+        if limit is not None or offset:
+            if self._sliced:
+                raise PreparedQueryError("a sliced prepared query cannot be paged again")
+            sql, params = f"{sql} LIMIT %s OFFSET %s", [*params, limit, int(offset)]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [row(*r) for r in cursor.fetchall()]

@@ -63,8 +63,8 @@ def caseload(request: HttpRequest) -> HttpResponse:
     manager's counts and one case manager's patients as far as the supervisor may see them."""
     target = _case_manager_for(request, request.GET.get("case_manager"))
     supervisor = caseloads.is_supervisor(request.user)
-    summary = caseloads.caseload_summaries(user_ids=[target.pk])[0]
-    paginator = Paginator(caseloads.caseload_patients(request.user, case_manager=target), CASELOAD_PAGE_SIZE)
+    summary = caseloads.caseload_summaries(user_ids=[target.pk], users=[target])[0]
+    paginator = Paginator(caseloads.CaseloadRows(request.user, case_manager=target), CASELOAD_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     patients = list(page.object_list)
     hidden = max(summary.patients - page.paginator.count, 0)

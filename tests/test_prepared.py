@@ -177,3 +177,24 @@ def test_another_thread_reads_the_real_clock_while_a_query_is_built(db):
     query._prepare()
     reader.join()
     assert abs(seen[0] - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+
+
+def test_a_page_of_a_prepared_query_is_its_slice_in_the_builders_order(world):
+    from careplans.models import Activity
+
+    made = [f.ActivityFactory(care_plan=world.plan, title=f"A{i}", assigned_to=world.nurse) for i in range(5)]
+    query = PreparedQuery(
+        lambda user: Activity.objects.filter(assigned_to_id=user.pk).order_by("-id").values_list("pk")
+    )
+    sliced = PreparedQuery(lambda user: Activity.objects.order_by("id").values_list("pk")[:2])
+    try:
+        ids = [a.pk for a in reversed(made)]
+        assert [r.pk for r in query.fetch(world.nurse, limit=2)] == ids[:2]
+        assert [r.pk for r in query.fetch(world.nurse, limit=2, offset=2)] == ids[2:4]
+        assert [r.pk for r in query.fetch(world.nurse, offset=3)] == ids[3:]
+        assert query.fetch(world.nurse, limit=2, offset=5) == []
+        with pytest.raises(PreparedQueryError):
+            sliced.fetch(world.nurse, limit=1)
+    finally:
+        PREPARED.remove(query)
+        PREPARED.remove(sliced)

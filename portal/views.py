@@ -26,6 +26,7 @@ from careteam.concurrency import StaleVersionError
 from careteam.models import AuditAction
 from careteam.printing import pdf_response
 from patients.models import Caregiver, Consent, ConsentScope
+from transitions.selectors import medication_schedule
 
 from . import selectors, services
 from .access import ACT, MANAGE_CAREGIVERS, MESSAGE, PortalAccess, access_portal_patient, portal_patients
@@ -213,6 +214,49 @@ def plan_pdf(request: HttpRequest, access: PortalAccess) -> HttpResponse:
         request, "portal/print.html", _printed_context(request, access, as_pdf=True)
     ).content.decode()
     return pdf_response(html, filename=f"my-care-plan-{access.patient.pk}.pdf")
+
+
+def _schedule_context(request, access: PortalAccess, *, printed: str = "") -> dict:
+    """The patient's medication schedule (transitions.selectors, as the chart prints it),
+    in the portal's language; a read audited as a view, a print or PDF as an export."""
+    context = _context(
+        request,
+        access,
+        schedule=medication_schedule(access.patient, language=translation.get_language()),
+        printed_at=timezone.now(),
+        as_pdf=printed == "pdf",
+    )
+    audit(
+        user=request.user,
+        action=AuditAction.EXPORT if printed else AuditAction.VIEW,
+        obj=access.patient,
+        patient=access.patient,
+        request=request,
+        detail=f"portal: medication schedule {printed}".rstrip(),
+    )
+    return context
+
+
+@portal_view
+@require_GET
+def medicines(request: HttpRequest, access: PortalAccess) -> HttpResponse:
+    """The plain-language medication schedule by time of day (view access is enough)."""
+    return render(request, "portal/medicines.html", _schedule_context(request, access))
+
+
+@portal_view
+@require_GET
+def medicines_print(request: HttpRequest, access: PortalAccess) -> HttpResponse:
+    return render(request, "portal/medicines_print.html", _schedule_context(request, access, printed="print"))
+
+
+@portal_view
+@require_GET
+def medicines_pdf(request: HttpRequest, access: PortalAccess) -> HttpResponse:
+    html = render(
+        request, "portal/medicines_print.html", _schedule_context(request, access, printed="pdf")
+    ).content.decode()
+    return pdf_response(html, filename=f"my-medicines-{access.patient.pk}.pdf")
 
 
 @portal_view

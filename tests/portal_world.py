@@ -13,6 +13,7 @@ from django.utils import timezone
 from careteam.models import AccountKind, Conversation, Message
 from patients.models import Caregiver, Consent
 from referrals.models import Location, ServiceAtLocation
+from transitions.models import MedicationLine, Reconciliation
 
 from . import factories as f
 
@@ -38,6 +39,11 @@ NEVER = (
     "TEAM-TALK-P5",
     "STAFF-ONLY-REPLY-P5",
     "OTHER-PATIENT-GOAL-P5",
+    "STOPPED-MED-P5",
+    "HOME-LIST-MED-P5",
+    "PRESCRIBER-INTERNAL-P5",
+    "RECONCILIATION-NOTE-P5",
+    "OTHER-PATIENT-MED-P5",
     "P-OTHER-1",
     "Elsewhere",
 )
@@ -192,6 +198,20 @@ def build_portal(world) -> Portal:
     )
     items["thread"] = thread
     f.GoalFactory(care_plan=world.other_plan, description="OTHER-PATIENT-GOAL-P5")
+    # medications: the reconciled list (one active line shown on the schedule, one
+    # stopped), a source list that was never reconciled, and the other patient's list
+    items["reconciliation"] = _reconciled(
+        world,
+        patient,
+        [
+            {"name": "SCHEDULED-MED-P5", "dose": "500 mg", "timing": "with breakfast", "times": ["morning"]},
+            {"name": "STOPPED-MED-P5", "status": "stopped", "times": ["morning"]},
+        ],
+    )
+    MedicationLine.objects.create(
+        patient=patient, source="home", name="HOME-LIST-MED-P5", times=["morning"], recorded_by=world.nurse
+    )
+    _reconciled(world, world.other_patient, [{"name": "OTHER-PATIENT-MED-P5", "times": ["morning"]}])
     return Portal(
         world=world,
         patient_user=patient_user,
@@ -203,3 +223,24 @@ def build_portal(world) -> Portal:
         former_consent=former_consent,
         items=items,
     )
+
+
+def _reconciled(world, patient, lines: list[dict]) -> Reconciliation:
+    number = Reconciliation.objects.filter(patient=patient).count() + 1
+    rec = Reconciliation.objects.create(
+        patient=patient,
+        sources=["home", "discharge"],
+        number=number,
+        signed_by=world.pharmacist,
+        note="RECONCILIATION-NOTE-P5",
+    )
+    for fields in lines:
+        MedicationLine.objects.create(
+            patient=patient,
+            source="reconciled",
+            reconciliation=rec,
+            prescriber="PRESCRIBER-INTERNAL-P5",
+            recorded_by=world.pharmacist,
+            **fields,
+        )
+    return rec

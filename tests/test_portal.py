@@ -41,7 +41,7 @@ def client_for(user) -> Client:
     return c
 
 
-OTHER_PATIENTS_OWN = ("OTHER-PATIENT-GOAL-P5", "P-OTHER-1", "Elsewhere")
+OTHER_PATIENTS_OWN = ("OTHER-PATIENT-GOAL-P5", "OTHER-PATIENT-MED-P5", "P-OTHER-1", "Elsewhere")
 TEAM_PATIENT = ("P-TEAM-1", "SHARED-GOAL-P5", "Alice Team")
 
 
@@ -206,7 +206,14 @@ def test_portal_reads_and_refusals_are_audited_with_the_patient(portal):
 def _pages(patient_id: int) -> list[str]:
     return [
         reverse(name, kwargs={"patient_id": patient_id})
-        for name in ("portal:plan", "portal:plan_print", "portal:messages", "portal:caregivers")
+        for name in (
+            "portal:plan",
+            "portal:plan_print",
+            "portal:messages",
+            "portal:caregivers",
+            "portal:medicines",
+            "portal:medicines_print",
+        )
     ]
 
 
@@ -235,6 +242,65 @@ def test_the_pdf_is_a_pdf_of_the_same_shared_plan(portal):
     assert AuditEvent.objects.filter(
         user=portal.patient_user, action="export", detail="portal: plan pdf"
     ).exists()
+
+
+# ---------------------------------------------------------------------------
+# The medication schedule (issue 22)
+# ---------------------------------------------------------------------------
+def test_the_patient_sees_the_medication_schedule_by_time_of_day_linked_from_the_plan(portal, world):
+    c = client_for(portal.patient_user)
+    url = reverse("portal:medicines", kwargs={"patient_id": world.patient.pk})
+    plan_page = c.get(reverse("portal:plan", kwargs={"patient_id": world.patient.pk})).content.decode()
+    assert f'href="{url}"' in plan_page
+    body = c.get(url).content.decode()
+    # active lines of the reconciled list only: never a stopped line, a source list, the
+    # prescriber or the reconciliation's note (portal_world.NEVER, checked on every page)
+    assert body.index("Morning") < body.index("SCHEDULED-MED-P5</strong> 500 mg · with breakfast")
+    assert "Checked by" in body
+    event = AuditEvent.objects.filter(user=portal.patient_user, action="view").latest("pk")
+    assert event.patient_id == world.patient.pk and event.detail == "portal: medication schedule"
+
+
+def test_the_medication_schedule_prints_and_is_a_pdf_in_the_patients_language(portal, world):
+    world.patient.preferred_language = "es"
+    world.patient.save()
+    c = client_for(portal.patient_user)
+    kwargs = {"patient_id": world.patient.pk}
+    printed = c.get(reverse("portal:medicines_print", kwargs=kwargs))
+    assert printed["Content-Language"] == "es"
+    body = printed.content.decode()
+    assert "Mañana" in body and "Cuándo tomar cada medicamento" in body and "SCHEDULED-MED-P5" in body
+    assert not leaks(printed)
+    pdf = c.get(reverse("portal:medicines_pdf", kwargs=kwargs))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    details = set(
+        AuditEvent.objects.filter(user=portal.patient_user, action="export").values_list("detail", flat=True)
+    )
+    assert {"portal: medication schedule print", "portal: medication schedule pdf"} <= details
+
+
+def test_a_caregiver_with_view_access_sees_the_schedule_and_others_get_404(portal, world):
+    Consent.objects.filter(pk=portal.consent.pk).update(caregiver_access="view")
+    kwargs = {"patient_id": world.patient.pk}
+    url = reverse("portal:medicines", kwargs=kwargs)
+    page = client_for(portal.caregiver_user).get(url)
+    assert page.status_code == 200 and "SCHEDULED-MED-P5" in page.content.decode()
+    for user in (portal.former_user, portal.other_patient_user, world.case_manager, world.outsider):
+        for name in ("portal:medicines", "portal:medicines_print", "portal:medicines_pdf"):
+            response = client_for(user).get(reverse(name, kwargs=kwargs))
+            assert response.status_code == 404, (user, name)
+            assert b"SCHEDULED-MED-P5" not in response.content
+
+
+def test_no_reconciled_list_yet_says_so(portal, world):
+    Consent.objects.filter(pk=portal.consent.pk).update(caregiver_access="view")
+    portal.items["reconciliation"].delete()
+    body = (
+        client_for(portal.caregiver_user)
+        .get(reverse("portal:medicines", kwargs={"patient_id": world.patient.pk}))
+        .content.decode()
+    )
+    assert "has not checked a list of your medicines yet" in body and "SCHEDULED-MED-P5" not in body
 
 
 def test_a_sensitive_item_shared_then_refiled_is_hidden_again(portal, world):

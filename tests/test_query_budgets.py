@@ -624,6 +624,46 @@ def test_portal_pages_take_the_same_queries_however_big_the_plan_is(client, worl
         assert body.count('class="goal"') == 26
 
 
+# the portal's medication schedule (page and print): constant in the number of lines
+PORTAL_SCHEDULE_QUERIES = 10
+
+
+def _grow_reconciled_list(world, n: int) -> None:
+    from transitions.models import MedicationLine, Reconciliation
+
+    rec = Reconciliation.objects.filter(patient=world.patient).first() or Reconciliation.objects.create(
+        patient=world.patient, sources=["home", "discharge"], number=1, signed_by=world.pharmacist
+    )
+    times = ["morning", "midday", "evening", "bedtime", "as-needed"]
+    for i in range(n):
+        MedicationLine.objects.create(
+            patient=world.patient,
+            source="reconciled",
+            reconciliation=rec,
+            name=f"Drug {rec.lines.count()}",
+            times=[times[i % 5]] if i % 7 else [],
+            recorded_by=world.pharmacist,
+        )
+
+
+@pytest.mark.parametrize("page", ["portal:medicines", "portal:medicines_print"])
+def test_the_portal_medication_schedule_takes_the_same_queries_however_many_lines(client, world, page):
+    patient_user = f.UserFactory(username="portal-schedule-budget", kind="patient")
+    world.patient.account = patient_user
+    world.patient.save(update_fields=["account"])
+    client.force_login(patient_user)
+    url = reverse(page, kwargs={"patient_id": world.patient.pk})
+    _grow_reconciled_list(world, 1)
+    client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    _grow_reconciled_list(world, 40)
+    with CaptureQueriesContext(connection) as big:
+        body = client.get(url).content.decode()
+    assert len(big.captured_queries) == len(small.captured_queries) <= PORTAL_SCHEDULE_QUERIES
+    assert body.count("<strong>Drug ") == 41
+
+
 def _partner_referrals(world, service, n: int) -> None:
     consent = f.ConsentFactory(patient=world.patient)
     from django.utils import timezone

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db.models import Count, Exists, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import TruncMonth
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from careplans.models import ACTIVITY_OPEN_STATUSES, Activity
 from careteam.conversations import conversations_for_patient
@@ -157,8 +158,15 @@ def source_lines(access: PatientAccess, sources=None) -> QuerySet:
 
 
 def latest_reconciliation(access: PatientAccess) -> Reconciliation | None:
+    return latest_reconciliation_of(access.patient)
+
+
+def latest_reconciliation_of(patient) -> Reconciliation | None:
+    """The patient's current reconciled list (its newest signed version), lines in order.
+    Callers have checked access to the patient (a team member's PatientAccess, or the
+    portal's PortalAccess)."""
     return (
-        Reconciliation.objects.filter(patient=access.patient)
+        Reconciliation.objects.filter(patient=patient)
         .select_related("signed_by")
         .prefetch_related(Prefetch("lines", queryset=MedicationLine.objects.order_by("name", "pk")))
         .order_by("-number")
@@ -221,27 +229,67 @@ SCHEDULE_ORDER = [
 ]
 
 
-def schedule(reconciliation: Reconciliation | None, *, on: dt.date | None = None) -> list[tuple[str, list]]:
+@dataclass(frozen=True)
+class ScheduleLine:
+    """What the schedule shows of a reconciled line: the medicine, its dose and its timing
+    in plain words; never the prescriber, the RxNorm code or the reconciliation's notes."""
+
+    name: str
+    dose: str
+    timing: str
+
+
+@dataclass
+class MedicationSchedule:
+    """The plain-language schedule of one patient: the chart's print and the portal's."""
+
+    groups: list[tuple[str, list[ScheduleLine]]]
+    checked_by: str = ""  # who signed the reconciled list it comes from
+    checked_at: dt.datetime | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.checked_at is not None
+
+
+def schedule(
+    reconciliation: Reconciliation | None, *, on: dt.date | None = None
+) -> list[tuple[str, list[ScheduleLine]]]:
     """The reconciled list by time of day (label, lines), for the patient and family; a
-    line without a time of day goes under "Other times" (its timing in plain words)."""
+    line without a time of day goes under "Other times" (its timing in plain words).
+    Only active lines not stopped before `on` (today)."""
     if reconciliation is None:
         return []
     on = on or timezone.localdate()
-    groups: dict[str, list] = {t.value: [] for t in SCHEDULE_ORDER}
+    groups: dict[str, list[ScheduleLine]] = {t.value: [] for t in SCHEDULE_ORDER}
     other = []
     for line in reconciliation.lines.all():
         if line.status != "active" or (line.stop and line.stop < on):
             continue
+        row = ScheduleLine(name=line.name, dose=line.dose, timing=line.timing)
         if not line.times:
-            other.append(line)
+            other.append(row)
         for t in line.times:
-            groups.setdefault(t, []).append(line)
-    from django.utils.translation import gettext
-
+            groups.setdefault(t, []).append(row)
     out = [(str(TimeOfDay(t).label), groups[t.value]) for t in SCHEDULE_ORDER if groups.get(t.value)]
     if other:
         out.append((gettext("Other times"), other))
     return out
+
+
+def medication_schedule(patient, *, language: str, on: dt.date | None = None) -> MedicationSchedule:
+    """The patient's schedule from their current reconciled list, the fixed words (times
+    of day) in `language`. Two queries whatever the number of lines."""
+    reconciliation = latest_reconciliation_of(patient)
+    with translation.override(language):
+        groups = schedule(reconciliation, on=on)
+    if reconciliation is None:
+        return MedicationSchedule(groups=groups)
+    return MedicationSchedule(
+        groups=groups,
+        checked_by=reconciliation.signed_by.display_name,
+        checked_at=reconciliation.signed_at,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -326,15 +326,11 @@ def reconcile(request: HttpRequest, patient_id: int) -> HttpResponse:
     return render(request, "transitions/reconcile.html", context, status=status)
 
 
-def _schedule_context(request, access) -> dict:
-    reconciliation = selectors.latest_reconciliation(access)
+def _schedule_context(access) -> dict:
     language = access.patient.preferred_language or "en"
-    with translation.override(language):
-        groups = selectors.schedule(reconciliation)
     return {
         "patient": access.patient,
-        "reconciliation": reconciliation,
-        "groups": groups,
+        "schedule": selectors.medication_schedule(access.patient, language=language),
         "language": language,
         "printed_at": timezone.now(),
     }
@@ -346,7 +342,7 @@ def schedule(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The plain-language schedule by time of day, for the patient and family, in the
     patient's language for the fixed words; printable (audited as an export)."""
     access = access_patient_by_id(request.user, patient_id)
-    context = _schedule_context(request, access)
+    context = _schedule_context(access)
     audit(
         user=request.user,
         action=AuditAction.EXPORT,
@@ -364,7 +360,7 @@ def schedule(request: HttpRequest, patient_id: int) -> HttpResponse:
 def schedule_pdf(request: HttpRequest, patient_id: int) -> HttpResponse:
     """The same schedule as a PDF (WeasyPrint, as the plan print)."""
     access = access_patient_by_id(request.user, patient_id)
-    context = _schedule_context(request, access)
+    context = _schedule_context(access)
     audit(
         user=request.user,
         action=AuditAction.EXPORT,

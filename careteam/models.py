@@ -532,6 +532,7 @@ class NotificationKind(models.TextChoices):
     AUTHORISATION_EXPIRING = "authorisation-expiring", "Authorisation about to expire"
     AUTHORISATION_UNITS_LOW = "authorisation-units-low", "Authorisation running out of units"
     AUTHORISATION_EXHAUSTED = "authorisation-exhausted", "Authorisation used up"
+    AUTHORISATION_EXPIRED = "authorisation-expired", "Authorisation expired"
     # the patient portal (portal/): a message, a proposed goal, caregiver access changed,
     # and a patient's message nobody answered in time
     PORTAL_MESSAGE = "portal-message", "Message from the patient or family"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -343,6 +344,18 @@ def all_rules() -> tuple[Rule, ...]:
     return (*RULES, *_REGISTERED)
 
 
+# Steps other apps run at the start of every sweep, before the rules (visits/: an
+# authorisation whose end date has passed becomes expired), registered once from their
+# AppConfig.ready(). Each takes `now`, is idempotent (a second sweep finds nothing left
+# to do) and returns how many objects it moved; one failing never stops the reminders.
+_STEPS: dict[str, Callable[..., int]] = {}
+
+
+def register_step(name: str, step: Callable[..., int]) -> None:
+    """Add an app's state-moving step to the sweep (idempotent per name)."""
+    _STEPS.setdefault(name, step)
+
+
 def _insert_sql(rule: Rule) -> str:
     """The rule's INSERT. Objects whose reminder for this due moment already exists (for
     anyone) are skipped before they are locked, by the `notification_object_idx` probe: the
@@ -390,6 +403,7 @@ def _insert_sql(rule: Rule) -> str:
 class SweepResult:
     created: dict[str, int] = field(default_factory=dict)
     requeued: int = 0
+    moved: dict[str, int] = field(default_factory=dict)  # by the registered steps
 
     @property
     def total(self) -> int:
@@ -430,6 +444,11 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         codename=VIEW_PATIENT, content_type__app_label="patients"
     ).pk
     result = SweepResult()
+    for name, step in _STEPS.items():
+        try:
+            result.moved[name] = step(now=now)
+        except Exception:  # a step's failure is logged; the reminders still go out
+            logger.exception("reminder sweep step %s failed", name)
     for rule in all_rules():
         # One transaction per rule: source rows stay locked only while their rule runs.
         with transaction.atomic(), connection.cursor() as cursor:

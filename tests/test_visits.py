@@ -335,6 +335,82 @@ def test_the_sweep_reminds_the_clinician_before_a_visit_and_warns_of_expiry_and_
 
 
 # ---------------------------------------------------------------------------
+# Expiry: the sweep moves an authorisation past its end date to "expired", once
+# ---------------------------------------------------------------------------
+def _authorisation(world, *, ended_days_ago: int, status: str = "approved", patient=None):
+    patient = patient or world.patient
+    cm = world.case_manager if patient == world.patient else world.other_team_nurse
+    access = patient_access(cm, patient)
+    auth = services.authorisation_create(
+        access=access, by=cm, payer="Acme", service=f"Nursing {ended_days_ago}", discipline=f.discipline("nursing"),
+        units_authorised=5, start_date=timezone.localdate() - dt.timedelta(days=60),
+        end_date=timezone.localdate() + dt.timedelta(days=30), status=status,
+    )  # fmt: skip
+    Authorisation.objects.filter(pk=auth.pk).update(
+        end_date=timezone.localdate() - dt.timedelta(days=ended_days_ago)
+    )
+    auth.refresh_from_db()
+    return auth
+
+
+def test_the_sweep_expires_an_authorisation_past_its_end_date_once_with_history_and_one_warning(world):
+    ended = _authorisation(world, ended_days_ago=1)
+    used_up = _authorisation(world, ended_days_ago=3)
+    Authorisation.objects.filter(pk=used_up.pk).update(status="exhausted", exhausted_at=timezone.now())
+    last_day = _authorisation(world, ended_days_ago=0)  # the end date is still covered
+    requested = _authorisation(world, ended_days_ago=2, status="requested")  # no answer: not expired
+    audits = AuditEvent.objects.filter(object_type="visits.authorisation", detail__startswith="expired")
+    for _ in range(3):  # a late beat, twice more
+        result = reminders_sweep(send_emails=False)
+    assert result.moved["authorisations-expired"] == 0
+    statuses = dict(Authorisation.objects.values_list("pk", "status"))
+    assert statuses == {
+        ended.pk: "expired",
+        used_up.pk: "expired",
+        last_day.pk: "approved",
+        requested.pk: "requested",
+    }
+    ended.refresh_from_db()
+    assert ended.version == 2 and ended.expired_at is not None and "passed" in ended.status_reason
+    version = ended.history.latest()
+    assert version.status == "expired" and version.history_user is None
+    assert version.history_change_reason == "expired by the reminder sweep: end date passed"
+    assert ended.history.filter(status="expired").count() == 1
+    assert sorted(audits.values_list("object_id", flat=True)) == sorted([str(ended.pk), str(used_up.pk)])
+    assert {e.patient_id for e in audits} == {world.patient.pk}
+    warnings = Notification.objects.filter(kind=NotificationKind.AUTHORISATION_EXPIRED)
+    assert sorted((n.recipient_id, n.object_id) for n in warnings) == sorted(
+        [(world.case_manager.pk, ended.pk), (world.case_manager.pk, used_up.pk)]
+    )
+    assert "expired" in warnings[0].title and warnings[0].url.startswith("/visits/authorisations/")
+    # an expired authorisation takes no visits and cannot be approved again
+    with pytest.raises(Exception, match="(?i)expired|approved"):
+        _book(world, world.nurse, start=_at(days=1), authorisation=ended)
+
+
+def test_an_authorisation_expired_by_hand_is_not_warned_about_and_not_moved_again(world):
+    auth = _authorisation(world, ended_days_ago=1)
+    access = patient_access(world.case_manager, world.patient)
+    services.authorisation_set_status(
+        access=access, authorisation=auth, by=world.case_manager, status="expired", expected_version=1
+    )
+    reminders_sweep(send_emails=False)
+    auth.refresh_from_db()
+    assert auth.version == 2 and auth.expired_at is None
+    assert not Notification.objects.filter(kind=NotificationKind.AUTHORISATION_EXPIRED).exists()
+
+
+def test_the_expiry_warning_goes_to_the_patients_case_manager_only(world):
+    other = _authorisation(world, ended_days_ago=1, patient=world.other_patient)
+    mine = _authorisation(world, ended_days_ago=1)
+    reminders_sweep(send_emails=False)
+    assert Authorisation.objects.get(pk=other.pk).status == "expired"
+    warned = Notification.objects.filter(kind=NotificationKind.AUTHORISATION_EXPIRED)
+    assert not warned.filter(object_id=other.pk, recipient=world.case_manager).exists()
+    assert list(warned.filter(recipient=world.case_manager).values_list("object_id", flat=True)) == [mine.pk]
+
+
+# ---------------------------------------------------------------------------
 # Rules that hand on the work
 # ---------------------------------------------------------------------------
 def _pt_rule():

@@ -7,12 +7,14 @@ class VisitsConfig(AppConfig):
     verbose_name = "Visits and service authorisations"
 
     def ready(self) -> None:
-        # the reminder sweep's rules for visits and authorisations, and the receiver that
+        # the reminder sweep's rules for visits and authorisations, its step that expires
+        # authorisations past their end date, and the receiver that
         # runs the hand-on rules when another app reports an event
         from careteam import events, reminders
 
-        from . import reminder_rules, rules
+        from . import reminder_rules, rules, services
 
         for rule in reminder_rules.RULES:
             reminders.register_rule(rule)
+        reminders.register_step("authorisations-expired", services.authorisations_expire)
         events.work_event.connect(rules.on_work_event, dispatch_uid="visits.rules")

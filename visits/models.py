@@ -91,6 +91,8 @@ class Authorisation(Versioned):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     exhausted_at = models.DateTimeField(null=True, blank=True)
+    # set by the reminder sweep when the end date has passed (visits.services.authorisations_expire)
+    expired_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -9,7 +9,9 @@ once: its due moment comes from the object, never from "now".
 - the case manager, AUTHORISATION_EXPIRY_WARNING_DAYS before an approved authorisation
   ends; when AUTHORISATION_UNITS_WARNING units or fewer are left (once per
   authorisation); when its last unit is used (once per time it runs out); and when a
-  request has had no answer for AUTHORISATION_REQUEST_WARNING_DAYS.
+  request has had no answer for AUTHORISATION_REQUEST_WARNING_DAYS; and when the sweep
+  expired it (its end date passed: `visits.services.authorisations_expire`, a step the
+  sweep runs before these rules, registered in VisitsConfig.ready()).
 """
 
 from __future__ import annotations
@@ -89,6 +91,18 @@ RULES: tuple[Rule, ...] = (
             "a.exhausted_at",
             f"{_AUTH} || ' is used up (' || a.units_used || ' of ' || a.units_authorised || ')'",
             "a.status = 'exhausted' AND a.exhausted_at IS NOT NULL",
+        ),
+        recipients_sql=_CASE_MANAGER,
+    ),
+    Rule(
+        kind=NotificationKind.AUTHORISATION_EXPIRED,
+        due_moment="a.expired_at",
+        object_type="visits.authorisation",
+        lock="a",
+        due_sql=_authorisation_due(
+            "a.expired_at",
+            f"{_AUTH} || ' expired: it ended on ' || to_char(a.end_date, 'DD Mon YYYY')",
+            "a.status = 'expired' AND a.expired_at IS NOT NULL",
         ),
         recipients_sql=_CASE_MANAGER,
     ),

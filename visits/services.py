@@ -537,6 +537,44 @@ def authorisation_recount(*, authorisation_id: int, by: User | None = None) -> A
         return auth
 
 
+# at most this many authorisations are expired per sweep (the rest the next minute)
+EXPIRE_BATCH = 500
+EXPIRING_STATUSES = (AuthorisationStatus.APPROVED, AuthorisationStatus.EXHAUSTED)
+
+
+def authorisations_expire(*, now: dt.datetime | None = None, limit: int = EXPIRE_BATCH) -> int:
+    """Authorisations still approved (or used up) after their end date become expired: a
+    step of the reminder sweep (registered in VisitsConfig.ready). Idempotent: rows are
+    claimed with FOR UPDATE SKIP LOCKED and re-checked by status, so two sweeps at once
+    or one run twice expire each authorisation once, with one version in its history
+    (no person: the sweep) and one audit event; the case manager's warning is the sweep's
+    rule `authorisation-expired`, keyed on `expired_at`. The end date is the last day
+    covered, so an authorisation expires on the day after it."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    with transaction.atomic():
+        due = list(
+            Authorisation.objects.select_for_update(skip_locked=True)
+            .filter(status__in=EXPIRING_STATUSES, end_date__lt=today)
+            .order_by("end_date", "pk")[:limit]
+        )
+        for auth in due:
+            from_status = auth.status
+            check_transition(AUTHORISATION_TRANSITIONS, from_status, AuthorisationStatus.EXPIRED)
+            auth.status, auth.expired_at = AuthorisationStatus.EXPIRED, now
+            auth.status_reason = f"End date {auth.end_date:%-d %b %Y} passed"
+            history_by(auth, None, reason="expired by the reminder sweep: end date passed")
+            save_versioned(auth, expected_version=None)
+            audit(
+                user=None,
+                action=AuditAction.UPDATE,
+                obj=auth,
+                patient_id=auth.patient_id,
+                detail=f"expired (was {from_status}): end date {auth.end_date.isoformat()} passed",
+            )
+    return len(due)
+
+
 @transaction.atomic
 def authorisation_document_add(
     *, access: PatientAccess, authorisation: Authorisation, by: User, upload, request=None

@@ -624,6 +624,32 @@ def test_portal_pages_take_the_same_queries_however_big_the_plan_is(client, worl
         assert body.count('class="goal"') == 26
 
 
+# the team's week: session, user, nav, the week's counts, the clinicians, the day's page,
+# its linked activities and the audit row, however many visits the team has
+TEAM_WEEK_QUERIES = 12
+
+
+@pytest.mark.parametrize("visits", [3, 80])
+def test_the_team_week_takes_the_same_queries_however_many_visits(
+    client, world, visits, django_assert_max_num_queries
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    day = timezone.localdate() + dt.timedelta(days=1)
+    first = dt.datetime.combine(day, dt.time(6), tzinfo=timezone.get_current_timezone())
+    for i in range(visits):
+        clinician = world.nurse if i % 2 else world.pharmacist
+        f.VisitFactory(patient=world.patient, clinician=clinician, start=first + dt.timedelta(minutes=7 * i))
+    client.force_login(world.case_manager)
+    url = reverse("visits:team_week")
+    client.get(url, {"day": day.isoformat()})
+    with django_assert_max_num_queries(TEAM_WEEK_QUERIES):
+        response = client.get(url, {"day": day.isoformat()})
+    assert response.content.count(b"data-visit=") == min(visits, 50)
+
+
 # the portal's medication schedule (page and print): constant in the number of lines
 PORTAL_SCHEDULE_QUERIES = 10
 

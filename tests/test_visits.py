@@ -5,6 +5,7 @@ event, also concurrently), and bad inputs refused with nothing half-written."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 
 import pytest
@@ -91,6 +92,84 @@ def test_the_team_week_shows_every_visit_of_the_case_managers_patients_only(worl
     page = client.get(reverse("visits:team_week") + f"?week={mine.start.date()}")
     assert page.status_code == 200
     assert f'data-visit="{mine.pk}"' in page.text and page.text.count("data-visit=") == 1
+
+
+def _team_day_visits(world, n: int, *, day_offset: int = 1, clinician=None):
+    day = timezone.localdate() + dt.timedelta(days=day_offset)
+    first = dt.datetime.combine(day, dt.time(7), tzinfo=timezone.get_current_timezone())
+    return [
+        f.VisitFactory(
+            patient=world.patient,
+            clinician=clinician or world.nurse,
+            start=first + dt.timedelta(minutes=10 * i),
+            duration_minutes=5,
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_team_week_shows_one_day_fifty_visits_a_page_with_the_weeks_counts(world, client):
+    visits = _team_day_visits(world, 60)
+    f.VisitFactory(patient=world.other_patient, clinician=world.other_team_nurse, start=visits[0].start)
+    day = timezone.localtime(visits[0].start).date()
+    client.force_login(world.case_manager)
+    page = client.get(reverse("visits:team_week"), {"day": day.isoformat()})
+    assert page.status_code == 200
+    shown = re.findall(r'data-visit="(\d+)"', page.text)
+    assert shown == [str(v.pk) for v in visits[:50]]
+    assert f'aria-current="page">{day:%a} {day.day} {day:%b} <span class="count">60</span>' in page.text
+    later = re.search(r'href="([^"]+)" rel="next"', page.text).group(1).replace("&amp;", "&")
+    rest = client.get(reverse("visits:team_week") + later)
+    assert re.findall(r'data-visit="(\d+)"', rest.text) == [str(v.pk) for v in visits[50:]]
+    earlier = re.search(r'href="([^"]+)" rel="prev"', rest.text).group(1).replace("&amp;", "&")
+    back = client.get(reverse("visits:team_week") + earlier)
+    assert re.findall(r'data-visit="(\d+)"', back.text) == [str(v.pk) for v in visits[:50]]
+    # the cursor belongs to that day: on another day it is refused
+    cursor = dict(p.split("=", 1) for p in later.lstrip("?").split("&"))["cursor"]
+    other_day = (day + dt.timedelta(days=1)).isoformat()
+    assert client.get(reverse("visits:team_week"), {"day": other_day, "cursor": cursor}).status_code == 400
+
+
+def test_the_team_week_filters_by_clinician(world, client):
+    nurse_visits = _team_day_visits(world, 3)
+    physio = _physio(world)
+    physio_visits = _team_day_visits(world, 2, clinician=physio)
+    day = timezone.localtime(nurse_visits[0].start).date().isoformat()
+    client.force_login(world.case_manager)
+    page = client.get(reverse("visits:team_week"), {"day": day, "clinician": physio.pk})
+    assert re.findall(r'data-visit="(\d+)"', page.text) == [str(v.pk) for v in physio_visits]
+    assert f'<option value="{physio.pk}" selected>' in page.text
+    # a clinician of another team's patient: nothing of theirs, not even in the filter
+    page = client.get(reverse("visits:team_week"), {"day": day, "clinician": world.other_team_nurse.pk})
+    assert page.status_code == 200 and "data-visit=" not in page.text
+    assert f'value="{world.other_team_nurse.pk}"' not in page.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"day": "2026-13-01"},
+        {"day": "yesterday"},
+        {"clinician": "x"},
+        {"clinician": "-1"},
+        {"cursor": "forged"},
+    ],
+)
+def test_bad_team_week_filters_answer_400_and_show_nothing(world, client, query):
+    _team_day_visits(world, 2, day_offset=0)
+    client.force_login(world.case_manager)
+    visits_before = list(Visit.objects.values_list("pk", "version"))
+    page = client.get(reverse("visits:team_week"), query)
+    assert page.status_code == 400 and "data-visit=" not in page.text
+    assert list(Visit.objects.values_list("pk", "version")) == visits_before
+
+
+def test_the_team_week_of_someone_who_manages_nobody_is_empty(world, client):
+    _team_day_visits(world, 2, day_offset=0)
+    client.force_login(world.outsider)
+    page = client.get(reverse("visits:team_week"))
+    assert page.status_code == 200 and "data-visit=" not in page.text
+    assert page.text.count('<span class="count">0</span>') == 8  # seven days and the day shown
 
 
 # ---------------------------------------------------------------------------

@@ -20,11 +20,12 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
-from django.db.models.functions import TruncMonth, TruncWeek
+from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
 from careplans.models import Activity
-from careteam.models import TeamMembership, TeamRole
+from careteam import keyset
+from careteam.models import TeamMembership, TeamRole, User
 from careteam.permissions import PatientAccess, restrict, team_member_q, visible_related
 from referrals.models import Referral
 
@@ -133,15 +134,143 @@ def my_week(user, day: dt.date) -> Calendar:
     return _calendar(with_visible_activities(qs, user), monday)
 
 
-def team_week(user, day: dt.date) -> Calendar:
-    """Every visit, by anyone, of the patients the user is case manager of, in the week
-    of `day`."""
-    monday, start, end = week_bounds(day)
+# the team's week shows one day at a time, this many visits a page (keyset by start, id)
+TEAM_DAY_PAGE = 50
+# at most this many clinicians in the team week's filter
+TEAM_CLINICIANS_LIMIT = 100
+
+
+def team_visits(user) -> QuerySet:
+    """Every visit, by anyone, of the patients the user is case manager of now."""
     managed = TeamMembership.objects.current().filter(
         user_id=user.pk, role=TeamRole.CASE_MANAGER, patient_id=OuterRef("patient_id")
     )
-    qs = visits_for(user).filter(Exists(managed)).in_window(start, end)
-    return _calendar(with_visible_activities(qs, user), monday)
+    return visits_for(user).filter(Exists(managed))
+
+
+@dataclass
+class TeamDay:
+    """One day of the team's week: the week's count per day, the clinicians visiting
+    that week (the filter), and one keyset page of the day's visits by start time."""
+
+    monday: dt.date
+    day: dt.date
+    counts: list[tuple[dt.date, int]]
+    clinicians: list
+    clinician_id: int | None
+    page: keyset.Page
+    conflicts: set[int]
+    route: list
+
+    @property
+    def visits(self) -> list:
+        return self.page.rows
+
+    @property
+    def count(self) -> int:
+        return sum(n for _day, n in self.counts)
+
+    @property
+    def day_count(self) -> int:
+        return dict(self.counts).get(self.day, 0)
+
+    @property
+    def previous(self) -> dt.date:
+        return self.monday - dt.timedelta(days=7)
+
+    @property
+    def next(self) -> dt.date:
+        return self.monday + dt.timedelta(days=7)
+
+
+def team_day_salt(day: dt.date, clinician_id: int | None) -> str:
+    """A cursor belongs to one day and filter: another's answers 400."""
+    return f"visits.team_week:{day.isoformat()}:{clinician_id or ''}"
+
+
+def team_day(
+    user,
+    day: dt.date,
+    *,
+    clinician_id: int | None = None,
+    cursor: str | None = None,
+    query=None,
+    size: int = TEAM_DAY_PAGE,
+) -> TeamDay:
+    """The team's visits of `day` (optionally one clinician's), a page at a time, with
+    the week's count per day. A fixed number of queries whatever the number of visits
+    (counts, clinicians, the page, its linked activities); raises keyset.BadCursor for a
+    cursor this day and filter did not make. A visit is marked a conflict when it
+    overlaps another open visit of the same clinician on the team's patients."""
+    tz = timezone.get_current_timezone()
+    monday, start, end = week_bounds(day)
+    visits = team_visits(user)
+    week = visits.filter(start__gte=start, start__lt=end)
+    counts = dict(
+        week.annotate(local_day=TruncDate("start", tzinfo=tz))
+        .values("local_day")
+        .annotate(n=Count("id"))
+        .values_list("local_day", "n")
+        .order_by()
+    )
+    clinicians = list(
+        User.objects.filter(pk__in=week.exclude(clinician_id=None).values("clinician_id"))
+        .only("id", "username", "first_name", "last_name")
+        .order_by("last_name", "first_name", "id")[:TEAM_CLINICIANS_LIMIT]
+    )
+    day_start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+    rows = visits.filter(start__gte=day_start, start__lt=day_start + dt.timedelta(days=1))
+    if clinician_id is not None:
+        rows = rows.filter(clinician_id=clinician_id)
+    overlapping = visits.filter(
+        clinician_id=OuterRef("clinician_id"),
+        status__in=VISIT_OPEN_STATUSES,
+        start__lt=OuterRef("end"),
+        end__gt=OuterRef("start"),
+    ).exclude(pk=OuterRef("pk"))
+    rows = with_visible_activities(
+        rows.select_related("patient", "clinician", "discipline").annotate(overlaps=Exists(overlapping)),
+        user,
+    )
+    salt = team_day_salt(day, clinician_id)
+    boundary = keyset.decode(cursor, salt=salt, length=2)
+    fields = ("start", "id")
+    if boundary is None:
+        qs = rows.order_by(*fields)
+    elif boundary.backwards:
+        qs = rows.filter(keyset.after_q(fields, boundary.key)).order_by("-start", "-id")
+    else:
+        qs = rows.filter(keyset.after_q(fields, boundary.key, descending=False)).order_by(*fields)
+    page = keyset.page_of(
+        list(qs[: size + 1]),
+        boundary,
+        size=size,
+        key_of=lambda v: (v.start, v.pk),
+        salt=salt,
+        query=query,
+    )
+    conflicts = {v.pk for v in page.rows if v.overlaps and v.status in VISIT_OPEN_STATUSES and v.clinician_id}
+    route: list[tuple[Visit, int | None, bool]] = []
+    previous: dict[int | None, Visit] = {}
+    for visit in page.rows:  # home visits in travel order, per clinician
+        if visit.visit_type != VisitType.HOME or visit.status not in VISIT_OPEN_STATUSES:
+            continue
+        before = previous.get(visit.clinician_id)
+        gap = None if before is None else int((visit.start - before.end).total_seconds() // 60)
+        route.append((visit, gap, gap is not None and gap < TRAVEL_MINUTES))
+        previous[visit.clinician_id] = visit
+    return TeamDay(
+        monday=monday,
+        day=day,
+        counts=[
+            (monday + dt.timedelta(days=n), counts.get(monday + dt.timedelta(days=n), 0)) for n in range(7)
+        ],
+        clinicians=clinicians,
+        clinician_id=clinician_id,
+        page=page,
+        conflicts=conflicts,
+        route=route,
+    )
 
 
 def feed_visits(

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from careteam import keyset
 from careteam.audit import AuditAction, audit, audit_list, note_refusal
 from careteam.concurrency import StaleVersionError
 from careteam.permissions import access_item, audited_patient_view
@@ -78,12 +79,61 @@ def my_week(request: HttpRequest) -> HttpResponse:
     return _calendar_page(request, calendar, title="My week", list_name="visits.my_week", team=False)
 
 
+def _team_week_filters(request: HttpRequest) -> tuple[dt.date, int | None, str]:
+    """The day shown (`day`, else the `week` date as before, else today) and the
+    clinician filter; a malformed `day` or `clinician` is a 400, not a guess."""
+    error = ""
+    day = _day(request)
+    if "day" in request.GET:
+        try:
+            day = dt.date.fromisoformat(request.GET["day"])
+        except ValueError:
+            error = "Choose a day as YYYY-MM-DD."
+    clinician_id = None
+    raw = request.GET.get("clinician", "")
+    if raw:
+        try:
+            clinician_id = int(raw)
+            if clinician_id <= 0 or clinician_id > 2**63 - 1:
+                raise ValueError
+        except ValueError:
+            clinician_id, error = None, "Choose a clinician from the list."
+    return day, clinician_id, error
+
+
 @login_required
 @require_GET
 def team_week(request: HttpRequest) -> HttpResponse:
-    """Every visit of the patients I am case manager of, this week."""
-    calendar = selectors.team_week(request.user, _day(request))
-    return _calendar_page(request, calendar, title="The team's week", list_name="visits.team_week", team=True)
+    """The visits of the patients I am case manager of: the week's count per day and one
+    day's visits (of everyone, or of one clinician), 50 a page."""
+    day, clinician_id, error = _team_week_filters(request)
+    team = None
+    if not error:
+        try:
+            team = selectors.team_day(
+                request.user,
+                day,
+                clinician_id=clinician_id,
+                cursor=request.GET.get(keyset.PARAM),
+                query=request.GET,
+            )
+        except keyset.BadCursor:
+            error = "That page link is out of date or was altered."
+    if team is None:
+        context = {"error": error, "today": timezone.localdate()}
+        return render(request, "visits/team_week.html", context, status=400)
+    audit_list(
+        request,
+        list_name="visits.team_week",
+        patient_ids=sorted({v.patient_id for v in team.visits}),
+        query={"day": team.day.isoformat(), "clinician": clinician_id or ""},
+        detail=f"{len(team.visits)} of {team.day_count} visits on {team.day.isoformat()}",
+    )
+    return render(
+        request,
+        "visits/team_week.html",
+        {"team": team, "today": timezone.localdate(), "title": "The team's week"},
+    )
 
 
 # ---------------------------------------------------------------------------

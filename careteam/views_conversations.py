@@ -288,16 +288,21 @@ def message_edit(
             return _edit_page(request, access, conversation, message, form, status=form.invalid_status)
         return _edit_page(request, access, conversation, message, form, status=422)
     form = MessageEditForm(initial={"text": message.text, "expected_version": message.version})
-    if not message.can_be_edited_by(request.user):
-        form.add_error(
-            None,
-            "This message can no longer be edited (five minutes after posting); post a correction instead.",
-        )
-    return _edit_page(request, access, conversation, message, form)
+    # an unbound form takes no errors: the page says it beside the form instead
+    closed = not message.can_be_edited_by(request.user)
+    return _edit_page(request, access, conversation, message, form, closed=closed)
 
 
-def _edit_page(request, access, conversation, message, form, *, status: int = 200) -> HttpResponse:
-    context = {"patient": access.patient, "conversation": conversation, "message": message, "form": form}
+def _edit_page(
+    request, access, conversation, message, form, *, status: int = 200, closed: bool = False
+) -> HttpResponse:
+    context = {
+        "patient": access.patient,
+        "conversation": conversation,
+        "message": message,
+        "form": form,
+        "closed": closed,
+    }
     return render(request, "conversations/message_edit.html", context, status=status)
 
 

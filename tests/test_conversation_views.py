@@ -243,6 +243,8 @@ def test_editing_late_is_409_and_another_members_edit_403(client, world):
     client.force_login(world.nurse)
     assert client.post(edit, {"text": "Fixed"}).status_code == 428
     Message.objects.filter(pk=m.pk).update(created_at=timezone.now() - dt.timedelta(minutes=6))
+    page = client.get(edit)  # the form, with the reason it can no longer be saved
+    assert page.status_code == 200 and "can no longer be edited" in page.content.decode()
     response = client.post(edit, {"text": "Fixed", "expected_version": 1})
     assert response.status_code == 409 and "edited for 5 minutes" in response.content.decode()
     m.refresh_from_db()

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from careplans.api import views as plan_api
 from referrals.api import views as referral_api
 
 from . import conversations as conv
@@ -15,11 +16,11 @@ from . import views
 router = DefaultRouter()
 router.root_view_name = "api-root"
 router.register("patients", views.PatientViewSet, basename="api-patient")
-router.register("care-plans", views.CarePlanViewSet, basename="api-care-plan")
-router.register("goals", views.GoalViewSet, basename="api-goal")
-router.register("needs", views.NeedViewSet, basename="api-need")
-router.register("activities", views.ActivityViewSet, basename="api-activity")
-router.register("notes", views.NoteViewSet, basename="api-note")
+router.register("care-plans", plan_api.CarePlanViewSet, basename="api-care-plan")
+router.register("goals", plan_api.GoalViewSet, basename="api-goal")
+router.register("needs", plan_api.NeedViewSet, basename="api-need")
+router.register("activities", plan_api.ActivityViewSet, basename="api-activity")
+router.register("notes", plan_api.NoteViewSet, basename="api-note")
 router.register("team-memberships", views.TeamMembershipViewSet, basename="api-team-membership")
 router.register("handoffs", views.HandoffViewSet, basename="api-handoff")
 router.register("referrals", referral_api.ReferralViewSet, basename="api-referral")

@@ -689,6 +689,70 @@ class ProposedNeed(models.Model):
         return self.description
 
 
+class AssignmentStatus(models.TextChoices):
+    """FHIR Task.status, the part a task for the patient goes through."""
+
+    REQUESTED = "requested", "Waiting for the patient"
+    COMPLETED = "completed", "Answered"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class QuestionnaireAssignment(models.Model):
+    """A questionnaire the team asks the patient to answer in the portal: a task for the
+    patient (HL7 SDOH Clinical Care, SDOHCC-TaskForPatient "complete questionnaire"),
+    requested until answered (the response linked) or cancelled. Filed in the
+    questionnaire's sensitivity category, as its response is."""
+
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.CASCADE, related_name="questionnaire_assignments"
+    )
+    care_plan = models.ForeignKey(
+        CarePlan, on_delete=models.SET_NULL, null=True, blank=True, related_name="questionnaire_assignments"
+    )
+    questionnaire = models.ForeignKey(Questionnaire, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(
+        max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.REQUESTED
+    )
+    sensitivity = sensitivity_field()
+    assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    assigned_at = models.DateTimeField(default=timezone.now)
+    response = models.OneToOneField(
+        QuestionnaireResponse,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assignment",
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-assigned_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"
+            ),
+            # one open request per instrument: asking twice would have it answered twice
+            models.UniqueConstraint(
+                fields=["patient", "questionnaire"],
+                condition=Q(status="requested"),
+                name="one_open_assignment_per_questionnaire",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="completed") | Q(response__isnull=False),
+                name="assignment_completed_has_response",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "status"], name="assignment_patient_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.questionnaire.title} for {self.patient_id} ({self.status})"
+
+
 # ---------------------------------------------------------------------------
 # Plan templates (FHIR PlanDefinition + ActivityDefinition)
 # ---------------------------------------------------------------------------

@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from careteam.audit import audit
-from careteam.concurrency import lock_for_update, save_versioned
+from careteam.concurrency import check_version, lock_for_update, save_versioned
 from careteam.models import AuditAction, SensitivityCategory, TeamMembership, TeamRole, User
 from careteam.permissions import PatientAccess, restrict
 
 from . import services as plan_services
 from .models import (
+    AssignmentStatus,
     CarePlan,
     CarePlanStatus,
     NeedCategory,
@@ -40,6 +41,7 @@ from .models import (
     ProposalStatus,
     ProposedNeed,
     Questionnaire,
+    QuestionnaireAssignment,
     QuestionnaireResponse,
     QuestionnaireStatus,
     ResponseStatus,
@@ -627,6 +629,8 @@ class SaveResult:
     errors: dict
     proposals: list = field(default_factory=list)
     handoff: Any = None
+    urgent: bool = False
+    assignment: Any = None
 
 
 @transaction.atomic
@@ -669,41 +673,46 @@ def screening_save(
         detail="completed" if complete else "answers saved",
     )
     if complete:
-        fired = fired_rules(response.questionnaire, answers, response.score)
-        result.proposals = ProposedNeed.objects.bulk_create(
-            [
-                ProposedNeed(
-                    response=response,
-                    rule=rule,
-                    category=rule.category,
-                    domain=rule.domain,
-                    description=rule.description,
-                    sensitivity=response.sensitivity,
-                )
-                for rule in fired
-            ]
-        )
-        if any(rule.urgent for rule in fired):
-            result.handoff = _safety_handoff(access=access, by=by, response=response, request=request)
+        _propose(result, handoff_from=by, request=request)
     return result
 
 
-def _safety_handoff(*, access: PatientAccess, by: User, response: QuestionnaireResponse, request=None):
+def _propose(result: SaveResult, *, handoff_from: User | None, request=None) -> None:
+    """A completed screening's consequences, whoever answered it: one proposed need per
+    rule that fires (filed in the response's sensitivity category), and for an urgent
+    rule the safety handoff to the case manager."""
+    response = result.response
+    fired = fired_rules(response.questionnaire, response.answers, response.score)
+    result.proposals = ProposedNeed.objects.bulk_create(
+        [
+            ProposedNeed(
+                response=response,
+                rule=rule,
+                category=rule.category,
+                domain=rule.domain,
+                description=rule.description,
+                sensitivity=response.sensitivity,
+            )
+            for rule in fired
+        ]
+    )
+    result.urgent = any(rule.urgent for rule in fired)
+    if result.urgent and handoff_from is not None:
+        result.handoff = _safety_handoff(by=handoff_from, response=response, request=request)
+
+
+def _safety_handoff(*, by: User, response: QuestionnaireResponse, request=None):
     """An urgent handoff to the case manager. Its text names no instrument and no answer:
     handoffs are seen by the whole team, the screening itself only by those allowed."""
     from careteam.handoffs import handoff_create
 
-    cm = (
-        TeamMembership.objects.current()
-        .filter(patient=access.patient, role=TeamRole.CASE_MANAGER)
-        .select_related("user")
-        .first()
-    )
-    if cm is None or cm.user_id == by.pk:
+    current = TeamMembership.objects.current().filter(patient_id=response.patient_id)
+    cm = current.filter(role=TeamRole.CASE_MANAGER).select_related("user").first()
+    if cm is None or cm.user_id == by.pk or not current.filter(user_id=by.pk).exists():
         return None
     return handoff_create(
         by=by,
-        patient=access.patient,
+        patient=response.patient,
         to_user=cm.user,
         due_at=timezone.now() + dt.timedelta(hours=4),
         priority="urgent",
@@ -812,6 +821,185 @@ def proposal_dismiss(
         detail="dismissed",
     )
     return proposal
+
+
+# ---------------------------------------------------------------------------
+# Questionnaires the team asks the patient to answer (in the portal)
+# ---------------------------------------------------------------------------
+class AlreadyAnswered(ValidationError):
+    """A second answer to a task already answered (or cancelled): nothing is written."""
+
+
+def assignments_for(access: PatientAccess) -> QuerySet:
+    """The patient's questionnaire tasks the caller may see (sensitive ones filtered)."""
+    return (
+        QuestionnaireAssignment.objects.filter(patient=access.patient)
+        .filter(access.sensitivity_q())
+        .select_related("questionnaire", "assigned_by", "response")
+        .order_by("-assigned_at", "-id")
+    )
+
+
+@transaction.atomic
+def assignment_create(
+    *, access: PatientAccess, by: User, questionnaire: Questionnaire, request=None
+) -> QuestionnaireAssignment:
+    """Ask the patient to answer a questionnaire in the portal: a task for the patient,
+    requested until they answer it. Any team member who may screen may ask (emergency
+    access is read-only; a sensitive instrument only those whose discipline may see it);
+    one open request per instrument."""
+    access.require_edit()
+    if questionnaire.status != QuestionnaireStatus.ACTIVE:
+        raise ValidationError({"questionnaire": "This questionnaire is not in use."})
+    if not access.can_see_sensitivity(questionnaire.sensitivity_id):
+        raise ValidationError(
+            {"questionnaire": "This instrument is restricted to disciplines you do not belong to."}
+        )
+    waiting = ValidationError(
+        {"questionnaire": "The patient has already been asked to answer this questionnaire."}
+    )
+    open_ = QuestionnaireAssignment.objects.filter(
+        patient=access.patient, questionnaire=questionnaire, status=AssignmentStatus.REQUESTED
+    )
+    if open_.exists():
+        raise waiting
+    try:
+        with transaction.atomic():  # two askers at once: the unique key keeps one
+            assignment = QuestionnaireAssignment.objects.create(
+                patient=access.patient,
+                care_plan=_active_plan(access.patient),
+                questionnaire=questionnaire,
+                sensitivity=questionnaire.sensitivity,
+                assigned_by=by,
+            )
+    except IntegrityError:
+        raise waiting from None
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        obj=assignment,
+        patient=access.patient,
+        request=request,
+        detail="questionnaire asked of the patient in the portal",
+    )
+    return assignment
+
+
+@transaction.atomic
+def assignment_cancel(
+    *,
+    access: PatientAccess,
+    by: User,
+    assignment: QuestionnaireAssignment,
+    expected_version: int | None,
+    request=None,
+) -> QuestionnaireAssignment:
+    """Withdraw a request the patient has not answered yet."""
+    access.require_edit()
+    if assignment.patient_id != access.patient.pk or not access.can_see_sensitivity(
+        assignment.sensitivity_id
+    ):
+        raise PermissionDenied("No such questionnaire request.")
+    assignment = lock_for_update(assignment, expected_version)
+    if assignment.status != AssignmentStatus.REQUESTED:
+        raise ValidationError(
+            {"status": f"This request is already {assignment.get_status_display().lower()}."}
+        )
+    assignment.status = AssignmentStatus.CANCELLED
+    assignment.cancelled_at = timezone.now()
+    assignment.cancelled_by = by
+    save_versioned(
+        assignment,
+        expected_version=expected_version,
+        update_fields=["status", "cancelled_at", "cancelled_by"],
+    )
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=assignment,
+        patient=access.patient,
+        request=request,
+        detail="questionnaire request cancelled",
+    )
+    return assignment
+
+
+@transaction.atomic
+def assignment_answer(
+    *,
+    assignment: QuestionnaireAssignment,
+    by: User,
+    answered_by: str,
+    answerer_name: str = "",
+    data,
+    expected_version: int | None,
+    request=None,
+) -> SaveResult:
+    """The patient's (or family's) answers to a questionnaire the team asked for, from
+    the portal (the caller checked the portal account may act for the patient). The
+    answers go through the screening's own parsing, scoring and rules, so the needs they
+    propose reach the team as proposals exactly as a screening entered by staff does;
+    an urgent rule raises the safety handoff from the clinician who asked. Answered
+    once: a second answer is refused (`AlreadyAnswered`) and writes nothing."""
+    if answered_by not in ("patient", "caregiver"):
+        raise ValidationError({"answered_by": "Say who answers: patient or caregiver."})
+    assignment = QuestionnaireAssignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.status != AssignmentStatus.REQUESTED:
+        raise AlreadyAnswered(
+            "This questionnaire was already answered."
+            if assignment.status == AssignmentStatus.COMPLETED
+            else "Your team no longer needs this questionnaire."
+        )
+    check_version(assignment, expected_version)
+    questionnaire = assignment.questionnaire
+    if questionnaire.status != QuestionnaireStatus.ACTIVE:
+        raise ValidationError({"questionnaire": "This questionnaire is not in use any more."})
+    answers, errors = parse_answers(questionnaire, data, complete=True)
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    total, band = score(questionnaire, answers)
+    response = QuestionnaireResponse.objects.create(
+        patient_id=assignment.patient_id,
+        care_plan=assignment.care_plan or _active_plan(assignment.patient),
+        questionnaire=questionnaire,
+        status=ResponseStatus.COMPLETED,
+        answers=answers,
+        answered_by=answered_by,
+        answerer_name=answerer_name.strip()[:200],
+        author=by,
+        score=total,
+        band=band,
+        sensitivity=assignment.sensitivity,
+        started_at=now,
+        authored_at=now,
+        completed_at=now,
+    )
+    audit(
+        user=by,
+        action=AuditAction.CREATE,
+        obj=response,
+        patient=assignment.patient,
+        request=request,
+        detail=f"answered in the portal by the {answered_by}",
+    )
+    result = SaveResult(response=response, errors={}, assignment=assignment)
+    _propose(result, handoff_from=assignment.assigned_by, request=request)
+    assignment.status = AssignmentStatus.COMPLETED
+    assignment.response = response
+    assignment.completed_at = now
+    save_versioned(
+        assignment, expected_version=expected_version, update_fields=["status", "response", "completed_at"]
+    )
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=assignment,
+        patient=assignment.patient,
+        request=request,
+        detail="questionnaire answered in the portal",
+    )
+    return result
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,9 @@ urlpatterns = [
     path("<int:plan_id>/notes/new/", views.note_create, name="note_create"),
     path("<int:plan_id>/templates/", views_screening.plan_templates_view, name="plan_templates"),
     path("screening/patient/<int:patient_id>/", views_screening.screening_start, name="screening_start"),
+    path(
+        "screening/patient/<int:patient_id>/ask/", views_screening.screening_assign, name="screening_assign"
+    ),
     path("screenings/<int:screening_id>/", views_screening.screening_detail, name="screening_detail"),
     path(
         "screenings/<int:screening_id>/proposals/",

@@ -4,6 +4,8 @@ Thin: the rules are in `careplans.screening` and `careplans.plan_templates`."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from careteam.audit import AuditAction, audit, note_refusal
 from careteam.concurrency import STALE_PAGE_MESSAGE, VERSION_REQUIRED, StaleVersionError
+from careteam.models import User
 from careteam.permissions import EMERGENCY_ACCESS_READ_ONLY, access_item, access_patient_by_id
 from careteam.viewhelpers import forbidden
 
@@ -46,16 +49,7 @@ def screening_start(request: HttpRequest, patient_id: int) -> HttpResponse:
     access = access_patient_by_id(request.user, patient_id)
     if access.read_only:
         return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
-    instruments = [
-        q for q in screening.current_questionnaires() if access.can_see_sensitivity(q.sensitivity_id)
-    ]
-    context = {
-        "patient": access.patient,
-        "access": access,
-        "instruments": instruments,
-        "answered_by": AnsweredBy.choices,
-        "screenings": list(screening.screenings_for(access)[:20]),
-    }
+    instruments = _instruments(access)
     if request.method == "GET":
         audit(
             user=request.user,
@@ -65,10 +59,10 @@ def screening_start(request: HttpRequest, patient_id: int) -> HttpResponse:
             request=request,
             detail="screenings",
         )
-        return render(request, "careplans/screening_start.html", context)
+        return render(request, "careplans/screening_start.html", _start_context(access, instruments))
     chosen = next((q for q in instruments if str(q.pk) == request.POST.get("questionnaire")), None)
     if chosen is None:
-        context["error"] = "Choose a questionnaire."
+        context = _start_context(access, instruments) | {"error": "Choose a questionnaire."}
         return render(request, "careplans/screening_start.html", context, status=422)
     try:
         response = screening.screening_start(
@@ -80,9 +74,80 @@ def screening_start(request: HttpRequest, patient_id: int) -> HttpResponse:
             request=request,
         )
     except ValidationError as exc:
-        context["error"] = _messages(exc)
+        context = _start_context(access, instruments) | {"error": _messages(exc)}
         return render(request, "careplans/screening_start.html", context, status=422)
     return redirect("careplans:screening_detail", screening_id=response.pk)
+
+
+def _instruments(access) -> list[Questionnaire]:
+    return [q for q in screening.current_questionnaires() if access.can_see_sensitivity(q.sensitivity_id)]
+
+
+def _start_context(access, instruments) -> dict:
+    return {
+        "patient": access.patient,
+        "access": access,
+        "instruments": instruments,
+        "answered_by": AnsweredBy.choices,
+        "screenings": list(screening.screenings_for(access)[:20]),
+        "assignments": list(screening.assignments_for(access)[:20]),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def screening_assign(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Ask the patient to answer a questionnaire in the portal (`action=assign`), or
+    withdraw a request not answered yet (`action=cancel`, with its version)."""
+    user = cast(User, request.user)
+    access = access_patient_by_id(user, patient_id)
+    start = reverse("careplans:screening_start", kwargs={"patient_id": access.patient.pk}) + "#ask-h"
+    if request.method == "GET":
+        return redirect(start)
+    if access.read_only:
+        return forbidden(request, EMERGENCY_ACCESS_READ_ONLY)
+    instruments = _instruments(access)
+    context = _start_context(access, instruments)
+    action = request.POST.get("action", "assign")
+    try:
+        if action == "cancel":
+            chosen = {str(a.pk): a for a in context["assignments"]}.get(request.POST.get("assignment", ""))
+            version = ScreeningSaveForm(request.POST)
+            if chosen is None:
+                context["ask_error"] = "Choose a request to withdraw."
+                return render(request, "careplans/screening_start.html", context, status=422)
+            if not version.is_valid():
+                context["ask_error"] = STALE_PAGE_MESSAGE
+                return render(request, "careplans/screening_start.html", context, status=VERSION_REQUIRED)
+            screening.assignment_cancel(
+                access=access,
+                by=user,
+                assignment=chosen,
+                expected_version=version.cleaned_data["expected_version"],
+                request=request,
+            )
+            messages.success(request, "The request was withdrawn; the patient no longer sees it.")
+            return redirect(start)
+        questionnaire = next((q for q in instruments if str(q.pk) == request.POST.get("questionnaire")), None)
+        if questionnaire is None:
+            context["ask_error"] = "Choose a questionnaire for the patient to answer."
+            return render(request, "careplans/screening_start.html", context, status=422)
+        screening.assignment_create(access=access, by=user, questionnaire=questionnaire, request=request)
+    except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
+        context = _start_context(access, instruments)
+        context["ask_error"] = STALE_PAGE_MESSAGE
+        return render(request, "careplans/screening_start.html", context, status=409)
+    except PermissionDenied as exc:
+        return forbidden(request, str(exc))
+    except ValidationError as exc:
+        context["ask_error"] = _messages(exc)
+        return render(request, "careplans/screening_start.html", context, status=422)
+    messages.success(
+        request,
+        f"{questionnaire.title} is waiting for the patient in the portal, under “Questions from your team”.",
+    )
+    return redirect(start)
 
 
 def _screening_context(access, response, *, fields=None, errors=None, message=""):
@@ -289,6 +354,7 @@ def plan_templates_view(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 __all__ = [
     "screening_start",
+    "screening_assign",
     "screening_detail",
     "screening_proposals",
     "plan_templates_view",

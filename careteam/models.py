@@ -539,6 +539,8 @@ class NotificationKind(models.TextChoices):
     PORTAL_MESSAGE_UNANSWERED = "portal-message-unanswered", "Patient message not answered"
     PORTAL_GOAL_PROPOSED = "portal-goal-proposed", "Goal proposed by the patient or family"
     PORTAL_CAREGIVER_ACCESS = "portal-caregiver-access", "Caregiver access changed by the patient"
+    PORTAL_QUESTIONNAIRE_ANSWERED = "portal-questionnaire", "Questionnaire answered in the portal"
+    PORTAL_CONSENT_CONFIRMED = "portal-consent-confirmed", "Consent confirmed by the patient"
     AUTHORISATION_UNANSWERED = "authorisation-unanswered", "Authorisation request unanswered"
     # huddles (careteam/huddles.py): the invitation, and the one reminder of a missing answer
     HUDDLE_INVITED = "huddle-invited", "Your update is asked for in a huddle"

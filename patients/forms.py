@@ -257,6 +257,12 @@ class ConsentForm(forms.ModelForm):
         widget=forms.ClearableFileInput(attrs={"accept": "application/pdf,image/png,image/jpeg"}),
     )
 
+    awaiting_confirmation = forms.BooleanField(
+        label="Awaiting the patient's confirmation",
+        required=False,
+        help_text="Not in force until the patient (or a caregiver acting for them) confirms it in the portal.",
+    )
+
     class Meta:
         model = Consent
         fields = [

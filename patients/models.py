@@ -410,6 +410,8 @@ class Consent(Versioned):
         today = timezone.localdate()
         if self.revoked_at is not None:
             return "revoked"
+        if self.status == ConsentStatus.PROPOSED:
+            return "awaiting the patient's confirmation"
         if self.status != ConsentStatus.ACTIVE:
             return self.get_status_display().lower()
         if self.date_given > today:

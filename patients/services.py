@@ -282,12 +282,14 @@ def consent_document_check(upload) -> tuple[str, bytes]:
 @transaction.atomic
 def consent_record(*, access: PatientAccess, by: User, data: dict, document=None, request=None) -> Consent:
     """Record a consent the patient (or their representative) gave, with how it was given
-    and, optionally, the scanned form. A consent naming a caregiver must name a current
+    and, optionally, the scanned form; `awaiting_confirmation` records it as proposed,
+    not in force until the patient confirms it in the portal. A consent naming a caregiver must name a current
     caregiver of this patient."""
     _require_member(access)
     patient = access.patient
     fields = dict(data)
     caregiver = fields.pop("caregiver", None)
+    awaiting = bool(fields.pop("awaiting_confirmation", False))
     today = timezone.localdate()
     errors: dict[str, str] = {}
     if fields.get("scope") == ConsentScope.CAREGIVER:
@@ -310,7 +312,7 @@ def consent_record(*, access: PatientAccess, by: User, data: dict, document=None
         patient=patient,
         caregiver=caregiver if fields.get("scope") == ConsentScope.CAREGIVER else None,
         recorded_by=by,
-        status=ConsentStatus.ACTIVE,
+        status=ConsentStatus.PROPOSED if awaiting else ConsentStatus.ACTIVE,
         **fields,
     )
     consent.full_clean()
@@ -331,7 +333,9 @@ def consent_record(*, access: PatientAccess, by: User, data: dict, document=None
         obj=consent,
         patient=patient,
         request=request,
-        detail=f"consent {consent.scope} ({consent.method})" + (", with document" if checked else ""),
+        detail=f"consent {consent.scope} ({consent.method})"
+        + (", awaiting the patient's confirmation" if awaiting else "")
+        + (", with document" if checked else ""),
     )
     return consent
 

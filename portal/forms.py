@@ -103,6 +103,41 @@ class CaregiverRevokeForm(_Versioned):
     pass
 
 
+class QuestionnaireAnswerForm(_Versioned):
+    """The version of the request the answers were opened at; the answers themselves
+    are parsed by the screening (`careplans.screening.parse_answers`)."""
+
+
+class ConsentConfirmForm(_Versioned):
+    pass
+
+
+# the screening's answer errors, in the portal's words (and language)
+ANSWER_ERRORS = {
+    "This question needs an answer.": _("This question needs an answer."),
+    "Choose one of the answers offered.": _("Choose one of the answers offered."),
+    "Choose one answer.": _("Choose one answer."),
+    "Enter a whole number.": _("Enter a whole number."),
+    "Enter a number.": _("Enter a number."),
+    "Enter a smaller number.": _("Enter a smaller number."),
+    "Enter a date (YYYY-MM-DD).": _("Enter a date (YYYY-MM-DD)."),
+    "Answer yes or no.": _("Answer yes or no."),
+}
+ANSWER_ERROR_DEFAULT = _("Check this answer.")
+
+CONSENT_SCOPE_LABELS = {
+    "treatment": _("You agree to be cared for by your care team."),
+    "information-sharing": _(
+        "You agree that the people on your care team share your information with each other."
+    ),
+    "referral": _(
+        "You agree that your team shares your information with community services they refer you to."
+    ),
+    "caregiver": _("You agree that %(name)s may see your plan online."),
+    "research": _("You agree that your information may be used for research."),
+}
+
+
 class LanguageForm(forms.Form):
     language = forms.ChoiceField(choices=settings.PORTAL_LANGUAGES)
     next = forms.CharField(required=False, max_length=300)

@@ -27,15 +27,18 @@ from django.utils import timezone
 
 from careplans.models import (
     Activity,
+    AssignmentStatus,
     CarePlan,
     CarePlanStatus,
     ExpressedBy,
     Goal,
     GoalPriority,
     Need,
+    QuestionnaireAssignment,
 )
 from careteam.models import AccountKind, Conversation, Message, TeamMembership
 from careteam.permissions import goal_links_visible_q
+from patients.models import Consent, ConsentStatus
 from referrals.models import Referral, ServiceAtLocation
 
 from .access import PortalAccess
@@ -110,6 +113,7 @@ class PortalPlan:
     needs: list = field(default_factory=list)
     referrals: list = field(default_factory=list)
     team: list = field(default_factory=list)
+    questions: list = field(default_factory=list)
     today: dt.date | None = None
 
 
@@ -141,6 +145,17 @@ def portal_plan(access: PortalAccess) -> PortalPlan:
         .filter(patient_id=patient.pk)
         .select_related("user", "discipline")
         .order_by("role", "discipline__name", "user__last_name", "id")
+    )
+    out.questions = list(
+        portal_assignments(access)
+        .filter(
+            Q(status=AssignmentStatus.REQUESTED)
+            | Q(
+                status=AssignmentStatus.COMPLETED,
+                completed_at__date__gte=today - dt.timedelta(days=RECENT_DAYS),
+            )
+        )
+        .order_by("-status", "assigned_at", "id")
     )
     if plan is None:
         return out
@@ -180,6 +195,58 @@ def portal_plan(access: PortalAccess) -> PortalPlan:
         .order_by("-created_at", "-id")
     )
     return out
+
+
+# ---------------------------------------------------------------------------
+# Questions from the team (questionnaires asked of the patient)
+# ---------------------------------------------------------------------------
+def portal_assignments(access: PortalAccess) -> QuerySet:
+    """The questionnaires the team asked this patient to answer. One filed in a
+    sensitivity category (the PHQ-9) is shown to the patient's own account only: not to
+    caregivers, and not in the staff preview (whose viewer the policy may not allow)."""
+    rows = QuestionnaireAssignment.objects.filter(
+        patient_id=access.patient.pk,
+        status__in=(AssignmentStatus.REQUESTED, AssignmentStatus.COMPLETED),
+    ).select_related("questionnaire")
+    if not (access.is_patient and access.user is not None):
+        rows = rows.filter(sensitivity__isnull=True)
+    return rows
+
+
+def portal_assignment(access: PortalAccess, assignment_id) -> QuestionnaireAssignment | None:
+    """One question the patient sees (None: hidden, cancelled or missing alike)."""
+    try:
+        pk = int(assignment_id)
+    except (TypeError, ValueError):
+        return None
+    return portal_assignments(access).filter(pk=pk).first()
+
+
+# ---------------------------------------------------------------------------
+# Consents recorded for the patient
+# ---------------------------------------------------------------------------
+def portal_consents(access: PortalAccess) -> list:
+    """Every consent recorded for the patient, newest first (expired and revoked ones
+    too: the patient may see what they agreed to and when it ended)."""
+    return list(
+        Consent.objects.filter(patient_id=access.patient.pk)
+        .exclude(status__in=(ConsentStatus.ENTERED_IN_ERROR, ConsentStatus.DRAFT))
+        .select_related("caregiver", "recorded_by")
+        .order_by("-date_given", "-id")
+    )
+
+
+def portal_consent(access: PortalAccess, consent_id) -> Consent | None:
+    try:
+        pk = int(consent_id)
+    except (TypeError, ValueError):
+        return None
+    return (
+        Consent.objects.filter(patient_id=access.patient.pk, pk=pk)
+        .exclude(status__in=(ConsentStatus.ENTERED_IN_ERROR, ConsentStatus.DRAFT))
+        .select_related("caregiver")
+        .first()
+    )
 
 
 # ---------------------------------------------------------------------------

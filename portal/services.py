@@ -18,6 +18,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import base36_to_int, urlsafe_base64_encode
 from django.utils.translation import gettext as _
 
+from careplans import screening
 from careplans.models import (
     STATEMENT_MAX_LENGTH,
     Activity,
@@ -79,7 +80,16 @@ def case_managers(patient_id: int):
     return User.objects.filter(pk__in=ids)
 
 
-def _notify_team(*, patient: Patient, kind: str, obj, title: str, url: str, at: dt.datetime) -> int:
+def _notify_team(
+    *,
+    patient: Patient,
+    kind: str,
+    obj,
+    title: str,
+    url: str,
+    at: dt.datetime,
+    sensitivity_id: int | None = None,
+) -> int:
     sent = 0
     for recipient in case_managers(patient.pk):
         if notify(
@@ -90,6 +100,7 @@ def _notify_team(*, patient: Patient, kind: str, obj, title: str, url: str, at: 
             due_moment=at,
             title=f"{title} ({patient.family_name}, {patient.given_name})",
             url=url,
+            sensitivity_id=sensitivity_id,
         ):
             sent += 1
     return sent
@@ -383,6 +394,89 @@ def caregiver_access_revoke(
         title=f"The patient ended {name}'s access to the portal",
         url=reverse("patient_consents", kwargs={"patient_id": access.patient.pk}),
         at=consent.revoked_at,
+    )
+    return consent
+
+
+@transaction.atomic
+def questionnaire_answer(
+    *, access: PortalAccess, by: User, assignment_id, data, expected_version: int | None, request=None
+) -> screening.SaveResult:
+    """The patient (or a caregiver acting for them) answers a questionnaire the team
+    asked for. The screening service parses, scores and proposes needs exactly as for a
+    screening entered by staff; the case manager is notified once (the answer is
+    refused a second time, and the notification's key holds it to one)."""
+    access.require(ACT)
+    assignment = selectors.portal_assignment(access, assignment_id)
+    if assignment is None:
+        raise PermissionDenied(_("No such questionnaire."))
+    result = screening.assignment_answer(
+        assignment=assignment,
+        by=by,
+        answered_by=access.sender_kind,
+        answerer_name=access.caregiver.name if access.caregiver is not None else "",
+        data=data,
+        expected_version=expected_version,
+        request=request,
+    )
+    response = result.response
+    sensitive = response.sensitivity_id is not None
+    # a sensitive instrument is not named: the title is the part every reader sees
+    what = "A questionnaire" if sensitive else response.questionnaire.title
+    proposed = len(result.proposals)
+    title = f"{what} answered by {_who(access)}: {proposed} need{'s' if proposed != 1 else ''} proposed"
+    if result.urgent:
+        title = f"Same-day safety follow-up: {title}"
+    _notify_team(
+        patient=access.patient,
+        kind=NotificationKind.PORTAL_QUESTIONNAIRE_ANSWERED,
+        obj=result.assignment,
+        title=title,
+        url=reverse("careplans:screening_detail", kwargs={"screening_id": response.pk}),
+        at=response.completed_at or timezone.now(),
+        sensitivity_id=response.sensitivity_id,
+    )
+    return result
+
+
+@transaction.atomic
+def consent_confirm(
+    *, access: PortalAccess, by: User, consent_id, expected_version: int | None, request=None
+) -> Consent:
+    """The patient (or a caregiver acting for them) confirms a consent the team recorded
+    as awaiting their confirmation: it is in force from now on. A consent naming a
+    caregiver is the patient's own to confirm. The case manager is notified."""
+    access.require(ACT)
+    consent = selectors.portal_consent(access, consent_id)
+    if consent is None:
+        raise PermissionDenied(_("No such consent."))
+    if consent.scope == ConsentScope.CAREGIVER:
+        access.require(MANAGE_CAREGIVERS)
+    consent = lock_for_update(consent, expected_version)
+    if consent.status != ConsentStatus.PROPOSED or consent.revoked_at is not None:
+        raise ValidationError({"consent": _("This consent is not waiting for your confirmation.")})
+    today = timezone.localdate()
+    if consent.expires_on is not None and consent.expires_on < today:
+        raise ValidationError({"consent": _("This consent has already ended; ask your team about it.")})
+    consent.status = ConsentStatus.ACTIVE
+    consent.note = f"{consent.note}\n" if consent.note else ""
+    consent.note += f"Confirmed in the portal by {_who(access)} on {today.isoformat()}"
+    save_versioned(consent, expected_version=expected_version)
+    audit(
+        user=by,
+        action=AuditAction.UPDATE,
+        obj=consent,
+        patient=access.patient,
+        request=request,
+        detail=f"portal: consent {consent.scope} confirmed by {_who(access)}",
+    )
+    _notify_team(
+        patient=access.patient,
+        kind=NotificationKind.PORTAL_CONSENT_CONFIRMED,
+        obj=consent,
+        title=f"Consent confirmed by {_who(access)}: {consent.get_scope_display()}",
+        url=reverse("patient_consents", kwargs={"patient_id": access.patient.pk}),
+        at=timezone.now(),
     )
     return consent
 

@@ -21,6 +21,17 @@ urlpatterns = [
     path("<int:patient_id>/goals/<int:goal_id>/progress/", views.goal_progress, name="goal_progress"),
     path("<int:patient_id>/activities/<int:activity_id>/done/", views.activity_done, name="activity_done"),
     path("<int:patient_id>/messages/", views.messages, name="messages"),
+    path(
+        "<int:patient_id>/questionnaires/<int:assignment_id>/",
+        views.questionnaire,
+        name="questionnaire",
+    ),
+    path("<int:patient_id>/consents/", views.consents, name="consents"),
+    path(
+        "<int:patient_id>/consents/<int:consent_id>/confirm/",
+        views.consent_confirm,
+        name="consent_confirm",
+    ),
     path("<int:patient_id>/caregivers/", views.caregivers, name="caregivers"),
     path(
         "<int:patient_id>/caregivers/<int:consent_id>/revoke/",

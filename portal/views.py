@@ -5,6 +5,7 @@ the one they chose), and every read and write is audited with the patient."""
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -21,9 +22,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from careteam.audit import audit
+from careplans import screening
+from careteam.audit import audit, note_refusal
 from careteam.concurrency import StaleVersionError
-from careteam.models import AuditAction
+from careteam.models import AuditAction, User
 from careteam.printing import pdf_response
 from patients.models import Caregiver, Consent, ConsentScope
 from transitions.selectors import medication_schedule
@@ -32,14 +34,19 @@ from . import selectors, services
 from .access import ACT, MANAGE_CAREGIVERS, MESSAGE, PortalAccess, access_portal_patient, portal_patients
 from .forms import (
     ACHIEVEMENT_LABELS,
+    ANSWER_ERROR_DEFAULT,
+    ANSWER_ERRORS,
     CAREGIVER_ACCESS_LABELS,
+    CONSENT_SCOPE_LABELS,
     ActivityDoneForm,
     CaregiverGrantForm,
     CaregiverRevokeForm,
+    ConsentConfirmForm,
     GoalProgressForm,
     GoalProposeForm,
     LanguageForm,
     MessageForm,
+    QuestionnaireAnswerForm,
     SetPasswordForm,
     WhatMattersForm,
 )
@@ -479,6 +486,138 @@ def caregiver_revoke(request: HttpRequest, access: PortalAccess, consent_id: int
     )
     if response.status_code == 302:
         return redirect("portal:caregivers", patient_id=access.patient.pk)
+    return response
+
+
+# ---------------------------------------------------------------------------
+# Questions from the team, and consents
+# ---------------------------------------------------------------------------
+def _answer_errors(errors: dict) -> dict:
+    return {
+        link: ANSWER_ERRORS.get(" ".join(e) if isinstance(e, list) else str(e), ANSWER_ERROR_DEFAULT)
+        for link, e in errors.items()
+    }
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def questionnaire(request: HttpRequest, access: PortalAccess, assignment_id: int) -> HttpResponse:
+    """A questionnaire the team asked the patient to answer: the form while it waits
+    (the patient, or a caregiver acting for them, answers it once), a thank-you after."""
+    assignment = selectors.portal_assignment(access, assignment_id)
+    if assignment is None:
+        raise Http404("No such questionnaire.")
+    q = assignment.questionnaire
+    context = _context(request, access, assignment=assignment, questionnaire=q, message="")
+    if request.method == "GET":
+        audit(
+            user=request.user,
+            action=AuditAction.VIEW,
+            obj=assignment,
+            patient=access.patient,
+            request=request,
+            detail="portal: questionnaire",
+        )
+        context["fields"] = screening.form_fields(q, {})
+        return render(request, "portal/questionnaire.html", context)
+    access.require(ACT)
+    version = QuestionnaireAnswerForm(request.POST)
+    if not version.is_valid():
+        return render(request, "portal/refused.html", _context(request, access, form=version), status=428)
+    status = 422
+    try:
+        services.questionnaire_answer(
+            access=access,
+            by=cast(User, request.user),
+            assignment_id=assignment.pk,
+            data=request.POST,
+            expected_version=version.cleaned_data["expected_version"],
+            request=request,
+        )
+    except screening.AlreadyAnswered:
+        context["message"] = _("You already answered this questionnaire; your team has your answers.")
+        status = 409
+    except StaleVersionError as exc:
+        note_refusal(request, exc.audit_reason)
+        context["message"] = _("This page is out of date; reload and try again.")
+        status = 409
+    except PermissionDenied:
+        raise Http404("No such questionnaire.") from None
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        answers, _errors = screening.parse_answers(q, request.POST, complete=False)
+        context["fields"] = screening.form_fields(q, answers, _answer_errors(errors))
+        context["message"] = _("Some answers need attention; see the questions marked below.")
+    else:
+        return redirect("portal:questionnaire", patient_id=access.patient.pk, assignment_id=assignment.pk)
+    context["assignment"] = selectors.portal_assignment(access, assignment.pk) or assignment
+    context.setdefault("fields", screening.form_fields(q, {}))
+    return render(request, "portal/questionnaire.html", context, status=status)
+
+
+def _consent_rows(access: PortalAccess) -> list[dict]:
+    rows = []
+    for consent in selectors.portal_consents(access):
+        what = CONSENT_SCOPE_LABELS.get(consent.scope, consent.get_scope_display())
+        if consent.scope == ConsentScope.CAREGIVER:
+            what = what % {"name": consent.caregiver.name if consent.caregiver_id else _("a caregiver")}
+        state = consent.state
+        rows.append(
+            {
+                "consent": consent,
+                "what": what,
+                "state": state,
+                "may_confirm": state == "awaiting the patient's confirmation"
+                and access.may(ACT)
+                and (consent.scope != ConsentScope.CAREGIVER or access.may(MANAGE_CAREGIVERS)),
+                "may_revoke": consent.scope == ConsentScope.CAREGIVER
+                and state in ("in force", "not yet in force")
+                and access.may(MANAGE_CAREGIVERS),
+            }
+        )
+    return rows
+
+
+@portal_view
+@require_GET
+def consents(request: HttpRequest, access: PortalAccess) -> HttpResponse:
+    """What the patient agreed to, in plain words: scope, who it names, from when until
+    when, and where it stands; confirm one the team recorded as awaiting confirmation."""
+    audit(
+        user=request.user,
+        action=AuditAction.VIEW,
+        obj=access.patient,
+        patient=access.patient,
+        request=request,
+        detail="portal: consents",
+    )
+    context = _context(request, access, rows=_consent_rows(access), access_labels=CAREGIVER_ACCESS_LABELS)
+    return render(request, "portal/consents.html", context)
+
+
+@portal_view
+@require_POST
+def consent_confirm(request: HttpRequest, access: PortalAccess, consent_id: int) -> HttpResponse:
+    access.require(ACT)
+    if selectors.portal_consent(access, consent_id) is None:
+        raise Http404("No such consent.")
+    response = _versioned_post(
+        request,
+        access,
+        ConsentConfirmForm(request.POST),
+        lambda data: services.consent_confirm(
+            access=access,
+            by=cast(User, request.user),
+            consent_id=consent_id,
+            expected_version=data["expected_version"],
+            request=request,
+        ),
+        "",
+    )
+    if response.status_code == 302:
+        return redirect(
+            reverse("portal:consents", kwargs={"patient_id": access.patient.pk}) + f"#consent-{consent_id}"
+        )
     return response
 
 

@@ -131,6 +131,8 @@ RULES: dict[str, str] = {
     # screening (sensitive instruments hidden like sensitive items) and plan templates
     # (preview for every member, apply by the case manager and the plan lead)
     "careplans:screening_start": "patient-write",
+    # ask the patient to answer a questionnaire in the portal, or withdraw the request
+    "careplans:screening_assign": "patient-write",
     "careplans:screening_detail": "patient-write",
     "careplans:screening_proposals": "patient-write",
     "careplans:plan_templates": "team-manage",

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from careplans import screening
+from careplans.models import Questionnaire, QuestionnaireAssignment
 from careteam.models import AccountKind, Conversation, Message
 from patients.models import Caregiver, Consent
 from referrals.models import Location, ServiceAtLocation
@@ -60,6 +62,7 @@ class Portal:
     consent: object
     former_consent: object
     items: dict = field(default_factory=dict)
+    assignment: object = None
 
 
 def build_portal(world) -> Portal:
@@ -212,6 +215,14 @@ def build_portal(world) -> Portal:
         patient=patient, source="home", name="HOME-LIST-MED-P5", times=["morning"], recorded_by=world.nurse
     )
     _reconciled(world, world.other_patient, [{"name": "OTHER-PATIENT-MED-P5", "times": ["morning"]}])
+    # a questionnaire the team asked the patient to answer (Hunger Vital Sign)
+    screening.ensure_shipped_questionnaires()
+    assignment = QuestionnaireAssignment.objects.create(
+        patient=patient,
+        care_plan=plan,
+        questionnaire=Questionnaire.objects.filter(name="HUNGER_VITAL_SIGN").latest("id"),
+        assigned_by=world.case_manager,
+    )
     return Portal(
         world=world,
         patient_user=patient_user,
@@ -222,6 +233,7 @@ def build_portal(world) -> Portal:
         consent=consent,
         former_consent=former_consent,
         items=items,
+        assignment=assignment,
     )
 
 

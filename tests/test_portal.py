@@ -60,13 +60,22 @@ def leaks(response, *, other_patient: bool = False) -> list[str]:
 # ---------------------------------------------------------------------------
 PORTAL_ROUTES = [r for r in routes() if r.name and r.name.startswith("portal:")]
 # what a caregiver with "message" access may not do (needs "act", or is the patient's own)
-ACT_ONLY = {"portal:what_matters", "portal:goal_new", "portal:goal_progress", "portal:activity_done"}
+ACT_ONLY = {
+    "portal:what_matters",
+    "portal:goal_new",
+    "portal:goal_progress",
+    "portal:activity_done",
+    "portal:consent_confirm",
+}
+# a caregiver who may only view or message sees these pages but may not post them
+ACT_TO_POST = {"portal:questionnaire"}
 PATIENT_ONLY = {"portal:caregivers", "portal:caregiver_revoke"}
 POST_ONLY = {
     "portal:what_matters",
     "portal:goal_progress",
     "portal:activity_done",
     "portal:caregiver_revoke",
+    "portal:consent_confirm",
     "portal:language",
 }
 EXEMPT_TABLES = {"careteam_auditevent", "django_session"}
@@ -105,13 +114,14 @@ def _kwargs(route, portal, patient):
         "goal_id": items["goal"].pk,
         "activity_id": items["activity"].pk,
         "consent_id": portal.consent.pk,
+        "assignment_id": portal.assignment.pk,
         "uidb64": "MQ",
         "token": "bad-token",
     }
     return {k: values[k] for k in route.kwargs}
 
 
-CHILD_KWARGS = {"goal_id", "activity_id", "consent_id"}
+CHILD_KWARGS = {"goal_id", "activity_id", "consent_id", "assignment_id"}
 
 
 def _expected(name: str, persona: str, scenario: str, method: str, kwargs=()) -> set:
@@ -138,6 +148,8 @@ def _expected(name: str, persona: str, scenario: str, method: str, kwargs=()) ->
         return {404, 405}
     if persona == "caregiver" and (name in ACT_ONLY or name in PATIENT_ONLY):
         return {403, 405}
+    if persona == "caregiver" and name in ACT_TO_POST and method == "POST":
+        return {403}
     if method == "GET":
         return {405} if name in POST_ONLY else {200}
     return {400, 405, 409, 422, 428}

@@ -590,7 +590,25 @@ PORTAL_PLAN_QUERIES = 20
 def _grow_shared_plan(world, n: int) -> None:
     from django.utils import timezone
 
+    from careplans.models import Questionnaire, QuestionnaireAssignment, QuestionnaireResponse
+    from careplans.screening import ensure_shipped_questionnaires
+
     _grow_plan(world.plan, n)
+    ensure_shipped_questionnaires()
+    hvs = Questionnaire.objects.filter(name="HUNGER_VITAL_SIGN").latest("id")
+    for _ in range(n):  # questions from the team the patient answered
+        now = timezone.now()
+        response = QuestionnaireResponse.objects.create(
+            patient=world.patient, questionnaire=hvs, author=world.case_manager, status="completed"
+        )
+        QuestionnaireAssignment.objects.create(
+            patient=world.patient,
+            questionnaire=hvs,
+            assigned_by=world.case_manager,
+            status="completed",
+            response=response,
+            completed_at=now,
+        )
     service = f.ServiceFactory()
     consent = f.ConsentFactory(patient=world.patient)
     for _ in range(n):
@@ -622,6 +640,7 @@ def test_portal_pages_take_the_same_queries_however_big_the_plan_is(client, worl
     assert len(big.captured_queries) == len(small.captured_queries) <= PORTAL_PLAN_QUERIES
     if page == "portal:plan":
         assert body.count('class="goal"') == 26
+        assert body.count('id="question-') == 26
 
 
 # the team's week: session, user, nav, the week's counts, the clinicians, the day's page,

@@ -80,3 +80,52 @@ def test_invitation_to_plan_in_spanish_to_goal_and_message(new_page, browser, li
     expect(cm.locator("#messages")).to_contain_text("¿Puede venir la enfermera el viernes?")
     expect(cm.locator("#messages")).to_contain_text("patient")
     context.close()
+
+
+def test_the_patient_answers_a_questionnaire_and_the_case_manager_sees_the_need(
+    new_page, browser, live_server, clinic
+):
+    from careplans.models import ProposedNeed
+    from tests import factories as f
+
+    from .conftest import PASSWORD
+
+    world = clinic
+    patient_user = f.UserFactory(username="alice-portal", kind="patient", disciplines=[])
+    world.patient.account = patient_user
+    world.patient.save(update_fields=["account"])
+    cm = new_page(world.case_manager)
+
+    # the case manager asks her, from the chart, to answer the Hunger Vital Sign
+    cm.goto(f"{live_server.url}/patients/{world.patient.pk}/")
+    cm.get_by_role("link", name="Ask the patient to answer").click()
+    cm.get_by_label("Ask the patient to answer").select_option(label="Hunger Vital Sign")
+    cm.get_by_role("button", name="Ask the patient").click()
+    expect(cm.locator(".messages")).to_contain_text("is waiting for the patient in the portal")
+
+    # she signs in: the question is on her plan, in Spanish; she answers it
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="es-ES")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(patient_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/portal/{world.patient.pk}/")
+    expect(page.locator("#questions")).to_contain_text("Preguntas de su equipo")
+    page.locator("#questions").get_by_role("link", name="Responder").click()
+    page.locator('input[name="q-hvs-1"][value="LA28397-0"]').check()
+    page.locator('input[name="q-hvs-2"][value="LA6729-3"]').check()
+    page.get_by_role("button", name="Enviar mis respuestas").click()
+    expect(page.locator("#answered")).to_contain_text("Gracias. Su equipo tiene sus respuestas.")
+    screenshot(page, "portal-questionnaire-es")
+    proposal = ProposedNeed.objects.get(response__patient=world.patient)
+    assert proposal.status == "proposed" and proposal.category == "food"
+
+    # the case manager sees the proposed need on the screening, and accepts it
+    cm.goto(f"{live_server.url}/patients/{world.patient.pk}/")
+    cm.get_by_role("link", name="Ask the patient to answer").click()
+    cm.locator("#ask-h").locator("..").get_by_role("link", name=re.compile("answered")).click()
+    expect(cm.locator("main")).to_contain_text("Food insecurity")
+    expect(cm.locator("main")).to_contain_text("Answered by patient")
+    context.close()

@@ -206,6 +206,38 @@ class Command(BaseCommand):
                     for_patient=True,
                     due_date=today + timedelta(days=7),
                 )
+        self._portal_questions(patient)
+
+    def _portal_questions(self, patient: Patient) -> None:
+        """A questionnaire the case manager asked Maria to answer in the portal (the
+        Hunger Vital Sign), and a consent recorded as awaiting her confirmation."""
+        from careplans.models import Questionnaire, QuestionnaireAssignment
+        from careplans.screening import ensure_shipped_questionnaires
+
+        manager = User.objects.filter(username="casemanager").first()
+        if manager is None:
+            return
+        ensure_shipped_questionnaires()
+        hvs = Questionnaire.objects.filter(name="HUNGER_VITAL_SIGN", status="active").order_by("-id").first()
+        if hvs is not None and not QuestionnaireAssignment.objects.filter(patient=patient).exists():
+            QuestionnaireAssignment.objects.create(
+                patient=patient,
+                care_plan=CarePlan.objects.filter(patient=patient, status="active").first(),
+                questionnaire=hvs,
+                sensitivity=hvs.sensitivity,
+                assigned_by=manager,
+            )
+        if not Consent.objects.filter(patient=patient, scope="research").exists():
+            Consent.objects.create(
+                patient=patient,
+                scope="research",
+                status="proposed",
+                date_given=timezone.localdate(),
+                given_by=patient.full_name,
+                recorded_by=manager,
+                method="verbal",
+                note="Asked at the home visit; Maria wanted to read it at home before agreeing.",
+            )
 
     # -- caseloads: acuity, programmes, a supervisor and one cover period -----
     def _caseloads(self, users: dict[str, User]) -> None:

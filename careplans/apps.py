@@ -21,3 +21,10 @@ class CareplansConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_load_shipped_content, sender=self)
+        # the reminder sweep's rules for overdue activities and plan reviews
+        from careteam import reminders
+
+        from . import reminder_rules
+
+        for rule in reminder_rules.RULES:
+            reminders.register_rule(rule)

@@ -41,11 +41,13 @@ How a view uses it:
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
+from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
@@ -53,6 +55,7 @@ from django.utils import timezone
 
 from .models import (
     EmergencyAccess,
+    MembershipStatus,
     PatientUserObjectPermission,
     SensitivityCategory,
     TeamMembership,
@@ -178,6 +181,84 @@ def sensitivity_visible_q(user, patient_ref: str, sensitivity_ref: str = "sensit
         )
     )
     return Q(**{f"{sensitivity_ref}__isnull": True}) | by_team_role | by_emergency_access
+
+
+# ---------------------------------------------------------------------------
+# The same rules as SQL fragments, for set-based statements over many (user, patient)
+# candidate rows at once (the reminder sweep's INSERT ... SELECT). Each mirrors the ORM
+# rule named in its docstring; tests/test_access_sql_agrees.py evaluates both on every
+# persona and edge case and asserts they answer alike. The fragments are composed from
+# the column expressions the caller passes (never values); they read two bound
+# parameters, which the caller supplies with `sql_params()`: %(today)s (the local date)
+# and %(view_permission)s (the id of the patients.view_patient permission).
+# ---------------------------------------------------------------------------
+def sql_params(now: dt.datetime | None = None) -> dict[str, Any]:
+    """The bound parameters the fragments below read."""
+    return {
+        "today": timezone.localdate(now or timezone.now()),
+        "view_permission": Permission.objects.get(
+            codename=VIEW_PATIENT, content_type__app_label="patients"
+        ).pk,
+    }
+
+
+def current_membership_sql(alias: str = "m") -> str:
+    """Membership row `alias` is current on %(today)s: `TeamMembershipQuerySet.current()`."""
+    return (
+        f"{alias}.status = '{MembershipStatus.ACTIVE.value}' AND {alias}.start_date <= %(today)s"
+        f" AND ({alias}.end_date IS NULL OR {alias}.end_date >= %(today)s)"
+    )
+
+
+def team_member_sql(user_col: str, patient_col: str) -> str:
+    """The user in `user_col` is on the team of the patient in `patient_col` today: an
+    active account, a guardian view grant AND a current membership, `team_member_q`."""
+    return f"""EXISTS (SELECT 1 FROM careteam_user au WHERE au.id = {user_col} AND au.is_active)
+        AND EXISTS (
+            SELECT 1 FROM careteam_patientuserobjectpermission g
+            WHERE g.user_id = {user_col} AND g.content_object_id = {patient_col}
+              AND g.permission_id = %(view_permission)s
+        )
+        AND EXISTS (
+            SELECT 1 FROM careteam_teammembership m
+            WHERE m.user_id = {user_col} AND m.patient_id = {patient_col} AND {current_membership_sql("m")}
+        )"""  # noqa: S608 (composed from column names; values bound)
+
+
+def sensitivity_team_sql(user_col: str, patient_col: str, sensitivity_col: str) -> str:
+    """An item of the category in `sensitivity_col` (NULL: not sensitive) may be seen by
+    the team member in `user_col`: its policy allows the discipline of one of their current
+    memberships on the patient, or they are its case manager. The team-role branch of
+    `sensitivity_visible_q` (its emergency-access branch concerns readers off the team,
+    whom `team_member_sql` already leaves out)."""
+    return f"""(
+            {sensitivity_col} IS NULL
+            OR EXISTS (
+                SELECT 1 FROM careteam_teammembership m
+                WHERE m.user_id = {user_col} AND m.patient_id = {patient_col} AND {current_membership_sql("m")}
+                  AND (m.role = '{TeamRole.CASE_MANAGER.value}' OR m.discipline_id IN (
+                      SELECT ad.discipline_id FROM careteam_sensitivitycategory_allowed_disciplines ad
+                      WHERE ad.sensitivitycategory_id = {sensitivity_col}))
+            )
+        )"""  # noqa: S608 (composed from column names; values bound)
+
+
+def team_member_may_see_sql(user_col: str, patient_col: str, sensitivity_col: str) -> str:
+    """Whom a notification about an item may reach: `team_member_sql` AND
+    `sensitivity_team_sql` (`team_member_q` & `sensitivity_visible_q`, and
+    `team_members_who_may_see` for one patient)."""
+    return f"{team_member_sql(user_col, patient_col)} AND {sensitivity_team_sql(user_col, patient_col, sensitivity_col)}"
+
+
+def current_member_sql(patient_col: str, condition: str, alias: str = "m") -> str:
+    """A JOIN condition picking the current memberships `alias` on the patient in
+    `patient_col` that meet `condition` (a discipline's queue, the case manager)."""
+    return f"{alias}.patient_id = {patient_col} AND {condition} AND {current_membership_sql(alias)}"
+
+
+def case_manager_sql(alias: str = "m") -> str:
+    """Membership row `alias` is a case manager's (`PatientAccess.is_case_manager`)."""
+    return f"{alias}.role = '{TeamRole.CASE_MANAGER.value}'"
 
 
 def team_members_who_may_see(patient_id: int, sensitivity_id: int | None = None) -> QuerySet:

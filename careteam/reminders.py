@@ -18,10 +18,14 @@ Why it is built this way:
 - Source rows are claimed with `FOR UPDATE ... SKIP LOCKED`: a concurrent sweep (or a
   clinician accepting that very handoff) is not waited for; whatever is skipped is
   picked up by the next minute's sweep.
-- A reminder goes only to people who can see the patient right now (the same rule as
-  `careteam.permissions.team_member_q`: a guardian view grant AND a current membership;
-  sensitive activities only to the disciplines their category allows, and the case
-  manager). The email task checks again when it sends.
+- A reminder goes only to people who can see the patient right now: the access layer's
+  SQL form of its own rule (`careteam.permissions.team_member_may_see_sql`: an active
+  account, a guardian view grant AND a current membership; sensitive items only to the
+  disciplines their category allows, and the case manager), which
+  tests/test_access_sql_agrees.py holds equal to `team_member_q`. The email task checks
+  again when it sends.
+- Each app registers its own rules (`register_rule`, from its AppConfig.ready: care plans,
+  referrals, visits, the portal); a rule's own parameters travel with it (`Rule.params`).
 - Emails are enqueued after commit by a background publisher thread, so no request or
   sweep waits on Redis; if Redis is down or hung the failure is logged, the notification
   stays unsent (the row is the outbox), and the sweep enqueues it again after a grace period.
@@ -31,11 +35,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -43,7 +47,12 @@ from . import digest
 from .cover import receiver_sql
 from .models import HANDOFF_OPEN_STATUSES, Notification, NotificationKind
 from .notifications import enqueue_emails
-from .permissions import VIEW_PATIENT
+from .permissions import (
+    case_manager_sql,
+    current_member_sql,
+    sql_params,
+    team_member_may_see_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,43 +61,17 @@ REQUEUE_LIMIT = 20_000
 
 # how a message is published (on the background publisher thread, careteam/publisher.py)
 
-ACTIVITY_OPEN = ("not-started", "scheduled", "in-progress", "on-hold")
 # the debrief window after a discharge (transitions.models.DEBRIEF_FROM_DAYS / _UNTIL_DAYS)
 DEBRIEF_FROM_DAYS, DEBRIEF_UNTIL_DAYS = 7, 30
 
 
 # ---------------------------------------------------------------------------
-# SQL building blocks
+# SQL building blocks (who is on a team, who may see what: careteam.permissions)
 # ---------------------------------------------------------------------------
-# Current membership of user `u` on patient `p` (TeamMembershipQuerySet.current()).
-_CURRENT_MEMBERSHIP = """
-    m.status = 'active' AND m.start_date <= %(today)s
-    AND (m.end_date IS NULL OR m.end_date >= %(today)s)"""
+# "Can recipient t.recipient_id see patient t.patient_id (and the item's category) now?"
+_CAN_SEE = team_member_may_see_sql("t.recipient_id", "t.patient_id", "t.sensitivity_id")
 
-# "Can recipient t.recipient_id see patient t.patient_id now?" The team-member rule of
-# careteam.permissions.team_member_q, written over the candidate rows instead of one user.
-_CAN_SEE = f"""
-    EXISTS (
-        SELECT 1 FROM careteam_patientuserobjectpermission g
-        WHERE g.user_id = t.recipient_id AND g.content_object_id = t.patient_id
-          AND g.permission_id = %(view_permission)s
-    )
-    AND EXISTS (
-        SELECT 1 FROM careteam_teammembership m
-        WHERE m.user_id = t.recipient_id AND m.patient_id = t.patient_id AND {_CURRENT_MEMBERSHIP}
-    )
-    AND (
-        t.sensitivity_id IS NULL
-        OR EXISTS (
-            SELECT 1 FROM careteam_teammembership m
-            WHERE m.user_id = t.recipient_id AND m.patient_id = t.patient_id AND {_CURRENT_MEMBERSHIP}
-              AND (m.role = 'case-manager' OR m.discipline_id IN (
-                  SELECT ad.discipline_id FROM careteam_sensitivitycategory_allowed_disciplines ad
-                  WHERE ad.sensitivitycategory_id = t.sensitivity_id))
-        )
-    )"""
-
-_PATIENT_NAME = "pt.family_name || ', ' || pt.given_name"
+PATIENT_NAME = "pt.family_name || ', ' || pt.given_name"
 # how a title names the item: a handoff by its situation, quoted and cut at 60 characters
 _SITUATION = (
     "'“' || CASE WHEN length(h.situation) > 60 THEN left(h.situation, 59) || '…' ELSE h.situation END || '”'"
@@ -98,7 +81,7 @@ _SITUATION = (
 def _handoff_due(columns: str, title: str, where: str) -> str:
     """The due-objects SELECT of a handoff rule: the handoff and its patient, `columns`
     (the recipients' inputs and the due moment), the notification's title (SQL, with
-    `_SITUATION` and `_PATIENT_NAME` at hand) and the rule's condition."""
+    `_SITUATION` and `PATIENT_NAME` at hand) and the rule's condition."""
     return f"""
             SELECT h.id AS object_id, h.patient_id, {columns},
                    {title} AS title,
@@ -107,7 +90,7 @@ def _handoff_due(columns: str, title: str, where: str) -> str:
             WHERE {where}"""
 
 
-def _days(expr: str) -> str:
+def days(expr: str) -> str:
     """'1 day' / '3 days' for an integer SQL expression."""
     return f"({expr})::text || CASE WHEN ({expr}) = 1 THEN ' day' ELSE ' days' END"
 
@@ -118,12 +101,12 @@ _HANDOFF_RECEIVERS = f"""
     SELECT d.*, d.to_user_id AS recipient_id FROM d WHERE d.to_user_id IS NOT NULL
     UNION ALL
     SELECT d.*, m.user_id FROM d JOIN careteam_teammembership m
-      ON m.patient_id = d.patient_id AND m.discipline_id = d.to_discipline_id AND {_CURRENT_MEMBERSHIP}
+      ON {current_member_sql("d.patient_id", "m.discipline_id = d.to_discipline_id")}
     WHERE d.to_user_id IS NULL"""
 
-_CASE_MANAGER = f"""
+CASE_MANAGER = f"""
     SELECT d.*, m.user_id AS recipient_id FROM d JOIN careteam_teammembership m
-      ON m.patient_id = d.patient_id AND m.role = 'case-manager' AND {_CURRENT_MEMBERSHIP}"""
+      ON {current_member_sql("d.patient_id", case_manager_sql("m"))}"""
 
 
 # a huddle's reminder: HUDDLE_REMINDER_MINUTES before its deadline, or halfway between its
@@ -155,6 +138,8 @@ class Rule:
     # who may receive it: the team rule by default; a rule for partner staff (who see no
     # chart, only their organisation's referrals) says its own in its recipients_sql
     can_see: str = _CAN_SEE
+    # the rule's own bound parameters, beside the sweep's (now, today, tz, ...)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 RULES: tuple[Rule, ...] = (
@@ -165,7 +150,7 @@ RULES: tuple[Rule, ...] = (
         lock="h",
         due_sql=_handoff_due(
             "h.to_user_id, h.to_discipline_id, h.created_at + %(ack)s AS due_moment",
-            f"'Handoff ' || {_SITUATION} || ' is waiting for you to accept it (' || {_PATIENT_NAME} || ')'",
+            f"'Handoff ' || {_SITUATION} || ' is waiting for you to accept it (' || {PATIENT_NAME} || ')'",
             "h.status = 'requested' AND h.created_at <= %(now)s - %(ack)s",
         ),
         recipients_sql=_HANDOFF_RECEIVERS,
@@ -179,7 +164,7 @@ RULES: tuple[Rule, ...] = (
         # without one gets HANDOFF_OVERDUE_RECEIVER instead.
         due_sql=_handoff_due(
             "h.to_user_id, h.to_discipline_id, h.due_at - %(soon)s AS due_moment",
-            f"'Handoff ' || {_SITUATION} || ' is due soon (' || {_PATIENT_NAME} || ')'",
+            f"'Handoff ' || {_SITUATION} || ' is due soon (' || {PATIENT_NAME} || ')'",
             "h.status = ANY(%(handoff_open)s) AND h.due_at > %(now)s AND h.due_at <= %(now)s + %(soon)s",
         ),
         recipients_sql=_HANDOFF_RECEIVERS,
@@ -196,7 +181,7 @@ RULES: tuple[Rule, ...] = (
         # had theirs before they are locked, as the INSERT's own probe does.
         due_sql=_handoff_due(
             "h.to_user_id, h.to_discipline_id, h.due_at AS due_moment",
-            f"'Handoff ' || {_SITUATION} || ' is overdue (' || {_PATIENT_NAME} || ')'",
+            f"'Handoff ' || {_SITUATION} || ' is overdue (' || {PATIENT_NAME} || ')'",
             f"""h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s
               AND (
                   SELECT 1 FROM careteam_notification n
@@ -214,10 +199,10 @@ RULES: tuple[Rule, ...] = (
         lock="h",
         due_sql=_handoff_due(
             "h.due_at AS due_moment",
-            f"'Handoff ' || {_SITUATION} || ' is overdue, escalated to you (' || {_PATIENT_NAME} || ')'",
+            f"'Handoff ' || {_SITUATION} || ' is overdue, escalated to you (' || {PATIENT_NAME} || ')'",
             "h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.HANDOFF_SENT_OVERDUE,
@@ -229,47 +214,10 @@ RULES: tuple[Rule, ...] = (
             "h.from_user_id, h.due_at AS due_moment",
             f"""'Handoff ' || {_SITUATION} || ' you sent is overdue, '
                    || CASE WHEN h.status = 'requested' THEN 'not accepted yet' ELSE 'not completed yet' END
-                   || ' (' || {_PATIENT_NAME} || ')'""",
+                   || ' (' || {PATIENT_NAME} || ')'""",
             "h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s",
         ),
         recipients_sql="SELECT d.*, d.from_user_id AS recipient_id FROM d",
-    ),
-    Rule(
-        kind=NotificationKind.ACTIVITY_OVERDUE,
-        due_moment="((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s)",
-        object_type="careplans.activity",
-        lock="a",
-        # Due at the start of the day after its due date, in the site's time zone.
-        due_sql=f"""
-            SELECT a.id AS object_id, cp.patient_id, a.assigned_to_id, a.owner_discipline_id,
-                   ((a.due_date + 1)::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Activity ''' || a.title || ''' is ' || {_days("%(today)s::date - a.due_date")} || ' overdue (' || {_PATIENT_NAME} || ')' AS title,
-                   '' AS url, a.sensitivity_id
-            FROM careplans_activity a
-            JOIN careplans_careplan cp ON cp.id = a.care_plan_id
-            JOIN patients_patient pt ON pt.id = cp.patient_id
-            WHERE a.status = ANY(%(activity_open)s) AND a.due_date < %(today)s AND cp.status = 'active'""",
-        recipients_sql=f"""
-            SELECT d.*, d.assigned_to_id AS recipient_id FROM d WHERE d.assigned_to_id IS NOT NULL
-            UNION ALL
-            SELECT d.*, m.user_id FROM d JOIN careteam_teammembership m
-              ON m.patient_id = d.patient_id AND m.discipline_id = d.owner_discipline_id
-              AND {_CURRENT_MEMBERSHIP}
-            WHERE d.assigned_to_id IS NULL""",
-    ),
-    Rule(
-        kind=NotificationKind.PLAN_REVIEW_DUE,
-        due_moment="(cp.review_due::timestamp AT TIME ZONE %(tz)s)",
-        object_type="careplans.careplan",
-        lock="cp",
-        due_sql=f"""
-            SELECT cp.id AS object_id, cp.patient_id,
-                   (cp.review_due::timestamp AT TIME ZONE %(tz)s) AS due_moment,
-                   'Review of care plan ''' || cp.title || ''' is ' || CASE WHEN cp.review_due = %(today)s THEN 'due today' ELSE {_days("%(today)s::date - cp.review_due")} || ' overdue' END || ' (' || {_PATIENT_NAME} || ')' AS title,
-                   '' AS url, NULL::bigint AS sensitivity_id
-            FROM careplans_careplan cp JOIN patients_patient pt ON pt.id = cp.patient_id
-            WHERE cp.status = 'active' AND cp.review_due <= %(today)s""",
-        recipients_sql=_CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.REFERRAL_NO_RESPONSE,
@@ -279,7 +227,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
                    {_REFERRAL_DUE} AS due_moment,
-                   'Referral to ''' || s.name || ''' has had no reply for ' || {_days("extract(day FROM %(now)s - r.sent_at)::int")} || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   'Referral to ''' || s.name || ''' has had no reply for ' || {days("extract(day FROM %(now)s - r.sent_at)::int")} || ' (' || {PATIENT_NAME} || ')' AS title,
                    '' AS url, NULL::bigint AS sensitivity_id
             FROM referrals_referral r
             JOIN referrals_service s ON s.id = r.service_id
@@ -299,13 +247,13 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT t.id AS object_id, t.patient_id,
                    t.occurred_at + %(debrief_from)s AS due_moment,
-                   'Debrief the discharge of ' || to_char(t.occurred_at AT TIME ZONE %(tz)s, 'DD Mon YYYY') || ' with the team (' || {_PATIENT_NAME} || ')' AS title,
+                   'Debrief the discharge of ' || to_char(t.occurred_at AT TIME ZONE %(tz)s, 'DD Mon YYYY') || ' with the team (' || {PATIENT_NAME} || ')' AS title,
                    '/transitions/' || t.id || '/debrief/' AS url, NULL::bigint AS sensitivity_id
             FROM transitions_transition t JOIN patients_patient pt ON pt.id = t.patient_id
             WHERE t.kind = 'discharge' AND t.status = 'finished'
               AND t.occurred_at + %(debrief_from)s <= %(now)s AND t.occurred_at + %(debrief_until)s >= %(now)s
               AND NOT EXISTS (SELECT 1 FROM transitions_debrief db WHERE db.transition_id = t.id)""",
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.HUDDLE_ANSWER_DUE,
@@ -317,7 +265,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT i.id AS object_id, h.patient_id, i.user_id, {_HUDDLE_DUE} AS due_moment,
                    'Your huddle update is due by ' || to_char(h.deadline AT TIME ZONE %(tz)s, 'DD Mon HH24:MI')
-                       || ' (' || {_PATIENT_NAME} || ')' AS title,
+                       || ' (' || {PATIENT_NAME} || ')' AS title,
                    '/patients/' || h.patient_id || '/huddles/' || h.id || '/' AS url,
                    NULL::bigint AS sensitivity_id
             FROM careteam_huddleinvitation i
@@ -428,7 +376,6 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "ack": dt.timedelta(minutes=settings.HANDOFF_ACK_REMINDER_MINUTES),
         "soon": dt.timedelta(minutes=settings.HANDOFF_DUE_SOON_MINUTES),
         "handoff_open": list(HANDOFF_OPEN_STATUSES),
-        "activity_open": list(ACTIVITY_OPEN),
         "debrief_from": dt.timedelta(days=DEBRIEF_FROM_DAYS),
         "debrief_until": dt.timedelta(days=DEBRIEF_UNTIL_DAYS),
         "visit_soon": dt.timedelta(hours=settings.VISIT_REMINDER_HOURS),
@@ -439,10 +386,9 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "partner_grace": settings.PARTNER_REFERRER_REMINDER_DAYS,
         "portal_reply": dt.timedelta(hours=settings.PORTAL_MESSAGE_REMINDER_HOURS),
     }
-    # the permission's id as a value (not a join) lets the planner estimate the grants right
-    params["view_permission"] = Permission.objects.get(
-        codename=VIEW_PATIENT, content_type__app_label="patients"
-    ).pk
+    # today and the permission's id as values (not a join: the planner then estimates
+    # the grants right), for the access fragments of careteam.permissions
+    params.update(sql_params(now))
     result = SweepResult()
     for name, step in _STEPS.items():
         try:
@@ -455,7 +401,8 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
             # JIT compiling these statements costs seconds and saves nothing: they are joins
             cursor.execute("SET LOCAL jit = off")
             cursor.execute(
-                _insert_sql(rule), {**params, "kind": str(rule.kind), "object_type": rule.object_type}
+                _insert_sql(rule),
+                {**params, **rule.params, "kind": str(rule.kind), "object_type": rule.object_type},
             )
             ids = [row[0] for row in cursor.fetchall()]
             result.created[str(rule.kind)] = len(ids)

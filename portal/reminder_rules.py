@@ -7,7 +7,7 @@ message's own time plus that delay, so the unique key of careteam.Notification h
 to one reminder whatever the sweeps do (careteam/reminders.py)."""
 
 from careteam.models import NotificationKind
-from careteam.reminders import _CASE_MANAGER, _PATIENT_NAME, Rule
+from careteam.reminders import CASE_MANAGER, PATIENT_NAME, Rule
 
 UNANSWERED_MESSAGE = Rule(
     kind=NotificationKind.PORTAL_MESSAGE_UNANSWERED,
@@ -17,7 +17,7 @@ UNANSWERED_MESSAGE = Rule(
     due_sql=f"""
         SELECT msg.id AS object_id, c.patient_id,
                msg.created_at + %(portal_reply)s AS due_moment,
-               'A message from the ' || au.kind || ' has had no reply (' || {_PATIENT_NAME} || ')' AS title,
+               'A message from the ' || au.kind || ' has had no reply (' || {PATIENT_NAME} || ')' AS title,
                '/patients/' || c.patient_id || '/conversations/' || c.id || '/' AS url,
                NULL::bigint AS sensitivity_id
         FROM careteam_message msg
@@ -32,5 +32,5 @@ UNANSWERED_MESSAGE = Rule(
                 AND (later.to_patient OR later.author_id IN (
                     SELECT u.id FROM careteam_user u WHERE u.kind IN ('patient', 'caregiver')))
           )""",
-    recipients_sql=_CASE_MANAGER,
+    recipients_sql=CASE_MANAGER,
 )

@@ -11,7 +11,7 @@ only their inbox."""
 from __future__ import annotations
 
 from careteam.models import NotificationKind
-from careteam.reminders import Rule, _days
+from careteam.reminders import Rule, days
 
 _DUE = "r.sent_at + s.expected_response_days * interval '1 day'"
 
@@ -24,7 +24,7 @@ PARTNER_WAITING = Rule(
         SELECT r.id AS object_id, NULL::bigint AS patient_id, s.organization_id,
                {_DUE} AS due_moment,
                'Referral #' || r.id || ' to ''' || s.name || ''' has waited for your answer for '
-                   || {_days("extract(day FROM %(now)s - r.sent_at)::int")} AS title,
+                   || {days("extract(day FROM %(now)s - r.sent_at)::int")} AS title,
                '/partner/referrals/' || r.id || '/' AS url, NULL::bigint AS sensitivity_id
         FROM referrals_referral r
         JOIN referrals_service s ON s.id = r.service_id

@@ -17,7 +17,7 @@ once: its due moment comes from the object, never from "now".
 from __future__ import annotations
 
 from careteam.models import NotificationKind
-from careteam.reminders import _CASE_MANAGER, _PATIENT_NAME, Rule
+from careteam.reminders import CASE_MANAGER, PATIENT_NAME, Rule
 
 from .models import VisitType
 
@@ -32,7 +32,7 @@ _AUTH = "'Authorisation ''' || a.service || ''' (' || a.payer || ')'"
 def _authorisation_due(due_moment: str, title: str, where: str) -> str:
     return f"""
             SELECT a.id AS object_id, a.patient_id, {due_moment} AS due_moment,
-                   {title} || ' (' || {_PATIENT_NAME} || ')' AS title,
+                   {title} || ' (' || {PATIENT_NAME} || ')' AS title,
                    '/visits/authorisations/' || a.id || '/' AS url, NULL::bigint AS sensitivity_id
             FROM visits_authorisation a JOIN patients_patient pt ON pt.id = a.patient_id
             WHERE {where}"""
@@ -50,7 +50,7 @@ RULES: tuple[Rule, ...] = (
         due_sql=f"""
             SELECT v.id AS object_id, v.patient_id, v.clinician_id, v.start - %(visit_soon)s AS due_moment,
                    {_VISIT_LABEL} || ' at ' || to_char(v.start AT TIME ZONE v.time_zone, 'DD Mon HH24:MI')
-                       || ' (' || {_PATIENT_NAME} || ')' AS title,
+                       || ' (' || {PATIENT_NAME} || ')' AS title,
                    '/visits/' || v.id || '/' AS url, NULL::bigint AS sensitivity_id
             FROM visits_visit v JOIN patients_patient pt ON pt.id = v.patient_id
             WHERE v.status = 'booked' AND v.clinician_id IS NOT NULL
@@ -67,7 +67,7 @@ RULES: tuple[Rule, ...] = (
             f"{_AUTH} || ' ends on ' || to_char(a.end_date, 'DD Mon YYYY')",
             f"a.status = 'approved' AND a.end_date >= %(today)s AND {_EXPIRY} <= %(now)s",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.AUTHORISATION_UNITS_LOW,
@@ -80,7 +80,7 @@ RULES: tuple[Rule, ...] = (
             "a.status = 'approved' AND a.units_used < a.units_authorised"
             " AND a.units_authorised - a.units_used <= %(auth_units)s",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.AUTHORISATION_EXHAUSTED,
@@ -92,7 +92,7 @@ RULES: tuple[Rule, ...] = (
             f"{_AUTH} || ' is used up (' || a.units_used || ' of ' || a.units_authorised || ')'",
             "a.status = 'exhausted' AND a.exhausted_at IS NOT NULL",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.AUTHORISATION_EXPIRED,
@@ -104,7 +104,7 @@ RULES: tuple[Rule, ...] = (
             f"{_AUTH} || ' expired: it ended on ' || to_char(a.end_date, 'DD Mon YYYY')",
             "a.status = 'expired' AND a.expired_at IS NOT NULL",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.AUTHORISATION_UNANSWERED,
@@ -116,6 +116,6 @@ RULES: tuple[Rule, ...] = (
             f"{_AUTH} || ' has had no answer since ' || to_char(a.requested_at, 'DD Mon YYYY')",
             f"a.status = 'requested' AND {_REQUEST} <= %(now)s",
         ),
-        recipients_sql=_CASE_MANAGER,
+        recipients_sql=CASE_MANAGER,
     ),
 )

@@ -38,7 +38,8 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.urls import reverse
+from django.utils import formats, timezone
 
 from .audit import audit
 from .concurrency import save_versioned
@@ -297,12 +298,21 @@ class CaseloadRows:
             offset=start,
         )
         Patient = apps.get_model("patients", "Patient")  # noqa: N806
+        acuity_labels = {k: str(v) for k, v in Patient._meta.get_field("acuity").flatchoices}
         n = len(CASELOAD_COLUMNS)
         patients = []
         for row in rows:
             patient = Patient.from_db("default", CASELOAD_COLUMNS, row[:n])
-            for name, value in zip(CASELOAD_COUNTS, row[n:], strict=True):
-                setattr(patient, name, value)
+            counts = dict(zip(CASELOAD_COUNTS, row[n:], strict=True))
+            vars(patient).update(
+                counts,
+                # what the row shows, made once here rather than by tags and filters per row
+                chart_url=reverse("patient_chart", kwargs={"patient_id": patient.pk}),
+                acuity_label=acuity_labels.get(patient.acuity, patient.acuity),
+                open_work=counts["open_activities"] + counts["open_handoffs"],
+                overdue_work=counts["overdue_activities"] + counts["overdue_handoffs"],
+                since_label=formats.date_format(counts["since"]) if counts["since"] else "",
+            )
             patients.append(patient)
         prefetch_related_objects(patients, _open_enrolments())
         return patients

@@ -182,7 +182,7 @@ def _notify_mentions(message: Message, users, queues, *, already: set[int] = fro
 # Labels and links
 # ---------------------------------------------------------------------------
 def conversation_url(conversation: Conversation) -> str:
-    return f"/patients/{conversation.patient_id}/conversations/{conversation.pk}/"
+    return conversation.url
 
 
 def message_url(message: Message) -> str:

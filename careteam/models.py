@@ -702,6 +702,11 @@ class Conversation(models.Model):
         return self.subject
 
     @property
+    def url(self) -> str:
+        """Its page (`conversations:detail`), written out: lists show one per row."""
+        return f"/patients/{self.patient_id}/conversations/{self.pk}/"
+
+    @property
     def about(self):
         """The item it is about (None: the patient in general)."""
         for name in CONVERSATION_ABOUT_FIELDS:

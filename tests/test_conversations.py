@@ -335,3 +335,12 @@ def test_the_demo_has_conversations_and_its_sensitive_one_is_hidden_from_the_nur
     subjects = set(visible_conversations(nurse).values_list("subject", flat=True))
     assert "Blister packs before the next refill?" in subjects and "Low mood since the fall" not in subjects
     assert Notification.objects.filter(kind="conversation-mention", recipient__username="pharmacist").exists()
+
+
+def test_a_conversations_url_is_its_pages_url(world):
+    from django.urls import reverse
+
+    c = conv.conversation_start(access=_access(world, world.nurse), by=world.nurse, subject="Doses")
+    assert c.url == reverse(
+        "conversations:detail", kwargs={"patient_id": c.patient_id, "conversation_id": c.pk}
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,6 +294,7 @@ class Change:
     type: str  # created, changed, deleted
     fields: list[tuple[str, str, str]] = field(default_factory=list)  # (label, before, after)
     reason: str = ""  # e.g. whose accepted proposal this version applies
+    link: str = ""  # an entry another app adds may point at what it made (a rule's activity)
 
     @property
     def token(self) -> str:
@@ -355,22 +357,61 @@ HISTORY_SALT = "plan-history"
 RANK = {model: len(TRACKED) - i for i, model in enumerate(TRACKED)}
 
 
-def _walk_q(model, cursor: keyset.Cursor) -> Q:
-    """This model's versions beyond the cursor, in the order (moment, table, version id)
-    newest first, or the other way for a walk back to newer versions."""
-    at, rank, history_id = cursor.key
-    mine = RANK[model]
+def _walk_q(
+    mine: int, cursor: keyset.Cursor, date_field: str = "history_date", id_field: str = "history_id"
+) -> Q:
+    """The entries of the table ranked `mine` beyond the cursor, in the order (moment,
+    table, id) newest first, or the other way for a walk back to newer versions."""
+    at, rank, entry_id = cursor.key
+    lte, lt, gte, gt = (f"{date_field}__{op}" for op in ("lte", "lt", "gte", "gt"))
     if not cursor.backwards:
         if mine < rank:
-            return Q(history_date__lte=at)
+            return Q(**{lte: at})
         if mine > rank:
-            return Q(history_date__lt=at)
-        return keyset.after_q(("history_date", "history_id"), (at, history_id))
+            return Q(**{lt: at})
+        return keyset.after_q((date_field, id_field), (at, entry_id))
     if mine > rank:
-        return Q(history_date__gte=at)
+        return Q(**{gte: at})
     if mine < rank:
-        return Q(history_date__gt=at)
-    return keyset.after_q(("history_date", "history_id"), (at, history_id), descending=False)
+        return Q(**{gt: at})
+    return keyset.after_q((date_field, id_field), (at, entry_id), descending=False)
+
+
+# ---------------------------------------------------------------------------
+# Entries other apps add to the history (a registry: careplans imports none of them)
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HistoryWindow:
+    """What a history source is asked for: its next `limit` entries beyond the page's
+    cursor, in the page's direction, as the plan's own tables walk them."""
+
+    rank: int
+    cursor: keyset.Cursor | None
+    limit: int
+
+    def slice(self, qs: QuerySet, date_field: str, id_field: str = "id") -> QuerySet:
+        if self.cursor is not None:
+            qs = qs.filter(_walk_q(self.rank, self.cursor, date_field, id_field))
+        if self.cursor is not None and self.cursor.backwards:
+            return qs.order_by(date_field, id_field)[: self.limit]
+        return qs.order_by(f"-{date_field}", f"-{id_field}")[: self.limit]
+
+
+# (access, plan, window) -> [(moment, entry id, Change)]: a fixed number of queries, the
+# entries already filtered to what the viewer may see
+HistorySource = Callable[[PatientAccess, CarePlan, HistoryWindow], list[tuple[dt.datetime, int, "Change"]]]
+HISTORY_SOURCES: list[HistorySource] = []
+
+
+def register_history_source(source: HistorySource) -> None:
+    """Add entries of another app (the hand-on rules' firings) to every plan's history,
+    after the plan's own versions at one moment. Called from an `AppConfig.ready`."""
+    if source not in HISTORY_SOURCES:
+        HISTORY_SOURCES.append(source)
+
+
+def _source_rank(index: int) -> int:
+    return -index  # below every plan table (their ranks run from 1 up)
 
 
 def _page_rows(
@@ -389,7 +430,7 @@ def _page_rows(
     )
     qs = base.annotate(before_id=Subquery(before))
     if cursor is not None:
-        qs = qs.filter(_walk_q(model, cursor))
+        qs = qs.filter(_walk_q(RANK[model], cursor))
     backwards = cursor is not None and cursor.backwards
     order = ("history_date", "history_id") if backwards else ("-history_date", "-history_id")
     return list(qs.order_by(*order)[:limit])
@@ -414,11 +455,17 @@ def plan_history_page(
         isinstance(cursor.key[0], dt.datetime) and all(isinstance(v, int) for v in cursor.key[1:])
     ):
         raise keyset.BadCursor("not a cursor of the history")
-    merged = []
+    merged: list[tuple[tuple, Any, Any]] = []
     for model in TRACKED:
         merged += [
             ((row.history_date, RANK[model], row.history_id), model, row)
             for row in _page_rows(access, plan, model, cursor, size + 1)
+        ]
+    for index, source in enumerate(HISTORY_SOURCES):
+        window = HistoryWindow(rank=_source_rank(index), cursor=cursor, limit=size + 1)
+        merged += [
+            ((at, window.rank, entry_id), None, change)
+            for at, entry_id, change in source(access, plan, window)
         ]
     backwards = cursor is not None and cursor.backwards
     merged.sort(key=lambda entry: entry[0], reverse=not backwards)
@@ -441,7 +488,7 @@ def _changes(access: PatientAccess, plan: CarePlan, entries: list) -> list[Chang
     labels = _Labels()
     before_ids: dict[Any, list[int]] = {model: [] for model in TRACKED}
     for _, model, row in entries:
-        if row.before_id is not None:
+        if model is not None and row.before_id is not None:
             before_ids[model].append(row.before_id)
     befores = {
         model: {r.history_id: r for r in historical_model(model).objects.filter(history_id__in=ids)}
@@ -455,6 +502,9 @@ def _changes(access: PatientAccess, plan: CarePlan, entries: list) -> list[Chang
     links = _activity_links(access, plan, activity_rows, [r.history_id for r in activity_rows])
     changes: list[Change] = []
     for _, model, row in entries:
+        if model is None:
+            changes.append(row)  # a registered source's entry, built and filtered by it
+            continue
         values = _row_values(model, row)
         if model is Activity:
             values.update(links.get(row.history_id, EMPTY_LINKS))

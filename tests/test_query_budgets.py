@@ -444,6 +444,39 @@ def test_the_plan_history_takes_the_same_queries_however_many_versions(
         client.get(url + deeper.context["pager"].next_url)
 
 
+def _firings(world, n: int) -> None:
+    from visits import rules
+    from visits.models import HandOnRule
+
+    rule, _ = HandOnRule.objects.get_or_create(
+        name="PT approved", event="authorisation.approved", activity_title="Schedule PT visits",
+        owner_discipline=f.discipline("physical-therapy"), due_in_days=2,
+    )  # fmt: skip
+    for _ in range(n):
+        auth = f.AuthorisationFactory(patient=world.patient, status="approved", created_by=world.case_manager)
+        rules.rules_fire(event="authorisation.approved", obj=auth, by=world.case_manager)
+
+
+@pytest.mark.django_db
+def test_the_plan_history_takes_the_same_queries_however_many_rule_firings(
+    client, world, django_assert_max_num_queries
+):
+    world.plan.status = "active"
+    world.plan.save()
+    _firings(world, 2)
+    client.force_login(world.nurse)
+    url = reverse("careplans:plan_history", kwargs={"plan_id": world.plan.pk})
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    _firings(world, 40)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        first = client.get(url)
+    assert sum(1 for c in first.context["changes"] if c.kind == "rule") >= 20
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(url + first.context["pager"].next_url)
+
+
 @pytest.mark.django_db
 def test_the_audit_search_takes_the_same_queries_on_every_page(client, django_assert_max_num_queries):
     from django.contrib.auth.models import Permission

@@ -8,7 +8,9 @@ care-plan services.
   created, so the same event saved twice, even at the same moment from two requests,
   fires a rule once (the second insert waits for the first transaction and then does
   nothing).
-- Recorded on the plan history: the activity's first version says which rule made it.
+- Recorded on the plan history: each firing is an entry of its own (when, which rule,
+  which event, the activity; `visits.selectors.plan_firings`), and the activity's first
+  version says which rule made it.
 - Acts with the team's authority: a rule is the organisation's decision, so the
   activity is filed with the access of the patient's case manager (else the plan lead)
   while the history and audit name the person whose action fired it.
@@ -24,7 +26,6 @@ import logging
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from careplans import services as plan_services
@@ -120,6 +121,16 @@ def _owner(rule: HandOnRule, obj, by, memberships: list[TeamMembership]):
     return rule.owner_discipline, sole
 
 
+def _source_sensitivity(obj) -> int | None:
+    """The category of what fired the rule (its own, else its need's: a referral made from
+    a behavioural-health need). The activity it makes carries it, so a discipline kept
+    from the need is kept from the activity, its title and its firing too."""
+    own = getattr(obj, "sensitivity_id", None)
+    if own is not None:
+        return own
+    return getattr(getattr(obj, "need", None), "sensitivity_id", None)
+
+
 @transaction.atomic
 def rules_fire(*, event: str, obj, by: User | None, access: PatientAccess | None = None) -> list[RuleFiring]:
     """Fire every active rule for `event` about `obj` (any model with a patient and,
@@ -167,6 +178,7 @@ def rules_fire(*, event: str, obj, by: User | None, access: PatientAccess | None
                         owner_discipline=discipline,
                         assigned_to=assignee,
                         due_date=timezone.localdate() + dt.timedelta(days=rule.due_in_days),
+                        sensitivity_id=_source_sensitivity(obj),
                     )
             except (ValidationError, PermissionDenied) as exc:
                 logger.warning("rule %s on %s %s refused: %s", rule.pk, event, obj.pk, exc)
@@ -187,8 +199,3 @@ def rules_fire(*, event: str, obj, by: User | None, access: PatientAccess | None
         )
         fired.append(RuleFiring.objects.get(pk=firing_id))
     return fired
-
-
-def firings_for(plan: CarePlan):
-    """The rule firings of a plan, newest first (the plan's history shows them)."""
-    return RuleFiring.objects.filter(Q(care_plan=plan)).select_related("rule", "fired_by")

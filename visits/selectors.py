@@ -25,14 +25,23 @@ from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 from django.urls import reverse
 from django.utils import timezone
 
-from careplans.models import Activity
+from careplans.models import Activity, CarePlan
+from careplans.selectors import Change, HistoryWindow
 from careteam import keyset
 from careteam.models import TeamMembership, TeamRole, User
-from careteam.permissions import PatientAccess, restrict, team_member_q, visible_related
+from careteam.permissions import PatientAccess, history_rows, restrict, team_member_q, visible_related
 from careteam.prepared import PreparedQuery
 from referrals.models import Referral
 
-from .models import VISIT_OPEN_STATUSES, Authorisation, Visit, VisitQuerySet, VisitStatus, VisitType
+from .models import (
+    VISIT_OPEN_STATUSES,
+    Authorisation,
+    RuleFiring,
+    Visit,
+    VisitQuerySet,
+    VisitStatus,
+    VisitType,
+)
 
 # home visits closer than this leave no time to travel between them
 TRAVEL_MINUTES = 15
@@ -428,3 +437,62 @@ def scheduling_accuracy(user, *, since: dt.date, period: str = "month") -> dict:
         "since": since,
         "period": period if period in PERIODS else "month",
     }
+
+
+# ---------------------------------------------------------------------------
+# Rule firings on the plan history
+# ---------------------------------------------------------------------------
+def plan_firings(access: PatientAccess, plan: CarePlan) -> QuerySet:
+    """The hand-on rules fired on `plan` that the reader may see, newest first. A firing
+    is left out, not shown blank, when the reader may not see what it created (the
+    activity: the history's own rule, every version of an item ever in a hidden
+    category) or what fired it (a referral made from a need in a hidden category): a
+    neutral line would still say that something hidden happened. A firing whose
+    activity has since been deleted is left out too, as nothing says what it was."""
+    if not access.can_view or plan.patient_id != access.patient.pk:
+        return RuleFiring.objects.none()
+    visible_activities = history_rows(access, Activity).filter(care_plan_id=plan.pk).values("id")
+    hidden_referrals = (
+        Referral.objects.filter(patient_id=plan.patient_id)
+        .exclude(access.sensitivity_q("need__sensitivity"))
+        .values("pk")
+    )
+    return (
+        RuleFiring.objects.filter(care_plan_id=plan.pk, patient_id=plan.patient_id)
+        .filter(Q(activity_id__isnull=True) | Q(activity_id__in=visible_activities))
+        .exclude(activity_id__isnull=True, outcome__startswith="activity ")
+        .exclude(object_type=Referral._meta.label_lower, object_id__in=hidden_referrals)
+        .select_related("rule", "fired_by", "activity")
+        .order_by("-fired_at", "-id")
+    )
+
+
+def firing_event_label(firing: RuleFiring) -> str:
+    """What fired the rule, e.g. "authorisation #12 approved" (no query, no patient text)."""
+    noun, _, verb = firing.event.partition(".")
+    return f"{noun} #{firing.object_id} {verb}"
+
+
+def firing_history_entries(access: PatientAccess, plan: CarePlan, window: HistoryWindow) -> list:
+    """The plan history's entries for rule firings (registered by `VisitsConfig.ready`):
+    one query for a page, whatever the number of firings."""
+    entries = []
+    for firing in window.slice(plan_firings(access, plan), "fired_at"):
+        fields = [("Event", "—", firing_event_label(firing))]
+        link = ""
+        if firing.activity is not None:
+            fields.append(("Activity", "—", firing.activity.title))
+            link = reverse("careplans:activity_detail", kwargs={"activity_id": firing.activity_id})
+        change = Change(
+            at=firing.fired_at,
+            kind="rule",
+            item_id=firing.pk,
+            label=firing.rule.name,
+            by=firing.fired_by.display_name if firing.fired_by else "system",
+            type="fired",
+            fields=fields,
+            reason=firing.outcome,
+            link=link,
+        )
+        entries.append((firing.fired_at, firing.pk, change))
+    return entries

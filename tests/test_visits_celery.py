@@ -35,7 +35,8 @@ def test_the_used_up_warning_is_one_notification_and_one_email(world, main_redis
     access = patient_access(world.case_manager, world.patient)
     auth = services.authorisation_create(
         access=access, by=world.case_manager, payer="Acme", service="Nursing visits",
-        discipline=f.discipline("nursing"), units_authorised=1, start_date=timezone.localdate(),
+        discipline=f.discipline("nursing"), units_authorised=1,
+        start_date=timezone.localdate() - dt.timedelta(days=1),  # the visit below may fall on yesterday
         end_date=timezone.localdate() + dt.timedelta(days=90), status="approved",
     )  # fmt: skip
     visit = services.visit_book(

@@ -618,6 +618,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"emails would go to {settings.EMAIL_FILE_PATH}, not {maildir}")
     from careteam import handoffs as handoff_services
     from careteam import publisher
+    from careteam.permissions import patient_access
     from careteam.reference import ensure_reference_data
 
     call_command("migrate", verbosity=0)
@@ -654,9 +655,11 @@ def main(argv=None) -> int:
                 close_old_connections()  # what Django does around each request (with its health check)
                 started = time.perf_counter()
                 try:
+                    # as the page does: the sender's access to the patient, then the service
+                    access = patient_access(sender, patient)
                     h = handoff_services.handoff_create(
+                        access=access,
                         by=sender,
-                        patient=patient,
                         to_user=receiver,
                         due_at=timezone.now() + dt.timedelta(seconds=lead),
                         situation=f"Bench handoff {i}",

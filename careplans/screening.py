@@ -29,7 +29,7 @@ from django.utils import timezone
 from careteam.audit import audit
 from careteam.concurrency import check_version, lock_for_update, save_versioned
 from careteam.models import AuditAction, SensitivityCategory, TeamMembership, TeamRole, User
-from careteam.permissions import PatientAccess, restrict
+from careteam.permissions import PatientAccess, patient_access, restrict
 
 from . import services as plan_services
 from .models import (
@@ -712,7 +712,7 @@ def _safety_handoff(*, by: User, response: QuestionnaireResponse, request=None):
         return None
     return handoff_create(
         by=by,
-        patient=response.patient,
+        access=patient_access(by, response.patient),
         to_user=cm.user,
         due_at=timezone.now() + dt.timedelta(hours=4),
         priority="urgent",

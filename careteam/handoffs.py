@@ -26,7 +26,7 @@ from .models import (
     User,
 )
 from .notifications import handoff_notifications_mark_read, notify_handoff_answered, notify_handoff_received
-from .permissions import restrict, team_patients_for
+from .permissions import PatientAccess, restrict, team_patients_for
 from .statemachine import check_transition
 
 # ---------------------------------------------------------------------------
@@ -76,8 +76,8 @@ def _handoff_validate(h: Handoff) -> None:
 @transaction.atomic
 def handoff_create(
     *,
+    access: PatientAccess,
     by: User,
-    patient,
     due_at: dt.datetime,
     situation: str,
     background: str,
@@ -91,6 +91,8 @@ def handoff_create(
     kind: str = "patient",
     request=None,
 ) -> Handoff:
+    """Hand work on `access.patient` to a team member or a discipline's queue (SBAR)."""
+    patient = access.patient
     handoff = Handoff(
         patient=patient,
         care_plan=care_plan,
@@ -125,17 +127,23 @@ def _handoff_receiver_ok(handoff: Handoff, user: User) -> bool:
     )
 
 
+def _handoff_locked(access: PatientAccess, handoff: Handoff, *related: str) -> Handoff:
+    """The handoff re-read under a row lock, from the patient `access` is about (another
+    patient's handoff is missing here, as it is to every read)."""
+    return (
+        Handoff.objects.select_for_update(of=("self",))
+        .select_related("from_user", "patient", *related)
+        .get(pk=handoff.pk, patient_id=access.patient.pk)
+    )
+
+
 @transaction.atomic
 def handoff_accept(
-    *, handoff: Handoff, by: User, expected_version: int | None = None, request=None
+    *, access: PatientAccess, by: User, handoff: Handoff, expected_version: int | None = None, request=None
 ) -> Handoff:
     """Acknowledge a handoff. For a discipline queue the first acceptance wins; a later
     one gets 'already accepted by X' (before its version is compared, so it says who)."""
-    handoff = (
-        Handoff.objects.select_for_update(of=("self",))
-        .select_related("accepted_by", "from_user", "patient")
-        .get(pk=handoff.pk)
-    )
+    handoff = _handoff_locked(access, handoff, "accepted_by")
     if handoff.status != HandoffStatus.REQUESTED and handoff.accepted_by_id is not None:
         who = "you" if handoff.accepted_by_id == by.pk else handoff.accepted_by.display_name
         raise ValidationError(
@@ -168,13 +176,15 @@ def handoff_accept(
 
 @transaction.atomic
 def handoff_reject(
-    *, handoff: Handoff, by: User, reason: str, expected_version: int | None = None, request=None
+    *,
+    access: PatientAccess,
+    by: User,
+    handoff: Handoff,
+    reason: str,
+    expected_version: int | None = None,
+    request=None,
 ) -> Handoff:
-    handoff = (
-        Handoff.objects.select_for_update(of=("self",))
-        .select_related("from_user", "patient")
-        .get(pk=handoff.pk)
-    )
+    handoff = _handoff_locked(access, handoff)
     if not (reason or "").strip():
         raise ValidationError({"status_reason": "Give a reason for rejecting the handoff."})
     if not _handoff_receiver_ok(handoff, by):
@@ -201,24 +211,28 @@ def handoff_reject(
 @transaction.atomic
 def handoff_set_status(
     *,
-    handoff: Handoff,
+    access: PatientAccess,
     by: User,
+    handoff: Handoff,
     status: str,
     reason: str = "",
     expected_version: int | None = None,
     request=None,
 ) -> Handoff:
     """Start, complete or cancel. The receiver works it; the sender (or case manager) cancels."""
-    handoff = (
-        Handoff.objects.select_for_update(of=("self",))
-        .select_related("from_user", "patient")
-        .get(pk=handoff.pk)
-    )
+    handoff = _handoff_locked(access, handoff)
     if status == HandoffStatus.ACCEPTED:
-        return handoff_accept(handoff=handoff, by=by, expected_version=expected_version, request=request)
+        return handoff_accept(
+            access=access, by=by, handoff=handoff, expected_version=expected_version, request=request
+        )
     if status == HandoffStatus.REJECTED:
         return handoff_reject(
-            handoff=handoff, by=by, reason=reason, expected_version=expected_version, request=request
+            access=access,
+            by=by,
+            handoff=handoff,
+            reason=reason,
+            expected_version=expected_version,
+            request=request,
         )
     check_version(handoff, expected_version)
     check_transition(HANDOFF_TRANSITIONS, handoff.status, status)

@@ -66,7 +66,7 @@ def handoff_create(request: HttpRequest, patient_id: int) -> HttpResponse:
                 with transaction.atomic():
                     handoff = handoff_services.handoff_create(
                         by=request.user,
-                        patient=access.patient,
+                        access=access,
                         request=request,
                         **{name: data[name] for name in HandoffForm.base_fields},
                     )
@@ -113,6 +113,7 @@ def handoff_detail(request: HttpRequest, handoff_id: int) -> HttpResponse:
             data = action_form.cleaned_data
             try:
                 handoff_services.handoff_set_status(
+                    access=access,
                     handoff=handoff,
                     by=request.user,
                     status=ACTION_STATUS[data["action"]],

@@ -29,6 +29,7 @@ from psycopg import sql
 from careteam import handoffs as handoff_services
 from careteam.models import AuditAction, AuditEvent, DatabaseRestore, Handoff, Notification, NotificationKind
 from careteam.notifications import notification_email_send
+from careteam.permissions import patient_access
 from careteam.reminders import emails_requeue, reminders_sweep
 from careteam.services import database_restore_record
 from tests.processes import worker_database_url
@@ -50,7 +51,7 @@ def _handoff(
 ):
     h = handoff_services.handoff_create(
         by=world.lead,
-        patient=world.patient,
+        access=patient_access(world.lead, world.patient),
         to_user=to_user,
         due_at=timezone.now() + due_in,
         situation=situation,

@@ -14,6 +14,7 @@ from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.cover import receiver_for
 from careteam.models import AuditEvent, Cover, Handoff, Notification, TeamMembership
+from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
 from patients.models import Patient, Programme, ProgrammeEnrolment
 from tests import factories as f
@@ -228,7 +229,7 @@ def test_cover_routes_handoffs_reminders_and_my_work_to_the_colleague_and_back(c
     ).exists()
     h = handoff_services.handoff_create(
         by=world.case_manager,
-        patient=world.patient,
+        access=patient_access(world.case_manager, world.patient),
         to_user=world.nurse,
         due_at=timezone.now() + dt.timedelta(hours=5),
         situation="S",

@@ -14,6 +14,7 @@ from django.utils import timezone
 from careteam import caseloads
 from careteam import handoffs as handoff_services
 from careteam.models import Cover, Handoff, Notification, NotificationKind, TeamMembership
+from careteam.permissions import patient_access
 from careteam.tasks import memberships_sync as memberships_sync_task
 from careteam.tasks import reminders_sweep as reminders_sweep_task
 from tests import factories as f
@@ -42,7 +43,7 @@ def worker(broker, tmp_path):
 def _old_handoff(world, situation: str) -> Handoff:
     h = handoff_services.handoff_create(
         by=world.lead,
-        patient=world.patient,
+        access=patient_access(world.lead, world.patient),
         to_user=world.nurse,
         due_at=timezone.now() + dt.timedelta(days=1),
         situation=situation,

@@ -16,6 +16,7 @@ from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.digest import digest_email_send, preference_update
 from careteam.models import Digest, UserPreference
+from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
 from tests import factories as f
 
@@ -37,7 +38,7 @@ def _opt_in(user, *, at: dt.time = dt.time(17, 0), tz: str = "America/New_York")
 def _waiting_handoff(world, to_user, *, situation="Discharged today after a fall"):
     return handoff_services.handoff_create(
         by=world.lead,
-        patient=world.patient,
+        access=patient_access(world.lead, world.patient),
         to_user=to_user,
         due_at=timezone.now() + dt.timedelta(days=3),
         situation=situation,

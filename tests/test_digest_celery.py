@@ -15,6 +15,7 @@ from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.digest import preference_update
 from careteam.models import Digest
+from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
 from tests import factories as f
 from tests.test_reminders_celery import Worker, _wait, main_redis, queue, workers  # noqa: F401 - fixtures
@@ -49,7 +50,7 @@ def test_two_concurrent_sweeps_send_each_digest_once(world, main_redis, queue, w
     for user in people:
         handoff_services.handoff_create(
             by=world.lead,
-            patient=world.patient,
+            access=patient_access(world.lead, world.patient),
             to_user=user,
             due_at=timezone.now() + dt.timedelta(days=2),
             situation="Needs a visit",

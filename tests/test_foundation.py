@@ -167,7 +167,7 @@ def test_handoff_requires_all_sbar_fields_and_writes_nothing(world):
     with pytest.raises(ValidationError) as exc:
         team_services.handoff_create(
             by=world.nurse,
-            patient=world.patient,
+            access=patient_access(world.nurse, world.patient),
             to_user=world.pharmacist,
             due_at=timezone.now() + dt.timedelta(hours=4),
             situation="Fell",
@@ -183,7 +183,7 @@ def test_handoff_to_someone_off_the_team_is_refused(world):
     with pytest.raises(ValidationError, match="not on this patient's care team"):
         team_services.handoff_create(
             by=world.nurse,
-            patient=world.patient,
+            access=patient_access(world.nurse, world.patient),
             to_user=world.outsider,
             due_at=timezone.now(),
             situation="s",
@@ -200,7 +200,7 @@ def test_discipline_queue_first_acceptance_wins(world):
     )
     handoff = team_services.handoff_create(
         by=world.nurse,
-        patient=world.patient,
+        access=patient_access(world.nurse, world.patient),
         to_discipline=f.discipline("pharmacy"),
         due_at=timezone.now() + dt.timedelta(hours=2),
         situation="s",
@@ -208,9 +208,13 @@ def test_discipline_queue_first_acceptance_wins(world):
         assessment="a",
         recommendation="r",
     )
-    team_services.handoff_accept(handoff=handoff, by=world.pharmacist)
+    team_services.handoff_accept(
+        access=patient_access(world.pharmacist, handoff.patient), handoff=handoff, by=world.pharmacist
+    )
     with pytest.raises(ValidationError, match="already accepted by"):
-        team_services.handoff_accept(handoff=handoff, by=second_pharmacist)
+        team_services.handoff_accept(
+            access=patient_access(second_pharmacist, handoff.patient), handoff=handoff, by=second_pharmacist
+        )
     handoff.refresh_from_db()
     assert handoff.accepted_by == world.pharmacist and handoff.acknowledged_at is not None
 
@@ -218,7 +222,7 @@ def test_discipline_queue_first_acceptance_wins(world):
 def test_illegal_handoff_transition_is_refused(world):
     handoff = team_services.handoff_create(
         by=world.nurse,
-        patient=world.patient,
+        access=patient_access(world.nurse, world.patient),
         to_user=world.pharmacist,
         due_at=timezone.now(),
         situation="s",
@@ -227,7 +231,12 @@ def test_illegal_handoff_transition_is_refused(world):
         recommendation="r",
     )
     with pytest.raises(ValidationError, match="Cannot change status from 'requested' to 'completed'"):
-        team_services.handoff_set_status(handoff=handoff, by=world.pharmacist, status="completed")
+        team_services.handoff_set_status(
+            access=patient_access(world.pharmacist, handoff.patient),
+            handoff=handoff,
+            by=world.pharmacist,
+            status="completed",
+        )
     handoff.refresh_from_db()
     assert handoff.status == "requested"
 

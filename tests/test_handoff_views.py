@@ -12,6 +12,7 @@ from django.utils import timezone
 from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.models import Handoff, Notification, NotificationKind
+from careteam.permissions import patient_access
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -38,9 +39,10 @@ def _answer(client, url, handoff, data):
 
 
 def _handoff(world, *, to_user=None, to_discipline=None, due_in_hours=6, **kwargs):
+    by = kwargs.pop("from_user", world.lead)
     return handoff_services.handoff_create(
-        by=kwargs.pop("from_user", world.lead),
-        patient=world.patient,
+        access=patient_access(by, world.patient),
+        by=by,
         to_user=to_user,
         to_discipline=to_discipline,
         due_at=timezone.now() + dt.timedelta(hours=due_in_hours),
@@ -295,11 +297,15 @@ def test_case_manager_sees_all_open_handoffs_of_their_patients_with_overdue_mark
     late = _handoff(world, to_user=world.nurse, due_in_hours=-2)
     open_ = _handoff(world, to_discipline=f.discipline("pharmacy"))
     done = _handoff(world, to_user=world.nurse)
-    handoff_services.handoff_accept(handoff=done, by=world.nurse)
-    handoff_services.handoff_set_status(handoff=done, by=world.nurse, status="completed")
+    handoff_services.handoff_accept(
+        access=patient_access(world.nurse, done.patient), handoff=done, by=world.nurse
+    )
+    handoff_services.handoff_set_status(
+        access=patient_access(world.nurse, done.patient), handoff=done, by=world.nurse, status="completed"
+    )
     other = handoff_services.handoff_create(
         by=world.other_team_nurse,
-        patient=world.other_patient,
+        access=patient_access(world.other_team_nurse, world.other_patient),
         to_discipline=f.discipline("nursing"),
         due_at=timezone.now() + dt.timedelta(hours=1),
         situation="s",
@@ -337,3 +343,23 @@ def test_empty_handoff_form_post_answers_with_every_required_field(client, world
     for name in ("situation", "background", "assessment", "recommendation", "due_at", "to_user"):
         assert f'id="{name}-error"' in html
     assert not Handoff.objects.exists()
+
+
+def test_answering_a_handoff_through_access_to_another_patient_changes_nothing(world):
+    """The services take the caller's access: a handoff of another patient is missing
+    there, whatever the caller may do on the patient they hold access to."""
+    handoff = _handoff(world, to_user=world.nurse)
+    elsewhere = patient_access(world.nurse, world.other_patient)
+    for answer in (
+        lambda: handoff_services.handoff_accept(access=elsewhere, by=world.nurse, handoff=handoff),
+        lambda: handoff_services.handoff_reject(
+            access=elsewhere, by=world.nurse, handoff=handoff, reason="No"
+        ),
+        lambda: handoff_services.handoff_set_status(
+            access=elsewhere, by=world.nurse, handoff=handoff, status="cancelled"
+        ),
+    ):
+        with pytest.raises(Handoff.DoesNotExist):
+            answer()
+    handoff.refresh_from_db()
+    assert (handoff.status, handoff.version) == ("requested", 1)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from careteam import handoffs
 from careteam.models import Notification, NotificationKind
+from careteam.permissions import patient_access
 from careteam.templatetags.overdue import overdue_text
 from tests import factories as f
 
@@ -18,7 +19,6 @@ from tests import factories as f
 def _handoff(world, **kw):
     defaults = dict(
         by=world.case_manager,
-        patient=world.patient,
         to_user=world.nurse,
         due_at=timezone.now() - dt.timedelta(days=2, hours=1),
         situation="Needs rides to clinic",
@@ -27,7 +27,7 @@ def _handoff(world, **kw):
         recommendation="r",
     )
     defaults.update(kw)
-    return handoffs.handoff_create(**defaults)
+    return handoffs.handoff_create(access=patient_access(defaults["by"], world.patient), **defaults)
 
 
 def test_overdue_text_counts_days_and_says_due_today():
@@ -90,7 +90,7 @@ def test_my_work_query_count_does_not_grow_with_rows(client, world, django_asser
 def test_accepting_tells_the_sender_and_reads_the_new_handoff_notice(world):
     h = _handoff(world)
     received = Notification.objects.get(recipient=world.nurse, kind=NotificationKind.HANDOFF_RECEIVED)
-    handoffs.handoff_accept(handoff=h, by=world.nurse)
+    handoffs.handoff_accept(access=patient_access(world.nurse, h.patient), handoff=h, by=world.nurse)
     received.refresh_from_db()
     assert received.read_at is not None
     n = Notification.objects.get(recipient=world.case_manager, kind=NotificationKind.HANDOFF_ACCEPTED)
@@ -99,7 +99,12 @@ def test_accepting_tells_the_sender_and_reads_the_new_handoff_notice(world):
 
 def test_rejection_reason_reaches_the_sender(world):
     h = _handoff(world)
-    handoffs.handoff_reject(handoff=h, by=world.nurse, reason="Not my patient today")
+    handoffs.handoff_reject(
+        access=patient_access(world.nurse, h.patient),
+        handoff=h,
+        by=world.nurse,
+        reason="Not my patient today",
+    )
     n = Notification.objects.get(recipient=world.case_manager, kind=NotificationKind.HANDOFF_REJECTED)
     assert n.title.endswith("Not my patient today")
 

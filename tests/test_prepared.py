@@ -12,6 +12,7 @@ from django.utils import timezone
 from careteam import handoffs
 from careteam import services as team_services
 from careteam.models import EmergencyAccess, Handoff, Notification, NotificationKind
+from careteam.permissions import patient_access
 from careteam.prepared import PREPARED, PreparedQuery, PreparedQueryError
 from tests import factories as f
 from workspace import selectors as workspace_selectors
@@ -35,7 +36,7 @@ def busy_world(world):
     for to_user in (world.nurse, world.pharmacist, None):
         handoffs.handoff_create(
             by=world.case_manager,
-            patient=world.patient,
+            access=patient_access(world.case_manager, world.patient),
             to_user=to_user,
             to_discipline=None if to_user else nursing,
             due_at=timezone.now() + dt.timedelta(hours=3),

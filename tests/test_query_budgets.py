@@ -219,7 +219,7 @@ def _fill_my_work(world, n: int) -> None:
         f.ActivityFactory(care_plan=plan, assigned_to=cm, due_date=today)
         handoffs.handoff_create(
             by=cm,
-            patient=patient,
+            access=patient_access(cm, patient),
             to_user=None,
             to_discipline=f.discipline("case-management"),
             due_at=timezone.now() + dt.timedelta(hours=2),
@@ -329,7 +329,7 @@ def test_open_handoffs_page_by_page_in_the_same_queries(
     made = [
         handoff_services.handoff_create(
             by=world.nurse,
-            patient=world.patient,
+            access=patient_access(world.nurse, world.patient),
             to_discipline=f.discipline("pharmacy"),
             due_at=timezone.now() + dt.timedelta(hours=1),
             situation=f"s{i}",

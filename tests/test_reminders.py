@@ -17,6 +17,7 @@ from careteam import handoffs as handoff_services
 from careteam import services as team_services
 from careteam.models import Handoff, Notification, NotificationKind
 from careteam.notifications import notification_email_send, notifications_for
+from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
 from tests import factories as f
 
@@ -33,7 +34,7 @@ def _thresholds(settings):
 def _handoff(world, *, to_user=None, to_discipline=None, age_minutes=45, due_in_minutes=600, status=None):
     h = handoff_services.handoff_create(
         by=world.lead,
-        patient=world.patient,
+        access=patient_access(world.lead, world.patient),
         to_user=to_user,
         to_discipline=to_discipline,
         due_at=timezone.now() + dt.timedelta(minutes=due_in_minutes),
@@ -71,7 +72,7 @@ def test_handoff_younger_than_threshold_gets_no_reminder(world):
 
 def test_accepted_handoff_gets_no_acknowledgement_reminder(world):
     h = _handoff(world, to_user=world.nurse, age_minutes=45)
-    handoff_services.handoff_accept(handoff=h, by=world.nurse)
+    handoff_services.handoff_accept(access=patient_access(world.nurse, h.patient), handoff=h, by=world.nurse)
     reminders_sweep()
     assert not _reminders(NotificationKind.HANDOFF_UNACKNOWLEDGED).exists()
 
@@ -172,7 +173,7 @@ def test_overdue_queue_handoff_tells_every_member_of_the_discipline_once(world):
 def test_answering_a_handoff_marks_its_overdue_reminder_read(world):
     h = _handoff(world, to_user=world.nurse, age_minutes=5, due_in_minutes=-10)
     reminders_sweep()
-    handoff_services.handoff_accept(handoff=h, by=world.nurse)
+    handoff_services.handoff_accept(access=patient_access(world.nurse, h.patient), handoff=h, by=world.nurse)
     assert _reminders(NotificationKind.HANDOFF_OVERDUE_RECEIVER).get().read_at is not None
 
 

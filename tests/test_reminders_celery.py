@@ -23,6 +23,7 @@ from django.utils import timezone
 from careteam import handoffs as handoff_services
 from careteam import publisher
 from careteam.models import Handoff, Notification, NotificationKind
+from careteam.permissions import patient_access
 from careteam.reminders import reminders_sweep
 from careteam.tasks import reminders_sweep as reminders_sweep_task
 from config.celery import app
@@ -154,7 +155,7 @@ def _due_handoffs(world, n: int) -> list[Handoff]:
     for i in range(n):
         h = handoff_services.handoff_create(
             by=world.lead,
-            patient=world.patient,
+            access=patient_access(world.lead, world.patient),
             to_user=world.nurse,
             due_at=timezone.now() + dt.timedelta(days=1),
             situation=f"Situation {i}",

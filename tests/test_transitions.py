@@ -541,7 +541,7 @@ def test_transition_page_queries_do_not_grow_with_handoffs(world, django_assert_
         for step in TransitionStep.objects.filter(transition=transition)[:n]:
             handoffs.handoff_create(
                 by=world.case_manager,
-                patient=world.patient,
+                access=patient_access(world.case_manager, world.patient),
                 to_user=world.nurse,
                 activity=step.activity,
                 kind="transition",

@@ -258,7 +258,7 @@ def membership_end(world) -> Case:
 def handoff_answer(world) -> Case:
     h = handoff_services.handoff_create(
         by=world.lead,
-        patient=world.patient,
+        access=patient_access(world.lead, world.patient),
         to_user=world.nurse,
         situation="Discharged home today",
         background="CHF admission",

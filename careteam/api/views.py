@@ -157,9 +157,9 @@ class HandoffViewSet(PatientDataViewSet):
 
     def perform_service_create(self, data: dict):
         patient = data.pop("patient")
-        access_patient_by_id(self.request.user, patient.pk, for_write=True)
+        access = access_patient_by_id(self.request.user, patient.pk, for_write=True)
         return handoff_services.handoff_create(
-            by=self.request.user, patient=patient, request=self.request, **data
+            access=access, by=self.request.user, request=self.request, **data
         )
 
     def check_can_change(self, access: PatientAccess, obj) -> None:
@@ -169,8 +169,9 @@ class HandoffViewSet(PatientDataViewSet):
         # the handoff services take no version: check it under the same row lock
         lock_for_update(obj, version)
         return handoff_services.handoff_set_status(
-            handoff=obj,
+            access=access,
             by=self.request.user,
+            handoff=obj,
             status=data["status"],
             reason=data.get("reason", ""),
             request=self.request,

@@ -482,7 +482,7 @@ class Command(BaseCommand):
         for h in spec["handoffs"]:
             handoff = team_services.handoff_create(
                 by=users[h["frm"]],
-                patient=patient,
+                access=patient_access(users[h["frm"]], patient),
                 care_plan=plan,
                 kind=h.get("kind", "patient"),
                 to_user=users.get(h.get("to_user", "")),

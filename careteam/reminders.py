@@ -25,7 +25,7 @@ Why it is built this way:
   tests/test_access_sql_agrees.py holds equal to `team_member_q`. The email task checks
   again when it sends.
 - Each app registers its own rules (`register_rule`, from its AppConfig.ready: care plans,
-  referrals, visits, the portal); a rule's own parameters travel with it (`Rule.params`).
+  referrals, transitions, visits, the portal); a rule's own parameters travel with it (`Rule.params`).
 - Emails are enqueued after commit by a background publisher thread, so no request or
   sweep waits on Redis; if Redis is down or hung the failure is logged, the notification
   stays unsent (the row is the outbox), and the sweep enqueues it again after a grace period.
@@ -60,9 +60,6 @@ logger = logging.getLogger(__name__)
 REQUEUE_LIMIT = 20_000
 
 # how a message is published (on the background publisher thread, careteam/publisher.py)
-
-# the debrief window after a discharge (transitions.models.DEBRIEF_FROM_DAYS / _UNTIL_DAYS)
-DEBRIEF_FROM_DAYS, DEBRIEF_UNTIL_DAYS = 7, 30
 
 
 # ---------------------------------------------------------------------------
@@ -112,14 +109,6 @@ CASE_MANAGER = f"""
 # a huddle's reminder: HUDDLE_REMINDER_MINUTES before its deadline, or halfway between its
 # start and its deadline when that is later (a deadline set close)
 _HUDDLE_DUE = "GREATEST(h.deadline - %(huddle_soon)s, h.started_at + (h.deadline - h.started_at) / 2)"
-
-# The referrer is reminded of a referral without reply after the service's expected
-# response days; a service that answers for itself (partner staff, so not tracked by the
-# referrer) is reminded first, and the referrer PARTNER_REFERRER_REMINDER_DAYS later.
-_REFERRAL_DUE = (
-    "r.sent_at + (s.expected_response_days"
-    " + CASE WHEN r.tracked_by_referrer THEN 0 ELSE %(partner_grace)s END) * interval '1 day'"
-)
 
 
 @dataclass(frozen=True)
@@ -218,42 +207,6 @@ RULES: tuple[Rule, ...] = (
             "h.status = ANY(%(handoff_open)s) AND h.due_at <= %(now)s",
         ),
         recipients_sql="SELECT d.*, d.from_user_id AS recipient_id FROM d",
-    ),
-    Rule(
-        kind=NotificationKind.REFERRAL_NO_RESPONSE,
-        due_moment=_REFERRAL_DUE,
-        object_type="referrals.referral",
-        lock="r",
-        due_sql=f"""
-            SELECT r.id AS object_id, r.patient_id, r.referred_by_id,
-                   {_REFERRAL_DUE} AS due_moment,
-                   'Referral to ''' || s.name || ''' has had no reply for ' || {days("extract(day FROM %(now)s - r.sent_at)::int")} || ' (' || {PATIENT_NAME} || ')' AS title,
-                   '' AS url, NULL::bigint AS sensitivity_id
-            FROM referrals_referral r
-            JOIN referrals_service s ON s.id = r.service_id
-            JOIN patients_patient pt ON pt.id = r.patient_id
-            WHERE r.status = 'requested' AND r.responded_at IS NULL AND r.sent_at IS NOT NULL
-              AND {_REFERRAL_DUE} <= %(now)s""",
-        recipients_sql="SELECT d.*, d.referred_by_id AS recipient_id FROM d",
-    ),
-    Rule(
-        kind=NotificationKind.DEBRIEF_DUE,
-        due_moment="t.occurred_at + %(debrief_from)s",
-        object_type="transitions.transition",
-        lock="t",
-        # The care-transitions app's debrief: 7 days after a discharge, while it is not
-        # recorded and at most 30 days after; the case manager is prompted once (the due
-        # moment is the discharge's, so the unique key holds it to one row).
-        due_sql=f"""
-            SELECT t.id AS object_id, t.patient_id,
-                   t.occurred_at + %(debrief_from)s AS due_moment,
-                   'Debrief the discharge of ' || to_char(t.occurred_at AT TIME ZONE %(tz)s, 'DD Mon YYYY') || ' with the team (' || {PATIENT_NAME} || ')' AS title,
-                   '/transitions/' || t.id || '/debrief/' AS url, NULL::bigint AS sensitivity_id
-            FROM transitions_transition t JOIN patients_patient pt ON pt.id = t.patient_id
-            WHERE t.kind = 'discharge' AND t.status = 'finished'
-              AND t.occurred_at + %(debrief_from)s <= %(now)s AND t.occurred_at + %(debrief_until)s >= %(now)s
-              AND NOT EXISTS (SELECT 1 FROM transitions_debrief db WHERE db.transition_id = t.id)""",
-        recipients_sql=CASE_MANAGER,
     ),
     Rule(
         kind=NotificationKind.HUDDLE_ANSWER_DUE,
@@ -376,8 +329,6 @@ def reminders_sweep(*, now: dt.datetime | None = None, send_emails: bool = True)
         "ack": dt.timedelta(minutes=settings.HANDOFF_ACK_REMINDER_MINUTES),
         "soon": dt.timedelta(minutes=settings.HANDOFF_DUE_SOON_MINUTES),
         "handoff_open": list(HANDOFF_OPEN_STATUSES),
-        "debrief_from": dt.timedelta(days=DEBRIEF_FROM_DAYS),
-        "debrief_until": dt.timedelta(days=DEBRIEF_UNTIL_DAYS),
         "visit_soon": dt.timedelta(hours=settings.VISIT_REMINDER_HOURS),
         "huddle_soon": dt.timedelta(minutes=settings.HUDDLE_REMINDER_MINUTES),
         "auth_expiry": dt.timedelta(days=settings.AUTHORISATION_EXPIRY_WARNING_DAYS),

@@ -20,3 +20,10 @@ class TransitionsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_defaults, sender=self)
+        # the reminder sweep's rule for a discharge's debrief
+        from careteam import reminders
+
+        from . import reminder_rules
+
+        for rule in reminder_rules.RULES:
+            reminders.register_rule(rule)

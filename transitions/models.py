@@ -16,14 +16,12 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from careplans.models import TEXT_MAX_LENGTH, limited_text
-from careteam import reminders
 from careteam.concurrency import Versioned
 
 READMISSION_DAYS = 30
 # the debrief is due this many days after a discharge and prompted until the last day
-# (the reminder sweep's rule holds the numbers)
-DEBRIEF_FROM_DAYS = reminders.DEBRIEF_FROM_DAYS
-DEBRIEF_UNTIL_DAYS = reminders.DEBRIEF_UNTIL_DAYS
+# (transitions/reminder_rules.py reminds the case manager)
+DEBRIEF_FROM_DAYS, DEBRIEF_UNTIL_DAYS = 7, 30
 
 
 # ---------------------------------------------------------------------------

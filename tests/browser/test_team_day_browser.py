@@ -59,7 +59,7 @@ def test_enrol_consent_refer_and_a_handoff_loop(new_page, live_server, clinic):
     page.get_by_label("Given by").fill("patient")
     page.get_by_label("How it was given").select_option("verbal")
     page.get_by_role("button", name="Record consent").click()
-    expect(page.get_by_text("In force")).to_be_visible()
+    expect(page.get_by_text("In force", exact=True)).to_be_visible()
     assert Consent.objects.filter(patient=patient, scope="referral").exists()
     screenshot(page, "consents")
 

@@ -250,6 +250,11 @@ class Visit(Versioned):
             models.CheckConstraint(condition=Q(status__in=VisitStatus.values), name="visit_status_valid"),
             models.CheckConstraint(condition=Q(visit_type__in=VisitType.values), name="visit_type_valid"),
             models.CheckConstraint(condition=Q(end__gt=F("start")), name="visit_end_after_start"),
+            # bounded, so an overlap search may start VISIT_MAX_MINUTES before the visit
+            models.CheckConstraint(
+                condition=Q(end__lte=F("start") + dt.timedelta(minutes=VISIT_MAX_MINUTES)),
+                name="visit_duration_bounded",
+            ),
             models.CheckConstraint(
                 condition=Q(clinician__isnull=False) | ~Q(provider_name=""), name="visit_has_someone"
             ),

@@ -34,6 +34,7 @@ from careteam.prepared import PreparedQuery
 from referrals.models import Referral
 
 from .models import (
+    VISIT_MAX_MINUTES,
     VISIT_OPEN_STATUSES,
     Authorisation,
     RuleFiring,
@@ -287,6 +288,9 @@ def team_day(
     overlapping = visits.filter(
         clinician_id=OuterRef("clinician_id"),
         status__in=VISIT_OPEN_STATUSES,
+        # no visit lasts longer (constraint visit_duration_bounded): the clinician's index
+        # is read over that window, not over every earlier visit
+        start__gt=OuterRef("start") - dt.timedelta(minutes=VISIT_MAX_MINUTES),
         start__lt=OuterRef("end"),
         end__gt=OuterRef("start"),
     ).exclude(pk=OuterRef("pk"))

@@ -313,7 +313,7 @@ def item_update(
     else:
         access.require_edit(item)
     fresh = lock_for_update(item, expected_version)
-    m2m = {k: changes.pop(k) for k in ("goals", "needs") if k in changes}
+    m2m = {k: [*changes.pop(k), *hidden_links(fresh, access, k)] for k in ("goals", "needs") if k in changes}
     status_field, machine = STATUS_MACHINES[model]
     if status_field in changes:
         check_transition(machine, getattr(fresh, status_field), changes[status_field], label=status_field)
@@ -352,6 +352,13 @@ def item_update(
         detail="changed: " + ", ".join(changed + list(m2m)) + (f"; {change_reason}" if change_reason else ""),
     )
     return fresh
+
+
+def hidden_links(item, access: PatientAccess, name: str) -> list:
+    """The goals or needs linked to `item` that the caller may not see. A new list of
+    links replaces only what the caller can see: these stay linked."""
+    related = getattr(item, name)
+    return list(related.exclude(access.sensitivity_q() if name == "needs" else access.goal_q()))
 
 
 def access_denied(message: str):

@@ -261,18 +261,17 @@ def _edit(request: HttpRequest, kind: Kind, pk: int) -> HttpResponse:
 
 
 def _link_changes(item, access: PatientAccess, changes: dict) -> dict:
-    """Keep links the user cannot see (a sensitive need they may not view) and leave out
-    link lists that did not change, so a save touches only what the user changed."""
+    """Leave out link lists that did not change, so a save touches only what the user
+    changed (the form always sends them). Links the user cannot see are kept by
+    item_update."""
     for name in ("goals", "needs"):
         if name not in changes:
             continue
-        related = getattr(item, name)
-        hidden = list(related.exclude(access.sensitivity_q() if name == "needs" else access.goal_q()))
-        wanted = {obj.pk: obj for obj in [*changes[name], *hidden]}
-        if set(wanted) == set(related.values_list("pk", flat=True)):
+        wanted = {obj.pk for obj in changes[name]} | {
+            obj.pk for obj in services.hidden_links(item, access, name)
+        }
+        if wanted == set(getattr(item, name).values_list("pk", flat=True)):
             del changes[name]
-        else:
-            changes[name] = list(wanted.values())
     return changes
 
 

@@ -45,11 +45,7 @@ class PlanItemViewSet(PatientDataViewSet):
         )
 
     def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
-        if "needs" in data:
-            # a new list of linked needs replaces only those the caller can see: links to
-            # sensitive needs hidden from them stay
-            hidden = Need.objects.filter(activities=obj).exclude(access.sensitivity_q())
-            data["needs"] = [*data["needs"], *hidden]
+        # a new list of linked needs replaces only those the caller can see (item_update)
         return plan_services.item_update(
             access=access,
             item=obj,
@@ -84,15 +80,7 @@ class CarePlanViewSet(PatientDataViewSet):
     def check_can_change(self, access: PatientAccess, obj) -> None:
         access.require_edit()
 
-    def perform_service_update(self, access: PatientAccess, obj, data: dict, version: int):
-        return plan_services.item_update(
-            access=access,
-            item=obj,
-            by=self.request.user,
-            changes=data,
-            expected_version=version,
-            request=self.request,
-        )
+    perform_service_update = PlanItemViewSet.perform_service_update
 
 
 @documented(s.GoalSerializer, s.GoalCreateSerializer, s.GoalUpdateSerializer)
